@@ -1,0 +1,147 @@
+"""Capability probe, device parsing, synchronisation and memory statistics.
+
+Everything that asks "can this machine do X?" lives here, so suites and the plugin never
+test ``torch.cuda.is_available()`` themselves.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import re
+
+import torch
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp64": torch.float64}
+_DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Capabilities:
+    cuda: bool
+    cuda_device_count: int
+    cuda_names: tuple[str, ...]
+    cuda_bf16: bool
+    distributed: bool
+    backends: tuple[str, ...]  # distributed backends this build offers: gloo, nccl, ...
+    cpu_threads: int
+
+    def device_reason(self, device: str) -> str | None:
+        """Why ``device`` cannot run here, or None when it can."""
+        if device == "cpu":
+            return None
+        if not self.cuda:
+            return "CUDA is not available on this machine (torch.cuda.is_available() is False)"
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= self.cuda_device_count:
+            return f"{device} requested but only {self.cuda_device_count} CUDA device(s) are present"
+        return None
+
+    def dtype_reason(self, device: str, dtype: str) -> str | None:
+        """Why ``dtype`` cannot run on ``device`` here, or None when it can."""
+        reason = self.device_reason(device)
+        if reason:
+            return reason
+        if dtype not in DTYPES:
+            return f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}"
+        if device.startswith("cuda") and dtype == "bf16" and not self.cuda_bf16:
+            return "this GPU has no bf16 support (compute capability < 8.0)"
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def probe() -> Capabilities:
+    cuda = torch.cuda.is_available()
+    count = torch.cuda.device_count() if cuda else 0
+    names = tuple(torch.cuda.get_device_name(i) for i in range(count))
+    bf16 = bool(cuda and torch.cuda.is_bf16_supported())
+    dist_ok = torch.distributed.is_available()
+    backends = []
+    if dist_ok:
+        if torch.distributed.is_gloo_available():
+            backends.append("gloo")
+        if torch.distributed.is_nccl_available() and cuda:
+            backends.append("nccl")
+    return Capabilities(cuda, count, names, bf16, dist_ok, tuple(backends), torch.get_num_threads())
+
+
+def parse_devices(text: str) -> list[str]:
+    """Parse ``--bench-device``: a comma list of cpu, cuda, cuda:N. Raises ValueError."""
+    devices = [d.strip() for d in text.split(",") if d.strip()]
+    if not devices:
+        raise ValueError("--bench-device is empty; valid: cpu, cuda, cuda:N (comma separated)")
+    for d in devices:
+        if not _DEVICE_RE.match(d):
+            raise ValueError(f"--bench-device: unknown device {d!r}; valid: cpu, cuda, cuda:N (comma separated)")
+    return list(dict.fromkeys("cuda:0" if d == "cuda" else d for d in devices))
+
+
+def default_devices() -> list[str]:
+    """Every device that could matter: cpu plus each CUDA device present (cuda:0 when none,
+    so the report says why CUDA rows are missing instead of silently omitting them)."""
+    caps = probe()
+    return ["cpu"] + [f"cuda:{i}" for i in range(max(caps.cuda_device_count, 1))]
+
+
+def synchronize(device: str | torch.device) -> None:
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def reset_peak_memory(device: str | torch.device) -> None:
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    else:
+        _reset_rss_high_water_mark()
+
+
+def peak_memory_mib(device: str | torch.device) -> float | None:
+    """CUDA: max allocated since the last reset. CPU: peak RSS (VmHWM) since the last reset
+    of the high-water mark, or None where the kernel does not let us reset it."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.cuda.max_memory_allocated(dev) / 2**20
+    return _rss_high_water_mark_mib() if _HWM_RESETTABLE[0] else None
+
+
+_HWM_RESETTABLE = [False]
+
+
+def _reset_rss_high_water_mark() -> None:
+    # Writing "5" to clear_refs resets VmHWM to the current RSS (Linux >= 4.0). Without it
+    # VmHWM is the lifetime maximum and would blame every case for the largest one before it.
+    try:
+        with open(f"/proc/{os.getpid()}/clear_refs", "w") as fh:
+            fh.write("5")
+        _HWM_RESETTABLE[0] = True
+    except OSError:
+        _HWM_RESETTABLE[0] = False
+
+
+def _rss_high_water_mark_mib() -> float | None:
+    try:
+        with open(f"/proc/{os.getpid()}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, (RuntimeError, MemoryError)) and (
+        isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
+    )
+
+
+def release_memory(device: str | torch.device) -> None:
+    import gc
+
+    gc.collect()
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()

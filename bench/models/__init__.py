@@ -1,0 +1,1 @@
+"""Model zoo: one small module per model, each registered in bench.registry."""

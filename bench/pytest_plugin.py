@@ -1,0 +1,277 @@
+"""bench's pytest plugin: options, profiles, capability skips, rows and the report.
+
+Loaded by the repository's conftest.py (``pytest_plugins = ["bench.pytest_plugin"]``).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench import settings as bench_settings
+from bench.devices import parse_devices, probe
+from bench.profiles import PROFILES
+from bench.results import Row
+
+ROW_KEY = pytest.StashKey[Row]()
+STATE_KEY = pytest.StashKey["RunState"]()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("bench", "torch-hf-bench")
+    group.addoption("--bench-profile", choices=tuple(PROFILES), default="standard",
+                    help="how much to run: smoke (CI), standard (default), full (nightly GPU)")
+    group.addoption("--bench-device", default=None, metavar="LIST",
+                    help="comma list of cpu, cuda, cuda:N (default: cpu and every CUDA device)")
+    group.addoption("--bench-plugin", action="append", default=[], metavar="MODULE",
+                    help="module (or .py file) that registers user ops and models; repeatable")
+    group.addoption("--hf-model", default=None, metavar="PATH_OR_ID",
+                    help="Hugging Face model folder or hub id for the Trainer suite (default: packaged MiniLM)")
+    group.addoption("--hf-dataset", default=None, metavar="NAME_OR_PATH",
+                    help="datasets name or local csv/json/parquet with text and label columns")
+    group.addoption("--bench-report-dir", default=None, metavar="DIR",
+                    help="where reports go (default: <rootdir>/reports)")
+
+
+def _looks_like_path(value: str) -> bool:
+    return value.startswith(("/", "./", "../", "~"))
+
+
+def _load_plugin(spec: str) -> None:
+    """Import a user plugin by module name or .py path; raise UsageError when it fails."""
+    try:
+        if spec.endswith(".py"):
+            path = Path(spec).expanduser()
+            if not path.is_file():
+                raise FileNotFoundError(f"no such file {path}")
+            mod_spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(mod_spec)
+            sys.modules[path.stem] = module
+            mod_spec.loader.exec_module(module)
+        else:
+            importlib.import_module(spec)
+    except Exception as exc:  # any error in the user's module is a usage error naming it
+        raise pytest.UsageError(
+            f"--bench-plugin {spec!r} could not be imported: {type(exc).__name__}: {exc}. "
+            "Valid: an importable module name (e.g. examples.my_ops_plugin) or a path to a .py file."
+        ) from None
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "bench_row(suite, **keys): the report row of this case")
+    config.addinivalue_line("markers", "bench_profile(*names): run only in the named profiles")
+    try:
+        devices = parse_devices(config.getoption("bench_device")) if config.getoption("bench_device") else None
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    for opt in ("hf_model", "hf_dataset"):
+        value = config.getoption(opt)
+        if value and _looks_like_path(value) and not Path(value).expanduser().exists():
+            raise pytest.UsageError(
+                f"--{opt.replace('_', '-')} {value!r}: no such file or folder. Valid: an existing local "
+                "path, or a hub id / datasets name (no leading /, ./ or ../)"
+            )
+    bench_settings.configure(config.getoption("bench_profile"), devices, config.getoption("hf_model"),
+                             config.getoption("hf_dataset"))
+    for spec in config.getoption("bench_plugin"):
+        _load_plugin(spec)
+    report_dir = config.getoption("bench_report_dir")
+    root = Path(report_dir).expanduser() if report_dir else Path(config.rootpath) / "reports"
+    config.stash[STATE_KEY] = RunState(root, config.getoption("bench_profile"))
+
+
+def pytest_report_header(config):
+    s = bench_settings.current()
+    caps = probe()
+    return (f"bench: profile={s.profile.name} devices={','.join(s.devices)} cuda={caps.cuda_device_count} "
+            f"torch_threads={caps.cpu_threads}")
+
+
+def _skip_reason(item) -> str | None:
+    caps = probe()
+    if item.get_closest_marker("cuda") and not caps.cuda:
+        return "needs CUDA: torch.cuda.is_available() is False on this machine"
+    if item.get_closest_marker("multi_gpu") and caps.cuda_device_count < 2:
+        return f"needs 2 or more CUDA devices, found {caps.cuda_device_count}"
+    if item.get_closest_marker("distributed") and not caps.distributed:
+        return "needs torch.distributed, which this torch build lacks"
+    marker = item.get_closest_marker("bench_row")
+    if marker:
+        device, dtype = marker.kwargs.get("device"), marker.kwargs.get("dtype")
+        if device and dtype in ("fp32", "bf16", "fp16", "fp64"):
+            return caps.dtype_reason(device, dtype)
+        if device:
+            return caps.device_reason(device)
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    s = bench_settings.current()
+    keep, drop = [], []
+    for item in items:
+        prof = item.get_closest_marker("bench_profile")
+        if prof and s.profile.name not in prof.args:
+            drop.append(item)
+            continue
+        row = item.get_closest_marker("bench_row")
+        if row and row.kwargs.get("device") and row.kwargs["device"] not in s.devices:
+            drop.append(item)  # a device the user did not ask for
+            continue
+        keep.append(item)
+        reason = _skip_reason(item)
+        if reason:
+            item.add_marker(pytest.mark.skip(reason=reason))
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture
+def bench_row(request) -> Row:
+    """The report row of this case; fill its metrics, or ``.check()`` / ``.end()``."""
+    row = request.node.stash.get(ROW_KEY, None)
+    if row is None:
+        raise pytest.UsageError(f"{request.node.nodeid} uses bench_row but has no bench_row marker: "
+                                "parametrize it with bench.cases.case(...)")
+    return row
+
+
+@pytest.fixture(scope="session")
+def bench_settings_fixture():
+    return bench_settings.current()
+
+
+def pytest_runtest_setup(item):
+    marker = item.get_closest_marker("bench_row")
+    if marker and ROW_KEY not in item.stash:
+        item.stash[ROW_KEY] = Row(test=item.nodeid, **marker.kwargs)
+
+
+def _message(report) -> str:
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return crash.message.strip().splitlines()[0][:500] if crash.message.strip() else "test failed"
+    return str(report.longrepr).strip().splitlines()[-1][:500] if report.longrepr else ""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    marker = item.get_closest_marker("bench_row")
+    if marker is None:
+        return
+    row = item.stash.get(ROW_KEY, None)
+    if row is None:  # skipped at collection: setup never ran
+        row = item.stash[ROW_KEY] = Row(test=item.nodeid, **marker.kwargs)
+    final = report.when == "call" or (report.when == "setup" and not report.passed)
+    if report.when == "teardown" and report.failed and row["status"] in (None, "ok"):
+        row.finalize("failed", "teardown: " + _message(report))
+        final = True
+    if not final:
+        return
+    if report.when == "call":
+        _merge_benchmark(item, row)
+    row.finalize(report.outcome, _message(report) if not report.passed else None)
+    item.config.stash[STATE_KEY].add(row)
+
+
+def _merge_benchmark(item, row: Row) -> None:
+    """Copy pytest-benchmark's raw samples into the row and the row into extra_info, so
+    either file alone rebuilds the report."""
+    from bench.timing import summarize_ms
+
+    fixture = getattr(item, "funcargs", {}).get("benchmark")
+    if fixture is None:
+        return
+    stats = getattr(fixture, "stats", None)
+    if stats is not None and stats.stats.data:
+        for key, value in summarize_ms(list(stats.stats.data)).items():
+            row.setdefault(key, value) if key not in row or row[key] is None else None
+    fixture.extra_info.update({k: v for k, v in row.items() if not isinstance(v, (list, dict)) and k != "test"})
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    from bench.env import fingerprint
+
+    machine_info["bench"] = fingerprint()
+
+
+class RunState:
+    """The rows of this session, flushed to ``reports/<run-id>/results.json`` after every
+    case, so an interrupted run still leaves what it finished."""
+
+    def __init__(self, root: Path, profile: str):
+        self.root = root
+        self.profile = profile
+        self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{profile}-{os.getpid()}"
+        self.rows: list[Row] = []
+        self.notes: list[str] = []
+        self._fingerprint = None
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / self.run_id
+
+    def fingerprint(self) -> dict:
+        if self._fingerprint is None:
+            from bench.env import fingerprint
+
+            self._fingerprint = fingerprint()
+        return self._fingerprint
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+        self.write(complete=False)
+
+    def results(self, complete: bool, benchmarks: dict | None = None) -> dict:
+        data = dict(benchmarks or {"machine_info": {"bench": self.fingerprint()}, "benchmarks": []})
+        data["bench_rows"] = [dict(r) for r in self.rows]
+        data["bench_run"] = {"run_id": self.run_id, "profile": self.profile, "complete": complete,
+                             "notes": self.notes}
+        return data
+
+    def write(self, complete: bool, benchmarks: dict | None = None) -> None:
+        from bench.report.io import atomic_write_json
+
+        atomic_write_json(self.run_dir / "results.json", self.results(complete, benchmarks))
+
+
+def _benchmark_json(config) -> dict | None:
+    bs = getattr(config, "_benchmarksession", None)
+    if bs is None:
+        return None
+    return config.hook.pytest_benchmark_generate_json(
+        config=config, benchmarks=bs.benchmarks, include_data=True, machine_info=bs.get_machine_info(),
+        commit_info=config.hook.pytest_benchmark_generate_commit_info(config=config),
+    )
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    state = config.stash.get(STATE_KEY, None)
+    if state is None or not state.rows:
+        return
+    from bench.report import build_report, publish_latest
+    from bench.report.io import atomic_write_json
+
+    complete = exitstatus not in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
+    data = state.results(complete, _benchmark_json(config))
+    state.write(complete, data)
+    build_report(data, state.run_dir)
+    publish_latest(state.run_dir)
+    atomic_write_json(state.root / "history" / f"{state.run_id}.json", data)
+    config._bench_report_dir = state.run_dir
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    run_dir = getattr(config, "_bench_report_dir", None)
+    if run_dir:
+        terminalreporter.write_sep("-", f"bench report: {run_dir} (also {run_dir.parent / 'latest'})")

@@ -1,0 +1,80 @@
+"""Atomic writes and reading results files.
+
+A report is never half-written: every file is written to a temporary name in the same
+folder and renamed into place, which is atomic on POSIX file systems.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+class ResultsError(Exception):
+    """A results file that is missing, unreadable or not a results file."""
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _clean(obj: Any) -> Any:
+    """JSON has no NaN/inf: write them as null so every reader can load the file."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def atomic_write_json(path: str | Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(_clean(data), indent=1, default=str, allow_nan=False))
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Make ``dst`` a copy of ``src``; readers see the old or the new folder, never a mix."""
+    tmp = dst.with_name(f".{dst.name}.new")
+    old = dst.with_name(f".{dst.name}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    shutil.rmtree(old, ignore_errors=True)
+    if dst.exists():
+        os.replace(dst, old)
+    os.replace(tmp, dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_results(path: str | Path) -> dict:
+    """Load a results.json or a plain pytest-benchmark JSON file, or raise ResultsError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ResultsError(f"{path}: no such file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path}: cannot read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{path}: not valid JSON (truncated or corrupted?) at line {exc.lineno}: {exc.msg}") from None
+    if not isinstance(data, dict) or not ("benchmarks" in data or "bench_rows" in data):
+        raise ResultsError(f"{path}: not a pytest-benchmark or bench results file (no 'benchmarks' or 'bench_rows')")
+    if not isinstance(data.get("benchmarks", []), list) or not isinstance(data.get("bench_rows", []), list):
+        raise ResultsError(f"{path}: 'benchmarks' and 'bench_rows' must be lists")
+    return data

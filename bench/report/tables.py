@@ -1,0 +1,51 @@
+"""Results -> pandas tables, one per suite."""
+from __future__ import annotations
+
+import pandas as pd
+
+from bench.results import SUITE_COLUMNS
+
+
+def rows_from_results(data: dict) -> list[dict]:
+    """The rows of a results file. A plain pytest-benchmark JSON has no ``bench_rows``:
+    its rows are rebuilt from each benchmark's ``extra_info`` and stats."""
+    if data.get("bench_rows"):
+        return [dict(r) for r in data["bench_rows"]]
+    rows = []
+    for bench in data.get("benchmarks", []):
+        extra = dict(bench.get("extra_info") or {})
+        if "suite" not in extra:
+            continue
+        stats = bench.get("stats") or {}
+        row = {"test": bench.get("fullname"), **extra}
+        if "median" in stats:
+            row.setdefault("median_ms", stats["median"] * 1e3)
+        row.setdefault("status", "ok")
+        rows.append(row)
+    return rows
+
+
+def suite_tables(rows: list[dict]) -> dict[str, pd.DataFrame]:
+    """One DataFrame per suite, contract columns first, list-valued columns dropped."""
+    by_suite: dict[str, list[dict]] = {}
+    for row in rows:
+        by_suite.setdefault(row.get("suite", "other"), []).append(row)
+    tables = {}
+    for suite, suite_rows in by_suite.items():
+        flat = [{k: v for k, v in r.items() if not isinstance(v, (list, dict)) and k != "suite"} for r in suite_rows]
+        df = pd.DataFrame(flat)
+        lead = [c for c in SUITE_COLUMNS.get(suite, ()) if c in df.columns or c in ("status", "reason")]
+        for c in lead:
+            if c not in df.columns:
+                df[c] = None
+        rest = [c for c in df.columns if c not in lead and c != "test"]
+        df = df[lead + rest + (["test"] if "test" in df.columns else [])]
+        tables[suite] = df.reset_index(drop=True)
+    return tables
+
+
+def status_counts(rows: list[dict]) -> pd.DataFrame:
+    if not rows:
+        return pd.DataFrame(columns=["suite", "status", "count"])
+    df = pd.DataFrame([{"suite": r.get("suite"), "status": r.get("status")} for r in rows])
+    return df.groupby(["suite", "status"]).size().reset_index(name="count")

@@ -1,0 +1,163 @@
+"""Device throughput cases: one model x device x precision x phase x batch size.
+
+Correctness first: each case checks its output against an fp64 CPU reference (inference)
+or that the train step's loss is finite and falls, before anything is timed.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Any, Callable
+
+import torch
+
+from bench import devices as dev
+from bench.devices import DTYPES
+from bench.flops import count_flops, measured_peak, vendor_peak_tflops
+from bench.registry import ModelSpec
+from bench.timing import run_benchmark, summarize_ms
+
+# Relative error bound of low-precision inference against the fp64 reference: loose enough
+# for the rounding every implementation shares, tight enough to catch a wrong kernel.
+REL_TOL = {"fp32": 1e-3, "bf16": 8e-2, "fp16": 2e-2}
+
+
+@dataclasses.dataclass
+class PreparedCase:
+    step: Callable[[], Any]
+    samples_per_step: int
+    tokens_per_step: int | None
+    rel_err: float | None
+    check_reason: str | None  # why the correctness check failed, None when it passed
+
+
+def autocast(device: str, dtype: str):
+    if dtype == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=DTYPES[dtype])
+
+
+def _outputs(out: Any) -> torch.Tensor:
+    if hasattr(out, "logits"):
+        return out.logits
+    if isinstance(out, (tuple, list)):
+        return out[0]
+    return out
+
+
+def _to(obj: Any, device: str | None = None, dtype: torch.dtype | None = None) -> Any:
+    """Move tensors (in dicts, tuples) to ``device``; cast floating ones to ``dtype``."""
+    if isinstance(obj, torch.Tensor):
+        if dtype is not None and obj.is_floating_point():
+            obj = obj.to(dtype)
+        return obj.to(device) if device is not None else obj
+    if isinstance(obj, dict):
+        return {k: _to(v, device, dtype) for k, v in obj.items()}
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_to(v, device, dtype) for v in obj)
+    return obj
+
+
+def _count_tokens(inputs: tuple) -> int | None:
+    for arg in inputs:
+        if isinstance(arg, dict) and "attention_mask" in arg:
+            return int(arg["attention_mask"].sum())
+    return None
+
+
+def _call(model, inputs):
+    if len(inputs) == 1 and isinstance(inputs[0], dict):
+        return model(**inputs[0])
+    return model(*inputs)
+
+
+def prepare(spec: ModelSpec, device: str, dtype: str, phase: str, batch_size: int) -> PreparedCase:
+    torch.manual_seed(0)
+    model = spec.build()
+    inputs, target = spec.make_batch(batch_size, "cpu")
+    tokens = _count_tokens(inputs)
+    if phase == "inference":
+        model.eval()
+        with torch.no_grad():
+            ref = _outputs(_call(model.double(), _to(inputs, dtype=torch.float64))).float()
+        model = model.float().to(device)
+        dev_inputs = _to(inputs, device=device)
+        with torch.no_grad(), autocast(device, dtype):
+            out = _outputs(_call(model, dev_inputs)).float().cpu()
+        rel_err = float((out - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
+        reason = None
+        if not torch.isfinite(out).all():
+            reason = "non-finite output"
+        elif rel_err > REL_TOL[dtype]:
+            reason = f"relative error {rel_err:.3g} vs fp64 reference exceeds {REL_TOL[dtype]:g} for {dtype}"
+
+        def step():
+            with torch.no_grad(), autocast(device, dtype):
+                return _call(model, dev_inputs)
+
+        return PreparedCase(step, batch_size, tokens, rel_err, reason)
+
+    model = model.to(device).train()
+    dev_inputs, dev_target = _to(inputs, device=device), target.to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler(torch.device(device).type) if dtype == "fp16" else None
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with autocast(device, dtype):
+            loss = spec.compute_loss(_call(model, dev_inputs), dev_target)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
+        return loss
+
+    losses = [float(step().detach()) for _ in range(3)]
+    reason = None
+    if not all(map(lambda v: v == v and abs(v) != float("inf"), losses)):
+        reason = f"non-finite training loss {losses}"
+    return PreparedCase(step, batch_size, tokens, None, reason)
+
+
+def metrics(case: PreparedCase, device: str, dtype: str, median_ms: float, flops: int) -> dict:
+    seconds = median_ms / 1e3
+    tflops = flops / seconds / 1e12 if flops else None
+    out = {
+        "samples_per_s": case.samples_per_step / seconds,
+        "tokens_per_s": case.tokens_per_step / seconds if case.tokens_per_step else None,
+        "flops_per_step": flops,
+        "tflops": tflops,
+    }
+    peak = measured_peak(device, dtype)
+    out["peak_tflops"] = peak["tflops"]
+    out["pct_of_peak"] = 100 * tflops / peak["tflops"] if tflops else None
+    if torch.device(device).type == "cuda":
+        vendor = vendor_peak_tflops(torch.cuda.get_device_name(torch.device(device)), dtype)
+        out["vendor_peak_tflops"] = vendor
+        out["pct_of_vendor_peak"] = 100 * tflops / vendor if vendor and tflops else None
+    return out
+
+
+def run_case(spec: ModelSpec, c: dict, benchmark, row, budget) -> None:
+    """Check, then time one case into ``row``. An out-of-memory case ends as ``oom`` with
+    its memory released, so the run goes on."""
+    device, dtype = c["device"], c["dtype"]
+    try:
+        case = prepare(spec, device, dtype, c["phase"], c["batch_size"])
+        row["rel_err_vs_fp64"] = case.rel_err
+        row.check(case.check_reason is None, case.check_reason or "")
+        flops = count_flops(case.step)
+        dev.reset_peak_memory(device)
+        samples = run_benchmark(benchmark, case.step, device, budget)
+    except Exception as exc:
+        if not dev.is_oom(exc):
+            raise
+        dev.release_memory(device)
+        row.end("oom", f"out of memory at batch size {c['batch_size']}: {str(exc).splitlines()[0][:200]}")
+    row["peak_mem_mib"] = dev.peak_memory_mib(device)
+    row.update(summarize_ms(samples))
+    row.update(metrics(case, device, dtype, row["median_ms"], flops))
+    row["optimizer"] = "sgd" if c["phase"] == "train" else None

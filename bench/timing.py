@@ -1,0 +1,109 @@
+"""Device-synchronised timing.
+
+pytest-benchmark reads the host clock. On CUDA a kernel launch returns before the kernel
+has run, so every callable handed to the timer here synchronises *inside* the timed call
+(PITFALLS 1); warm-up runs happen before the timer starts (PITFALLS 2).
+"""
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from typing import Any, Callable
+
+import torch
+
+from bench.devices import synchronize
+
+
+def synchronized(fn: Callable[[], Any], device: str | torch.device) -> Callable[[], Any]:
+    """``fn`` followed by a device sync, so host-clock timers see the work itself."""
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return fn
+
+    def call():
+        out = fn()
+        torch.cuda.synchronize(dev)
+        return out
+
+    call.__name__ = getattr(fn, "__name__", "call")
+    return call
+
+
+def warm_up(fn: Callable[[], Any], device: str | torch.device, rounds: int) -> None:
+    for _ in range(rounds):
+        fn()
+    synchronize(device)
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """How many timed rounds a case gets; set by the profile."""
+
+    warmup_rounds: int
+    rounds: int
+
+
+def time_callable(fn: Callable[[], Any], device: str | torch.device, budget: Budget) -> list[float]:
+    """Time ``fn`` outside pytest-benchmark: returns per-call seconds (synchronised)."""
+    call = synchronized(fn, device)
+    warm_up(call, device, budget.warmup_rounds)
+    samples = []
+    for _ in range(budget.rounds):
+        t0 = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - t0)
+    return samples
+
+
+def cuda_event_times(fn: Callable[[], Any], device: str | torch.device, budget: Budget) -> list[float]:
+    """Per-call seconds measured by CUDA events around each call (GPU-side clock)."""
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        raise ValueError(f"CUDA events need a CUDA device, got {device}")
+    warm_up(fn, dev, budget.warmup_rounds)
+    samples = []
+    with torch.cuda.device(dev):
+        for _ in range(budget.rounds):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            samples.append(start.elapsed_time(end) / 1e3)
+    return samples
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """Linear-interpolated percentile, q in [0, 100]."""
+    if not samples:
+        raise ValueError("percentile of no samples")
+    data = sorted(samples)
+    k = (len(data) - 1) * q / 100
+    lo, hi = int(k), min(int(k) + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (k - lo)
+
+
+def summarize_ms(samples_s: list[float]) -> dict[str, float]:
+    """median / p90 / p99 / mean / stddev in milliseconds from per-call seconds."""
+    if not samples_s:
+        return {}
+    ms = [s * 1e3 for s in samples_s]
+    return {
+        "median_ms": statistics.median(ms),
+        "p90_ms": percentile(ms, 90),
+        "p99_ms": percentile(ms, 99),
+        "mean_ms": statistics.fmean(ms),
+        "stddev_ms": statistics.stdev(ms) if len(ms) > 1 else 0.0,
+        "rounds": len(ms),
+    }
+
+
+def run_benchmark(benchmark, fn: Callable[[], Any], device: str | torch.device, budget: Budget) -> list[float]:
+    """Time ``fn`` with pytest-benchmark's fixture, synchronised, warm-up excluded. Returns
+    the raw per-call seconds (empty when benchmarks are disabled)."""
+    call = synchronized(fn, device)
+    benchmark.pedantic(call, rounds=budget.rounds, warmup_rounds=budget.warmup_rounds, iterations=1)
+    stats = getattr(benchmark, "stats", None)
+    return list(stats.stats.data) if stats is not None else []
