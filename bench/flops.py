@@ -56,7 +56,7 @@ def _gemm(device: str, dtype: str, n: int):
 
 
 @functools.lru_cache(maxsize=None)
-def measured_peak(device: str, dtype: str, n: int | None = None, rounds: int = 10) -> dict:
+def measured_peak(device: str, dtype: str, n: int | None = None, rounds: int = 20) -> dict:
     """The measured GEMM roof: an n x n x n matmul timed with the suite's own timing.
     Returns tflops (from the median) and the raw figures."""
     n = n or gemm_size(device)
@@ -68,15 +68,14 @@ def measured_peak(device: str, dtype: str, n: int | None = None, rounds: int = 1
 
 
 def peak_with_reference(device: str, dtype: str, n: int | None = None) -> dict:
-    """The roof, plus torch.utils.benchmark's timing of the same GEMM for comparison."""
-    import torch.utils.benchmark as tub
+    """The roof, plus torch.utils.benchmark's timing of the same GEMM, interleaved with
+    the suite's own, and their ratio."""
+    from bench.timing import interleaved_check
 
     n = n or gemm_size(device)
-    result = dict(measured_peak(device, dtype, n))
     fn, flops = _gemm(device, dtype, n)
-    timer = tub.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
-    ref = timer.blocked_autorange(min_run_time=1.0)
-    result["reference_median_ms"] = ref.median * 1e3
-    result["reference_tflops"] = flops / ref.median / 1e12
-    result["ratio"] = result["median_ms"] / result["reference_median_ms"]
-    return result
+    check = interleaved_check(fn, device)
+    return {"device": device, "dtype": dtype, "n": n, "flops": flops, "median_ms": check["suite_median_ms"],
+            "tflops": flops / (check["suite_median_ms"] / 1e3) / 1e12,
+            "reference_median_ms": check["timer_median_ms"],
+            "reference_tflops": flops / (check["timer_median_ms"] / 1e3) / 1e12, "ratio": check["ratio"]}

@@ -65,6 +65,10 @@ def _load_plugin(spec: str) -> None:
 def pytest_configure(config):
     config.addinivalue_line("markers", "bench_row(suite, **keys): the report row of this case")
     config.addinivalue_line("markers", "bench_profile(*names): run only in the named profiles")
+    for name, text in (("cuda", "needs a CUDA device"), ("multi_gpu", "needs two or more CUDA devices"),
+                       ("distributed", "launches several processes through torch.distributed"),
+                       ("compile", "uses torch.compile"), ("slow", "takes more than a few seconds")):
+        config.addinivalue_line("markers", f"{name}: {text}")
     try:
         devices = parse_devices(config.getoption("bench_device")) if config.getoption("bench_device") else None
     except ValueError as exc:
@@ -177,25 +181,25 @@ def pytest_runtest_makereport(item, call):
         final = True
     if not final:
         return
-    if report.when == "call":
-        _merge_benchmark(item, row)
+    fixture = getattr(item, "funcargs", {}).get("benchmark") if report.when == "call" else None
+    if fixture is not None:
+        _take_samples(fixture, row)
     row.finalize(report.outcome, _message(report) if not report.passed else None)
+    if fixture is not None:  # the row travels in pytest-benchmark's JSON too
+        fixture.extra_info.update({k: v for k, v in row.items() if not isinstance(v, (list, dict)) and k != "test"})
     item.config.stash[STATE_KEY].add(row)
 
 
-def _merge_benchmark(item, row: Row) -> None:
-    """Copy pytest-benchmark's raw samples into the row and the row into extra_info, so
-    either file alone rebuilds the report."""
+def _take_samples(fixture, row: Row) -> None:
+    """Fill the row's timing columns from pytest-benchmark's raw samples, unless the test
+    already recorded them itself."""
     from bench.timing import summarize_ms
 
-    fixture = getattr(item, "funcargs", {}).get("benchmark")
-    if fixture is None:
-        return
     stats = getattr(fixture, "stats", None)
     if stats is not None and stats.stats.data:
         for key, value in summarize_ms(list(stats.stats.data)).items():
-            row.setdefault(key, value) if key not in row or row[key] is None else None
-    fixture.extra_info.update({k: v for k, v in row.items() if not isinstance(v, (list, dict)) and k != "test"})
+            if row.get(key) is None:
+                row[key] = value
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

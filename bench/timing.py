@@ -107,3 +107,22 @@ def run_benchmark(benchmark, fn: Callable[[], Any], device: str | torch.device, 
     benchmark.pedantic(call, rounds=budget.rounds, warmup_rounds=budget.warmup_rounds, iterations=1)
     stats = getattr(benchmark, "stats", None)
     return list(stats.stats.data) if stats is not None else []
+
+
+def interleaved_check(fn: Callable[[], Any], device: str | torch.device, blocks: int = 8,
+                      per_block: int = 5) -> dict[str, float]:
+    """Time ``fn`` with the suite's clock and with ``torch.utils.benchmark.Timer`` in
+    alternating blocks (A B A B ...), so machine noise hits both alike. Returns both medians
+    (ms) and their ratio: a self-check of the suite's clock against PyTorch's."""
+    import torch.utils.benchmark as tub
+
+    call = synchronized(fn, device)
+    warm_up(call, device, 3)
+    timer = tub.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    ours, theirs = [], []
+    for _ in range(blocks):
+        ours += time_callable(fn, device, Budget(warmup_rounds=0, rounds=per_block))
+        # Timer synchronises CUDA itself around its measurement of ``number`` calls.
+        theirs.append(timer.timeit(number=per_block).median)
+    suite_ms, timer_ms = statistics.median(ours) * 1e3, statistics.median(theirs) * 1e3
+    return {"suite_median_ms": suite_ms, "timer_median_ms": timer_ms, "ratio": suite_ms / timer_ms}

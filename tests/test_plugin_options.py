@@ -1,0 +1,42 @@
+"""Option validation: each bad value is a usage error (exit 4) naming the valid choices."""
+import pytest
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--bench-profile=nope"], ["nope", "smoke", "standard", "full"]),
+    (["--bench-device=tpu"], ["tpu", "cpu", "cuda", "cuda:N"]),
+    (["--bench-device=cuda:x"], ["cuda:x", "cpu"]),
+    (["--bench-plugin=no_such_module_xyz"], ["no_such_module_xyz", "ModuleNotFoundError", "importable module"]),
+    (["--bench-plugin=./missing_plugin.py"], ["missing_plugin.py", "no such file"]),
+    (["--hf-model=./no/such/model"], ["./no/such/model", "no such file or folder"]),
+    (["--hf-dataset=/no/such/data.csv"], ["/no/such/data.csv", "no such file or folder"]),
+])
+def test_bad_option_is_usage_error(bench_pytester, args, expected):
+    bench_pytester.makepyfile("def test_x():\n    pass\n")
+    result = bench_pytester.runpytest_subprocess(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    for text in expected:
+        assert text in err, err
+
+
+def test_hub_ids_are_not_checked_as_paths(bench_pytester):
+    bench_pytester.makepyfile("def test_x():\n    pass\n")
+    result = bench_pytester.runpytest_subprocess("--hf-model=bert-base-uncased", "--hf-dataset=imdb")
+    assert result.ret == 0
+
+
+def test_plugin_module_registers_models(bench_pytester):
+    bench_pytester.makepyfile(my_plugin="""
+        import torch
+        from bench.registry import ModelSpec, register_model
+        register_model(ModelSpec(name="user_linear", build=lambda: torch.nn.Linear(4, 2),
+                                 make_batch=lambda b, d: ((torch.randn(b, 4, device=d),), torch.zeros(b, dtype=torch.long, device=d))))
+    """)
+    bench_pytester.makepyfile(test_it="""
+        from bench.registry import models
+        def test_registered():
+            assert "user_linear" in models()
+    """)
+    result = bench_pytester.runpytest_subprocess("--bench-plugin=my_plugin", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
