@@ -33,8 +33,30 @@ class ModelSpec:
         return torch.nn.functional.cross_entropy(logits.float(), target)
 
 
+@dataclasses.dataclass(frozen=True)
+class OpSpec:
+    """A custom op under test. ``make_inputs(params, device, dtype)`` builds its positional
+    arguments from ``params``, one example drawn from ``params_strategy()`` (a hypothesis
+    strategy: shapes, broadcasting) or the fixed ``check_params`` / ``bench_params``."""
+
+    name: str
+    fn: Callable
+    make_inputs: Callable[[Any, str, torch.dtype], tuple]
+    check_params: Any
+    bench_params: Any
+    reference: Callable | None = None        # native composite computing the same thing
+    params_strategy: Callable[[], Any] | None = None
+    edge_params: tuple = ()                  # params of edge inputs in the op's valid domain
+    mutates: tuple[int, ...] = ()
+    forward_ad: bool = True
+    is_custom_op: bool = False               # a torch.library op: opcheck applies
+    description: str = ""
+
+
 _MODELS: dict[str, ModelSpec] = {}
+_OPS: dict[str, OpSpec] = {}
 _BUILTIN_MODEL_MODULES = ("bench.models.mlp",)
+_BUILTIN_OP_MODULES = ("bench.ops.builtin",)
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:
@@ -44,9 +66,28 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
+def register_op(spec: OpSpec) -> OpSpec:
+    if spec.name in _OPS and _OPS[spec.name] is not spec:
+        raise ValueError(f"op {spec.name!r} is already registered")
+    _OPS[spec.name] = spec
+    return spec
+
+
 def _load_builtins() -> None:
-    for mod in _BUILTIN_MODEL_MODULES:
+    for mod in _BUILTIN_MODEL_MODULES + _BUILTIN_OP_MODULES:
         importlib.import_module(mod)
+
+
+def ops() -> dict[str, OpSpec]:
+    _load_builtins()
+    return dict(_OPS)
+
+
+def get_op(name: str) -> OpSpec:
+    all_ops = ops()
+    if name not in all_ops:
+        raise KeyError(f"unknown op {name!r}; registered: {', '.join(sorted(all_ops))}")
+    return all_ops[name]
 
 
 def models() -> dict[str, ModelSpec]:

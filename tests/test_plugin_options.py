@@ -40,3 +40,20 @@ def test_plugin_module_registers_models(bench_pytester):
     """)
     result = bench_pytester.runpytest_subprocess("--bench-plugin=my_plugin", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_example_user_op_plugin_runs_through_the_suite(tmp_path):
+    """The README's "Check your own op" command, as written, on the example plugin."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "suites/test_autograd_ops.py", "--bench-plugin", "examples.my_op_plugin",
+         "-k", "softclip and cpu and not compiles", "--bench-profile=smoke", "--bench-device=cpu",
+         f"--bench-report-dir={tmp_path}", "-p", "no:cacheprovider", "-q"],
+        cwd=root, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    csv = (tmp_path / "latest" / "autograd_ops.csv").read_text()
+    assert "softclip,cpu,fp32,ok" in csv

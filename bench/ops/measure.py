@@ -1,0 +1,55 @@
+"""Forward+backward timing and saved-activation memory of an op vs its native composite."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from bench.devices import DTYPES
+from bench.registry import OpSpec
+from bench.timing import Budget, summarize_ms, time_callable
+
+
+def fwd_bwd_step(fn: Callable, inputs: tuple) -> Callable[[], None]:
+    """One forward and backward of ``fn`` on leaf copies of ``inputs``."""
+    leaves = tuple(x.detach().requires_grad_(x.is_floating_point()) if isinstance(x, torch.Tensor) else x
+                   for x in inputs)
+    with torch.no_grad():
+        grad = torch.ones_like(fn(*leaves))
+
+    def step():
+        for x in leaves:
+            if isinstance(x, torch.Tensor):
+                x.grad = None
+        fn(*leaves).backward(grad)
+
+    return step
+
+
+def saved_tensor_mib(fn: Callable, inputs: tuple) -> float:
+    """MiB of tensors autograd keeps alive between forward and backward (saved for backward),
+    counted with saved_tensors_hooks: the activation memory a recomputing op saves."""
+    total = [0]
+    seen = set()
+
+    def pack(t):
+        key = (t.untyped_storage().data_ptr(), t.dtype, tuple(t.shape))
+        if key not in seen:
+            seen.add(key)
+            total[0] += t.numel() * t.element_size()
+        return t
+
+    leaves = tuple(x.detach().requires_grad_(x.is_floating_point()) if isinstance(x, torch.Tensor) else x
+                   for x in inputs)
+    input_ptrs = {x.untyped_storage().data_ptr() for x in leaves if isinstance(x, torch.Tensor)}
+    with torch.autograd.graph.saved_tensors_hooks(
+            lambda t: pack(t) if t.untyped_storage().data_ptr() not in input_ptrs else t, lambda t: t):
+        fn(*leaves)
+    return total[0] / 2**20
+
+
+def native_timing(spec: OpSpec, device: str, dtype: str, budget: Budget) -> dict:
+    inputs = spec.make_inputs(spec.bench_params, device, DTYPES[dtype])
+    samples = time_callable(fwd_bwd_step(spec.reference, inputs), device, budget)
+    return {"native_median_ms": summarize_ms(samples)["median_ms"],
+            "native_saved_mib": saved_tensor_mib(spec.reference, inputs)}
