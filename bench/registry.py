@@ -27,6 +27,7 @@ class ModelSpec:
     unavailable: Callable[[], str | None] | None = None  # why it cannot be built here, if so
     suites: tuple[str, ...] = ("devices", "graph_modes")  # suites whose zoo includes it
     count_tokens: Callable[[tuple], int] | None = None     # non-padding tokens in a batch
+    expected_parity: dict | None = None  # {mode: status} a model is built to show (trace pitfalls)
 
     def compute_loss(self, out: Any, target: torch.Tensor) -> torch.Tensor:
         if self.loss is not None:

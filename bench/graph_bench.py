@@ -1,0 +1,87 @@
+"""Graph-mode rows: parity first (cached per model and device), then timing of modes whose
+parity is ``ok``, against eager on the same inputs."""
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import torch
+
+from bench.devices import peak_memory_mib, release_memory, reset_peak_memory, synchronize
+from bench.graphs import MODES, ModeResult, _params_of, check_parity
+from bench.registry import ModelSpec, get_model
+from bench.settings import current
+from bench.timing import Budget, summarize_ms, time_callable
+
+PHASES = ("inference", "train")
+
+
+def batch_size(spec: ModelSpec) -> int:
+    profile = current().profile
+    return profile.text_batch_sizes[0] if spec.kind == "text" else profile.device_batch_sizes[0]
+
+
+@functools.lru_cache(maxsize=8)
+def parity(model_name: str, device: str, modes: tuple[str, ...], backend: str = "inductor"):
+    """(model, example inputs, target, {mode: ModeResult}) for one model on one device."""
+    spec = get_model(model_name)
+    torch.manual_seed(0)
+    model = spec.build().to(device)
+    example, target = spec.make_batch(batch_size(spec), device)
+    probes = [spec.probe_batch(device)] if spec.probe_batch else [spec.make_batch(batch_size(spec) // 2 + 1,
+                                                                                  device)[0]]
+    results = check_parity(model, example, probes, modes=modes, backend=backend)
+    return model, example, target, {r.mode: r for r in results}
+
+
+def step_fn(spec: ModelSpec, result: ModeResult, model, example, target, phase: str) -> Callable[[], object]:
+    runner = result.runner
+    if phase == "inference":
+        def infer():
+            with torch.no_grad():
+                return runner(*example)
+        return infer
+    params = _params_of(runner, model)
+    opt = torch.optim.SGD(params, lr=1e-4)
+    model.train()
+
+    def train():
+        opt.zero_grad(set_to_none=True)
+        loss = spec.compute_loss(runner(*example), target)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return train
+
+
+def peak_mem(fn: Callable[[], object], device: str) -> float | None:
+    reset_peak_memory(device)
+    fn()
+    synchronize(device)
+    return peak_memory_mib(device)
+
+
+_EAGER: dict[tuple, float] = {}
+
+
+def record_eager(model_name: str, device: str, phase: str, median_ms: float) -> None:
+    """The eager row's own median is the baseline of every other mode's speed-up."""
+    _EAGER[(model_name, device, phase)] = median_ms
+
+
+def eager_median_ms(model_name: str, device: str, phase: str, modes: tuple[str, ...], budget: Budget) -> float:
+    key = (model_name, device, phase)
+    if key not in _EAGER:
+        spec = get_model(model_name)
+        model, example, target, results = parity(model_name, device, modes)
+        fn = step_fn(spec, results["eager"], model, example, target, phase)
+        _EAGER[key] = summarize_ms(time_callable(fn, device, budget))["median_ms"]
+    return _EAGER[key]
+
+
+def release(device: str) -> None:
+    release_memory(device)
+
+
+__all__ = ["MODES", "PHASES", "parity", "step_fn", "peak_mem", "eager_median_ms", "batch_size"]

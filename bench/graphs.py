@@ -1,0 +1,259 @@
+"""Graph modes: eager, TorchScript (script, trace), torch.compile and torch.export.
+
+``check_parity`` answers, per mode, "does this graph compute what eager computes?" on the
+inputs it was built from *and* on probe inputs it was not, so a graph that silently baked
+in a branch or a shape is a ``mismatch`` with the input that exposed it.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import io
+import logging
+import time
+import warnings
+from typing import Any, Callable, Sequence
+
+import torch
+
+MODES = ("eager", "script", "trace", "compile", "export")
+# Tolerances by dtype for mode-vs-eager outputs: atol + rtol * |eager|.
+TOLERANCE = {torch.float32: (1e-4, 1e-4), torch.bfloat16: (1e-2, 1e-2), torch.float16: (1e-3, 1e-3),
+             torch.float64: (1e-7, 1e-7)}
+
+
+@dataclasses.dataclass
+class ModeResult:
+    mode: str
+    status: str                       # ok, mismatch, unsupported, error
+    max_abs_err: float | None = None  # worst output or gradient difference vs eager
+    detail: str = ""
+    build_s: float | None = None
+    graph_breaks: int | None = None
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    runner: Callable | None = dataclasses.field(default=None, repr=False)  # the built graph
+
+
+def _tensors(out: Any) -> list[torch.Tensor]:
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if hasattr(out, "to_tuple"):
+        out = out.to_tuple()
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in _tensors(o)]
+    return []
+
+
+def _outputs_and_grads(runner: Callable, params: Sequence[torch.nn.Parameter], inputs: tuple):
+    """Outputs, then gradients of a fixed weighted sum of outputs wrt floating inputs and
+    parameters."""
+    leaves = tuple(x.detach().clone().requires_grad_(x.is_floating_point()) if isinstance(x, torch.Tensor) else x
+                   for x in inputs)
+    outs = _tensors(runner(*leaves))
+    gen = torch.Generator().manual_seed(0)
+    weights = [torch.randn(o.shape, generator=gen).to(o.device, o.dtype) for o in outs]
+    loss = sum((o * w).sum() for o, w in zip(outs, weights) if o.requires_grad)
+    wrt = [x for x in leaves if isinstance(x, torch.Tensor) and x.requires_grad] + list(params)
+    grads = []
+    if torch.is_tensor(loss) and wrt:
+        grads = [g if g is not None else torch.zeros_like(p)
+                 for g, p in zip(torch.autograd.grad(loss, wrt, allow_unused=True), wrt)]
+    return [o.detach() for o in outs], grads
+
+
+def _worst(a: list[torch.Tensor], b: list[torch.Tensor]) -> tuple[float, float]:
+    """(max abs error, max excess over tolerance) between two lists of tensors."""
+    if len(a) != len(b):
+        return float("inf"), float("inf")
+    err, excess = 0.0, 0.0
+    for x, y in zip(a, b):
+        if x.shape != y.shape:
+            return float("inf"), float("inf")
+        if not x.numel():
+            continue
+        atol, rtol = TOLERANCE.get(x.dtype, (1e-4, 1e-4))
+        d = (x.double() - y.double()).abs()
+        err = max(err, float(d.max()))
+        excess = max(excess, float((d - (atol + rtol * x.double().abs())).max()))
+    return err, excess
+
+
+class _Recorder(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage().splitlines()[0][:300])
+
+
+def _dynamic_batch(example_inputs: tuple):
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    return tuple({0: batch} if isinstance(x, torch.Tensor) and x.dim() > 0 else None for x in example_inputs)
+
+
+def _roundtrip_jit(graph):
+    buf = io.BytesIO()
+    torch.jit.save(graph, buf)
+    buf.seek(0)
+    return torch.jit.load(buf)
+
+
+def _roundtrip_export(program):
+    buf = io.BytesIO()
+    torch.export.save(program, buf)
+    buf.seek(0)
+    return torch.export.load(buf)
+
+
+def build(mode: str, model: torch.nn.Module, example_inputs: tuple, backend: str = "inductor"):
+    """Build one mode's graph. Returns (runner, reload) where ``reload()`` serialises the
+    graph and loads it back (torch.jit.save/load, torch.export.save/load), or None."""
+    if mode == "eager":
+        return model, None
+    if mode == "script":
+        graph = torch.jit.script(model)
+        return graph, lambda: _roundtrip_jit(graph)
+    if mode == "trace":
+        graph = torch.jit.trace(model, example_inputs, check_trace=False)
+        return graph, lambda: _roundtrip_jit(graph)
+    if mode == "compile":
+        return torch.compile(model, backend=backend), None
+    if mode == "export":
+        program = torch.export.export(model, example_inputs, dynamic_shapes=_dynamic_batch(example_inputs))
+        return program.module(), lambda: _roundtrip_export(program).module()
+    raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+
+
+def _params_of(runner, model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The runner's parameters in the original model's order, matched by name: a reloaded
+    TorchScript graph and export's module hold their own copies."""
+    own = dict(runner.named_parameters()) if hasattr(runner, "named_parameters") else {}
+    return [own.get(name, p) for name, p in model.named_parameters()]
+
+
+def check_parity(model: torch.nn.Module, example_inputs: tuple, probe_inputs: Sequence[tuple] = (),
+                 modes: Sequence[str] | None = None, backend: str = "inductor") -> list[ModeResult]:
+    """One result per mode (eager first). See DESIGN.md's contract."""
+    modes = tuple(modes or MODES)
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"unknown mode(s) {unknown}; valid: {', '.join(MODES)}")
+    model.eval()
+    all_inputs = [("example", tuple(example_inputs))] + [(f"probe {i}", tuple(p)) for i, p in enumerate(probe_inputs)]
+    params = list(model.parameters())
+    reference = [_outputs_and_grads(model, params, inp) for _, inp in all_inputs]
+    again = [_outputs_and_grads(model, params, inp) for _, inp in all_inputs]
+    nondet = max(_worst(a[0] + a[1], b[0] + b[1])[0] for a, b in zip(reference, again))
+    results = [ModeResult("eager", "ok", 0.0, runner=model)]
+    if nondet > 0:
+        results[0] = ModeResult("eager", "mismatch", nondet, f"eager is non-deterministic: two runs differ by "
+                                f"{nondet:.3g}; other modes are compared with that much extra tolerance",
+                                runner=model)
+    for mode in modes:
+        if mode == "eager":
+            continue
+        results.append(_check_mode(mode, model, all_inputs, reference, nondet, backend))
+    return results
+
+
+def _check_mode(mode, model, all_inputs, reference, nondet, backend) -> ModeResult:
+    recorder = _Recorder()
+    dynamo_log = logging.getLogger("torch._dynamo")
+    dynamo_log.addHandler(recorder)
+    counters_before = _dynamo_counts()
+    breaks = _graph_breaks(model, all_inputs[0][1]) if mode == "compile" else None
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            t0 = time.perf_counter()
+            try:
+                runner, reload = build(mode, model, all_inputs[0][1], backend)
+            except Exception as exc:
+                return ModeResult(mode, "unsupported", None, _reason(exc), warnings=_texts(caught))
+            build_s = time.perf_counter() - t0
+            try:
+                reloaded = reload() if reload is not None else None
+            except Exception as exc:
+                return ModeResult(mode, "unsupported", None, f"built, but save/load failed: {_reason(exc)}",
+                                  build_s, warnings=_texts(caught))
+            result = ModeResult(mode, "ok", 0.0, build_s=build_s, runner=runner)
+            runners = [("", runner)] + ([(" after save/load", reloaded)] if reloaded is not None else [])
+            for suffix, run in runners:
+                for (label, inp), (ref_out, ref_grads) in zip(all_inputs, reference):
+                    try:
+                        outs, grads = _outputs_and_grads(run, _params_of(run, model), inp)
+                    except Exception as exc:
+                        return ModeResult(mode, "error" if label == "example" else "mismatch", None,
+                                          f"{label}{suffix}: {_reason(exc)}", build_s, warnings=_texts(caught))
+                    if mode == "compile" and label == "example" and not suffix:
+                        result.build_s = time.perf_counter() - t0  # compilation happens on the first call
+                    err, excess = _worst(ref_out + ref_grads, outs + grads)
+                    result.max_abs_err = max(result.max_abs_err, err)
+                    if excess > nondet:
+                        result.status = "mismatch"
+                        result.detail = (f"{label}{suffix} (shapes {[tuple(x.shape) for x in inp if torch.is_tensor(x)]})"
+                                         f" differs from eager by {err:.3g}")
+                        break
+                if result.status != "ok":
+                    break
+            result.warnings = _texts(caught)
+    finally:
+        dynamo_log.removeHandler(recorder)
+    if mode == "compile":
+        _judge_compile(result, counters_before, recorder.messages, breaks)
+    return result
+
+
+def _graph_breaks(model, example_inputs) -> tuple[int, list[str]] | None:
+    """Graph breaks by torch._dynamo.explain (Dynamo tracing only, no code generation)."""
+    try:
+        explained = torch._dynamo.explain(model)(*example_inputs)
+    except Exception:
+        return None
+    return explained.graph_break_count, [str(b.reason).splitlines()[0][:120] for b in explained.break_reasons]
+
+
+def _dynamo_counts() -> dict:
+    from torch._dynamo.utils import counters
+
+    return {"graph_break": sum(counters["graph_break"].values()), "ok": counters["frames"]["ok"],
+            "captured": counters["stats"]["calls_captured"], "unimplemented": dict(counters["unimplemented"])}
+
+
+def _judge_compile(result: ModeResult, before: dict, logged: list[str], breaks) -> None:
+    """A torch.compile that fell back to eager, or hit the recompile limit, is not ok."""
+    after = _dynamo_counts()
+    result.graph_breaks = breaks[0] if breaks else after["graph_break"] - before["graph_break"]
+    limit = [m for m in logged if "recompile_limit" in m or "cache_size_limit" in m or "recompile limit" in m]
+    if result.status != "ok":
+        return
+    if limit:
+        result.status, result.detail = "error", f"hit the recompile limit, ran eager code: {limit[0]}"
+    elif after["captured"] == before["captured"]:
+        result.status, result.detail = "error", "torch.compile captured no graph: it ran eager code"
+    elif result.graph_breaks:
+        reasons = "; ".join(dict.fromkeys(breaks[1])) if breaks else ""
+        result.detail = f"{result.graph_breaks} graph break(s): {reasons}"[:500]
+
+
+def _reason(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    return f"{type(exc).__name__}: {' '.join(lines[:3])}"[:500]
+
+
+def _texts(caught) -> list[str]:
+    return list(dict.fromkeys(f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]}" for w in caught))
+
+
+def peak_memory_run(fn: Callable[[], Any], device: str) -> float | None:
+    from bench.devices import peak_memory_mib, reset_peak_memory, synchronize
+
+    reset_peak_memory(device)
+    fn()
+    synchronize(device)
+    return peak_memory_mib(device)
+
+
+def copy_model(model: torch.nn.Module) -> torch.nn.Module:
+    return copy.deepcopy(model)
