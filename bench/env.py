@@ -18,6 +18,8 @@ COMPARABLE_KEYS = ("torch", "cuda", "gpu_name", "gpu_count", "cpu_model", "torch
 
 # Filled by model loaders (bench.models.minilm) so the report records which weights ran.
 MODEL_HASHES: dict[str, str] = {}
+# Filled by bench.flops.measured_peak: the GEMM roofs pct_of_peak was computed against.
+MEASURED_PEAKS_TFLOPS: dict[str, float] = {}
 
 
 def _version(dist: str) -> str | None:
@@ -88,4 +90,5 @@ def fingerprint() -> dict:
         "allocator": {k: os.environ.get(k) for k in ("PYTORCH_CUDA_ALLOC_CONF", "GLIBC_TUNABLES", "OMP_NUM_THREADS")
                       if os.environ.get(k)},
         "model_hashes": dict(MODEL_HASHES),
+        "measured_peaks_tflops": dict(MEASURED_PEAKS_TFLOPS),
     }

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from bench import env
 from bench.devices import DTYPES
 from bench.timing import Budget, summarize_ms, time_callable
 
@@ -63,8 +64,9 @@ def measured_peak(device: str, dtype: str, n: int | None = None, rounds: int = 2
     fn, flops = _gemm(device, dtype, n)
     samples = time_callable(fn, device, Budget(warmup_rounds=2, rounds=rounds))
     median_ms = summarize_ms(samples)["median_ms"]
-    return {"device": device, "dtype": dtype, "n": n, "flops": flops, "median_ms": median_ms,
-            "tflops": flops / (median_ms / 1e3) / 1e12}
+    tflops = flops / (median_ms / 1e3) / 1e12
+    env.MEASURED_PEAKS_TFLOPS[f"{device}/{dtype}/n={n}"] = round(tflops, 4)
+    return {"device": device, "dtype": dtype, "n": n, "flops": flops, "median_ms": median_ms, "tflops": tflops}
 
 
 def peak_with_reference(device: str, dtype: str, n: int | None = None) -> dict:

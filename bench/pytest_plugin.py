@@ -267,6 +267,7 @@ def pytest_sessionfinish(session, exitstatus):
     from bench.report.io import atomic_write_json
 
     complete = exitstatus not in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
+    state._fingerprint = None  # re-read: model hashes and measured peaks are known by now
     data = state.results(complete, _benchmark_json(config))
     state.write(complete, data)
     build_report(data, state.run_dir)

@@ -59,7 +59,7 @@ class Row(dict):
     def end(self, status: str, reason: str):
         """Stop the case with a final non-ok status (e.g. ``oom``); the run goes on."""
         self.set_status(status, reason)
-        raise CaseEnded(f"{status}: {reason}")
+        raise CaseEnded(f"{status}: {reason}", _use_item_location=True)
 
     def finalize(self, outcome: str, message: str | None) -> None:
         """Set the status from the pytest outcome unless the test set one itself."""

@@ -2,6 +2,7 @@
 the pytest plugin before collection so suites can parametrize from them."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 from bench.devices import default_devices
@@ -31,3 +32,14 @@ def configure(profile: str = "standard", devices: list[str] | None = None, hf_mo
 def current() -> Settings:
     """This session's settings; the defaults when no plugin configured them (plain import)."""
     return _current[0] if _current else configure()
+
+
+@contextlib.contextmanager
+def current_seq_len(seq_len: int):
+    """Temporarily run text models at ``seq_len`` (e.g. the calibration case's 128)."""
+    before = current()
+    _current[:] = [dataclasses.replace(before, profile=dataclasses.replace(before.profile, seq_len=seq_len))]
+    try:
+        yield
+    finally:
+        _current[:] = [before]

@@ -15,7 +15,7 @@ from bench import devices as dev
 from bench.devices import DTYPES
 from bench.flops import count_flops, measured_peak, vendor_peak_tflops
 from bench.registry import ModelSpec
-from bench.timing import run_benchmark, summarize_ms
+from bench.timing import Budget, run_benchmark, summarize_ms
 
 # Relative error bound of low-precision inference against the fp64 reference: loose enough
 # for the rounding every implementation shares, tight enough to catch a wrong kernel.
@@ -155,3 +155,37 @@ def run_case(spec: ModelSpec, c: dict, benchmark, row, budget) -> None:
     row.update(summarize_ms(samples))
     row.update(metrics(case, device, dtype, row["median_ms"], flops))
     row["optimizer"] = "sgd" if c["phase"] == "train" else None
+
+
+def calibration(spec: ModelSpec, device: str, batch_size: int, benchmark, row) -> None:
+    """The timing self-check: one reference forward timed by the suite's clock and by
+    torch.utils.benchmark.Timer in alternating blocks; both medians and their ratio."""
+    from bench.timing import interleaved_check
+
+    case = prepare(spec, device, "fp32", "inference", batch_size)
+    row.check(case.check_reason is None, case.check_reason or "")
+    check = interleaved_check(case.step, device)
+    row.update(suite_median_ms=check["suite_median_ms"], timer_median_ms=check["timer_median_ms"],
+               calibration_ratio=check["ratio"])
+    samples = run_benchmark(benchmark, case.step, device, Budget(warmup_rounds=1, rounds=10))
+    row.update(summarize_ms(samples))
+    row["samples_per_s"] = batch_size / (row["median_ms"] / 1e3)
+
+
+def cuda_events_check(device: str, benchmark, row, n: int = 4096) -> None:
+    from bench.timing import cuda_event_times
+
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+
+    def fn():
+        return torch.mm(a, b)
+
+    budget = Budget(warmup_rounds=5, rounds=30)
+    samples = run_benchmark(benchmark, fn, device, budget)
+    row.update(summarize_ms(samples))
+    events_ms = summarize_ms(cuda_event_times(fn, device, budget))["median_ms"]
+    ratio = row["median_ms"] / events_ms
+    row.update(events_median_ms=events_ms, calibration_ratio=ratio, tflops=2 * n**3 / (row["median_ms"] / 1e3) / 1e12)
+    row.check(abs(ratio - 1) <= 0.05, f"suite timing {row['median_ms']:.3f} ms vs CUDA events {events_ms:.3f} ms "
+                                      f"(ratio {ratio:.3f}, allowed 0.95-1.05)")

@@ -5,7 +5,7 @@ from bench import throughput
 from bench.cases import case, devices
 from bench.models.mlp import SeedMLP, train_digits
 from bench.registry import get_model, models
-from bench.settings import current
+from bench.settings import current, current_seq_len
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -38,3 +38,24 @@ def test_mlp_learns_digits():
     result = train_digits(SeedMLP(), epochs=10)
     assert result["losses"][-1] < result["losses"][0]
     assert result["test_accuracy"] >= 0.90, result
+
+
+def _calibration_cases():
+    return [case("devices", model="minilm" if not get_model("minilm").unavailable() else "tiny_bert",
+                 device=d, dtype="fp32", phase="calibration", batch_size=8) for d in devices()]
+
+
+@pytest.mark.parametrize("c", _calibration_cases())
+def test_timing_calibration(c, bench_row, benchmark):
+    """The suite's clock against torch.utils.benchmark on one reference case per device
+    (MiniLM forward, batch 8, sequence 128); the summary flags a ratio outside 0.95-1.05."""
+    with current_seq_len(128):
+        throughput.calibration(get_model(c["model"]), c["device"], c["batch_size"], benchmark, bench_row)
+
+
+@pytest.mark.parametrize("c", [case("devices", model="gemm_4096", device=d, dtype="fp32", phase="cuda_events_check",
+                                    batch_size=1) for d in devices() if d != "cpu"])
+def test_cuda_timing_agrees_with_cuda_events(c, bench_row, benchmark):
+    """The suite's synchronised host-clock timing of a kernel agrees with CUDA events around
+    the same kernel within 5 %."""
+    throughput.cuda_events_check(c["device"], benchmark, bench_row)

@@ -6,7 +6,7 @@ from pathlib import Path
 from bench.report.html import render_html
 from bench.report.io import ResultsError, atomic_write_json, atomic_write_text, load_results, replace_dir
 from bench.report.markdown import render_summary
-from bench.report.tables import rows_from_results, suite_tables
+from bench.report.tables import derive_notes, rows_from_results, suite_tables
 
 __all__ = ["ResultsError", "build_report", "load_results", "publish_latest"]
 
@@ -25,7 +25,7 @@ def build_report(data: dict, out_dir: str | Path) -> dict:
     tables = suite_tables(rows)
     run = dict(data.get("bench_run") or {})
     run.setdefault("run_id", out.name)
-    notes = list(run.get("notes") or [])
+    notes = list(run.get("notes") or []) + derive_notes(rows)
     if rows and all(r.get("status") == "skipped" for r in rows):
         notes.append("every case was skipped: nothing was measured")
     fp = fingerprint_of(data)

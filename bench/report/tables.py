@@ -40,8 +40,33 @@ def suite_tables(rows: list[dict]) -> dict[str, pd.DataFrame]:
                 df[c] = None
         rest = [c for c in df.columns if c not in lead and c != "test"]
         df = df[lead + rest + (["test"] if "test" in df.columns else [])]
-        tables[suite] = df.reset_index(drop=True)
+        tables[suite] = derive_columns(suite, df.reset_index(drop=True))
     return tables
+
+
+def derive_columns(suite: str, df: pd.DataFrame) -> pd.DataFrame:
+    """Columns that compare rows with each other, filled once all rows are in."""
+    if suite == "devices" and {"device", "median_ms"} <= set(df.columns):
+        keys = ["model", "dtype", "phase", "batch_size"]
+        cpu = df[(df["device"] == "cpu") & (df["status"] == "ok")].set_index(keys)["median_ms"]
+        speedups = []
+        for _, row in df.iterrows():
+            key = tuple(row[k] for k in keys)
+            ok = row["status"] == "ok" and row["device"] != "cpu" and key in cpu.index
+            speedups.append(float(cpu.loc[key]) / row["median_ms"] if ok and row["median_ms"] else None)
+        df["speedup_vs_cpu"] = speedups
+    return df
+
+
+def derive_notes(rows: list[dict]) -> list[str]:
+    """Warnings for the top of the summary: the timing self-check out of its band."""
+    notes = []
+    for r in rows:
+        ratio = r.get("calibration_ratio")
+        if r.get("status") == "ok" and ratio is not None and not 0.95 <= ratio <= 1.05:
+            notes.append(f"timing self-check on {r.get('device')}: the suite's median is {ratio:.3f}x "
+                         f"torch.utils.benchmark's for the same case (expected 0.95-1.05)")
+    return notes
 
 
 def status_counts(rows: list[dict]) -> pd.DataFrame:

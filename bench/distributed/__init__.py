@@ -1,0 +1,1 @@
+"""DistributedDataParallel worker and launcher (torch.distributed.run, i.e. torchrun)."""

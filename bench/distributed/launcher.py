@@ -1,0 +1,113 @@
+"""Launch a worker module under torch.distributed's elastic launcher (torchrun) and wait for
+it with a blocking call and a hard time bound.
+
+- A free port is picked by torchrun's ``--standalone`` rendezvous (no hard-coded port).
+- The whole process group runs in its own session: on a timeout or failure it is killed
+  as a group, so no rank outlives the call.
+- The parent waits with ``Popen.wait(timeout)``, never a polling loop (PITFALLS 5).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+@dataclasses.dataclass
+class LaunchResult:
+    ok: bool
+    reason: str | None
+    result: dict | None
+    wall_s: float
+    log_tail: str
+
+
+def torchrun_command(module: str, args: list[str], nproc: int, nnodes: int = 1,
+                     rdzv_endpoint: str | None = None) -> list[str]:
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--max-restarts=0"]
+    if nnodes == 1 and rdzv_endpoint is None:
+        cmd += ["--standalone", "--nnodes=1"]
+    else:
+        cmd += [f"--nnodes={nnodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv_endpoint}",
+                "--rdzv-id=bench"]
+    return cmd + ["-m", module, *args]
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the process group, then SIGKILL whatever is left after 5 s."""
+    for sig, wait_s in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _rank_error(log: str) -> str | None:
+    """The failing rank and its error from torchrun's failure summary."""
+    rank = re.search(r"rank\s*:\s*(\d+)", log)
+    exc = re.findall(r"^\s*(\w+(?:Error|Exception)): (.+)$", log, flags=re.M)
+    if exc:
+        return (f"rank {rank.group(1)}: " if rank else "") + f"{exc[-1][0]}: {exc[-1][1][:300]}"
+    return None
+
+
+def launch(cmds: list[list[str]], out_file: Path, timeout_s: float, env: dict | None = None) -> LaunchResult:
+    """Run one torchrun command per node (several only for a multi-node test on one host);
+    read the merged result that global rank 0 writes to ``out_file``."""
+    full_env = dict(os.environ, **(env or {}))
+    full_env.setdefault("PYTHONUNBUFFERED", "1")
+    logs = [out_file.with_name(f"{out_file.stem}.node{i}.log") for i in range(len(cmds))]
+    t0 = time.perf_counter()
+    procs = []
+    for cmd, log in zip(cmds, logs):
+        with open(log, "w") as fh:
+            procs.append(subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=full_env,
+                                          start_new_session=True))
+    deadline = t0 + timeout_s
+    timed_out = False
+    try:
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(deadline - time.perf_counter(), 0.1))
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                break
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                kill_group(proc)
+            else:
+                kill_group(proc)  # its ranks may outlive a finished torchrun agent
+    wall_s = time.perf_counter() - t0
+    log_text = "\n".join(log.read_text(errors="replace") for log in logs if log.exists())
+    tail = log_text[-4000:]
+    if timed_out:
+        hung = _missing_ranks(out_file)
+        return LaunchResult(False, f"timed out after {timeout_s:.0f} s (bound); "
+                                   f"{hung or 'no rank reported'}; all ranks killed", None, wall_s, tail)
+    codes = [p.returncode for p in procs]
+    if any(codes):
+        err = _rank_error(log_text) or (tail.strip().splitlines() or ["no output"])[-1]
+        return LaunchResult(False, f"torchrun exited {codes}: {err}", None, wall_s, tail)
+    if not out_file.exists():
+        return LaunchResult(False, f"workers exited 0 but wrote no result ({out_file.name})", None, wall_s, tail)
+    return LaunchResult(True, None, json.loads(out_file.read_text()), wall_s, tail)
+
+
+def _missing_ranks(out_file: Path) -> str:
+    """Which ranks had not finished, from the progress files each rank keeps."""
+    progress = sorted(out_file.parent.glob(f"{out_file.stem}.rank*.progress"))
+    stuck = [f"{p.stem.split('.')[-1]} at '{p.read_text().strip()}'" for p in progress
+             if p.read_text().strip() != "done"]
+    return ("unfinished: " + ", ".join(stuck)) if stuck else ""

@@ -1,0 +1,76 @@
+"""DDP rows: launch the worker for one configuration, with the single-process and 1-rank
+DDP baselines each run once per session, and derive scaling efficiency from them."""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.distributed.launcher import LaunchResult, launch, torchrun_command
+from bench.settings import current
+
+WORKER = "bench.distributed.worker"
+BATCH_PER_RANK = {"mlp": 64, "tiny_bert": 8}
+_BASELINES: dict[tuple, LaunchResult] = {}
+
+
+def worker_args(model: str, out: Path, device: str, extra: list[str] | None = None) -> list[str]:
+    profile = current().profile
+    return ["--model", model, "--profile", profile.name, "--steps", str(profile.ddp_steps),
+            "--batch-per-rank", str(BATCH_PER_RANK.get(model, 16)), "--out", str(out), "--device", device,
+            *(extra or [])]
+
+
+def run(model: str, world_size: int, device: str = "cpu", extra: list[str] | None = None,
+        timeout_s: float = 180.0, workdir: Path | None = None) -> LaunchResult:
+    """world_size 0 = the single process without DDP (plain ``python -m``)."""
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="bench-ddp-"))
+    out = workdir / f"{model}-ws{world_size}-{device}.json"
+    args = worker_args(model, out, device, extra)
+    if world_size == 0:
+        cmd = [sys.executable, "-m", WORKER, "--no-ddp", "--threads", str(os.cpu_count() or 1), *args]
+    else:
+        cmd = torchrun_command(WORKER, args, world_size)
+    return launch([cmd], out, timeout_s)
+
+
+def remember(model: str, device: str, world_size: int, result: LaunchResult) -> None:
+    """A row's own run doubles as the baseline of the others (one measurement, not two)."""
+    if result.ok:
+        _BASELINES.setdefault((model, device, world_size, current().profile.name), result)
+
+
+def baseline(model: str, device: str, world_size: int) -> LaunchResult:
+    key = (model, device, world_size, current().profile.name)
+    if key not in _BASELINES:
+        _BASELINES[key] = run(model, world_size, device)
+    return _BASELINES[key]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_two_nodes_on_localhost(model: str, timeout_s: float = 180.0, workdir: Path | None = None) -> LaunchResult:
+    """Two torchrun "nodes" (one rank each) on this host, joined by c10d rendezvous."""
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="bench-ddp-2n-"))
+    out = workdir / f"{model}-2nodes.json"
+    args = worker_args(model, out, "cpu", ["--threads", "1"])
+    endpoint = f"127.0.0.1:{free_port()}"
+    cmds = [torchrun_command(WORKER, args, 1, nnodes=2, rdzv_endpoint=endpoint) for _ in range(2)]
+    return launch(cmds, out, timeout_s)
+
+
+def efficiency(result: dict, single: dict | None, ddp1: dict | None) -> dict:
+    """Weak-scaling efficiency: global samples/s over world_size x the baseline's."""
+    n = result["world_size"]
+    out = {}
+    if single:
+        out["scaling_efficiency"] = result["samples_per_s"] / (n * single["samples_per_s"])
+    if ddp1:
+        out["scaling_efficiency_vs_ddp1"] = result["samples_per_s"] / (n * ddp1["samples_per_s"])
+    return out

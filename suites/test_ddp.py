@@ -1,0 +1,68 @@
+"""Single process vs DistributedDataParallel under torchrun -> ddp.csv."""
+import pytest
+
+from bench.cases import case
+from bench.devices import probe
+from bench.distributed import runs
+from bench.settings import current
+
+PROFILE = current().profile
+MODELS = ("mlp",) if PROFILE.name == "smoke" else ("mlp", "tiny_bert")
+GRAD_TOL = 1e-5  # fp32, mean-reduced loss, equal shards
+
+
+def _cases():
+    out = []
+    caps = probe()
+    for model in MODELS:
+        out.append(case("ddp", model=model, backend="none", world_size=1, device="cpu"))
+        for ws in PROFILE.ddp_world_sizes:
+            out.append(case("ddp", marks=[pytest.mark.distributed], model=model, backend="gloo", world_size=ws,
+                            device="cpu"))
+        for ws in PROFILE.ddp_world_sizes:
+            marks = [pytest.mark.distributed]
+            if caps.cuda and ws > caps.cuda_device_count:
+                marks.append(pytest.mark.skip(reason=f"nccl at world size {ws} needs {ws} GPUs, "
+                                                     f"found {caps.cuda_device_count}"))
+            out.append(case("ddp", marks=marks, model=model, backend="nccl", world_size=ws, device="cuda:0"))
+    return out
+
+
+@pytest.mark.parametrize("c", _cases())
+def test_ddp(c, bench_row, benchmark):
+    device = "cpu" if c["backend"] in ("none", "gloo") else "cuda"
+    ws = 0 if c["backend"] == "none" else c["world_size"]
+    launched = benchmark.pedantic(runs.run, args=(c["model"], ws, device), rounds=1, iterations=1)
+    if not launched.ok:
+        bench_row.check(False, launched.reason, status="error")
+    runs.remember(c["model"], device, ws, launched)
+    result = launched.result
+    bench_row.update({k: result.get(k) for k in (
+        "threads_per_rank", "step_ms_p50", "step_ms_p90", "samples_per_s", "comm_share", "grad_max_abs_diff",
+        "param_max_abs_diff_across_ranks", "bucket_cap_mb", "batch_per_rank", "global_batch", "steps", "scaling")})
+    bench_row["launch_wall_s"] = launched.wall_s
+    if c["backend"] == "none":
+        bench_row["scaling_efficiency"] = 1.0
+    else:
+        single = runs.baseline(c["model"], "cpu", 0)
+        ddp1 = launched if ws == 1 else runs.baseline(c["model"], device, 1)
+        bench_row.update(runs.efficiency(result, single.result if single.ok else None,
+                                         ddp1.result if ddp1.ok else None))
+        if device == "cuda" and probe().cuda_device_count == 1:
+            bench_row["note"] = "one GPU on this machine: nccl ran at world size 1 only"
+    bench_row.check(result["grad_max_abs_diff"] <= GRAD_TOL,
+                    f"DDP gradients differ from single-process ones by {result['grad_max_abs_diff']:.3g} "
+                    f"(> {GRAD_TOL:g})")
+    bench_row.check(result["param_max_abs_diff_across_ranks"] == 0.0,
+                    f"parameters differ across ranks by {result['param_max_abs_diff_across_ranks']:.3g}")
+
+
+@pytest.mark.distributed
+def test_two_nodes_on_localhost_merge_into_one_report(tmp_path):
+    """Two torchrun "nodes" joined by c10d rendezvous: global rank 0 writes one result with
+    both nodes' ranks in it."""
+    launched = runs.run_two_nodes_on_localhost("mlp", workdir=tmp_path)
+    assert launched.ok, launched.reason + "\n" + launched.log_tail
+    assert launched.result["world_size"] == 2
+    assert sorted(n[0] for n in launched.result["nodes"]) == [0, 1]
+    assert launched.result["grad_max_abs_diff"] <= GRAD_TOL
