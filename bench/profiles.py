@@ -25,7 +25,7 @@ class Profile:
 
 PROFILES = {
     "smoke": Profile("smoke", Budget(warmup_rounds=1, rounds=5), (64,), (4,), 32, False, ("mlp",), 5,
-                     (1, 2), 6, 12, 0),
+                     (1, 2), 6, 16, 0),
     "standard": Profile("standard", Budget(warmup_rounds=3, rounds=20), (64, 256), (8,), 128, False,
                         ("mlp", "tiny_bert"), 20, (1, 2), 12, 40, 2),
     "full": Profile("full", Budget(warmup_rounds=5, rounds=50), (64, 256, 1024), (8, 32), 128, True,

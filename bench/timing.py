@@ -126,3 +126,18 @@ def interleaved_check(fn: Callable[[], Any], device: str | torch.device, blocks:
         theirs.append(timer.timeit(number=per_block).median)
     suite_ms, timer_ms = statistics.median(ours) * 1e3, statistics.median(theirs) * 1e3
     return {"suite_median_ms": suite_ms, "timer_median_ms": timer_ms, "ratio": suite_ms / timer_ms}
+
+
+def record_step_samples(benchmark, samples_s: list[float]) -> None:
+    """Replace the samples of a ``benchmark.pedantic(run, rounds=1)`` call (one whole run:
+    start-up, loading, warm-up) with the run's own steady-state per-step times, so the
+    report and ``compare`` see step statistics (DESIGN.md, "Timing long runs")."""
+    from pytest_benchmark.stats import Stats
+
+    meta = getattr(benchmark, "stats", None)
+    if meta is None or not samples_s:
+        return
+    fresh = Stats()
+    for s in samples_s:
+        fresh.update(s)
+    meta.stats = fresh

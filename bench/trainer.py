@@ -1,0 +1,289 @@
+"""Hugging Face Trainer fine-tuning, timed from inside the run.
+
+Per-step times come from a TrainerCallback (synchronised on CUDA); the first
+``warmup_steps`` are reported apart (compilation, allocator warm-up: PITFALLS 2, 10) and
+every throughput figure is computed from what was counted over the time it took:
+samples/s = samples in the steady-state steps / the steady-state steps' time (PITFALLS 3).
+"""
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from bench import hf_data
+from bench.devices import synchronize
+from bench.timing import percentile
+
+DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2 (packaged)"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig:
+    model: str | None = None          # None: the packaged MiniLM; else a local folder or hub id
+    dataset: str | None = None        # None: the built-in generated sentiment set
+    precision: str = "fp32"
+    batch_size: int = 16
+    grad_accum: int = 1
+    compile: bool = False
+    optim: str = "adamw_torch"
+    steps: int = 40
+    warmup_steps: int = 3
+    max_length: int = 64
+    lr: float = 1e-4
+    eval_every: int = 0               # quick evaluations for time-to-accuracy (0: none)
+    target_accuracy: float = 0.85
+    runner: str = "trainer"           # trainer or plain_loop
+    device: str = "cpu"
+    seed: int = 0
+
+    @property
+    def model_name(self) -> str:
+        return self.model or DEFAULT_MODEL_NAME
+
+
+def load_model_and_tokenizer(name_or_path: str | None, num_labels: int):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from bench.models.text import minilm_path, record_model_hash
+
+    source = str(minilm_path()) if name_or_path is None else str(Path(name_or_path).expanduser()) \
+        if Path(name_or_path).expanduser().exists() else name_or_path
+    if Path(source).is_dir():
+        record_model_hash(name_or_path or "all-MiniLM-L6-v2", Path(source))
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "newly initialized classifier" is expected here
+    hf_logging.disable_progress_bar()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=num_labels)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return model, tokenizer
+
+
+class StepTimer:
+    """Per-step times, gaps between steps (data loading and bookkeeping), logged losses and
+    quick evaluations (their time excluded from both)."""
+
+    def __init__(self, device: str, quick_eval=None, eval_every: int = 0):
+        self.device, self.quick_eval, self.eval_every = device, quick_eval, eval_every
+        self.steps: list[float] = []
+        self.gaps: list[float] = []
+        self.losses: list[float] = []
+        self.evals: list[tuple[float, float]] = []  # (training seconds so far, accuracy)
+        self._t0 = self._last_end = None
+
+    def begin(self):
+        synchronize(self.device)
+        now = time.perf_counter()
+        if self._last_end is not None:
+            self.gaps.append(now - self._last_end)
+        self._t0 = now
+
+    def end(self, step: int):
+        synchronize(self.device)
+        now = time.perf_counter()
+        self.steps.append(now - self._t0)
+        if self.eval_every and self.quick_eval and step % self.eval_every == 0:
+            self.evals.append((sum(self.steps), self.quick_eval()))
+            now = time.perf_counter()
+        self._last_end = now
+
+
+def _callback(timer: StepTimer):
+    from transformers import TrainerCallback
+
+    class TimingCallback(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            timer.begin()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            timer.end(state.global_step)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                timer.losses.append(float(logs["loss"]))
+
+    return TimingCallback()
+
+
+class TokenCountingCollator:
+    """DataCollatorWithPadding that records each training batch's non-padding tokens."""
+
+    def __init__(self, tokenizer):
+        from transformers import DataCollatorWithPadding
+
+        self.inner = DataCollatorWithPadding(tokenizer)
+        self.tokens: list[int] = []
+        self.recording = True
+
+    def __call__(self, features):
+        batch = self.inner(features)
+        if self.recording:
+            self.tokens.append(int(batch["attention_mask"].sum()))
+        return batch
+
+
+def _accuracy_fn(model, eval_ds, collator, device, batch_size=64):
+    def accuracy() -> float:
+        was_training = model.training
+        model.eval()
+        recording, collator.recording = collator.recording, False
+        correct = 0
+        with torch.no_grad():
+            for i in range(0, len(eval_ds), batch_size):
+                batch = collator.inner([eval_ds[j] for j in range(i, min(i + batch_size, len(eval_ds)))])
+                labels = batch.pop("labels").to(device)
+                logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+                correct += int((logits.argmax(-1) == labels).sum())
+        collator.recording = recording
+        model.train(was_training)
+        return correct / len(eval_ds)
+
+    return accuracy
+
+
+def count_flops_per_sample(model, collator, train_ds, device, n: int = 8) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    batch = collator.inner([train_ds[i] for i in range(min(n, len(train_ds)))])
+    batch = {k: v.to(device) for k, v in batch.items()}
+    with FlopCounterMode(display=False) as counter:
+        model(**batch).loss.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / len(batch["input_ids"])
+
+
+def run(cfg: TrainerConfig, world_size: int = 1) -> dict:
+    """Fine-tune once; every metric of a trainer.csv row."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    torch.manual_seed(cfg.seed)
+    dsd = hf_data.load(cfg.dataset, seed=cfg.seed)
+    num_labels = max(2, len(set(dsd["train"]["label"])))
+    model, tokenizer = load_model_and_tokenizer(cfg.model, num_labels)
+    data = hf_data.tokenize(dsd, tokenizer, cfg.max_length)
+    collator = TokenCountingCollator(tokenizer)
+    device = cfg.device if cfg.device != "cuda" else "cuda:0"
+    model.to(device)
+    flops_per_sample = count_flops_per_sample(model, collator, data["train"], device)
+    collator.tokens.clear()
+    timer = StepTimer(device, _accuracy_fn(model, data["eval"], collator, device), cfg.eval_every)
+    t0 = time.perf_counter()
+    if cfg.runner == "plain_loop":
+        trainer_metrics = _plain_loop(cfg, model, data, collator, timer, device)
+    else:
+        trainer_metrics = _trainer(cfg, model, data, collator, timer, world_size)
+    wall_s = time.perf_counter() - t0
+    collator.recording = False
+    return _metrics(cfg, timer, collator, flops_per_sample, trainer_metrics, wall_s, world_size,
+                    _accuracy_fn(model, data["eval"], collator, device)())
+
+
+def _training_args(cfg: TrainerConfig, out_dir: str, world_size: int):
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=out_dir, max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, warmup_steps=0, logging_steps=1,
+        report_to="none", save_strategy="no", eval_strategy="no", disable_tqdm=True, dataloader_drop_last=True,
+        seed=cfg.seed, use_cpu=cfg.device == "cpu", bf16=cfg.precision == "bf16", fp16=cfg.precision == "fp16",
+        torch_compile=cfg.compile, optim=cfg.optim, dataloader_num_workers=0,
+        ddp_backend=("gloo" if cfg.device == "cpu" else "nccl") if world_size > 1 else None,
+    )
+
+
+def _trainer(cfg, model, data, collator, timer, world_size) -> dict:
+    from transformers import PrinterCallback, Trainer
+
+    with tempfile.TemporaryDirectory(prefix="bench-trainer-") as out_dir:
+        trainer = Trainer(model=model, args=_training_args(cfg, out_dir, world_size), train_dataset=data["train"],
+                          data_collator=collator, processing_class=collator.inner.tokenizer,
+                          callbacks=[_callback(timer)])
+        trainer.remove_callback(PrinterCallback)
+        out = trainer.train()
+    # Trainer multiplies the loss by the number of processes when it averages tokens across
+    # devices (average_tokens_across_devices) and the model accepts loss kwargs, whether or
+    # not the model's loss uses num_items_in_batch; its logged loss carries that factor.
+    scale = world_size if (world_size > 1 and trainer.args.average_tokens_across_devices
+                           and getattr(trainer, "model_accepts_loss_kwargs", False)) else 1
+    return {"train_runtime_s": out.metrics["train_runtime"], "trainer_total_flos": trainer.state.total_flos,
+            "trainer_samples_per_s": out.metrics["train_samples_per_second"], "trainer_loss_scale": scale}
+
+
+def _plain_loop(cfg, model, data, collator, timer, device) -> dict:
+    """The same fine-tune without Trainer: DataLoader, AdamW, autocast, nothing else."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    loader = torch.utils.data.DataLoader(data["train"], batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                                         collate_fn=collator, generator=gen)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    model.train()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+    step, batches = 0, iter(loader)
+    t0 = time.perf_counter()
+    while step < cfg.steps:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            batch = next(batches)
+        timer.begin()
+        with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
+            loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        timer.losses.append(float(loss.detach()))
+        timer.end(step)
+    return {"train_runtime_s": time.perf_counter() - t0}
+
+
+def _metrics(cfg, timer, collator, flops_per_sample, extra, wall_s, world_size, eval_accuracy) -> dict:
+    from bench.flops import measured_peak
+
+    w = min(cfg.warmup_steps, len(timer.steps) - 1)
+    steady = timer.steps[w:]
+    steady_s = sum(steady)
+    samples_per_step = cfg.batch_size * cfg.grad_accum * world_size
+    micro = cfg.grad_accum
+    steady_tokens = sum(collator.tokens[w * micro: len(timer.steps) * micro]) * world_size
+    samples_per_s = samples_per_step * len(steady) / steady_s
+    device = cfg.device if cfg.device == "cpu" else "cuda:0"
+    peak = measured_peak(device, cfg.precision if cfg.precision != "fp16" or device != "cpu" else "fp32")
+    achieved_tflops = flops_per_sample * samples_per_s / 1e12
+    reached = [t for t, acc in timer.evals if acc >= cfg.target_accuracy]
+    losses = [v / extra.get("trainer_loss_scale", 1) for v in timer.losses]
+    out = {
+        "samples_per_s": samples_per_s,
+        "tokens_per_s": steady_tokens / steady_s if steady_tokens else None,
+        "step_ms_p50": statistics.median(steady) * 1e3,
+        "step_ms_p95": percentile(steady, 95) * 1e3,
+        "warmup_s": sum(timer.steps[:w]),
+        "steady_steps": len(steady),
+        "data_loading_share": sum(timer.gaps[w:]) / (steady_s + sum(timer.gaps[w:])) if timer.gaps else None,
+        "loss_first": losses[0] if losses else None,
+        "loss_last": losses[-1] if losses else None,
+        "eval_accuracy": eval_accuracy,
+        "time_to_accuracy_s": reached[0] if reached else None,
+        "target_accuracy": cfg.target_accuracy if cfg.eval_every else None,
+        "flops_per_sample": flops_per_sample,
+        "achieved_tflops": achieved_tflops,
+        "peak_tflops": peak["tflops"],
+        "mfu_pct": 100 * achieved_tflops / peak["tflops"],
+        "wall_s": wall_s,
+        "world_size": world_size,
+        "step_ms_samples": [s * 1e3 for s in timer.steps],
+        **extra,
+    }
+    if "trainer_total_flos" in extra:
+        counted = flops_per_sample * samples_per_step * len(timer.steps)
+        out["trainer_flos_vs_counted"] = extra["trainer_total_flos"] / counted if counted else None
+    return out

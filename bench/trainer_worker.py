@@ -1,0 +1,43 @@
+"""Trainer under torchrun, as the seed chapter's distributed-training section does:
+
+    torchrun --standalone --nproc-per-node 2 -m bench.trainer_worker --config '{"steps": 20}' --out r.json
+
+Trainer sets up DistributedDataParallel from torchrun's environment (gloo on CPU, nccl on
+CUDA); global rank 0 writes the metrics. Step times are rank 0's: DDP synchronises every
+step, so they are the slowest rank's to within the all-reduce.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch.distributed.elastic.multiprocessing.errors import record
+
+from bench.trainer import TrainerConfig, run
+
+
+@record
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="{}", help="TrainerConfig fields as JSON")
+    p.add_argument("--out", required=True)
+    a = p.parse_args(argv)
+    cfg = TrainerConfig(**json.loads(a.config))
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    threads = max(1, (os.cpu_count() or 1) // local_world)
+    torch.set_num_threads(threads)
+    result = run(cfg, world_size=world)
+    result["threads_per_rank"] = threads
+    if int(os.environ.get("RANK", 0)) == 0:
+        out = Path(a.out)
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, default=str))
+        os.replace(tmp, out)
+
+
+if __name__ == "__main__":
+    main()

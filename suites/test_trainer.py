@@ -1,0 +1,78 @@
+"""Hugging Face Trainer fine-tuning, timed from inside the run -> trainer.csv."""
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from bench import trainer
+from bench.cases import case, devices
+from bench.distributed.launcher import launch, torchrun_command
+from bench.settings import current
+from bench.timing import record_step_samples
+
+S = current()
+PROFILE = S.profile
+DEFAULT = S.hf_model is None and S.hf_dataset is None  # the built-in pair: quality is asserted
+
+
+def _cases():
+    base = dict(precision="fp32", batch_size=16, grad_accum=1, compile=False, optim="adamw_torch")
+    out = []
+    for device in devices():
+        precisions = ("fp32",) if device == "cpu" else ("fp32", "bf16", "fp16")
+        for precision in precisions:
+            out.append(dict(base, runner="trainer", device=device, precision=precision, world_size=1))
+        out.append(dict(base, runner="plain_loop", device=device, world_size=1))
+    variants = [dict(base, runner="trainer", device="cpu", grad_accum=2, world_size=1),
+                dict(base, runner="trainer_torchrun", device="cpu", world_size=2),
+                dict(base, runner="trainer", device="cpu", optim="adamw_torch_fused", world_size=1),
+                dict(base, runner="trainer", device="cpu", batch_size=32, world_size=1),
+                dict(base, runner="trainer", device="cpu", compile=True, world_size=1)]
+    out += variants[:PROFILE.trainer_variants]
+    model = S.hf_model or trainer.DEFAULT_MODEL_NAME
+    return [case("trainer", model=model, marks=[pytest.mark.hf], id=_id(c), **c) for c in out]
+
+
+def _id(c: dict) -> str:
+    return (f"{c['runner']}-{c['device']}-{c['precision']}-bs{c['batch_size']}-ga{c['grad_accum']}-{c['optim']}"
+            f"{'-compile' if c['compile'] else ''}-ws{c['world_size']}")
+
+
+def _config(c: dict) -> trainer.TrainerConfig:
+    first = c["runner"] == "trainer" and c["precision"] == "fp32" and c["grad_accum"] == 1 \
+        and c["optim"] == "adamw_torch" and c["batch_size"] == 16 and not c["compile"]
+    return trainer.TrainerConfig(
+        model=S.hf_model, dataset=S.hf_dataset, precision=c["precision"], batch_size=c["batch_size"],
+        grad_accum=c["grad_accum"], compile=c["compile"], optim=c["optim"], steps=PROFILE.trainer_steps,
+        runner="plain_loop" if c["runner"] == "plain_loop" else "trainer",
+        device="cpu" if c["device"] == "cpu" else "cuda", eval_every=max(2, PROFILE.trainer_steps // 4) if first else 0)
+
+
+def _torchrun(cfg: trainer.TrainerConfig, world_size: int) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-trainer-ddp-"))
+    out = workdir / "result.json"
+    cmd = torchrun_command("bench.trainer_worker", ["--config", json.dumps(dataclasses.asdict(cfg)),
+                                                     "--out", str(out)], world_size)
+    launched = launch([cmd], out, timeout_s=600)
+    if not launched.ok:
+        raise RuntimeError(launched.reason)
+    return launched.result
+
+
+@pytest.mark.parametrize("c", _cases())
+def test_trainer(c, bench_row, benchmark):
+    cfg = _config(c)
+    if c["runner"] == "trainer_torchrun":
+        result = benchmark.pedantic(_torchrun, args=(cfg, c["world_size"]), rounds=1, iterations=1)
+    else:
+        result = benchmark.pedantic(trainer.run, args=(cfg,), rounds=1, iterations=1)
+    steady = result["step_ms_samples"][cfg.warmup_steps:]
+    record_step_samples(benchmark, [ms / 1e3 for ms in steady])
+    bench_row.update({k: v for k, v in result.items() if not isinstance(v, list)})
+    if DEFAULT:
+        bench_row.check(result["loss_last"] < result["loss_first"],
+                        f"training loss did not fall ({result['loss_first']:.4f} -> {result['loss_last']:.4f})")
+        bench_row.check(result["eval_accuracy"] >= 0.85,
+                        f"eval accuracy {result['eval_accuracy']:.3f} < 0.85 on the built-in set")
