@@ -18,6 +18,7 @@ HEADLINE = {
                 "loss_last", "eval_accuracy"),
 }
 BAD = ("error", "mismatch", "oom", "unsupported")
+FAILED = ("error", "mismatch", "oom")
 
 
 def _md(df: pd.DataFrame) -> str:
@@ -32,13 +33,16 @@ def _case(row: pd.Series, suite: str) -> str:
 def render_summary(tables: dict[str, pd.DataFrame], fingerprint: dict, run: dict, notes: list[str]) -> str:
     lines = [f"# Benchmark report `{run.get('run_id', '?')}`", ""]
     total = sum(len(t) for t in tables.values())
-    bad_rows, skipped_rows = [], []
+    bad_rows, limits, skipped_rows = [], [], []
     for suite, df in tables.items():
         for _, row in df.iterrows():
-            target = bad_rows if row["status"] in BAD else skipped_rows if row["status"] == "skipped" else None
+            reason = str(row["reason"])
+            expected = reason.startswith("expected:")
+            target = (bad_rows if row["status"] in FAILED and not expected else
+                      limits if row["status"] in BAD else skipped_rows if row["status"] == "skipped" else None)
             if target is not None:
                 target.append({"suite": suite, "case": _case(row, suite), "status": row["status"],
-                               "reason": str(row["reason"])[:300]})
+                               "reason": reason[:300]})
     counts = {s: sum(int((t["status"] == s).sum()) for t in tables.values()) for s in ("ok", *BAD, "skipped")}
     lines.append(f"profile **{run.get('profile', '?')}**, {total} rows: "
                  + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
@@ -46,8 +50,11 @@ def render_summary(tables: dict[str, pd.DataFrame], fingerprint: dict, run: dict
         lines += ["", "> **Incomplete run**: interrupted or still running; rows below are those that finished."]
     for note in notes:
         lines += ["", f"> **Warning**: {note}"]
-    if bad_rows:
-        lines += ["", "## Failures", "", _md(pd.DataFrame(bad_rows))]
+    lines += ["", "## Failures", "", _md(pd.DataFrame(bad_rows)) if bad_rows else "None."]
+    if limits:
+        lines += ["", "## Unsupported and expected findings",
+                  "", "Graphs a tool cannot build, and results a model is built to show (e.g. trace pitfalls).",
+                  "", _md(pd.DataFrame(limits))]
     for suite, df in tables.items():
         cols = [c for c in HEADLINE.get(suite, df.columns) if c in df.columns]
         lines += ["", f"## {suite}", "", _md(df[cols])]
