@@ -109,6 +109,12 @@ def peak_memory_mib(device: str | torch.device) -> float | None:
 _HWM_RESETTABLE = [False]
 
 
+def peak_reserved_mib(device: str | torch.device) -> float | None:
+    """CUDA: max memory reserved by the caching allocator since the last reset."""
+    dev = torch.device(device)
+    return torch.cuda.max_memory_reserved(dev) / 2**20 if dev.type == "cuda" else None
+
+
 def _reset_rss_high_water_mark() -> None:
     # Writing "5" to clear_refs resets VmHWM to the current RSS (Linux >= 4.0). Without it
     # VmHWM is the lifetime maximum and would blame every case for the largest one before it.

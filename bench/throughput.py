@@ -152,6 +152,7 @@ def run_case(spec: ModelSpec, c: dict, benchmark, row, budget) -> None:
         dev.release_memory(device)
         row.end("oom", f"out of memory at batch size {c['batch_size']}: {str(exc).splitlines()[0][:200]}")
     row["peak_mem_mib"] = dev.peak_memory_mib(device)
+    row["peak_mem_reserved_mib"] = dev.peak_reserved_mib(device)
     row.update(summarize_ms(samples))
     row.update(metrics(case, device, dtype, row["median_ms"], flops))
     row["optimizer"] = "sgd" if c["phase"] == "train" else None

@@ -209,11 +209,16 @@ def _trainer(cfg, model, data, collator, timer, world_size) -> dict:
                           callbacks=[_callback(timer)])
         trainer.remove_callback(PrinterCallback)
         out = trainer.train()
-    # Trainer multiplies the loss by the number of processes when it averages tokens across
-    # devices (average_tokens_across_devices) and the model accepts loss kwargs, whether or
-    # not the model's loss uses num_items_in_batch; its logged loss carries that factor.
-    scale = world_size if (world_size > 1 and trainer.args.average_tokens_across_devices
-                           and getattr(trainer, "model_accepts_loss_kwargs", False)) else 1
+    # Trainer assumes a model whose forward takes **kwargs normalises its loss by
+    # num_items_in_batch itself. Then it neither divides by the gradient-accumulation steps
+    # (loss_is_scaled_for_ga) and, averaging tokens across devices, multiplies by the number
+    # of processes. A sequence classifier returns a plain mean, so its logged loss (and its
+    # gradient) carries that factor. The loss columns are divided by it; the factor is kept.
+    accepts = bool(getattr(trainer, "model_accepts_loss_kwargs", False))
+    ga_scaled = trainer.loss_is_scaled_for_ga if getattr(trainer, "loss_is_scaled_for_ga", None) is not None \
+        else accepts
+    scale = (cfg.grad_accum if ga_scaled else 1) * \
+        (world_size if world_size > 1 and trainer.args.average_tokens_across_devices and accepts else 1)
     return {"train_runtime_s": out.metrics["train_runtime"], "trainer_total_flos": trainer.state.total_flos,
             "trainer_samples_per_s": out.metrics["train_samples_per_second"], "trainer_loss_scale": scale}
 

@@ -79,3 +79,14 @@ def test_local_model_folder_and_csv_through_the_suite(tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     table = (reports / "latest" / "trainer.csv").read_text()
     assert f"{model_dir},fp32,16,1,False,adamw_torch,ok" in table
+
+
+@pytest.mark.hf
+def test_logged_loss_is_corrected_for_trainers_accumulation_factor():
+    """transformers 5 leaves the loss of a **kwargs-accepting classifier undivided by the
+    accumulation steps; the row's loss is the true mean (ln 2 for a fresh 2-class head)."""
+    from bench.trainer import run
+
+    result = run(TrainerConfig(steps=2, grad_accum=2, warmup_steps=1))
+    assert result["trainer_loss_scale"] in (1, 2)
+    assert 0.55 < result["loss_first"] < 0.85, result["loss_first"]

@@ -14,15 +14,17 @@ HEADLINE = {
                 "tflops", "pct_of_peak"),
     "ddp": ("model", "backend", "world_size", "status", "step_ms_p50", "samples_per_s", "scaling_efficiency",
             "grad_max_abs_diff"),
-    "trainer": ("model", "precision", "batch_size", "status", "samples_per_s", "step_ms_p50", "loss_first",
-                "loss_last", "eval_accuracy"),
+    "trainer": ("model", "runner", "device", "precision", "batch_size", "grad_accum", "world_size", "optim",
+                "status", "samples_per_s", "step_ms_p50", "loss_first", "loss_last", "eval_accuracy", "mfu_pct"),
 }
 BAD = ("error", "mismatch", "oom", "unsupported")
 FAILED = ("error", "mismatch", "oom")
 
 
 def _md(df: pd.DataFrame) -> str:
-    return df.to_markdown(index=False, floatfmt=".4g", missingval="") if not df.empty else "_none_"
+    if df.empty:
+        return "_none_"
+    return df.astype(object).where(df.notna(), None).to_markdown(index=False, floatfmt=".4g", missingval="")
 
 
 def _case(row: pd.Series, suite: str) -> str:
