@@ -62,7 +62,7 @@ def measured_peak(device: str, dtype: str, n: int | None = None, rounds: int = 2
     Returns tflops (from the median) and the raw figures."""
     n = n or gemm_size(device)
     fn, flops = _gemm(device, dtype, n)
-    samples = time_callable(fn, device, Budget(warmup_rounds=2, rounds=rounds))
+    samples = time_callable(fn, device, Budget(warmup_rounds=2, rounds=rounds), min_warmup_s=0.5)
     median_ms = summarize_ms(samples)["median_ms"]
     tflops = flops / (median_ms / 1e3) / 1e12
     env.MEASURED_PEAKS_TFLOPS[f"{device}/{dtype}/n={n}"] = round(tflops, 4)

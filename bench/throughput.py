@@ -168,9 +168,10 @@ def calibration(spec: ModelSpec, device: str, batch_size: int, benchmark, row) -
     check = interleaved_check(case.step, device)
     row.update(suite_median_ms=check["suite_median_ms"], timer_median_ms=check["timer_median_ms"],
                calibration_ratio=check["ratio"])
+    flops = count_flops(case.step)
     samples = run_benchmark(benchmark, case.step, device, Budget(warmup_rounds=1, rounds=10))
     row.update(summarize_ms(samples))
-    row["samples_per_s"] = batch_size / (row["median_ms"] / 1e3)
+    row.update(metrics(case, device, "fp32", row["median_ms"], flops))
 
 
 def cuda_events_check(device: str, benchmark, row, n: int = 4096) -> None:
@@ -187,6 +188,8 @@ def cuda_events_check(device: str, benchmark, row, n: int = 4096) -> None:
     row.update(summarize_ms(samples))
     events_ms = summarize_ms(cuda_event_times(fn, device, budget))["median_ms"]
     ratio = row["median_ms"] / events_ms
-    row.update(events_median_ms=events_ms, calibration_ratio=ratio, tflops=2 * n**3 / (row["median_ms"] / 1e3) / 1e12)
+    tflops = 2 * n**3 / (row["median_ms"] / 1e3) / 1e12
+    row.update(events_median_ms=events_ms, calibration_ratio=ratio, tflops=tflops,
+               pct_of_peak=100 * tflops / measured_peak(device, "fp32")["tflops"])
     row.check(abs(ratio - 1) <= 0.05, f"suite timing {row['median_ms']:.3f} ms vs CUDA events {events_ms:.3f} ms "
                                       f"(ratio {ratio:.3f}, allowed 0.95-1.05)")

@@ -31,9 +31,16 @@ def synchronized(fn: Callable[[], Any], device: str | torch.device) -> Callable[
     return call
 
 
-def warm_up(fn: Callable[[], Any], device: str | torch.device, rounds: int) -> None:
-    for _ in range(rounds):
+def warm_up(fn: Callable[[], Any], device: str | torch.device, rounds: int, min_s: float = 0.0) -> None:
+    """At least ``rounds`` calls and at least ``min_s`` seconds: some kernels (bf16 GEMMs on
+    AMX CPUs, cuBLAS heuristics) stay slow for the first tens of calls."""
+    t0 = time.perf_counter()
+    done = 0
+    while done < rounds or time.perf_counter() - t0 < min_s:
         fn()
+        done += 1
+        if min_s:
+            synchronize(device)
     synchronize(device)
 
 
@@ -45,10 +52,11 @@ class Budget:
     rounds: int
 
 
-def time_callable(fn: Callable[[], Any], device: str | torch.device, budget: Budget) -> list[float]:
+def time_callable(fn: Callable[[], Any], device: str | torch.device, budget: Budget,
+                  min_warmup_s: float = 0.0) -> list[float]:
     """Time ``fn`` outside pytest-benchmark: returns per-call seconds (synchronised)."""
     call = synchronized(fn, device)
-    warm_up(call, device, budget.warmup_rounds)
+    warm_up(call, device, budget.warmup_rounds, min_warmup_s)
     samples = []
     for _ in range(budget.rounds):
         t0 = time.perf_counter()
@@ -117,11 +125,13 @@ def interleaved_check(fn: Callable[[], Any], device: str | torch.device, blocks:
     import torch.utils.benchmark as tub
 
     call = synchronized(fn, device)
-    warm_up(call, device, 3)
+    warm_up(call, device, 3, min_s=0.5)
     timer = tub.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
     ours, theirs = [], []
     for _ in range(blocks):
-        ours += time_callable(fn, device, Budget(warmup_rounds=0, rounds=per_block))
+        # the same statistic on both sides: the mean call time of each block of per_block
+        # calls, then the median over blocks (Timer.timeit reports a block's mean)
+        ours.append(statistics.fmean(time_callable(fn, device, Budget(warmup_rounds=0, rounds=per_block))))
         # Timer synchronises CUDA itself around its measurement of ``number`` calls.
         theirs.append(timer.timeit(number=per_block).median)
     suite_ms, timer_ms = statistics.median(ours) * 1e3, statistics.median(theirs) * 1e3
