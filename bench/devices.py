@@ -138,11 +138,10 @@ def _rss_high_water_mark_mib() -> float | None:
 
 
 def is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
+    """CUDA's OutOfMemoryError, a host MemoryError, or a RuntimeError saying out of memory."""
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
         return True
-    return isinstance(exc, (RuntimeError, MemoryError)) and (
-        isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
-    )
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
 def release_memory(device: str | torch.device) -> None:

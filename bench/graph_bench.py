@@ -7,8 +7,8 @@ from typing import Callable
 
 import torch
 
-from bench.devices import peak_memory_mib, release_memory, reset_peak_memory, synchronize
-from bench.graphs import MODES, ModeResult, _params_of, check_parity
+from bench.devices import peak_memory_mib, reset_peak_memory, synchronize
+from bench.graphs import ModeResult, check_parity, params_of
 from bench.registry import ModelSpec, get_model
 from bench.settings import current
 from bench.timing import Budget, summarize_ms, time_callable
@@ -41,7 +41,7 @@ def step_fn(spec: ModelSpec, result: ModeResult, model, example, target, phase: 
             with torch.no_grad():
                 return runner(*example)
         return infer
-    params = _params_of(runner, model)
+    params = params_of(runner, model)
     opt = torch.optim.SGD(params, lr=1e-4)
     model.train()
 
@@ -80,8 +80,3 @@ def eager_median_ms(model_name: str, device: str, phase: str, modes: tuple[str, 
     return _EAGER[key]
 
 
-def release(device: str) -> None:
-    release_memory(device)
-
-
-__all__ = ["MODES", "PHASES", "parity", "step_fn", "peak_mem", "eager_median_ms", "batch_size"]

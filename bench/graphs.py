@@ -6,7 +6,6 @@ in a branch or a shape is a ``mismatch`` with the input that exposed it.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import io
 import logging
@@ -125,7 +124,7 @@ def build(mode: str, model: torch.nn.Module, example_inputs: tuple, backend: str
     raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
 
 
-def _params_of(runner, model: torch.nn.Module) -> list[torch.nn.Parameter]:
+def params_of(runner, model: torch.nn.Module) -> list[torch.nn.Parameter]:
     """The runner's parameters in the original model's order, matched by name: a reloaded
     TorchScript graph and export's module hold their own copies."""
     own = dict(runner.named_parameters()) if hasattr(runner, "named_parameters") else {}
@@ -182,7 +181,7 @@ def _check_mode(mode, model, all_inputs, reference, nondet, backend) -> ModeResu
             for suffix, run in runners:
                 for (label, inp), (ref_out, ref_grads) in zip(all_inputs, reference):
                     try:
-                        outs, grads = _outputs_and_grads(run, _params_of(run, model), inp)
+                        outs, grads = _outputs_and_grads(run, params_of(run, model), inp)
                     except Exception as exc:
                         return ModeResult(mode, "error" if label == "example" else "mismatch", None,
                                           f"{label}{suffix}: {_reason(exc)}", build_s, warnings=_texts(caught))
@@ -211,7 +210,9 @@ def _graph_breaks(model, example_inputs) -> tuple[int, list[str]] | None:
         explained = torch._dynamo.explain(model)(*example_inputs)
     except Exception:
         return None
-    return explained.graph_break_count, [str(b.reason).splitlines()[0][:120] for b in explained.break_reasons]
+    reasons = [str(b.reason).splitlines()[0][:120] for b in explained.break_reasons]
+    # explain's graph_break_count leaves out a break after which nothing is left to capture
+    return max(explained.graph_break_count, len(reasons)), reasons
 
 
 def _dynamo_counts() -> dict:
@@ -244,16 +245,3 @@ def _reason(exc: BaseException) -> str:
 
 def _texts(caught) -> list[str]:
     return list(dict.fromkeys(f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]}" for w in caught))
-
-
-def peak_memory_run(fn: Callable[[], Any], device: str) -> float | None:
-    from bench.devices import peak_memory_mib, reset_peak_memory, synchronize
-
-    reset_peak_memory(device)
-    fn()
-    synchronize(device)
-    return peak_memory_mib(device)
-
-
-def copy_model(model: torch.nn.Module) -> torch.nn.Module:
-    return copy.deepcopy(model)

@@ -145,11 +145,6 @@ def bench_row(request) -> Row:
     return row
 
 
-@pytest.fixture(scope="session")
-def bench_settings_fixture():
-    return bench_settings.current()
-
-
 def pytest_runtest_setup(item):
     marker = item.get_closest_marker("bench_row")
     if marker and ROW_KEY not in item.stash:

@@ -1,10 +1,10 @@
 """Graph modes: eager vs script / trace / compile / export, parity first, then speed ->
 graph_modes.csv."""
 import pytest
-import torch
 
 from bench import graph_bench as gb
 from bench.cases import case, devices
+from bench.graphs import MODES
 from bench.registry import get_model, models
 from bench.settings import current
 from bench.timing import run_benchmark, summarize_ms
@@ -13,7 +13,7 @@ PROFILE = current().profile
 
 
 def _modes(model: str) -> tuple[str, ...]:
-    return tuple(m for m in gb.MODES if m != "compile" or model in PROFILE.compile_models)
+    return tuple(m for m in MODES if m != "compile" or model in PROFILE.compile_models)
 
 
 def _cases():
@@ -22,7 +22,7 @@ def _cases():
         for device in devices():
             if spec.gpu_only and device == "cpu":
                 continue
-            for mode in gb.MODES:
+            for mode in MODES:
                 marks = []
                 if mode == "compile":
                     marks.append(pytest.mark.compile)

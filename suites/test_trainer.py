@@ -61,8 +61,22 @@ def _torchrun(cfg: trainer.TrainerConfig, world_size: int) -> dict:
     return launched.result
 
 
+def _unavailable() -> str | None:
+    import importlib.util
+
+    from bench.models.text import minilm_unavailable
+
+    if importlib.util.find_spec("datasets") is None:
+        return "package datasets is not installed here (the Trainer suite tokenises with datasets.map)"
+    if S.hf_model is None and minilm_unavailable():
+        return minilm_unavailable() + "; pass --hf-model to fine-tune another model"
+    return None
+
+
 @pytest.mark.parametrize("c", _cases())
 def test_trainer(c, bench_row, benchmark):
+    if _unavailable():
+        bench_row.end("skipped", _unavailable())
     cfg = _config(c)
     if c["runner"] == "trainer_torchrun":
         result = benchmark.pedantic(_torchrun, args=(cfg, c["world_size"]), rounds=1, iterations=1)

@@ -5,8 +5,6 @@ from pathlib import Path
 
 import yaml
 
-from bench.__main__ import main
-
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / ".github" / "workflows"
 

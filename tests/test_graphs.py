@@ -1,0 +1,61 @@
+"""check_parity: non-determinism is eager's, not a backend's; a torch.compile that ran
+eager code is not ok; bad mode names are clear errors."""
+import pytest
+import torch
+
+from bench.graphs import check_parity
+
+
+class Noisy(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.lin(x) + torch.rand_like(x)
+
+
+class NotCompiled(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+
+    @torch._dynamo.disable
+    def forward(self, x):
+        return self.lin(x)
+
+
+def test_nondeterministic_model_is_reported_on_eager():
+    results = {r.mode: r for r in check_parity(Noisy(), (torch.randn(2, 4),), modes=("eager", "trace"))}
+    assert results["eager"].status == "mismatch"
+    assert "non-deterministic" in results["eager"].detail
+
+
+def test_compile_that_ran_eager_code_is_not_ok():
+    results = {r.mode: r for r in check_parity(NotCompiled(), (torch.randn(2, 4),), modes=("eager", "compile"),
+                                               backend="eager")}
+    assert results["compile"].status == "error", results["compile"]
+    assert "eager code" in results["compile"].detail
+
+
+def test_unknown_mode_names_the_valid_ones():
+    with pytest.raises(ValueError, match="valid: eager, script, trace, compile, export"):
+        check_parity(torch.nn.Linear(2, 2), (torch.randn(1, 2),), modes=("jit",))
+
+
+def test_graph_break_counted_and_still_ok():
+    class Breaks(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            h = self.lin(x)
+            if h.sum() > 0:  # data-dependent: a graph break
+                return h * 2
+            return h
+
+    results = {r.mode: r for r in check_parity(Breaks(), (torch.ones(2, 4),), probe_inputs=[(-torch.ones(3, 4),)],
+                                               modes=("eager", "compile"), backend="eager")}
+    assert results["compile"].status == "ok"
+    assert results["compile"].graph_breaks >= 1
