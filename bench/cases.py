@@ -25,6 +25,10 @@ def case(suite: str, *, marks: Iterable[Any] = (), id: str | None = None, **keys
 def _id_part(key: str, value: Any) -> str:
     if key == "batch_size":
         return f"bs{value}"
+    if key == "world_size":
+        return f"ws{value}"
+    if key == "bucket_cap_mb":
+        return f"bucket{value}mb"
     if isinstance(value, bool):
         return key if value else f"no_{key}"
     return str(value)

@@ -1,4 +1,6 @@
 """Single process vs DistributedDataParallel under torchrun -> ddp.csv."""
+import os
+
 import pytest
 
 from bench.cases import case
@@ -9,6 +11,7 @@ from bench.settings import current
 PROFILE = current().profile
 MODELS = ("mlp",) if PROFILE.name == "smoke" else ("mlp", "tiny_bert")
 GRAD_TOL = 1e-5  # fp32, mean-reduced loss, equal shards
+BUCKET_SWEEP_MB = (1, 100)  # besides DDP's default 25
 
 
 def _cases():
@@ -17,8 +20,15 @@ def _cases():
     for model in MODELS:
         out.append(case("ddp", model=model, backend="none", world_size=1, device="cpu"))
         for ws in PROFILE.ddp_world_sizes:
-            out.append(case("ddp", marks=[pytest.mark.distributed], model=model, backend="gloo", world_size=ws,
-                            device="cpu"))
+            marks = [pytest.mark.distributed]
+            if ws > (os.cpu_count() or 1):
+                marks.append(pytest.mark.skip(reason=f"gloo at world size {ws} on {os.cpu_count()} cores would "
+                                                     "oversubscribe them (less than one core per rank)"))
+            out.append(case("ddp", marks=marks, model=model, backend="gloo", world_size=ws, device="cpu"))
+        if PROFILE.name == "full":  # DDP's gradient bucket size, swept at the largest CPU world size
+            for cap in BUCKET_SWEEP_MB:
+                out.append(case("ddp", marks=[pytest.mark.distributed], model=model, backend="gloo",
+                                world_size=max(PROFILE.ddp_world_sizes[:2]), device="cpu", bucket_cap_mb=cap))
         for ws in PROFILE.ddp_world_sizes:
             marks = [pytest.mark.distributed]
             if caps.cuda and ws > caps.cuda_device_count:
@@ -32,10 +42,12 @@ def _cases():
 def test_ddp(c, bench_row, benchmark):
     device = "cpu" if c["backend"] in ("none", "gloo") else "cuda"
     ws = 0 if c["backend"] == "none" else c["world_size"]
-    launched = benchmark.pedantic(runs.run, args=(c["model"], ws, device), rounds=1, iterations=1)
+    extra = ["--bucket-cap-mb", str(c["bucket_cap_mb"])] if c.get("bucket_cap_mb") else None
+    launched = benchmark.pedantic(runs.run, args=(c["model"], ws, device, extra), rounds=1, iterations=1)
     if not launched.ok:
         bench_row.check(False, launched.reason, status="error")
-    runs.remember(c["model"], device, ws, launched)
+    if not c.get("bucket_cap_mb"):
+        runs.remember(c["model"], device, ws, launched)
     result = launched.result
     bench_row.update({k: result.get(k) for k in (
         "threads_per_rank", "step_ms_p50", "step_ms_p90", "samples_per_s", "comm_share", "grad_max_abs_diff",
