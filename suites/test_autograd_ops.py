@@ -28,7 +28,7 @@ def _report(spec, device, params, dtype="fp32", low_precision=("fp32", "bf16", "
 @pytest.mark.parametrize("device", [pytest.param(d, marks=[pytest.mark.cuda] if d != "cpu" else [])
                                     for d in devices()])
 @pytest.mark.parametrize("op", OPS)
-@settings(max_examples=PROFILE.hypothesis_examples, derandomize=True, deadline=None,
+@settings(max_examples=PROFILE.hypothesis_examples, derandomize=True, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_op_is_correct(op, device, data):

@@ -51,11 +51,11 @@ def _config(c: dict) -> trainer.TrainerConfig:
 
 
 def _torchrun(cfg: trainer.TrainerConfig, world_size: int) -> dict:
-    workdir = Path(tempfile.mkdtemp(prefix="bench-trainer-ddp-"))
-    out = workdir / "result.json"
-    cmd = torchrun_command("bench.trainer_worker", ["--config", json.dumps(dataclasses.asdict(cfg)),
-                                                     "--out", str(out)], world_size)
-    launched = launch([cmd], out, timeout_s=600)
+    with tempfile.TemporaryDirectory(prefix="bench-trainer-ddp-") as workdir:
+        out = Path(workdir) / "result.json"
+        cmd = torchrun_command("bench.trainer_worker", ["--config", json.dumps(dataclasses.asdict(cfg)),
+                                                         "--out", str(out)], world_size)
+        launched = launch([cmd], out, timeout_s=600)
     if not launched.ok:
         raise RuntimeError(launched.reason)
     return launched.result

@@ -2,7 +2,9 @@
 DDP baselines each run once per session, and derive scaling efficiency from them."""
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -23,10 +25,27 @@ def worker_args(model: str, out: Path, device: str, extra: list[str] | None = No
             *(extra or [])]
 
 
+def in_temp_dir(fn):
+    """Give ``fn`` a temporary ``workdir`` (removed afterwards) unless the caller passes one:
+    a benchmark leaves no files behind but its report (PITFALLS 14)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, workdir: Path | None = None, **kwargs):
+        if workdir is not None:
+            return fn(*args, workdir=Path(workdir), **kwargs)
+        tmp = Path(tempfile.mkdtemp(prefix="bench-ddp-"))
+        try:
+            return fn(*args, workdir=tmp, **kwargs)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    return wrapper
+
+
+@in_temp_dir
 def run(model: str, world_size: int, device: str = "cpu", extra: list[str] | None = None,
         timeout_s: float = 180.0, workdir: Path | None = None) -> LaunchResult:
     """world_size 0 = the single process without DDP (plain ``python -m``)."""
-    workdir = Path(workdir or tempfile.mkdtemp(prefix="bench-ddp-"))
     out = workdir / f"{model}-ws{world_size}-{device}.json"
     args = worker_args(model, out, device, extra)
     if world_size == 0:
@@ -55,9 +74,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@in_temp_dir
 def run_two_nodes_on_localhost(model: str, timeout_s: float = 180.0, workdir: Path | None = None) -> LaunchResult:
     """Two torchrun "nodes" (one rank each) on this host, joined by c10d rendezvous."""
-    workdir = Path(workdir or tempfile.mkdtemp(prefix="bench-ddp-2n-"))
     out = workdir / f"{model}-2nodes.json"
     args = worker_args(model, out, "cpu", ["--threads", "1"])
     endpoint = f"127.0.0.1:{free_port()}"
