@@ -153,8 +153,10 @@ def run_case(spec: ModelSpec, c: dict, benchmark, row, budget) -> None:
         row.end("oom", f"out of memory at batch size {c['batch_size']}: {str(exc).splitlines()[0][:200]}")
     row["peak_mem_mib"] = dev.peak_memory_mib(device)
     row["peak_mem_reserved_mib"] = dev.peak_reserved_mib(device)
-    row.update(summarize_ms(samples))
-    row.update(metrics(case, device, dtype, row["median_ms"], flops))
+    row["flops_per_step"] = flops
+    if samples:  # none under --benchmark-disable: checked, not timed
+        row.update(summarize_ms(samples))
+        row.update(metrics(case, device, dtype, row["median_ms"], flops))
     row["optimizer"] = "sgd" if c["phase"] == "train" else None
 
 
@@ -170,8 +172,9 @@ def calibration(spec: ModelSpec, device: str, batch_size: int, benchmark, row) -
                calibration_ratio=check["ratio"])
     flops = count_flops(case.step)
     samples = run_benchmark(benchmark, case.step, device, Budget(warmup_rounds=1, rounds=10))
-    row.update(summarize_ms(samples))
-    row.update(metrics(case, device, "fp32", row["median_ms"], flops))
+    if samples:
+        row.update(summarize_ms(samples))
+        row.update(metrics(case, device, "fp32", row["median_ms"], flops))
 
 
 def cuda_events_check(device: str, benchmark, row, n: int = 4096) -> None:
@@ -185,6 +188,8 @@ def cuda_events_check(device: str, benchmark, row, n: int = 4096) -> None:
 
     budget = Budget(warmup_rounds=5, rounds=30)
     samples = run_benchmark(benchmark, fn, device, budget)
+    if not samples:
+        return
     row.update(summarize_ms(samples))
     events_ms = summarize_ms(cuda_event_times(fn, device, budget))["median_ms"]
     ratio = row["median_ms"] / events_ms
