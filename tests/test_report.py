@@ -122,6 +122,8 @@ def test_compare_warns_on_environment_and_nothing_in_common(tmp_path):
     a = _run([_bench("a", [0.01] * 5)], torch_version="2.12.0")
     b = _run([_bench("a", [0.01] * 5)], torch_version="2.13.0")
     assert any("torch" in w for w in compare(a, b).warnings)
+    a["bench_run"], b["bench_run"] = {"profile": "smoke"}, {"profile": "standard"}
+    assert any("different profiles" in w for w in compare(a, b).warnings)
     with pytest.raises(ResultsError, match="no benchmark in common"):
         compare(a, _run([_bench("z", [0.01] * 5)]))
 

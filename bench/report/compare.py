@@ -58,6 +58,10 @@ def environment_warnings(base: dict, new: dict) -> list[str]:
     fa = (base.get("machine_info") or {}).get("bench") or {}
     fb = (new.get("machine_info") or {}).get("bench") or {}
     out = []
+    pa, pb = (base.get("bench_run") or {}).get("profile"), (new.get("bench_run") or {}).get("profile")
+    if pa and pb and pa != pb:
+        out.append(f"runs used different profiles ({pa} vs {pb}): the same benchmark names measure different "
+                   "workloads (batch sizes, sequence lengths)")
     for key in COMPARABLE_KEYS:
         if key in fa and key in fb and fa[key] != fb[key]:
             out.append(f"environments differ in {key}: {fa[key]!r} vs {fb[key]!r}")
