@@ -41,9 +41,10 @@ def step_fn(spec: ModelSpec, result: ModeResult, model, example, target, phase: 
             with torch.no_grad():
                 return runner(*example)
         return infer
+    # The model stays in eval mode (dropout off): every graph was built in eval mode, and a
+    # train step that differs only by mode then does the same work in every mode.
     params = params_of(runner, model)
     opt = torch.optim.SGD(params, lr=1e-4)
-    model.train()
 
     def train():
         opt.zero_grad(set_to_none=True)
