@@ -22,7 +22,7 @@ python3 -m bench peak --device cuda --dtype fp32,bf16 --n 8192 2>&1 | tee "$OUT/
 # smoke-sized cases on every device; compile, DDP (nccl at the world size the GPUs allow)
 # and Trainer in bf16 included. --benchmark-only so only rows with checked numbers run.
 timeout 420 python3 -m pytest suites/ --benchmark-only --bench-profile=smoke --bench-device=cpu,cuda \
-  --bench-report-dir="$OUT/reports" -p no:cacheprovider -q --maxfail=50 2>&1 | tail -60 | tee "$OUT/pytest-tail.txt"
+  --bench-report-dir="$OUT/reports" -p no:cacheprovider -q --maxfail=50 ${PYTEST_ARGS:-} 2>&1 | tail -60 | tee "$OUT/pytest-tail.txt"
 rc=${PIPESTATUS[0]}
 echo "pytest exit code: $rc" | tee -a "$OUT/pytest-tail.txt"
 # one archive of everything (the device tool returns at most 8 files, 2 folders deep)
