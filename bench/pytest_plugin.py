@@ -269,9 +269,13 @@ def pytest_sessionfinish(session, exitstatus):
     publish_latest(state.run_dir)
     atomic_write_json(state.root / "history" / f"{state.run_id}.json", data)
     config._bench_report_dir = state.run_dir
+    config._bench_all_skipped = all(r["status"] == "skipped" for r in state.rows)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     run_dir = getattr(config, "_bench_report_dir", None)
     if run_dir:
         terminalreporter.write_sep("-", f"bench report: {run_dir} (also {run_dir.parent / 'latest'})")
+        if getattr(config, "_bench_all_skipped", False):  # PITFALLS 13: a run that measured nothing
+            terminalreporter.write_line("bench: every case was skipped, nothing was measured "
+                                        "(see the reasons in summary.md)", red=True, bold=True)
