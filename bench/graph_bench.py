@@ -11,7 +11,7 @@ from bench.devices import peak_memory_mib, reset_peak_memory, synchronize
 from bench.graphs import ModeResult, check_parity, params_of
 from bench.registry import ModelSpec, get_model
 from bench.settings import current
-from bench.timing import Budget, summarize_ms, time_callable
+
 
 PHASES = ("inference", "train")
 
@@ -61,23 +61,3 @@ def peak_mem(fn: Callable[[], object], device: str) -> float | None:
     fn()
     synchronize(device)
     return peak_memory_mib(device)
-
-
-_EAGER: dict[tuple, float] = {}
-
-
-def record_eager(model_name: str, device: str, phase: str, median_ms: float) -> None:
-    """The eager row's own median is the baseline of every other mode's speed-up."""
-    _EAGER[(model_name, device, phase)] = median_ms
-
-
-def eager_median_ms(model_name: str, device: str, phase: str, modes: tuple[str, ...], budget: Budget) -> float:
-    key = (model_name, device, phase)
-    if key not in _EAGER:
-        spec = get_model(model_name)
-        model, example, target, results = parity(model_name, device, modes)
-        fn = step_fn(spec, results["eager"], model, example, target, phase)
-        _EAGER[key] = summarize_ms(time_callable(fn, device, budget))["median_ms"]
-    return _EAGER[key]
-
-

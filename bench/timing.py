@@ -151,3 +151,23 @@ def record_step_samples(benchmark, samples_s: list[float]) -> None:
     for s in samples_s:
         fresh.update(s)
     meta.stats = fresh
+
+
+def run_benchmark_against(benchmark, fn: Callable[[], Any], baseline: Callable[[], Any],
+                          device: str | torch.device, budget: Budget) -> tuple[list[float], list[float]]:
+    """Time ``fn`` with pytest-benchmark and ``baseline`` with the same clock, one baseline
+    call before every round (A B A B ...): both see the same machine state and noise, so
+    their ratio is not skewed by what ran before (PITFALLS 6). Returns both sample lists."""
+    base = synchronized(baseline, device)
+    base_samples: list[float] = []
+
+    def setup():
+        t0 = time.perf_counter()
+        base()
+        base_samples.append(time.perf_counter() - t0)
+
+    call = synchronized(fn, device)
+    benchmark.pedantic(call, setup=setup, rounds=budget.rounds, warmup_rounds=budget.warmup_rounds, iterations=1)
+    stats = getattr(benchmark, "stats", None)
+    samples = list(stats.stats.data) if stats is not None else []
+    return samples, base_samples[budget.warmup_rounds:] if samples else []

@@ -9,10 +9,10 @@ from bench.cases import case, devices
 from bench.devices import DTYPES
 from bench.ops import check_autograd
 from bench.ops.compile_export import compile_and_export_parity
-from bench.ops.measure import fwd_bwd_step, native_timing, saved_tensor_mib
+from bench.ops.measure import fwd_bwd_step, saved_tensor_mib
 from bench.registry import get_op, ops
 from bench.settings import current
-from bench.timing import run_benchmark, summarize_ms
+from bench.timing import run_benchmark, run_benchmark_against, summarize_ms
 
 PROFILE = current().profile
 OPS = sorted(ops())
@@ -85,10 +85,16 @@ def test_op_fwd_bwd(c, bench_row, benchmark):
                                             if x.status == "not_applicable")[:500]
     bench_row.check(report.passed, "; ".join(str(f) for f in report.failures)[:500])
     inputs = spec.make_inputs(spec.bench_params, device, DTYPES[dtype])
-    samples = run_benchmark(benchmark, fwd_bwd_step(spec.fn, inputs), device, PROFILE.budget)
-    bench_row["fwd_bwd_median_ms"] = summarize_ms(samples).get("median_ms")
     bench_row["saved_mib"] = saved_tensor_mib(spec.fn, inputs)
-    if spec.reference is not None:
-        bench_row.update(native_timing(spec, device, dtype, PROFILE.budget))
-        if bench_row["fwd_bwd_median_ms"]:
-            bench_row["speedup_vs_native"] = bench_row["native_median_ms"] / bench_row["fwd_bwd_median_ms"]
+    step = fwd_bwd_step(spec.fn, inputs)
+    if spec.reference is None:
+        samples = run_benchmark(benchmark, step, device, PROFILE.budget)
+        bench_row["fwd_bwd_median_ms"] = summarize_ms(samples).get("median_ms")
+        return
+    samples, native = run_benchmark_against(benchmark, step, fwd_bwd_step(spec.reference, inputs), device,
+                                            PROFILE.budget)
+    bench_row["native_saved_mib"] = saved_tensor_mib(spec.reference, inputs)
+    if samples:
+        bench_row["fwd_bwd_median_ms"] = summarize_ms(samples)["median_ms"]
+        bench_row["native_median_ms"] = summarize_ms(native)["median_ms"]
+        bench_row["speedup_vs_native"] = bench_row["native_median_ms"] / bench_row["fwd_bwd_median_ms"]

@@ -5,9 +5,6 @@ from typing import Callable
 
 import torch
 
-from bench.devices import DTYPES
-from bench.registry import OpSpec
-from bench.timing import Budget, summarize_ms, time_callable
 
 
 def fwd_bwd_step(fn: Callable, inputs: tuple) -> Callable[[], None]:
@@ -46,10 +43,3 @@ def saved_tensor_mib(fn: Callable, inputs: tuple) -> float:
             lambda t: pack(t) if t.untyped_storage().data_ptr() not in input_ptrs else t, lambda t: t):
         fn(*leaves)
     return total[0] / 2**20
-
-
-def native_timing(spec: OpSpec, device: str, dtype: str, budget: Budget) -> dict:
-    inputs = spec.make_inputs(spec.bench_params, device, DTYPES[dtype])
-    samples = time_callable(fwd_bwd_step(spec.reference, inputs), device, budget)
-    return {"native_median_ms": summarize_ms(samples)["median_ms"],
-            "native_saved_mib": saved_tensor_mib(spec.reference, inputs)}
