@@ -170,11 +170,13 @@ def pytest_runtest_makereport(item, call):
     row = item.stash.get(ROW_KEY, None)
     if row is None:  # skipped at collection: setup never ran
         row = item.stash[ROW_KEY] = Row(test=item.nodeid, **marker.kwargs)
-    final = report.when == "call" or (report.when == "setup" and not report.passed)
-    if report.when == "teardown" and report.failed and row["status"] in (None, "ok"):
-        row.finalize("failed", "teardown: " + _message(report))
-        final = True
-    if not final:
+    state = item.config.stash[STATE_KEY]
+    if report.when == "teardown":
+        if report.failed and row["status"] in (None, "ok"):
+            row.set_status("error", "teardown: " + _message(report))
+            state.add(row)  # already listed when its call finished: rewritten, not added twice
+        return
+    if not (report.when == "call" or not report.passed):
         return
     fixture = getattr(item, "funcargs", {}).get("benchmark") if report.when == "call" else None
     if fixture is not None:
@@ -182,7 +184,7 @@ def pytest_runtest_makereport(item, call):
     row.finalize(report.outcome, _message(report) if not report.passed else None)
     if fixture is not None:  # the row travels in pytest-benchmark's JSON too
         fixture.extra_info.update({k: v for k, v in row.items() if not isinstance(v, (list, dict)) and k != "test"})
-    item.config.stash[STATE_KEY].add(row)
+    state.add(row)
 
 
 def _take_samples(fixture, row: Row) -> None:
@@ -227,7 +229,8 @@ class RunState:
         return self._fingerprint
 
     def add(self, row: Row) -> None:
-        self.rows.append(row)
+        if not any(r is row for r in self.rows):
+            self.rows.append(row)
         self.write(complete=False)
 
     def results(self, complete: bool, benchmarks: dict | None = None) -> dict:

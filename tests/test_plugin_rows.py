@@ -106,3 +106,24 @@ def test_profile_marker_deselects(bench_pytester):
     """)
     result = bench_pytester.runpytest_subprocess("--bench-profile=smoke")
     result.assert_outcomes(passed=1, deselected=1)
+
+
+def test_teardown_failure_turns_the_row_into_an_error_once(bench_pytester):
+    bench_pytester.makepyfile(test_suite="""
+        import pytest
+        from bench.cases import case
+
+        @pytest.fixture
+        def broken_cleanup():
+            yield
+            raise RuntimeError("cleanup failed")
+
+        @pytest.mark.parametrize("c", [case("devices", model="a", device="cpu")])
+        def test_case(c, bench_row, broken_cleanup):
+            bench_row["samples_per_s"] = 1.0
+    """)
+    bench_pytester.runpytest_subprocess()
+    data = json.loads((bench_pytester.path / "reports" / "latest" / "results.json").read_text())
+    assert len(data["bench_rows"]) == 1
+    row = data["bench_rows"][0]
+    assert row["status"] == "error" and "cleanup failed" in row["reason"]
