@@ -29,6 +29,7 @@ class ModeResult:
     detail: str = ""
     build_s: float | None = None
     graph_breaks: int | None = None
+    compile_cache: str | None = None  # inductor FX-graph cache hits/misses: build_s is warm or cold
     warnings: list[str] = dataclasses.field(default_factory=list)
     runner: Callable | None = dataclasses.field(default=None, repr=False)  # the built graph
 
@@ -219,6 +220,8 @@ def _dynamo_counts() -> dict:
     from torch._dynamo.utils import counters
 
     return {"graph_break": sum(counters["graph_break"].values()), "ok": counters["frames"]["ok"],
+            "cache_hit": counters["inductor"]["fxgraph_cache_hit"],
+            "cache_miss": counters["inductor"]["fxgraph_cache_miss"],
             "captured": counters["stats"]["calls_captured"], "unimplemented": dict(counters["unimplemented"])}
 
 
@@ -226,6 +229,9 @@ def _judge_compile(result: ModeResult, before: dict, logged: list[str], breaks) 
     """A torch.compile that fell back to eager, or hit the recompile limit, is not ok."""
     after = _dynamo_counts()
     result.graph_breaks = breaks[0] if breaks else after["graph_break"] - before["graph_break"]
+    hits, misses = after["cache_hit"] - before["cache_hit"], after["cache_miss"] - before["cache_miss"]
+    if hits or misses:
+        result.compile_cache = f"{hits} hit(s), {misses} miss(es)"
     limit = [m for m in logged if "recompile_limit" in m or "cache_size_limit" in m or "recompile limit" in m]
     if result.status != "ok":
         return
