@@ -12,9 +12,9 @@ def _report(args) -> int:
     from bench.report import build_report, load_results
 
     data = load_results(args.results)
-    data["_source"] = str(args.results)
     out = Path(args.out) if args.out else Path(args.results).resolve().parent
-    build_report(data, out)
+    # rebuilding in place must not rewrite the source file itself
+    build_report(data, out, write_results=(out / "results.json").resolve() != Path(args.results).resolve())
     print(f"report written to {out}")
     return 0
 

@@ -44,7 +44,7 @@ def _tensors(out: Any) -> list[torch.Tensor]:
     return []
 
 
-def _outputs_and_grads(runner: Callable, params: Sequence[torch.nn.Parameter], inputs: tuple):
+def outputs_and_grads(runner: Callable, params: Sequence[torch.nn.Parameter], inputs: tuple):
     """Outputs, then gradients of a fixed weighted sum of outputs wrt floating inputs and
     parameters."""
     leaves = tuple(x.detach().clone().requires_grad_(x.is_floating_point()) if isinstance(x, torch.Tensor) else x
@@ -61,7 +61,7 @@ def _outputs_and_grads(runner: Callable, params: Sequence[torch.nn.Parameter], i
     return [o.detach() for o in outs], grads
 
 
-def _worst(a: list[torch.Tensor], b: list[torch.Tensor]) -> tuple[float, float]:
+def worst_error(a: list[torch.Tensor], b: list[torch.Tensor]) -> tuple[float, float]:
     """(max abs error, max excess over tolerance) between two lists of tensors."""
     if len(a) != len(b):
         return float("inf"), float("inf")
@@ -142,9 +142,9 @@ def check_parity(model: torch.nn.Module, example_inputs: tuple, probe_inputs: Se
     model.eval()
     all_inputs = [("example", tuple(example_inputs))] + [(f"probe {i}", tuple(p)) for i, p in enumerate(probe_inputs)]
     params = list(model.parameters())
-    reference = [_outputs_and_grads(model, params, inp) for _, inp in all_inputs]
-    again = [_outputs_and_grads(model, params, inp) for _, inp in all_inputs]
-    nondet = max(_worst(a[0] + a[1], b[0] + b[1])[0] for a, b in zip(reference, again))
+    reference = [outputs_and_grads(model, params, inp) for _, inp in all_inputs]
+    again = [outputs_and_grads(model, params, inp) for _, inp in all_inputs]
+    nondet = max(worst_error(a[0] + a[1], b[0] + b[1])[0] for a, b in zip(reference, again))
     results = [ModeResult("eager", "ok", 0.0, runner=model)]
     if nondet > 0:
         results[0] = ModeResult("eager", "mismatch", nondet, f"eager is non-deterministic: two runs differ by "
@@ -182,13 +182,13 @@ def _check_mode(mode, model, all_inputs, reference, nondet, backend) -> ModeResu
             for suffix, run in runners:
                 for (label, inp), (ref_out, ref_grads) in zip(all_inputs, reference):
                     try:
-                        outs, grads = _outputs_and_grads(run, params_of(run, model), inp)
+                        outs, grads = outputs_and_grads(run, params_of(run, model), inp)
                     except Exception as exc:
                         return ModeResult(mode, "error" if label == "example" else "mismatch", None,
                                           f"{label}{suffix}: {_reason(exc)}", build_s, warnings=_texts(caught))
                     if mode == "compile" and label == "example" and not suffix:
                         result.build_s = time.perf_counter() - t0  # compilation happens on the first call
-                    err, excess = _worst(ref_out + ref_grads, outs + grads)
+                    err, excess = worst_error(ref_out + ref_grads, outs + grads)
                     result.max_abs_err = max(result.max_abs_err, err)
                     if excess > nondet:
                         result.status = "mismatch"

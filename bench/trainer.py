@@ -42,8 +42,13 @@ class TrainerConfig:
     seed: int = 0
 
     @property
-    def model_name(self) -> str:
-        return self.model or DEFAULT_MODEL_NAME
+    def torch_device(self) -> str:
+        return "cpu" if self.device == "cpu" else "cuda:0"
+
+    @property
+    def peak_dtype(self) -> str:
+        """The GEMM roof MFU is measured against (CPU fp16 runs fp32 arithmetic)."""
+        return "fp32" if self.precision == "fp16" and self.device == "cpu" else self.precision
 
 
 def load_model_and_tokenizer(name_or_path: str | None, num_labels: int):
@@ -52,10 +57,13 @@ def load_model_and_tokenizer(name_or_path: str | None, num_labels: int):
 
     from bench.models.text import minilm_path, record_model_hash
 
-    source = str(minilm_path()) if name_or_path is None else str(Path(name_or_path).expanduser()) \
-        if Path(name_or_path).expanduser().exists() else name_or_path
-    if Path(source).is_dir():
-        record_model_hash(name_or_path or "all-MiniLM-L6-v2", Path(source))
+    if name_or_path is None:
+        source = str(minilm_path())  # records the packaged weights' hash itself
+    elif Path(name_or_path).expanduser().is_dir():
+        source = str(Path(name_or_path).expanduser())
+        record_model_hash(name_or_path, Path(source))
+    else:
+        source = name_or_path  # a hub id: needs the network
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialized classifier" is expected here
     hf_logging.disable_progress_bar()
@@ -171,7 +179,7 @@ def run(cfg: TrainerConfig, world_size: int = 1) -> dict:
     model, tokenizer = load_model_and_tokenizer(cfg.model, num_labels)
     data = hf_data.tokenize(dsd, tokenizer, cfg.max_length)
     collator = TokenCountingCollator(tokenizer)
-    device = cfg.device if cfg.device != "cuda" else "cuda:0"
+    device = cfg.torch_device
     model.to(device)
     flops_per_sample = count_flops_per_sample(model, collator, data["train"], device)
     collator.tokens.clear()
@@ -261,8 +269,7 @@ def _metrics(cfg, timer, collator, flops_per_sample, extra, wall_s, world_size, 
     micro = cfg.grad_accum
     steady_tokens = sum(collator.tokens[w * micro: len(timer.steps) * micro]) * world_size
     samples_per_s = samples_per_step * len(steady) / steady_s
-    device = cfg.device if cfg.device == "cpu" else "cuda:0"
-    peak = measured_peak(device, cfg.precision if cfg.precision != "fp16" or device != "cpu" else "fp32")
+    peak = measured_peak(cfg.torch_device, cfg.peak_dtype)
     achieved_tflops = flops_per_sample * samples_per_s / 1e12
     reached = [t for t, acc in timer.evals if acc >= cfg.target_accuracy]
     losses = [v / extra.get("trainer_loss_scale", 1) for v in timer.losses]

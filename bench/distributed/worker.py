@@ -14,6 +14,7 @@ Multi-node (the same worker):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import datetime
 import json
@@ -107,7 +108,7 @@ def main(argv=None) -> None:
 
     def step(sync: bool = True):
         opt.zero_grad(set_to_none=True)
-        ctx = model.no_sync() if (ddp and not sync) else _null()
+        ctx = model.no_sync() if (ddp and not sync) else contextlib.nullcontext()
         with ctx:
             loss = spec.compute_loss(model(*my_inputs), my_target)  # mean over the shard
             loss.backward()
@@ -151,10 +152,12 @@ def main(argv=None) -> None:
     if ddp:
         gathered = [None] * world
         dist.all_gather_object(gathered, info)
-        params = [torch.zeros_like(flat) for _ in range(world)]
-        dist.all_gather(params, flat) if backend == "gloo" else None
-        param_diff = max(float((p - params[0]).abs().max()) for p in params) if backend == "gloo" else \
-            _param_diff_nccl(flat, device)  # noqa: E501
+        if backend == "gloo":
+            params = [torch.zeros_like(flat) for _ in range(world)]
+            dist.all_gather(params, flat)
+            param_diff = max(float((p - params[0]).abs().max()) for p in params)
+        else:
+            param_diff = _param_diff_nccl(flat, device)
     else:
         gathered, param_diff = [info], 0.0
     if rank == 0:
@@ -174,14 +177,6 @@ def _param_diff_nccl(flat: torch.Tensor, device: str) -> float:
     diff = (t - mean).abs().max()
     dist.all_reduce(diff, op=dist.ReduceOp.MAX)
     return float(diff)
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _write_result(out: Path, a, gathered: list[dict], world: int, backend: str, threads: int, param_diff: float,

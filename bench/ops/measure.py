@@ -7,10 +7,15 @@ import torch
 
 
 
+def _leaves(inputs: tuple) -> tuple:
+    """Leaf copies of the inputs; floating ones require grad."""
+    return tuple(x.detach().requires_grad_(x.is_floating_point()) if isinstance(x, torch.Tensor) else x
+                 for x in inputs)
+
+
 def fwd_bwd_step(fn: Callable, inputs: tuple) -> Callable[[], None]:
     """One forward and backward of ``fn`` on leaf copies of ``inputs``."""
-    leaves = tuple(x.detach().requires_grad_(x.is_floating_point()) if isinstance(x, torch.Tensor) else x
-                   for x in inputs)
+    leaves = _leaves(inputs)
     with torch.no_grad():
         grad = torch.ones_like(fn(*leaves))
 
@@ -36,8 +41,7 @@ def saved_tensor_mib(fn: Callable, inputs: tuple) -> float:
             total[0] += t.numel() * t.element_size()
         return t
 
-    leaves = tuple(x.detach().requires_grad_(x.is_floating_point()) if isinstance(x, torch.Tensor) else x
-                   for x in inputs)
+    leaves = _leaves(inputs)
     input_ptrs = {x.untyped_storage().data_ptr() for x in leaves if isinstance(x, torch.Tensor)}
     with torch.autograd.graph.saved_tensors_hooks(
             lambda t: pack(t) if t.untyped_storage().data_ptr() not in input_ptrs else t, lambda t: t):

@@ -16,9 +16,9 @@ def fingerprint_of(data: dict) -> dict:
     return info.get("bench") or {k: v for k, v in info.items() if not isinstance(v, dict)}
 
 
-def build_report(data: dict, out_dir: str | Path) -> dict:
-    """Write summary.md, index.html, one CSV per suite and results.json into ``out_dir``.
-    Returns the tables. Each file is written atomically."""
+def build_report(data: dict, out_dir: str | Path, write_results: bool = True) -> dict:
+    """Write summary.md, index.html, one CSV per suite and (unless ``write_results`` is
+    False) results.json into ``out_dir``. Returns the tables. Each file is written atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = rows_from_results(data)
@@ -33,8 +33,8 @@ def build_report(data: dict, out_dir: str | Path) -> dict:
         atomic_write_text(out / f"{suite}.csv", df.to_csv(index=False))
     atomic_write_text(out / "summary.md", render_summary(tables, fp, run, notes))
     atomic_write_text(out / "index.html", render_html(tables, fp, run, notes))
-    if (out / "results.json").resolve() != Path(data.get("_source", "")).resolve():
-        atomic_write_json(out / "results.json", {k: v for k, v in data.items() if k != "_source"})
+    if write_results:
+        atomic_write_json(out / "results.json", data)
     return tables
 
 

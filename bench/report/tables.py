@@ -67,10 +67,3 @@ def derive_notes(rows: list[dict]) -> list[str]:
             notes.append(f"timing self-check on {r.get('device')}: the suite's median is {ratio:.3f}x "
                          f"torch.utils.benchmark's for the same case (expected 0.95-1.05)")
     return notes
-
-
-def status_counts(rows: list[dict]) -> pd.DataFrame:
-    if not rows:
-        return pd.DataFrame(columns=["suite", "status", "count"])
-    df = pd.DataFrame([{"suite": r.get("suite"), "status": r.get("status")} for r in rows])
-    return df.groupby(["suite", "status"]).size().reset_index(name="count")
