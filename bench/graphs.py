@@ -6,6 +6,7 @@ in a branch or a shape is a ``mismatch`` with the input that exposed it.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import io
 import logging
@@ -145,6 +146,7 @@ def check_parity(model: torch.nn.Module, example_inputs: tuple, probe_inputs: Se
     reference = [outputs_and_grads(model, params, inp) for _, inp in all_inputs]
     again = [outputs_and_grads(model, params, inp) for _, inp in all_inputs]
     nondet = max(worst_error(a[0] + a[1], b[0] + b[1])[0] for a, b in zip(reference, again))
+    gold = _fp64_reference(model, all_inputs)
     results = [ModeResult("eager", "ok", 0.0, runner=model)]
     if nondet > 0:
         results[0] = ModeResult("eager", "mismatch", nondet, f"eager is non-deterministic: two runs differ by "
@@ -153,11 +155,34 @@ def check_parity(model: torch.nn.Module, example_inputs: tuple, probe_inputs: Se
     for mode in modes:
         if mode == "eager":
             continue
-        results.append(_check_mode(mode, model, all_inputs, reference, nondet, backend))
+        results.append(_check_mode(mode, model, all_inputs, reference, nondet, backend, gold))
     return results
 
 
-def _check_mode(mode, model, all_inputs, reference, nondet, backend) -> ModeResult:
+def _fp64_reference(model: torch.nn.Module, all_inputs) -> list | None:
+    """Outputs and gradients of an fp64 copy of the model, or None where it cannot run in fp64."""
+    try:
+        gold_model = copy.deepcopy(model).double()
+        inputs64 = [tuple(x.double() if torch.is_tensor(x) and x.is_floating_point() else x for x in inp)
+                    for _, inp in all_inputs]
+        return [outputs_and_grads(gold_model, list(gold_model.parameters()), inp) for inp in inputs64]
+    except Exception:
+        return None
+
+
+def _rmse(gold: list[torch.Tensor], got: list[torch.Tensor]) -> float:
+    return max((float(torch.sqrt(torch.mean((g.double() - x.double()) ** 2))) for g, x in zip(gold, got)
+                if g.numel()), default=0.0)
+
+
+def _within_fp64_rule(gold, eager, mode_out) -> tuple[bool, str]:
+    """torch._dynamo's accuracy rule: the mode's RMSE against fp64 may be at most 3x eager's
+    own (plus tol/10), so numerics that only reorder float32 arithmetic are not a mismatch."""
+    res, ref = _rmse(gold, mode_out), _rmse(gold, eager)
+    return res <= 3.0 * ref + 1e-4 / 10, f"rmse vs fp64 {res:.3g}, eager's {ref:.3g}"
+
+
+def _check_mode(mode, model, all_inputs, reference, nondet, backend, gold=None) -> ModeResult:
     recorder = _Recorder()
     dynamo_log = logging.getLogger("torch._dynamo")
     dynamo_log.addHandler(recorder)
@@ -180,7 +205,7 @@ def _check_mode(mode, model, all_inputs, reference, nondet, backend) -> ModeResu
             result = ModeResult(mode, "ok", 0.0, build_s=build_s, runner=runner)
             runners = [("", runner)] + ([(" after save/load", reloaded)] if reloaded is not None else [])
             for suffix, run in runners:
-                for (label, inp), (ref_out, ref_grads) in zip(all_inputs, reference):
+                for i, ((label, inp), (ref_out, ref_grads)) in enumerate(zip(all_inputs, reference)):
                     try:
                         outs, grads = outputs_and_grads(run, params_of(run, model), inp)
                     except Exception as exc:
@@ -190,6 +215,11 @@ def _check_mode(mode, model, all_inputs, reference, nondet, backend) -> ModeResu
                         result.build_s = time.perf_counter() - t0  # compilation happens on the first call
                     err, excess = worst_error(ref_out + ref_grads, outs + grads)
                     result.max_abs_err = max(result.max_abs_err, err)
+                    if excess > nondet and gold is not None:
+                        within, note = _within_fp64_rule(gold[i][0] + gold[i][1], ref_out + ref_grads, outs + grads)
+                        if within:
+                            result.detail = f"{label}{suffix}: beyond eager's tolerance but as close to fp64 ({note})"
+                            continue
                     if excess > nondet:
                         result.status = "mismatch"
                         result.detail = (f"{label}{suffix} (shapes {[tuple(x.shape) for x in inp if torch.is_tensor(x)]})"
