@@ -20,23 +20,33 @@ def _report(args) -> int:
 
 
 def _compare(args) -> int:
-    from bench.report.compare import compare, latest_in_history, render
-    from bench.report.io import load_results
+    from bench.report.compare import compare_runs, latest_in_history, load_run
+    from bench.report.compare_render import render, render_html
+    from bench.report.io import atomic_write_text
 
-    if args.baseline == "latest":
+    if args.base or args.new:
+        if args.files or not (args.base and args.new):
+            raise ResultsError("give runs either as BASE NEW or as --base A1 [A2 ...] --new B1 [B2 ...]")
+        base_paths, new_paths = args.base, args.new
+    elif args.baseline == "latest":
         if len(args.files) != 1:
             raise ResultsError("with --baseline latest give exactly one results file (the new run)")
-        new_path = Path(args.files[0])
-        base_path = latest_in_history(Path(args.reports_dir), exclude=new_path)
+        new_paths = args.files
+        base_paths = [latest_in_history(Path(args.reports_dir), load_run(args.files[0]))]
+        print(f"baseline: {base_paths[0]} (newest earlier run of the same profile and machine)", file=sys.stderr)
     else:
         if len(args.files) != 2:
-            raise ResultsError("give two results files, BASE and NEW (or --baseline latest NEW)")
-        base_path, new_path = map(Path, args.files)
-    if not 0 < args.threshold < 10:
+            raise ResultsError("give two results files, BASE and NEW (or --base ... --new ..., "
+                               "or --baseline latest NEW)")
+        base_paths, new_paths = [args.files[0]], [args.files[1]]
+    if args.threshold is not None and not 0 < args.threshold < 10:
         raise ResultsError(f"--threshold {args.threshold}: must be a fraction above 0, e.g. 0.1 for 10 %")
-    verdict = compare(load_results(base_path), load_results(new_path), args.threshold, args.alpha)
-    sys.stdout.write(render(verdict, args.format))
-    return 1 if len(verdict.regressions) else 0
+    diff = compare_runs([load_run(p) for p in base_paths], [load_run(p) for p in new_paths], args.threshold,
+                        args.alpha, args.allow_profile_mismatch)
+    sys.stdout.write(render(diff, args.format))
+    if args.html:
+        atomic_write_text(args.html, render_html(diff))
+    return diff.exit_code
 
 
 def _peak(args) -> int:
@@ -73,13 +83,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("results", help="results.json (or a pytest-benchmark JSON file)")
     p.add_argument("--out", help="folder to write (default: the results file's folder)")
     p.set_defaults(func=_report)
-    p = sub.add_parser("compare", help="regression verdict between two runs; exit 1 on a significant regression")
-    p.add_argument("files", nargs="+", metavar="BASE.json NEW.json")
-    p.add_argument("--baseline", choices=("latest",), help="take BASE from reports/history (newest other run)")
+    p = sub.add_parser("compare", help="whole-run diff: environment, correctness, numerics, every metric; "
+                                       "exit 1 on a status regression or a significant slowdown")
+    p.add_argument("files", nargs="*", metavar="BASE.json NEW.json")
+    p.add_argument("--base", nargs="+", metavar="RUN.json", help="several base runs (the run is the unit)")
+    p.add_argument("--new", nargs="+", metavar="RUN.json", help="several new runs")
+    p.add_argument("--baseline", choices=("latest",),
+                   help="take BASE from reports/history: the newest earlier run of the same profile and machine")
     p.add_argument("--reports-dir", default="reports")
-    p.add_argument("--threshold", type=float, default=0.10, help="slowdown fraction that counts (default 0.10)")
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
-    p.add_argument("--format", choices=("table", "markdown", "csv"), default="table")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="slowdown fraction that counts for timings (default: each metric's own, 0.10 for timings)")
+    p.add_argument("--alpha", type=float, default=0.05,
+                   help="false-discovery rate over the comparison's run-level tests (default 0.05)")
+    p.add_argument("--allow-profile-mismatch", action="store_true",
+                   help="compare runs of different profiles (they measure different workloads)")
+    p.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
+    p.add_argument("--html", metavar="PATH", help="also write a self-contained compare.html")
     p.set_defaults(func=_compare)
     p = sub.add_parser("peak", help="measured GEMM roof per device and dtype, checked against torch.utils.benchmark")
     p.add_argument("--device", help="comma list of cpu, cuda, cuda:N")

@@ -21,7 +21,7 @@ class Capabilities:
     cuda: bool
     cuda_device_count: int
     cuda_names: tuple[str, ...]
-    cuda_bf16: bool
+    cuda_bf16: tuple[bool, ...]  # per CUDA device: native bf16 (compute capability >= 8.0)
     distributed: bool
     backends: tuple[str, ...]  # distributed backends this build offers: gloo, nccl, ...
     cpu_threads: int
@@ -32,7 +32,7 @@ class Capabilities:
             return None
         if not self.cuda:
             return "CUDA is not available on this machine (torch.cuda.is_available() is False)"
-        index = int(device.split(":")[1]) if ":" in device else 0
+        index = cuda_index(device)
         if index >= self.cuda_device_count:
             return f"{device} requested but only {self.cuda_device_count} CUDA device(s) are present"
         return None
@@ -44,9 +44,22 @@ class Capabilities:
             return reason
         if dtype not in DTYPES:
             return f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}"
-        if device.startswith("cuda") and dtype == "bf16" and not self.cuda_bf16:
-            return "this GPU has no bf16 support (compute capability < 8.0)"
+        if device.startswith("cuda") and dtype == "bf16" and not self.cuda_bf16[cuda_index(device)]:
+            return (f"{device} ({self.cuda_names[cuda_index(device)]}) has no native bf16 "
+                    "(compute capability < 8.0; emulated bf16 is not benchmarked)")
         return None
+
+
+def cuda_index(device: str | torch.device) -> int:
+    """The index of a CUDA device string (``cuda`` alone is device 0)."""
+    dev = torch.device(device)
+    return dev.index or 0
+
+
+def _native_bf16(index: int) -> bool:
+    # torch.cuda.is_bf16_supported() asks only the current device and, by default, counts
+    # emulation on pre-Ampere GPUs; native bf16 tensor-core math needs sm_80 or newer.
+    return torch.cuda.get_device_capability(index) >= (8, 0)
 
 
 @functools.lru_cache(maxsize=1)
@@ -54,7 +67,7 @@ def probe() -> Capabilities:
     cuda = torch.cuda.is_available()
     count = torch.cuda.device_count() if cuda else 0
     names = tuple(torch.cuda.get_device_name(i) for i in range(count))
-    bf16 = bool(cuda and torch.cuda.is_bf16_supported())
+    bf16 = tuple(_native_bf16(i) for i in range(count))
     dist_ok = torch.distributed.is_available()
     backends = []
     if dist_ok:
@@ -65,15 +78,21 @@ def probe() -> Capabilities:
     return Capabilities(cuda, count, names, bf16, dist_ok, tuple(backends), torch.get_num_threads())
 
 
-def parse_devices(text: str) -> list[str]:
-    """Parse ``--bench-device``: a comma list of cpu, cuda, cuda:N. Raises ValueError."""
+def parse_devices(text: str, cuda_device_count: int | None = None) -> list[str]:
+    """Parse ``--bench-device``: a comma list of cpu, cuda, cuda:N. ``cuda`` means every
+    visible CUDA device (cuda:0 when there is none, so its rows say why they are skipped).
+    Raises ValueError."""
     devices = [d.strip() for d in text.split(",") if d.strip()]
     if not devices:
         raise ValueError("--bench-device is empty; valid: cpu, cuda, cuda:N (comma separated)")
     for d in devices:
         if not _DEVICE_RE.match(d):
             raise ValueError(f"--bench-device: unknown device {d!r}; valid: cpu, cuda, cuda:N (comma separated)")
-    return list(dict.fromkeys("cuda:0" if d == "cuda" else d for d in devices))
+    count = probe().cuda_device_count if cuda_device_count is None else cuda_device_count
+    out: list[str] = []
+    for d in devices:
+        out += [f"cuda:{i}" for i in range(max(count, 1))] if d == "cuda" else [d]
+    return list(dict.fromkeys(out))
 
 
 def default_devices() -> list[str]:
@@ -99,11 +118,26 @@ def reset_peak_memory(device: str | torch.device) -> None:
 
 def peak_memory_mib(device: str | torch.device) -> float | None:
     """CUDA: max allocated since the last reset. CPU: peak RSS (VmHWM) since the last reset
-    of the high-water mark, or None where the kernel does not let us reset it."""
+    of the high-water mark, or None where the kernel does not let us reset it. Two different
+    quantities: rows name them apart with :func:`peak_memory_columns`."""
     dev = torch.device(device)
     if dev.type == "cuda":
         return torch.cuda.max_memory_allocated(dev) / 2**20
     return _rss_high_water_mark_mib() if _HWM_RESETTABLE[0] else None
+
+
+def peak_memory_columns(device: str | torch.device) -> dict[str, float | None]:
+    """Peak memory since the last reset, each figure under the name of what it measures:
+    ``peak_rss_mib`` (process resident set, CPU rows), ``cuda_peak_allocated_mib`` (tensor
+    bytes) and ``cuda_peak_reserved_mib`` (the caching allocator's pool) on CUDA rows.
+    ``peak_mem_mib`` (the contract's column) repeats the one that applies to the device."""
+    if torch.device(device).type == "cuda":
+        allocated = peak_memory_mib(device)
+        return {"peak_mem_mib": allocated, "cuda_peak_allocated_mib": allocated,
+                "cuda_peak_reserved_mib": peak_reserved_mib(device), "peak_rss_mib": None}
+    rss = peak_memory_mib(device)
+    return {"peak_mem_mib": rss, "peak_rss_mib": rss, "cuda_peak_allocated_mib": None,
+            "cuda_peak_reserved_mib": None}
 
 
 _HWM_RESETTABLE = [False]

@@ -13,9 +13,6 @@ import subprocess
 
 import torch
 
-# Keys whose difference makes two runs incomparable; compare warns on them.
-COMPARABLE_KEYS = ("torch", "cuda", "gpu_name", "gpu_count", "cpu_model", "torch_threads", "tf32_matmul")
-
 # Filled by model loaders (bench.models.minilm) so the report records which weights ran.
 MODEL_HASHES: dict[str, str] = {}
 # Filled by bench.flops.measured_peak: the GEMM roofs pct_of_peak was computed against.
@@ -73,6 +70,7 @@ def fingerprint() -> dict:
         "nccl": nccl,
         "driver": _driver() if cuda else None,
         "gpu_name": torch.cuda.get_device_name(0) if cuda else None,
+        "gpu_names": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
         "gpu_count": torch.cuda.device_count() if cuda else 0,
         "cpu_model": _cpu_model(),
         "cpu_cores": os.cpu_count(),
@@ -80,6 +78,9 @@ def fingerprint() -> dict:
         "torch_interop_threads": torch.get_num_interop_threads(),
         "transformers": _version("transformers"),
         "datasets": _version("datasets"),
+        "accelerate": _version("accelerate"),
+        "triton": _version("triton") or _version("pytorch-triton"),
+        "numpy": _version("numpy"),
         "pytest_benchmark": _version("pytest-benchmark"),
         "python": platform.python_version(),
         "git_commit": git_commit(),
@@ -87,7 +88,8 @@ def fingerprint() -> dict:
         "tf32_cudnn": torch.backends.cudnn.allow_tf32,
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
         "cudnn_benchmark": torch.backends.cudnn.benchmark,
-        "allocator": {k: os.environ.get(k) for k in ("PYTORCH_CUDA_ALLOC_CONF", "GLIBC_TUNABLES", "OMP_NUM_THREADS")
+        "allocator": {k: os.environ.get(k) for k in ("PYTORCH_CUDA_ALLOC_CONF", "GLIBC_TUNABLES", "OMP_NUM_THREADS",
+                                                     "CUDA_VISIBLE_DEVICES", "MKL_NUM_THREADS")
                       if os.environ.get(k)},
         "model_hashes": dict(MODEL_HASHES),
         "measured_peaks_tflops": dict(MEASURED_PEAKS_TFLOPS),

@@ -16,26 +16,36 @@ from bench import env
 from bench.devices import DTYPES
 from bench.timing import Budget, summarize_ms, time_callable
 
-# Vendor dense peaks in TFLOP/s (no 2:4 sparsity). fp32 is the non-tensor-core figure: the
-# suite leaves TF32 off unless the report's fingerprint says otherwise.
+# Vendor dense peaks in TFLOP/s (no 2:4 sparsity: datasheets print the sparse figure for the
+# tensor-core rows, marked "*"; the dense one is half of it). fp32 is the non-tensor-core
+# figure: the suite leaves TF32 off unless the report's fingerprint says otherwise.
+# Keyed by the exact name torch.cuda.get_device_name() reports. A GPU not listed gets no
+# vendor peak (pct_of_vendor_peak stays empty) rather than a neighbour's figure.
+_HOPPER_SXM = {"fp32": 67.0, "tf32": 494.5, "bf16": 989.5, "fp16": 989.5}   # H100/H200 SXM datasheets
+_HOPPER_NVL = {"fp32": 60.0, "tf32": 417.5, "bf16": 835.5, "fp16": 835.5}   # H100 NVL / H200 NVL datasheets
+_A100 = {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0}          # A100 datasheet (SXM and PCIe)
 VENDOR_PEAK_TFLOPS = {
-    "H200": {"fp32": 66.9, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4},
-    "H100 SXM": {"fp32": 66.9, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4},
-    "H100 PCIe": {"fp32": 51.2, "tf32": 378.0, "bf16": 756.0, "fp16": 756.0},
-    "A100": {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0},
-    "L4": {"fp32": 30.3, "tf32": 60.0, "bf16": 121.0, "fp16": 121.0},
+    "NVIDIA H200": _HOPPER_SXM,            # H200 datasheet, "H200 SXM" column
+    "NVIDIA H200 NVL": _HOPPER_NVL,        # H200 datasheet, "H200 NVL" column
+    "NVIDIA H100 80GB HBM3": _HOPPER_SXM,  # H100 datasheet, "H100 SXM" column
+    "NVIDIA H100 NVL": _HOPPER_NVL,        # H100 datasheet, "H100 NVL" column
+    "NVIDIA H100 PCIe": {"fp32": 51.0, "tf32": 378.0, "bf16": 756.5, "fp16": 756.5},  # H100 datasheet, PCIe
+    "NVIDIA A100-SXM4-40GB": _A100,
+    "NVIDIA A100-SXM4-80GB": _A100,
+    "NVIDIA A100-PCIE-40GB": _A100,
+    "NVIDIA A100 80GB PCIe": _A100,
+    "NVIDIA L4": {"fp32": 30.3, "tf32": 60.0, "bf16": 121.0, "fp16": 121.0},        # L4 datasheet
+    "NVIDIA L40S": {"fp32": 91.6, "tf32": 183.0, "bf16": 362.05, "fp16": 362.05},   # L40S datasheet
+    "NVIDIA L40": {"fp32": 90.5, "tf32": 90.5, "bf16": 181.05, "fp16": 181.05},     # L40 datasheet
 }
 
 
 def vendor_peak_tflops(gpu_name: str | None, dtype: str) -> float | None:
+    """The vendor's dense peak for exactly this GPU model, or None when it is not listed."""
     if not gpu_name:
         return None
-    name = gpu_name.upper()
-    for key in sorted(VENDOR_PEAK_TFLOPS, key=len, reverse=True):
-        parts = key.upper().split()
-        if all(p in name for p in parts) or (key == "H100 SXM" and "H100" in name and "PCIE" not in name):
-            return VENDOR_PEAK_TFLOPS[key].get(dtype)
-    return None
+    table = {k.upper(): v for k, v in VENDOR_PEAK_TFLOPS.items()}
+    return (table.get(" ".join(gpu_name.split()).upper()) or {}).get(dtype)
 
 
 def count_flops(fn: Callable[[], Any]) -> int:

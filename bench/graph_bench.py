@@ -7,7 +7,7 @@ from typing import Callable
 
 import torch
 
-from bench.devices import peak_memory_mib, reset_peak_memory, synchronize
+from bench.devices import peak_memory_columns, reset_peak_memory, synchronize
 from bench.graphs import ModeResult, check_parity, params_of
 from bench.registry import ModelSpec, get_model
 from bench.settings import current
@@ -56,8 +56,9 @@ def step_fn(spec: ModelSpec, result: ModeResult, model, example, target, phase: 
     return train
 
 
-def peak_mem(fn: Callable[[], object], device: str) -> float | None:
+def peak_mem(fn: Callable[[], object], device: str) -> dict[str, float | None]:
+    """Peak memory of one call of ``fn``, each figure named for what it measures."""
     reset_peak_memory(device)
     fn()
     synchronize(device)
-    return peak_memory_mib(device)
+    return peak_memory_columns(device)

@@ -16,10 +16,9 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from bench import numerics
+
 MODES = ("eager", "script", "trace", "compile", "export")
-# Tolerances by dtype for mode-vs-eager outputs: atol + rtol * |eager|.
-TOLERANCE = {torch.float32: (1e-4, 1e-4), torch.bfloat16: (1e-2, 1e-2), torch.float16: (1e-3, 1e-3),
-             torch.float64: (1e-7, 1e-7)}
 
 
 @dataclasses.dataclass
@@ -72,7 +71,7 @@ def worst_error(a: list[torch.Tensor], b: list[torch.Tensor]) -> tuple[float, fl
             return float("inf"), float("inf")
         if not x.numel():
             continue
-        atol, rtol = TOLERANCE.get(x.dtype, (1e-4, 1e-4))
+        atol, rtol = numerics.parity_tolerance(x.dtype, x.device)
         d = (x.double() - y.double()).abs()
         err = max(err, float(d.max()))
         excess = max(excess, float((d - (atol + rtol * x.double().abs())).max()))
@@ -171,23 +170,66 @@ def _fp64_reference(model: torch.nn.Module, all_inputs) -> list | None:
 
 
 def _rmse(gold: list[torch.Tensor], got: list[torch.Tensor]) -> float:
-    return max((float(torch.sqrt(torch.mean((g.double() - x.double()) ** 2))) for g, x in zip(gold, got)
-                if g.numel()), default=0.0)
+    return max((numerics.rmse(g, x) for g, x in zip(gold, got)), default=0.0)
 
 
 def _within_fp64_rule(gold, eager, mode_out) -> tuple[bool, str]:
     """torch._dynamo's accuracy rule: the mode's RMSE against fp64 may be at most 3x eager's
     own (plus tol/10), so numerics that only reorder float32 arithmetic are not a mismatch."""
     res, ref = _rmse(gold, mode_out), _rmse(gold, eager)
-    return res <= 3.0 * ref + 1e-4 / 10, f"rmse vs fp64 {res:.3g}, eager's {ref:.3g}"
+    return numerics.within_rmse_rule(res, ref, "fp32"), f"rmse vs fp64 {res:.3g}, eager's {ref:.3g}"
+
+
+def _jit_refusals() -> tuple[type, ...]:
+    return tuple(t for t in (getattr(torch.jit.frontend, "NotSupportedError", None),
+                             getattr(torch.jit.frontend, "UnsupportedNodeError", None),
+                             getattr(torch.jit, "Error", None), getattr(torch.jit, "TracingCheckError", None))
+                 if isinstance(t, type))
+
+
+def _export_refusals() -> tuple[type, ...]:
+    from torch._dynamo import exc as dynamo_exc
+    from torch.fx.experimental import symbolic_shapes
+
+    return tuple(t for t in (getattr(dynamo_exc, "Unsupported", None), getattr(dynamo_exc, "UserError", None),
+                             getattr(symbolic_shapes, "GuardOnDataDependentSymNode", None),
+                             getattr(symbolic_shapes, "ConstraintViolationError", None))
+                 if isinstance(t, type))
+
+
+def _raised_inside(exc: BaseException, *parts: str) -> bool:
+    """The innermost Python frame of the traceback lies in one of torch's ``parts``."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and any(p in frames[-1].filename.replace("\\", "/") for p in parts)
+
+
+def failure_status(mode: str, exc: BaseException) -> str:
+    """``unsupported`` for a tool's documented refusal to build this model (TorchScript
+    cannot compile or serialise this Python; export met a data-dependent guard, a violated
+    shape constraint or an unsupported construct); ``error`` for anything else: an internal
+    error of the tool, or a bug in the model or in this suite."""
+    if mode in ("script", "trace"):
+        if isinstance(exc, _jit_refusals()):
+            return "unsupported"
+        # The TorchScript compiler and serialiser raise plain RuntimeError (and inspect's
+        # OSError when it cannot read the source) from its own frontend modules.
+        if isinstance(exc, (RuntimeError, OSError)) and _raised_inside(exc, "torch/jit/", "torch/_jit_internal.py"):
+            return "unsupported"
+    if mode == "export" and isinstance(exc, _export_refusals()):
+        return "unsupported"
+    return "error"
 
 
 def _check_mode(mode, model, all_inputs, reference, nondet, backend, gold=None) -> ModeResult:
     recorder = _Recorder()
     dynamo_log = logging.getLogger("torch._dynamo")
     dynamo_log.addHandler(recorder)
-    counters_before = _dynamo_counts()
+    # explain() captures graphs itself: it runs before the counters are read, so "captured
+    # no graph" counts only what the compiled model captured.
     breaks = _graph_breaks(model, all_inputs[0][1]) if mode == "compile" else None
+    counters_before = _dynamo_counts()
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -195,13 +237,13 @@ def _check_mode(mode, model, all_inputs, reference, nondet, backend, gold=None) 
             try:
                 runner, reload = build(mode, model, all_inputs[0][1], backend)
             except Exception as exc:
-                return ModeResult(mode, "unsupported", None, _reason(exc), warnings=_texts(caught))
+                return ModeResult(mode, failure_status(mode, exc), None, _reason(exc), warnings=_texts(caught))
             build_s = time.perf_counter() - t0
             try:
                 reloaded = reload() if reload is not None else None
             except Exception as exc:
-                return ModeResult(mode, "unsupported", None, f"built, but save/load failed: {_reason(exc)}",
-                                  build_s, warnings=_texts(caught))
+                return ModeResult(mode, failure_status(mode, exc), None,
+                                  f"built, but save/load failed: {_reason(exc)}", build_s, warnings=_texts(caught))
             result = ModeResult(mode, "ok", 0.0, build_s=build_s, runner=runner)
             runners = [("", runner)] + ([(" after save/load", reloaded)] if reloaded is not None else [])
             for suffix, run in runners:

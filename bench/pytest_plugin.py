@@ -36,6 +36,9 @@ def pytest_addoption(parser):
                     help="datasets name or local csv/json/parquet with text and label columns")
     group.addoption("--bench-report-dir", default=None, metavar="DIR",
                     help="where reports go (default: <rootdir>/reports)")
+    group.addoption("--bench-require", action="append", default=[], choices=("cuda",),
+                    help="fail the run, naming the cases, when a case was skipped for lack of this "
+                         "(e.g. a nightly GPU job that lost its GPU)")
 
 
 def _looks_like_path(value: str) -> bool:
@@ -86,7 +89,8 @@ def pytest_configure(config):
         _load_plugin(spec)
     report_dir = config.getoption("bench_report_dir")
     root = Path(report_dir).expanduser() if report_dir else Path(config.rootpath) / "reports"
-    config.stash[STATE_KEY] = RunState(root, config.getoption("bench_profile"))
+    state = config.stash[STATE_KEY] = RunState(root, config.getoption("bench_profile"))
+    config.pluginmanager.register(state, "bench-run-state")
 
 
 def pytest_report_header(config):
@@ -181,10 +185,24 @@ def pytest_runtest_makereport(item, call):
     fixture = getattr(item, "funcargs", {}).get("benchmark") if report.when == "call" else None
     if fixture is not None:
         _take_samples(fixture, row)
+    state.merge_warnings(item.nodeid, row)
+    if report.when == "call" and report.passed:
+        _flag_wrong_weights(report, row)
     row.finalize(report.outcome, _message(report) if not report.passed else None)
     if fixture is not None:  # the row travels in pytest-benchmark's JSON too
         fixture.extra_info.update({k: v for k, v in row.items() if not isinstance(v, (list, dict)) and k != "test"})
     state.add(row)
+
+
+def _flag_wrong_weights(report, row: Row) -> None:
+    """A row that ran weights other than the ones it names is not ``ok``: its status says
+    so and the test fails, whatever it measured."""
+    from bench.models.text import weights_problem
+
+    problem = weights_problem(row.get("model"))
+    if problem:
+        row.set_status("mismatch", problem)
+        report.outcome, report.longrepr = "failed", f"mismatch: {problem}"
 
 
 def _take_samples(fixture, row: Row) -> None:
@@ -215,7 +233,22 @@ class RunState:
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{profile}-{os.getpid()}"
         self.rows: list[Row] = []
         self.notes: list[str] = []
+        self.warnings: dict[str, list[str]] = {}
         self._fingerprint = None
+
+    def pytest_warning_recorded(self, warning_message, when, nodeid, location):
+        """Each case's warnings (category and first line), so compare can list the ones an
+        upgrade introduced."""
+        if when == "runtest" and nodeid:
+            text = f"{warning_message.category.__name__}: {str(warning_message.message).splitlines()[0][:200]}"
+            self.warnings.setdefault(nodeid, [])
+            if text not in self.warnings[nodeid]:
+                self.warnings[nodeid].append(text)
+
+    def merge_warnings(self, nodeid: str, row: Row) -> None:
+        have = [w for w in str(row.get("warnings") or "").split("; ") if w]
+        merged = have + [w for w in self.warnings.get(nodeid, []) if w not in have]
+        row["warnings"] = "; ".join(merged)[:2000] or None
 
     @property
     def run_dir(self) -> Path:
@@ -265,6 +298,10 @@ def pytest_sessionfinish(session, exitstatus):
     from bench.report.io import atomic_write_json
 
     complete = exitstatus not in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
+    missing = required_but_skipped(state.rows, config.getoption("bench_require"))
+    if missing:
+        state.notes.append(f"--bench-require cuda: {len(missing)} case(s) skipped for lack of a CUDA device "
+                           f"(first: {missing[0]}); this run fails")
     state._fingerprint = None  # re-read: model hashes and measured peaks are known by now
     data = state.results(complete, _benchmark_json(config))
     state.write(complete, data)
@@ -273,6 +310,25 @@ def pytest_sessionfinish(session, exitstatus):
     atomic_write_json(state.root / "history" / f"{state.run_id}.json", data)
     config._bench_report_dir = state.run_dir
     config._bench_all_skipped = all(r["status"] == "skipped" for r in state.rows)
+    config._bench_missing_required = missing
+    if missing and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# Skip reasons that mean "no CUDA device here" (see Capabilities.device_reason and _skip_reason).
+_NO_CUDA = ("CUDA is not available", "needs CUDA", "CUDA device(s) are present")
+
+
+def required_but_skipped(rows: list, required: list[str]) -> list[str]:
+    """Cases skipped for lack of a required capability; a run with no CUDA row at all
+    counts as missing every CUDA case."""
+    if "cuda" not in required:
+        return []
+    cuda_rows = [r for r in rows if str(r.get("device") or "").startswith("cuda")]
+    if not cuda_rows:
+        return ["(no case ran on a CUDA device: --bench-device selected none)"]
+    return [r["test"] for r in cuda_rows
+            if r.get("status") == "skipped" and any(k in str(r.get("reason")) for k in _NO_CUDA)]
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -282,3 +338,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         if getattr(config, "_bench_all_skipped", False):  # PITFALLS 13: a run that measured nothing
             terminalreporter.write_line("bench: every case was skipped, nothing was measured "
                                         "(see the reasons in summary.md)", red=True, bold=True)
+        missing = getattr(config, "_bench_missing_required", [])
+        if missing:
+            terminalreporter.write_line(f"bench: --bench-require cuda, but {len(missing)} case(s) were skipped for "
+                                        "lack of a CUDA device:", red=True, bold=True)
+            for name in missing[:50]:
+                terminalreporter.write_line(f"  {name}", red=True)

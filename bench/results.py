@@ -6,6 +6,7 @@ report with a status and a reason (PITFALLS 13).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -27,6 +28,80 @@ SUITE_COLUMNS: dict[str, tuple[str, ...]] = {
                 "samples_per_s", "tokens_per_s", "step_ms_p50", "step_ms_p95", "warmup_s", "train_runtime_s",
                 "loss_first", "loss_last", "eval_accuracy", "time_to_accuracy_s", "mfu_pct"),
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """A numeric column that ``compare`` and ``history`` judge.
+
+    kind: ``timing`` (the benchmark's raw samples back it: the per-run statistic is their
+    median), ``value`` (one number per run), ``derived`` (computed from the timing column
+    of the same row, e.g. samples/s: shown, judged through that column, never counted
+    twice), ``exact`` (deterministic: any change toward worse counts).
+    threshold: the relative change that matters (0.10 = 10 %); smaller changes are "same"
+    however significant. For ``exact`` metrics it is an absolute step.
+    """
+
+    unit: str
+    better: str  # "lower" or "higher"
+    kind: str = "value"
+    threshold: float = 0.10
+    doc: str = ""
+
+
+_MEM = Metric("MiB", "lower", "value", 0.10, "peak memory; RSS on CPU rows, allocated tensor bytes on CUDA rows")
+_COMMON = {
+    "peak_rss_mib": Metric("MiB", "lower", "value", 0.10, "peak resident set size of the process (CPU rows)"),
+    "cuda_peak_allocated_mib": Metric("MiB", "lower", "value", 0.05, "peak bytes held by tensors (CUDA rows)"),
+    "cuda_peak_reserved_mib": Metric("MiB", "lower", "value", 0.10, "peak CUDA caching-allocator pool"),
+}
+# Every judged column of each suite, with its unit and which way is better: the one
+# declaration compare, history and the README's tables read.
+METRICS: dict[str, dict[str, Metric]] = {
+    "autograd_ops": {
+        "fwd_bwd_median_ms": Metric("ms", "lower", "timing", 0.10, "custom op forward+backward, median"),
+        "speedup_vs_native": Metric("x", "higher", "value", 0.10, "native composite time / op time, interleaved"),
+    },
+    "graph_modes": {
+        "median_ms": Metric("ms", "lower", "timing", 0.10, "one call of the mode's graph, median"),
+        "speedup_vs_eager": Metric("x", "higher", "value", 0.10, "eager time / mode time, interleaved"),
+        "build_s": Metric("s", "lower", "value", 0.50, "build time (compile: first call); cache-dependent"),
+        "graph_breaks": Metric("count", "lower", "exact", 0.0, "torch._dynamo graph breaks"),
+        "peak_mem_mib": _MEM, **_COMMON,
+    },
+    "devices": {
+        "median_ms": Metric("ms", "lower", "timing", 0.10, "one step (inference or train), median"),
+        "samples_per_s": Metric("samples/s", "higher", "derived", doc="batch size / median step time"),
+        "tokens_per_s": Metric("tokens/s", "higher", "derived", doc="non-padding tokens / median step time"),
+        "tflops": Metric("TFLOP/s", "higher", "derived", doc="counted FLOPs / median step time"),
+        "pct_of_peak": Metric("%", "higher", "derived", doc="tflops / measured GEMM roof"),
+        "pct_of_vendor_peak": Metric("%", "higher", "derived", doc="tflops / vendor dense peak"),
+        "peak_mem_mib": _MEM, **_COMMON,
+    },
+    "ddp": {
+        "step_ms_p50": Metric("ms", "lower", "timing", 0.10, "training step, slowest rank, median"),
+        "samples_per_s": Metric("samples/s", "higher", "derived", doc="global samples / summed step time"),
+        "scaling_efficiency": Metric("ratio", "higher", "value", 0.15,
+                                     "samples/s / (world size x no-DDP samples/s on the same device)"),
+        "comm_share": Metric("fraction", "lower", "value", 0.25,
+                             "ESTIMATE, not a trace: 1 - no_sync step time / synced step time"),
+    },
+    "trainer": {
+        "step_ms_p50": Metric("ms", "lower", "timing", 0.10, "optimizer step, steady state, median"),
+        "samples_per_s": Metric("samples/s", "higher", "derived", doc="steady samples / steady time"),
+        "tokens_per_s": Metric("tokens/s", "higher", "derived", doc="non-padding tokens of all ranks / time"),
+        "mfu_pct": Metric("%", "higher", "derived", doc="achieved FLOP/s / measured roof of all devices used"),
+        "warmup_s": Metric("s", "lower", "value", 0.50, "first steps (compilation, allocator warm-up)"),
+        "loss_last": Metric("loss", "lower", "value", 0.25, "training loss at the last step"),
+        "eval_accuracy": Metric("accuracy", "higher", "exact", 0.02, "accuracy on the held-out split"),
+        "time_to_accuracy_s": Metric("s", "lower", "value", 0.50, "training time to the target accuracy"),
+    },
+}
+# Error columns: growth beyond DRIFT_FACTOR x (and above DRIFT_FLOOR) is reported as numeric
+# drift even while inside tolerance: a warning, not a regression.
+ERROR_COLUMNS = ("max_abs_err", "rel_err_vs_fp64", "grad_max_abs_diff", "param_max_abs_diff_across_ranks")
+DRIFT_FACTOR = 10.0
+DRIFT_FLOOR = 1e-7
 
 
 class CaseEnded(pytest.skip.Exception):

@@ -16,6 +16,14 @@ import torch
 from bench.devices import synchronize
 
 
+def current_device(device: str | torch.device):
+    """A context that makes ``device`` the current CUDA device (nothing to do on CPU)."""
+    import contextlib
+
+    dev = torch.device(device)
+    return torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext()
+
+
 def synchronized(fn: Callable[[], Any], device: str | torch.device) -> Callable[[], Any]:
     """``fn`` followed by a device sync, so host-clock timers see the work itself."""
     dev = torch.device(device)
@@ -132,8 +140,10 @@ def interleaved_check(fn: Callable[[], Any], device: str | torch.device, blocks:
         # the same statistic on both sides: the mean call time of each block of per_block
         # calls, then the median over blocks (Timer.timeit reports a block's mean)
         ours.append(statistics.fmean(time_callable(fn, device, Budget(warmup_rounds=0, rounds=per_block))))
-        # Timer synchronises CUDA itself around its measurement of ``number`` calls.
-        theirs.append(timer.timeit(number=per_block).median)
+        # Timer synchronises the *current* CUDA device around its ``number`` calls: make
+        # ``device`` current, or on cuda:1 and above it would time kernel launches.
+        with current_device(device):
+            theirs.append(timer.timeit(number=per_block).median)
     suite_ms, timer_ms = statistics.median(ours) * 1e3, statistics.median(theirs) * 1e3
     return {"suite_median_ms": suite_ms, "timer_median_ms": timer_ms, "ratio": suite_ms / timer_ms}
 

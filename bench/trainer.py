@@ -8,7 +8,10 @@ samples/s = samples in the steady-state steps / the steady-state steps' time (PI
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,7 +46,12 @@ class TrainerConfig:
 
     @property
     def torch_device(self) -> str:
-        return "cpu" if self.device == "cpu" else "cuda:0"
+        """Where this process trains. Under torchrun each rank owns ``cuda:LOCAL_RANK`` (as
+        Trainer places it); a single process sees the one GPU it was given (see
+        :func:`run_isolated`), ``cuda:0``."""
+        if self.device == "cpu":
+            return "cpu"
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
 
     @property
     def peak_dtype(self) -> str:
@@ -259,6 +267,18 @@ def _plain_loop(cfg, model, data, collator, timer, device) -> dict:
     return {"train_runtime_s": time.perf_counter() - t0}
 
 
+def _sum_over_ranks(value: int, world_size: int) -> int:
+    """``value`` summed over every rank (the process group Trainer set up under torchrun)."""
+    import torch.distributed as dist
+
+    if world_size == 1 or not (dist.is_available() and dist.is_initialized()):
+        return value
+    t = torch.tensor([value], dtype=torch.float64,
+                     device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t)
+    return int(t.item())
+
+
 def _metrics(cfg, timer, collator, flops_per_sample, extra, wall_s, world_size, eval_accuracy) -> dict:
     from bench.flops import measured_peak
 
@@ -267,9 +287,12 @@ def _metrics(cfg, timer, collator, flops_per_sample, extra, wall_s, world_size, 
     steady_s = sum(steady)
     samples_per_step = cfg.batch_size * cfg.grad_accum * world_size
     micro = cfg.grad_accum
-    steady_tokens = sum(collator.tokens[w * micro: len(timer.steps) * micro]) * world_size
+    # every rank's own non-padding tokens (ranks see different batches), not rank 0's x ranks
+    steady_tokens = _sum_over_ranks(sum(collator.tokens[w * micro: len(timer.steps) * micro]), world_size)
     samples_per_s = samples_per_step * len(steady) / steady_s
     peak = measured_peak(cfg.torch_device, cfg.peak_dtype)
+    # FLOPs of all ranks over the peak of all devices used (one per rank)
+    peak_all_tflops = peak["tflops"] * world_size
     achieved_tflops = flops_per_sample * samples_per_s / 1e12
     reached = [t for t, acc in timer.evals if acc >= cfg.target_accuracy]
     losses = [v / extra.get("trainer_loss_scale", 1) for v in timer.losses]
@@ -289,7 +312,8 @@ def _metrics(cfg, timer, collator, flops_per_sample, extra, wall_s, world_size, 
         "flops_per_sample": flops_per_sample,
         "achieved_tflops": achieved_tflops,
         "peak_tflops": peak["tflops"],
-        "mfu_pct": 100 * achieved_tflops / peak["tflops"],
+        "devices_used": world_size,
+        "mfu_pct": 100 * achieved_tflops / peak_all_tflops,
         "wall_s": wall_s,
         "world_size": world_size,
         "step_ms_samples": [s * 1e3 for s in timer.steps],
@@ -299,3 +323,30 @@ def _metrics(cfg, timer, collator, flops_per_sample, extra, wall_s, world_size, 
         counted = flops_per_sample * samples_per_step * len(timer.steps)
         out["trainer_flos_vs_counted"] = extra["trainer_total_flos"] / counted if counted else None
     return out
+
+
+def run_isolated(cfg: TrainerConfig, device: str, timeout_s: float = 900.0) -> dict:
+    """Run one single-process fine-tune on CUDA device ``device`` (``cuda:N``) in a child
+    process that sees only that GPU: Trainer trains on ``cuda:0`` and wraps the model in
+    DataParallel when it sees several GPUs, so restricting the visible devices is the one way
+    to make a row labelled ``cuda:N`` run on GPU N, alone."""
+    from bench.distributed.launcher import launch
+
+    with tempfile.TemporaryDirectory(prefix="bench-trainer-") as workdir:
+        out = Path(workdir) / "result.json"
+        cmd = [sys.executable, "-m", "bench.trainer_worker", "--config", json.dumps(dataclasses.asdict(cfg)),
+               "--out", str(out)]
+        launched = launch([cmd], out, timeout_s, env=isolated_env(device))
+    if not launched.ok:
+        raise RuntimeError(launched.reason)
+    return launched.result
+
+
+def isolated_env(device: str) -> dict[str, str]:
+    """Environment of a child that must see only ``device``'s GPU, as its ``cuda:0``."""
+    from bench.devices import cuda_index
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [v.strip() for v in visible.split(",")] if visible else None
+    index = cuda_index(device)
+    return {"CUDA_VISIBLE_DEVICES": ids[index] if ids else str(index)}

@@ -7,10 +7,14 @@ from bench.cases import case
 from bench.devices import probe
 from bench.distributed import runs
 from bench.settings import current
+from bench.timing import record_step_samples
 
 PROFILE = current().profile
 MODELS = ("mlp",) if PROFILE.name == "smoke" else ("mlp", "tiny_bert")
 GRAD_TOL = 1e-5  # fp32, mean-reduced loss, equal shards
+# Parameters after the synced steps: gloo's all-reduce hands every rank the same bytes, so
+# they must be equal; nccl's algorithms (ring, tree) may round differently per rank.
+PARAM_TOL = {"gloo": 0.0, "nccl": 1e-6}
 BUCKET_SWEEP_MB = (1, 100)  # besides DDP's default 25
 
 
@@ -46,27 +50,33 @@ def test_ddp(c, bench_row, benchmark):
     launched = benchmark.pedantic(runs.run, args=(c["model"], ws, device, extra), rounds=1, iterations=1)
     if not launched.ok:
         bench_row.check(False, launched.reason, status="error")
+    # the benchmark's samples are the steady-state steps (slowest rank per step), not the launch
+    record_step_samples(benchmark, [ms / 1e3 for ms in launched.result["step_ms_slowest_rank"]])
     if not c.get("bucket_cap_mb"):
         runs.remember(c["model"], device, ws, launched)
     result = launched.result
     bench_row.update({k: result.get(k) for k in (
         "threads_per_rank", "step_ms_p50", "step_ms_p90", "samples_per_s", "comm_share", "grad_max_abs_diff",
-        "param_max_abs_diff_across_ranks", "bucket_cap_mb", "batch_per_rank", "global_batch", "steps", "scaling")})
+        "param_max_abs_diff_across_ranks", "bucket_cap_mb", "batch_per_rank", "global_batch", "steps", "scaling",
+        "checks_note")})
     bench_row["launch_wall_s"] = launched.wall_s
     if c["backend"] == "none":
         bench_row["scaling_efficiency"] = 1.0
-    else:
-        single = runs.baseline(c["model"], "cpu", 0)
-        ddp1 = launched if ws == 1 else runs.baseline(c["model"], device, 1)
-        bench_row.update(runs.efficiency(result, single.result if single.ok else None,
-                                         ddp1.result if ddp1.ok else None))
-        if device == "cuda" and probe().cuda_device_count == 1:
-            bench_row["note"] = "one GPU on this machine: nccl ran at world size 1 only"
+        return  # the reference itself: nothing to compare (checks_note says so)
+    single = runs.baseline(c["model"], device, 0)  # like for like: the no-DDP run on the same device
+    ddp1 = launched if ws == 1 else runs.baseline(c["model"], device, 1)
+    bench_row.update(runs.efficiency(result, single.result if single.ok else None,
+                                     ddp1.result if ddp1.ok else None))
+    if device == "cuda" and probe().cuda_device_count == 1:
+        bench_row["note"] = "one GPU on this machine: nccl ran at world size 1 only"
     bench_row.check(result["grad_max_abs_diff"] <= GRAD_TOL,
                     f"DDP gradients differ from single-process ones by {result['grad_max_abs_diff']:.3g} "
                     f"(> {GRAD_TOL:g})")
-    bench_row.check(result["param_max_abs_diff_across_ranks"] == 0.0,
-                    f"parameters differ across ranks by {result['param_max_abs_diff_across_ranks']:.3g}")
+    tol = PARAM_TOL[c["backend"]]
+    bench_row["param_tol"] = tol
+    bench_row.check(result["param_max_abs_diff_across_ranks"] <= tol,
+                    f"parameters differ across ranks by {result['param_max_abs_diff_across_ranks']:.3g} "
+                    f"(> {tol:g} for {c['backend']})")
 
 
 @pytest.mark.distributed

@@ -41,14 +41,19 @@ def test_mlp_learns_digits():
 
 
 def _calibration_cases():
-    return [case("devices", model="minilm" if not get_model("minilm").unavailable() else "tiny_bert",
-                 device=d, dtype="fp32", phase="calibration", batch_size=8) for d in devices()]
+    missing = get_model("minilm").unavailable()
+    return [case("devices", model="tiny_bert" if missing else "minilm", device=d, dtype="fp32",
+                 phase="calibration", batch_size=8) for d in devices()]
 
 
 @pytest.mark.parametrize("c", _calibration_cases())
 def test_timing_calibration(c, bench_row, benchmark):
     """The suite's clock against torch.utils.benchmark on one reference case per device
-    (MiniLM forward, batch 8, sequence 128); the summary flags a ratio outside 0.95-1.05."""
+    (MiniLM forward, batch 8, sequence 128); a ratio outside 0.95-1.05, confirmed by a second
+    measurement, makes the row a mismatch and the summary says so at the top."""
+    if c["model"] != "minilm":
+        bench_row["note"] = (f"timing self-check ran on {c['model']}, not MiniLM: "
+                             f"{get_model('minilm').unavailable()}")
     with current_seq_len(128):
         throughput.calibration(get_model(c["model"]), c["device"], c["batch_size"], benchmark, bench_row)
 

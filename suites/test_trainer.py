@@ -80,6 +80,8 @@ def test_trainer(c, bench_row, benchmark):
     cfg = _config(c)
     if c["runner"] == "trainer_torchrun":
         result = benchmark.pedantic(_torchrun, args=(cfg, c["world_size"]), rounds=1, iterations=1)
+    elif c["device"] != "cpu":  # alone on its GPU: see trainer.run_isolated
+        result = benchmark.pedantic(trainer.run_isolated, args=(cfg, c["device"]), rounds=1, iterations=1)
     else:
         result = benchmark.pedantic(trainer.run, args=(cfg,), rounds=1, iterations=1)
     steady = result["step_ms_samples"][cfg.warmup_steps:]

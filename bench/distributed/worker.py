@@ -159,7 +159,9 @@ def main(argv=None) -> None:
         else:
             param_diff = _param_diff_nccl(flat, device)
     else:
-        gathered, param_diff = [info], 0.0
+        # One process has no other rank to compare with, and its "DDP gradients" are the
+        # reference's own computation: both columns stay empty, with the reason in the row.
+        gathered, param_diff = [dict(info, grad_max_abs_diff=None)], None
     if rank == 0:
         _write_result(out, a, gathered, world, backend, threads, param_diff, spec)
     _progress(out, rank, "done")
@@ -179,8 +181,8 @@ def _param_diff_nccl(flat: torch.Tensor, device: str) -> float:
     return float(diff)
 
 
-def _write_result(out: Path, a, gathered: list[dict], world: int, backend: str, threads: int, param_diff: float,
-                  spec) -> None:
+def _write_result(out: Path, a, gathered: list[dict], world: int, backend: str, threads: int,
+                  param_diff: float | None, spec) -> None:
     slowest = [max(r["times_s"][i] for r in gathered) for i in range(a.steps)]
     p50 = statistics.median(slowest)
     result = {
@@ -191,8 +193,10 @@ def _write_result(out: Path, a, gathered: list[dict], world: int, backend: str, 
         "step_ms_p50": p50 * 1e3, "step_ms_p90": percentile(slowest, 90) * 1e3,
         # samples processed over the time spent processing them (PITFALLS 3)
         "samples_per_s": a.batch_per_rank * world * a.steps / sum(slowest),
-        "grad_max_abs_diff": max(r["grad_max_abs_diff"] for r in gathered),
+        "grad_max_abs_diff": None if backend == "none" else max(r["grad_max_abs_diff"] for r in gathered),
         "param_max_abs_diff_across_ranks": param_diff,
+        "checks_note": "single process: it is the reference; no DDP gradients or other ranks to compare"
+        if backend == "none" else None,
         "nodes": sorted({(r["node_rank"], r["host"]) for r in gathered}),
         "step_ms_slowest_rank": [t * 1e3 for t in slowest],
     }

@@ -49,7 +49,8 @@ def _negative_probe(device: str):
 
 def _shape_batch(batch_size: int, device: str):
     gen = torch.Generator().manual_seed(0)
-    return (torch.randn(batch_size, 8, generator=gen).to(device),), torch.zeros(batch_size, dtype=torch.long)
+    return (torch.randn(batch_size, 8, generator=gen).to(device),), torch.zeros(batch_size, dtype=torch.long,
+                                                                             device=device)
 
 
 def _shape_probe(device: str):

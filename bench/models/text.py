@@ -118,6 +118,22 @@ def record_model_hash(name: str, folder: Path) -> str | None:
     return sha
 
 
+# Names under which a report row says it ran the packaged MiniLM weights.
+MINILM_ROW_NAMES = ("minilm", "all-MiniLM-L6-v2 (packaged)")
+
+
+def weights_problem(model_name: str | None) -> str | None:
+    """Why the weights a row ran are not the ones it names (their SHA-256 differs from
+    upstream all-MiniLM-L6-v2), or None."""
+    if model_name not in MINILM_ROW_NAMES:
+        return None
+    recorded = env.MODEL_HASHES.get("all-MiniLM-L6-v2")
+    if recorded and recorded.split()[0] != MINILM_SHA256:
+        return (f"weights are not upstream all-MiniLM-L6-v2: model.safetensors SHA-256 {recorded.split()[0][:16]}... "
+                f"!= {MINILM_SHA256[:16]}... (revision 1110a243); these numbers are for other weights")
+    return None
+
+
 def minilm() -> nn.Module:
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging

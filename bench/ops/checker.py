@@ -14,12 +14,11 @@ from typing import Any, Callable, Sequence
 import torch
 from torch.autograd.gradcheck import GradcheckError
 
+from bench import numerics
 from bench.ops import variants as V
 
 PASSED, FAILED, NA = "passed", "failed", "not_applicable"
 LOW_PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-# tol of torch._dynamo's accuracy rule (res_rmse <= multiplier * ref_rmse + tol / 10)
-LOW_PRECISION_TOL = {"fp32": 1e-4, "bf16": 1e-2, "fp16": 1e-3}
 
 
 @dataclasses.dataclass
@@ -90,26 +89,14 @@ def _run_grads(fn, inputs, weights=None):
     return outs, [g if g is not None else torch.zeros_like(x) for g, x in zip(grads, diff)], weights
 
 
-def _max_diff(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
-    worst = 0.0
-    for x, y in zip(a, b):
-        if x.shape != y.shape:
-            y = y.reshape(x.shape) if y.numel() == x.numel() else y
-        if x.shape != y.shape:
-            return math.inf
-        if x.numel():
-            worst = max(worst, float((x.detach().double().cpu() - y.detach().double().cpu()).abs().max()))
-    return worst
-
-
-def _rmse(ref, res) -> float:
-    return float(torch.sqrt(torch.mean((ref.detach().double().cpu() - res.detach().double().cpu()) ** 2))) if ref.numel() else 0.0
+_max_diff = numerics.max_abs_diff
+_rmse = numerics.rmse
 
 
 def check_autograd(fn: Callable, *inputs: Any, reference: Callable | None = None, mutates: Sequence[int] = (),
                    edge_inputs: Sequence[tuple] = (), low_precision: Sequence[str] = tuple(LOW_PRECISIONS),
                    check_cuda: bool = True, forward_ad: bool = True, atol: float = 1e-5,
-                   rtol: float = 1e-3) -> AutogradReport:
+                   rtol: float = 1e-3, unsupported_dtypes: Sequence[str] = ()) -> AutogradReport:
     """Check ``fn(*inputs)``; see the module docstring and DESIGN.md's contract.
 
     reference: a native composite computing the same thing (enables the low-precision verdict
@@ -117,6 +104,9 @@ def check_autograd(fn: Callable, *inputs: Any, reference: Callable | None = None
     edge_inputs: extra input tuples in the op's valid domain (zero-size, scalar-like, large).
     forward_ad: False when the op declares no forward-mode AD (the check is then not
     applicable); by default it is checked, since a silently wrong jvp is a real defect.
+    unsupported_dtypes: low precisions ("bf16", "fp16", "fp32") the op documents it does not
+    take: their checks are not applicable. Otherwise only a forward that refuses the dtype by
+    name is; any other error at that dtype, in forward or backward, is a failure.
     """
     checks: list[Check] = []
     legacy = _legacy_function(fn)
@@ -141,7 +131,8 @@ def check_autograd(fn: Callable, *inputs: Any, reference: Callable | None = None
         checks.append(_guard("vmap", _check_vmap, call, inputs))
     checks.append(_guard("layout", _check_layout, call, inputs))
     checks.append(_guard("edge_inputs", _check_edges, call, edge_inputs, reference))
-    checks += [_guard(f"low_precision_{n}", _check_low_precision, call, inputs, reference, n) for n in low_precision]
+    checks += [_guard(f"low_precision_{n}", _check_low_precision, call, inputs, reference, n, unsupported_dtypes)
+               for n in low_precision]
     checks.append(_guard("cuda_parity", _check_cuda, call, inputs) if check_cuda
                   else Check("cuda_parity", NA, "disabled by check_cuda=False"))
     return AutogradReport(checks)
@@ -266,38 +257,73 @@ def _check_edges(fn, edge_inputs, reference) -> Check:
     return Check("edge_inputs", PASSED, detail={"cases": len(edge_inputs)})
 
 
-def _check_low_precision(fn, inputs, reference, name) -> Check:
+_DTYPE_WORDS = {torch.float32: ("float32", "'float'"), torch.bfloat16: ("bfloat16", "bf16"),
+                torch.float16: ("float16", "half", "fp16")}
+
+
+def _names_dtype(exc: BaseException, dtype: torch.dtype) -> bool:
+    """The error says the op does not take ``dtype`` (e.g. "not implemented for 'BFloat16'",
+    numpy's "unsupported ScalarType BFloat16"): the op's own refusal of that dtype."""
+    text = str(exc).lower()
+    return any(word in text for word in _DTYPE_WORDS[dtype])
+
+
+def _check_low_precision(fn, inputs, reference, name, unsupported=()) -> Check:
     dtype, check_name = LOW_PRECISIONS[name], f"low_precision_{name}"
-    base = V.as_fp64(inputs)
+    if name in unsupported:
+        return Check(check_name, NA, f"op declares it does not support {name} (unsupported_dtypes=)")
     try:
-        gold_outs, gold_grads, w = _run_grads(reference or fn, base)
-        res_outs, res_grads, _ = _run_grads(fn, V.cast(inputs, dtype), w)
+        gold_outs, gold_grads, w = _run_grads(reference or fn, V.as_fp64(inputs))
     except Exception as exc:
-        return Check(check_name, NA, f"op does not run in {name}: {_err(exc)}")
+        return Check(check_name, NA, f"no fp64 reference to judge {name} against: {_err(exc)}")
+    low = V.cast(inputs, dtype)
+    try:
+        fn(*V.detached(low))
+    except Exception as exc:
+        # Only an explicit refusal of the dtype is "not applicable"; any other error in the
+        # op's forward at this dtype is a defect.
+        if _names_dtype(exc, dtype):
+            return Check(check_name, NA, f"op does not run in {name}: {_err(exc)}")
+        return Check(check_name, FAILED, f"forward raised in {name}: {_err(exc)}")
+    try:
+        res_outs, res_grads, _ = _run_grads(fn, low, w)
+    except Exception as exc:  # forward runs in this dtype, so its backward must too
+        return Check(check_name, FAILED, f"backward raised in {name} (forward ran): {_err(exc)}")
     res_err = max(_rmse(g, r) for g, r in zip([*gold_outs, *gold_grads], [*res_outs, *res_grads]))
     detail = {"rmse_vs_fp64": res_err}
     if reference is None:
         return Check(check_name, NA, f"measured rmse {res_err:.3g} vs fp64; no reference composite to judge it",
                      detail)
-    ref_outs, ref_grads, _ = _run_grads(reference, V.cast(inputs, dtype), w)
+    try:
+        ref_outs, ref_grads, _ = _run_grads(reference, V.cast(inputs, dtype), w)
+    except Exception as exc:
+        return Check(check_name, NA, f"the reference composite does not run in {name}: {_err(exc)}", detail)
     ref_err = max(_rmse(g, r) for g, r in zip([*gold_outs, *gold_grads], [*ref_outs, *ref_grads]))
     numel = sum(t.numel() for t in gold_outs)
     multiplier = 3.0 if dtype != torch.float32 or numel < 1000 else 2.0
     detail.update(reference_rmse_vs_fp64=ref_err, multiplier=multiplier)
-    if res_err <= multiplier * ref_err + LOW_PRECISION_TOL[name] / 10:
+    if numerics.within_rmse_rule(res_err, ref_err, name, multiplier):
         return Check(check_name, PASSED, f"rmse {res_err:.3g} vs composite's {ref_err:.3g}", detail)
     return Check(check_name, FAILED, f"rmse {res_err:.3g} exceeds {multiplier} x composite's {ref_err:.3g}", detail)
 
 
 def _check_cuda(fn, inputs) -> Check:
+    """CPU against CUDA. The CPU side always runs on CPU copies of the inputs, so inputs
+    that already live on a GPU are not compared with themselves."""
     if not torch.cuda.is_available():
         return Check("cuda_parity", NA, "CUDA is not available on this machine")
+    cuda = next((x.device for x in inputs if isinstance(x, torch.Tensor) and x.is_cuda), torch.device("cuda"))
+    cpu_inputs = V.to_device(inputs, "cpu")
     try:
-        cpu_outs, cpu_grads, w = _run_grads(fn, V.detached(inputs, keep_grad=True))
-        cuda_outs, cuda_grads, _ = _run_grads(fn, V.to_device(inputs, "cuda"), [x.cuda() for x in w])
+        cpu_outs, cpu_grads, w = _run_grads(fn, V.detached(cpu_inputs, keep_grad=True))
     except Exception as exc:
-        return Check("cuda_parity", FAILED, f"raised on CUDA: {_err(exc)}")
+        return Check("cuda_parity", NA, f"op does not run on CPU to compare against: {_err(exc)}")
+    try:
+        cuda_outs, cuda_grads, _ = _run_grads(fn, V.to_device(cpu_inputs, cuda), [x.to(cuda) for x in w])
+    except Exception as exc:
+        return Check("cuda_parity", FAILED, f"raised on {cuda}: {_err(exc)}")
     scale = max([1.0] + [float(t.detach().abs().max()) for t in cpu_outs if t.numel()])
     diff = max(_max_diff(cpu_outs, cuda_outs), _max_diff(cpu_grads, cuda_grads))
     ok = diff <= 1e-4 * scale
-    return Check("cuda_parity", PASSED if ok else FAILED, f"max abs diff {diff:.3g}", {"max_abs_diff": diff})
+    return Check("cuda_parity", PASSED if ok else FAILED, f"max abs diff {diff:.3g} (cpu vs {cuda})",
+                 {"max_abs_diff": diff, "devices": ["cpu", str(cuda)]})

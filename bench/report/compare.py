@@ -1,123 +1,347 @@
-"""Regression verdicts between two runs (PITFALLS 12: one run proves nothing).
+"""The upgrade verdict: a whole-run diff of one or several runs per side.
 
-Per benchmark: the ratio of medians (new / base), and a significance test: a two-sided
-Mann-Whitney U test on the raw samples when both runs kept them, otherwise whether the 95 %
-confidence intervals of the means (from mean, stddev and rounds) overlap. A benchmark is a
-regression only when it is slower beyond the threshold *and* the difference is significant.
+Sections, in the order a reader needs them: what changed in the environment, which cases
+got worse or better in correctness (a status regression is a regression), numeric drift,
+every declared metric (``bench.results.METRICS``) with a verdict, and the warnings that
+only the new run raised. Statistics: ``bench.report.stats`` (the run is the unit).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from pathlib import Path
 
-import pandas as pd
-
-from bench.env import COMPARABLE_KEYS
+from bench.report import stats
 from bench.report.io import ResultsError, load_results
+from bench.report.tables import rows_from_results
+from bench.results import DRIFT_FACTOR, DRIFT_FLOOR, ERROR_COLUMNS, METRICS, Metric
+
+# Fingerprint keys that are measurements, not settings: shown in the report, not diffed.
+NOT_ENVIRONMENT = ("measured_peaks_tflops", "git_commit_dirty")
+# Worst first: a side's status over several runs is its worst one.
+STATUS_ORDER = ("error", "mismatch", "oom", "unsupported", "skipped", "ok")
+TIMING_OTHER = Metric("ms", "lower", "timing", 0.10, "pytest-benchmark median (a benchmark without bench row)")
 
 
 @dataclasses.dataclass
-class Verdict:
-    table: pd.DataFrame
+class Run:
+    path: str
+    run_id: str
+    profile: str | None
+    complete: bool
+    fingerprint: dict
+    rows: dict[str, dict]               # case (pytest node id) -> row
+    samples_ms: dict[str, list[float]]  # case -> raw benchmark samples in ms
+
+
+def load_run(path: str | Path) -> Run:
+    data = load_results(path)
+    rows = {}
+    for r in rows_from_results(data):
+        rows[str(r.get("test"))] = r
+    samples = {}
+    for b in data.get("benchmarks", []):
+        name, st = b.get("fullname"), b.get("stats") or {}
+        if not name:
+            continue
+        if st.get("data"):
+            samples[name] = [float(v) * 1e3 for v in st["data"]]
+        elif "median" in st:
+            samples[name] = [float(st["median"]) * 1e3]
+        if name not in rows and not data.get("bench_rows"):  # plain pytest-benchmark: judged by its median
+            rows[name] = {"suite": "other", "test": name, "status": "ok"}
+    run = data.get("bench_run") or {}
+    info = data.get("machine_info") or {}
+    fp = info.get("bench") or {k: v for k, v in info.items() if not isinstance(v, (dict, list))}
+    return Run(str(path), run.get("run_id") or Path(path).stem, run.get("profile"), bool(run.get("complete", True)),
+               fp, rows, samples)
+
+
+@dataclasses.dataclass
+class Diff:
+    runs_base: list[str]
+    runs_new: list[str]
+    environment: list[dict]
+    correctness: list[dict]
+    metrics: list[dict]
+    drift: list[dict]
+    only_in_base: list[str]
+    only_in_new: list[str]
+    new_warnings: list[dict]
     warnings: list[str]
+    geomean: dict[str, float]
+    repro: dict[str, str]
 
     @property
-    def regressions(self) -> pd.DataFrame:
-        return self.table[self.table["verdict"] == "regression"]
+    def regressions(self) -> list[dict]:
+        return [m for m in self.metrics if m["verdict"] == "regression"]
 
     @property
-    def improvements(self) -> pd.DataFrame:
-        return self.table[self.table["verdict"] == "improvement"]
+    def status_regressions(self) -> list[dict]:
+        return [c for c in self.correctness if c["change"] == "regressed"]
+
+    @property
+    def verdict(self) -> str:
+        return "regression" if self.regressions or self.status_regressions else "no_regression"
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.verdict == "regression" else 0
+
+    def to_json(self) -> dict:
+        return {"verdict": self.verdict, "environment": self.environment, "correctness": self.correctness,
+                "metrics": self.metrics, "drift": self.drift, "only_in_base": self.only_in_base,
+                "only_in_new": self.only_in_new, "warnings": self.warnings, "new_warnings": self.new_warnings,
+                "geomean_time_ratio": self.geomean, "repro": self.repro,
+                "runs": {"base": self.runs_base, "new": self.runs_new}}
 
 
-def _samples(bench: dict) -> list[float] | None:
-    data = (bench.get("stats") or {}).get("data")
-    return [float(v) for v in data] if data else None
-
-
-def _significant(base: dict, new: dict, alpha: float) -> tuple[bool, float | None, str]:
-    a, b = _samples(base), _samples(new)
-    if a and b and len(a) >= 3 and len(b) >= 3:
-        from scipy.stats import mannwhitneyu
-
-        p = float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
-        return p < alpha, p, "mann-whitney"
-    sa, sb = base.get("stats") or {}, new.get("stats") or {}
-
-    def ci(s):
-        n = max(int(s.get("rounds") or 1), 1)
-        half = 1.96 * float(s.get("stddev") or 0.0) / math.sqrt(n)
-        return float(s["mean"]) - half, float(s["mean"]) + half
-
-    (alo, ahi), (blo, bhi) = ci(sa), ci(sb)
-    return (ahi < blo or bhi < alo), None, "ci-overlap"
-
-
-def environment_warnings(base: dict, new: dict) -> list[str]:
-    fa = (base.get("machine_info") or {}).get("bench") or {}
-    fb = (new.get("machine_info") or {}).get("bench") or {}
-    out = []
-    pa, pb = (base.get("bench_run") or {}).get("profile"), (new.get("bench_run") or {}).get("profile")
-    if pa and pb and pa != pb:
-        out.append(f"runs used different profiles ({pa} vs {pb}): the same benchmark names measure different "
-                   "workloads (batch sizes, sequence lengths)")
-    for key in COMPARABLE_KEYS:
-        if key in fa and key in fb and fa[key] != fb[key]:
-            out.append(f"environments differ in {key}: {fa[key]!r} vs {fb[key]!r}")
+def _flat(fp: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in fp.items():
+        if k in NOT_ENVIRONMENT:
+            continue
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v if not isinstance(v, list) else ", ".join(map(str, v))
     return out
 
 
-def compare(base: dict, new: dict, threshold: float = 0.10, alpha: float = 0.05) -> Verdict:
-    bmap = {b["fullname"]: b for b in base.get("benchmarks", []) if "fullname" in b and "stats" in b}
-    nmap = {b["fullname"]: b for b in new.get("benchmarks", []) if "fullname" in b and "stats" in b}
-    common = [name for name in nmap if name in bmap]
+def environment_diff(base: list[Run], new: list[Run]) -> list[dict]:
+    """Every fingerprint key whose value differs between the sides (a side with several
+    runs shows all its values)."""
+    def side(runs):
+        values: dict[str, list] = {}
+        for r in runs:
+            for k, v in _flat(r.fingerprint).items():
+                values.setdefault(k, [])
+                if v not in values[k]:
+                    values[k].append(v)
+        return values
+
+    a, b = side(base), side(new)
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key, [None]), b.get(key, [None])
+        if va != vb:
+            out.append({"key": key, "base": " | ".join(map(str, va)), "new": " | ".join(map(str, vb))})
+    return out
+
+
+def _worst(statuses: list[str]) -> str:
+    return min(statuses, key=lambda s: STATUS_ORDER.index(s) if s in STATUS_ORDER else 0)
+
+
+def _checks_fraction(value) -> float | None:
+    try:
+        done, total = str(value).split("/")
+        return int(done) / int(total) if int(total) else None
+    except ValueError:
+        return None
+
+
+def correctness_diff(case: str, base_rows: list[dict], new_rows: list[dict]) -> dict | None:
+    bs, ns = _worst([r.get("status") or "error" for r in base_rows]), _worst([r.get("status") or "error"
+                                                                             for r in new_rows])
+    brow = next(r for r in base_rows if (r.get("status") or "error") == bs)
+    nrow = next(r for r in new_rows if (r.get("status") or "error") == ns)
+    change = None
+    if bs == "ok" and ns != "ok":
+        change = "regressed"
+    elif bs != "ok" and ns == "ok":
+        change = "fixed"
+    elif bs != ns:
+        change = "changed"
+    elif bs == "ok":
+        cb = min((_checks_fraction(r.get("checks_passed")) or 1.0) for r in base_rows)
+        cn = min((_checks_fraction(r.get("checks_passed")) or 1.0) for r in new_rows)
+        if cn < cb:
+            change = "regressed"
+        elif cn > cb:
+            change = "fixed"
+    if change is None:
+        return None
+    return {"case": case, "suite": brow.get("suite"), "base_status": bs, "new_status": ns,
+            "base_reason": brow.get("reason") or (f"checks {brow.get('checks_passed')}" if bs == "ok" else None),
+            "new_reason": nrow.get("reason") or (f"checks {nrow.get('checks_passed')}" if ns == "ok" else None),
+            "change": change}
+
+
+def _values(case: str, name: str, metric: Metric, runs: list[Run]) -> tuple[list[float], list[float]]:
+    """Per-run statistics of one metric, and the raw samples of the last run (timing only)."""
+    per_run, raw = [], []
+    for r in runs:
+        row = r.rows.get(case) or {}
+        if row.get("status") != "ok":
+            continue
+        if metric.kind == "timing" and r.samples_ms.get(case):
+            raw = r.samples_ms[case]
+            per_run.append(statistics.median(raw))
+        elif isinstance(row.get(name), (int, float)) and not isinstance(row.get(name), bool) \
+                and math.isfinite(row[name]):
+            per_run.append(float(row[name]))
+    return per_run, raw
+
+
+def _judge(metric: Metric, base: list[float], new: list[float], raw_base, raw_new, threshold: float) -> dict:
+    ratio = stats.ratio_of_medians(base, new)
+    if ratio is None:
+        bmed, nmed = statistics.median(base), statistics.median(new)
+        return {"ratio": None, "p_value": None, "test": "none", "verdict": "same" if bmed == nmed else "unsure",
+                "note": "base is zero"}
+    worse = stats.worse_ratio(ratio, metric.better)
+    if metric.kind == "exact":
+        step = statistics.median(new) - statistics.median(base)
+        step = step if metric.better == "lower" else -step
+        verdict = "regression" if step > threshold else "improvement" if step < -threshold else "same"
+        return {"ratio": ratio, "p_value": None, "test": "exact", "verdict": verdict, "note": ""}
+    if len(base) >= stats.MIN_RUNS and len(new) >= stats.MIN_RUNS:
+        p = stats.welch_log_p(base, new)
+        return {"ratio": ratio, "p_value": p, "test": "welch-t(log run medians)", "verdict": "pending",
+                "worse": worse, "note": ""}
+    # One or two runs a side: the between-run spread is unknown.
+    p = stats.mann_whitney_p(raw_base, raw_new) if metric.kind == "timing" else None
+    beyond = worse > 1 + threshold or worse < 1 / (1 + threshold)
+    if not beyond:
+        return {"ratio": ratio, "p_value": p, "test": "threshold", "verdict": "same", "note": ""}
+    floor = stats.SINGLE_RUN_FLOOR
+    big = worse >= floor or worse <= 1 / floor
+    confirmed = big and (p is None or p < 0.05)
+    verdict = ("regression" if worse > 1 else "improvement") if confirmed else "unsure"
+    note = "" if confirmed else (f"beyond {threshold:.0%} but within the {floor:g}x that separates two runs of "
+                                 f"unchanged code; needs >= {stats.MIN_RUNS} runs a side (bench ab --runs)")
+    return {"ratio": ratio, "p_value": p, "test": "mann-whitney(rounds)" if p is not None else "threshold",
+            "verdict": verdict, "note": note}
+
+
+def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None, alpha: float = 0.05,
+                 allow_profile_mismatch: bool = False) -> Diff:
+    if not base or not new:
+        raise ResultsError("compare needs at least one run on each side")
+    warnings: list[str] = []
+    profiles = {r.profile for r in base + new if r.profile}
+    if len(profiles) > 1:
+        text = (f"runs used different profiles ({', '.join(sorted(profiles))}): the same cases measure different "
+                "workloads (batch sizes, sequence lengths)")
+        if not allow_profile_mismatch:
+            raise ResultsError(text + "; pass --allow-profile-mismatch to compare them anyway")
+        warnings.append(text)
+    for r in base + new:
+        if not r.complete:
+            warnings.append(f"run {r.run_id} is incomplete (interrupted): cases it did not reach are missing")
+    base_cases = set().union(*(r.rows for r in base))
+    new_cases = set().union(*(r.rows for r in new))
+    common = sorted(base_cases & new_cases)
     if not common:
-        raise ResultsError(f"the two runs have no benchmark in common ({len(bmap)} in base, {len(nmap)} in new)")
-    rows = []
-    for name in common:
-        b, n = bmap[name], nmap[name]
-        bm, nm = float(b["stats"]["median"]), float(n["stats"]["median"])
-        ratio = nm / bm if bm > 0 else float("inf")
-        sig, p, test = _significant(b, n, alpha)
-        verdict = "same"
-        if sig and ratio > 1 + threshold:
-            verdict = "regression"
-        elif sig and ratio < 1 / (1 + threshold):
-            verdict = "improvement"
-        rows.append({"benchmark": name, "base_median_ms": bm * 1e3, "new_median_ms": nm * 1e3,
-                     "ratio": ratio, "change_pct": 100 * (ratio - 1), "p_value": p, "test": test,
-                     "verdict": verdict})
-    warnings = environment_warnings(base, new)
-    only = sorted(set(bmap) ^ set(nmap))
-    if only:
-        warnings.append(f"{len(only)} benchmark(s) appear in only one of the runs")
-    table = pd.DataFrame(rows).sort_values("ratio", ascending=False).reset_index(drop=True)
-    return Verdict(table, warnings)
+        raise ResultsError(f"the two sides have no case in common ({len(base_cases)} in base, {len(new_cases)} in new)")
+    correctness, metrics, drift, repro = [], [], [], {}
+    for case in common:
+        brows = [r.rows[case] for r in base if case in r.rows]
+        nrows = [r.rows[case] for r in new if case in r.rows]
+        c = correctness_diff(case, brows, nrows)
+        if c:
+            correctness.append(c)
+        suite = brows[0].get("suite")
+        declared = METRICS.get(suite, {}) if suite != "other" else {"median_ms": TIMING_OTHER}
+        for name, metric in declared.items():
+            if metric.kind == "derived":
+                continue
+            b, rb = _values(case, name, metric, base)
+            n, rn = _values(case, name, metric, new)
+            if not b or not n:
+                continue
+            thr = threshold if (threshold is not None and metric.kind == "timing") else metric.threshold
+            judged = _judge(metric, b, n, rb, rn, thr)
+            metrics.append({"case": case, "suite": suite, "metric": name, "unit": metric.unit,
+                            "better": metric.better, "base": statistics.median(b), "new": statistics.median(n),
+                            "runs_base": len(b), "runs_new": len(n), "threshold": thr, **judged})
+        for col in ERROR_COLUMNS:
+            b = [r.get(col) for r in brows if isinstance(r.get(col), (int, float))]
+            n = [r.get(col) for r in nrows if isinstance(r.get(col), (int, float))]
+            if b and n and max(n) > DRIFT_FLOOR and max(n) > DRIFT_FACTOR * max(max(b), DRIFT_FLOOR / DRIFT_FACTOR):
+                drift.append({"case": case, "suite": suite, "metric": col, "base": max(b), "new": max(n),
+                              "factor": max(n) / max(b) if max(b) else math.inf})
+    _decide_multi_run(metrics, alpha)
+    for m in metrics:
+        m.pop("worse", None)
+    regressed = {m["case"] for m in metrics if m["verdict"] == "regression"} | \
+        {c["case"] for c in correctness if c["change"] == "regressed"}
+    for case in sorted(regressed):
+        repro[case] = repro_command(case, base[0], (new[0].rows.get(case) or {}))
+    return Diff([r.run_id for r in base], [r.run_id for r in new], environment_diff(base, new), correctness,
+                metrics, drift, sorted(base_cases - new_cases), sorted(new_cases - base_cases),
+                new_warnings(common, base, new), warnings, geomean_time_ratio(metrics), repro)
 
 
-def latest_in_history(reports_dir: Path, exclude: Path | None = None) -> Path:
-    """The newest results file in ``reports/history`` other than ``exclude``."""
+def _decide_multi_run(metrics: list[dict], alpha: float) -> None:
+    """Benjamini-Hochberg over every run-level test of this comparison, then the threshold."""
+    pending = [m for m in metrics if m["verdict"] == "pending"]
+    qvalues = stats.benjamini_hochberg([m["p_value"] for m in pending])
+    for m, q in zip(pending, qvalues):
+        m["q_value"] = q
+        worse, thr = m["worse"], m["threshold"]
+        significant = q is not None and q < alpha
+        if significant and worse > 1 + thr:
+            m["verdict"] = "regression"
+        elif significant and worse < 1 / (1 + thr):
+            m["verdict"] = "improvement"
+        else:
+            m["verdict"] = "same"
+
+
+def geomean_time_ratio(metrics: list[dict]) -> dict[str, float]:
+    """Per suite, the geometric mean of new/base for its timing metrics: the headline."""
+    from bench.results import METRICS as M
+
+    logs: dict[str, list[float]] = {}
+    for m in metrics:
+        kind = (M.get(m["suite"], {}).get(m["metric"]) or TIMING_OTHER).kind
+        if kind == "timing" and m["ratio"]:
+            logs.setdefault(m["suite"], []).append(math.log(m["ratio"]))
+    return {s: math.exp(statistics.fmean(v)) for s, v in logs.items()}
+
+
+def _warning_set(row: dict) -> set[str]:
+    text = row.get("warnings") or ""
+    return {w.strip() for w in (text if isinstance(text, list) else str(text).split("; ")) if w.strip()}
+
+
+def new_warnings(cases: list[str], base: list[Run], new: list[Run]) -> list[dict]:
+    out = []
+    for case in cases:
+        seen = set().union(*(_warning_set(r.rows[case]) for r in base if case in r.rows))
+        for w in sorted(set().union(*(_warning_set(r.rows[case]) for r in new if case in r.rows)) - seen):
+            out.append({"case": case, "warning": w})
+    return out
+
+
+def repro_command(case: str, run: Run, row: dict) -> str:
+    """The pytest command that runs just this case the way the run did."""
+    parts = ["pytest", f"'{case}'", "--benchmark-only"]
+    if run.profile:
+        parts.append(f"--bench-profile={run.profile}")
+    if row.get("device"):
+        parts.append(f"--bench-device={row['device']}")
+    return " ".join(parts)
+
+
+def latest_in_history(reports_dir: Path, new: Run) -> Path:
+    """The newest earlier run in ``reports/history`` of the same profile and machine."""
     history = sorted((reports_dir / "history").glob("*.json"))
-    if exclude is not None:
-        history = [h for h in history if h.resolve() != exclude.resolve()]
-        ex = load_results(exclude).get("bench_run", {}).get("run_id")
-        history = [h for h in history if h.stem != ex]
-    if not history:
-        raise ResultsError(f"no earlier run in {reports_dir / 'history'} to compare against")
-    return history[-1]
+    machine = _machine(new.fingerprint)
+    for path in reversed(history):
+        try:
+            cand = load_run(path)
+        except ResultsError:
+            continue
+        if cand.run_id == new.run_id or Path(path).resolve() == Path(new.path).resolve():
+            continue
+        if cand.profile == new.profile and _machine(cand.fingerprint) == machine and cand.run_id < new.run_id:
+            return path
+    raise ResultsError(f"no earlier run of profile {new.profile} on {machine} in {reports_dir / 'history'}")
 
 
-def render(verdict: Verdict, fmt: str) -> str:
-    t = verdict.table
-    if fmt == "csv":
-        return t.to_csv(index=False)
-    if fmt == "markdown":
-        body = t.to_markdown(index=False, floatfmt=".4g", missingval="")
-        warn = "".join(f"\n> **Warning**: {w}" for w in verdict.warnings)
-        return (f"**{len(verdict.regressions)} regression(s), {len(verdict.improvements)} improvement(s)**"
-                f"{warn}\n\n{body}\n")
-    lines = [f"warning: {w}" for w in verdict.warnings]
-    lines.append(t.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    lines.append(f"{len(verdict.regressions)} regression(s), {len(verdict.improvements)} improvement(s)")
-    return "\n".join(lines) + "\n"
+def _machine(fp: dict) -> str:
+    return fp.get("gpu_name") or fp.get("cpu_model") or "unknown machine"

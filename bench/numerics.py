@@ -1,0 +1,79 @@
+"""Numerics: every tolerance of the suite, by dtype and TF32 state, and the error measures.
+
+One place for "how close is close enough": graph parity (mode vs eager), the op checker's
+low-precision rule and the device suite's check against an fp64 reference all read their
+bounds from here, so a change of policy is one edit and the README's table stays true.
+"""
+from __future__ import annotations
+
+import torch
+
+# Mode-vs-eager outputs and gradients (graph parity): |a - b| <= atol + rtol * |eager|.
+PARITY_TOL = {torch.float32: (1e-4, 1e-4), torch.bfloat16: (1e-2, 1e-2), torch.float16: (1e-3, 1e-3),
+              torch.float64: (1e-7, 1e-7)}
+# TF32 keeps 10 mantissa bits, like fp16: fp32 work that runs on TF32 tensor cores is
+# compared with fp16's bounds (cuDNN's convolutions default to TF32, matmuls opt in).
+TF32_PARITY_TOL = PARITY_TOL[torch.float16]
+
+# tol of torch._dynamo's accuracy rule (res_rmse <= multiplier * ref_rmse + tol / 10), by the
+# precision the op ran in: the op checker's low-precision verdict and graph parity's fp64 rule.
+RMSE_RULE_TOL = {"fp32": 1e-4, "bf16": 1e-2, "fp16": 1e-3}
+
+# Device throughput: max relative error of a model's inference against its fp64 CPU
+# reference: loose enough for the rounding every implementation shares, tight enough to
+# catch a wrong kernel. TF32 fp32 on CUDA gets fp16's bound.
+REL_TOL_VS_FP64 = {"fp32": 1e-3, "bf16": 8e-2, "fp16": 2e-2}
+TF32_REL_TOL_VS_FP64 = REL_TOL_VS_FP64["fp16"]
+
+
+def tf32_state() -> dict[str, bool]:
+    """Whether fp32 matmuls / cuDNN convolutions may run on TF32 tensor cores (CUDA only)."""
+    return {"tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+            "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32)}
+
+
+def tf32_active(device: str | torch.device) -> bool:
+    """fp32 work on ``device`` may use TF32: a CUDA device with either TF32 switch on."""
+    return torch.device(device).type == "cuda" and any(tf32_state().values())
+
+
+def parity_tolerance(dtype: torch.dtype, device: str | torch.device = "cpu") -> tuple[float, float]:
+    """(atol, rtol) for comparing a graph mode's tensor with eager's."""
+    if dtype == torch.float32 and tf32_active(device):
+        return TF32_PARITY_TOL
+    return PARITY_TOL.get(dtype, PARITY_TOL[torch.float32])
+
+
+def rel_tol_vs_fp64(dtype: str, device: str | torch.device = "cpu") -> float:
+    """Max relative error of a ``dtype`` result against the fp64 reference on ``device``."""
+    if dtype == "fp32" and tf32_active(device):
+        return TF32_REL_TOL_VS_FP64
+    return REL_TOL_VS_FP64[dtype]
+
+
+def rmse(ref: torch.Tensor, res: torch.Tensor) -> float:
+    """Root-mean-square error in fp64 on the CPU (0 for empty tensors)."""
+    if not ref.numel():
+        return 0.0
+    return float(torch.sqrt(torch.mean((ref.detach().double().cpu() - res.detach().double().cpu()) ** 2)))
+
+
+def max_abs_diff(a, b) -> float:
+    """Largest absolute difference over two sequences of tensors (inf on a shape mismatch
+    that a reshape cannot mend)."""
+    worst = 0.0
+    for x, y in zip(a, b):
+        if x.shape != y.shape and y.numel() == x.numel():
+            y = y.reshape(x.shape)
+        if x.shape != y.shape:
+            return float("inf")
+        if x.numel():
+            worst = max(worst, float((x.detach().double().cpu() - y.detach().double().cpu()).abs().max()))
+    return worst
+
+
+def within_rmse_rule(gold_rmse_res: float, gold_rmse_ref: float, precision: str = "fp32",
+                     multiplier: float = 3.0) -> bool:
+    """torch._dynamo's accuracy rule: the result's RMSE against fp64 may be at most
+    ``multiplier`` x the reference's own RMSE, plus tol/10."""
+    return gold_rmse_res <= multiplier * gold_rmse_ref + RMSE_RULE_TOL[precision] / 10
