@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench {report,compare,peak}``."""
+"""Command line: ``python -m bench {report,compare,ab,history,peak}``."""
 from __future__ import annotations
 
 import argparse
@@ -76,7 +76,33 @@ def _peak(args) -> int:
     return 0
 
 
+def _history(args) -> int:
+    from bench.report.history import analyse, find_runs, recent_worse
+    from bench.report.history_render import render, render_html
+    from bench.report.io import atomic_write_text
+
+    if args.recent < 1:
+        raise ResultsError(f"--recent {args.recent}: give at least 1")
+    groups = analyse(find_runs(args.folders or ["reports/history"]), args.threshold)
+    bad = recent_worse(groups, args.recent)
+    sys.stdout.write(render(groups, args.format, bad))
+    if args.html:
+        atomic_write_text(args.html, render_html(groups, bad))
+    return 1 if bad else 0
+
+
+def _ab(args) -> int:
+    from bench.report.ab import main as ab_main
+
+    return ab_main(args)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pytest_args: list[str] = []
+    if "--" in argv:  # ab: everything after -- goes to pytest
+        cut = argv.index("--")
+        argv, pytest_args = argv[:cut], argv[cut + 1:]
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("report", help="rebuild a report folder from a results file")
@@ -100,12 +126,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
     p.add_argument("--html", metavar="PATH", help="also write a self-contained compare.html")
     p.set_defaults(func=_compare)
+    p = sub.add_parser("ab", help="A/B experiment: the suites N times in each of two environments, alternating; "
+                                  "then compare over all runs",
+                       usage="python -m bench ab --a PYTHON_A --b PYTHON_B [--runs N] [--out DIR] [-- PYTEST_ARGS]")
+    p.add_argument("--a", required=True, metavar="PYTHON_A", help="interpreter of the old environment (base)")
+    p.add_argument("--b", required=True, metavar="PYTHON_B", help="interpreter of the new environment")
+    p.add_argument("--runs", type=int, default=3, help="runs per environment (default 3: the fewest for a "
+                                                        "run-level verdict)")
+    p.add_argument("--out", default="reports/ab", help="folder for every run's report and the verdict")
+    p.add_argument("--timeout-s", type=float, default=3600.0, help="bound on one run (default 3600)")
+    p.add_argument("--threshold", type=float, default=None)
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
+    p.set_defaults(func=_ab)
+    p = sub.add_parser("history", help="trends and change points over every run; exit 1 on a change toward "
+                                       "worse in the last --recent runs")
+    p.add_argument("folders", nargs="*", metavar="DIR", help="folders of results files (default reports/history)")
+    p.add_argument("--recent", type=int, default=3, help="a change toward worse this many runs back or newer "
+                                                         "fails (default 3)")
+    p.add_argument("--threshold", type=float, default=None, help="smallest step that counts for timings "
+                                                                 "(default: each metric's own, 10 %% for timings)")
+    p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    p.add_argument("--html", metavar="PATH", help="also write a self-contained history.html")
+    p.set_defaults(func=_history)
     p = sub.add_parser("peak", help="measured GEMM roof per device and dtype, checked against torch.utils.benchmark")
     p.add_argument("--device", help="comma list of cpu, cuda, cuda:N")
     p.add_argument("--dtype", default="fp32,bf16")
     p.add_argument("--n", type=int, default=None, help="matrix size (default 1024 on CPU, 8192 on CUDA)")
     p.set_defaults(func=_peak)
     args = parser.parse_args(argv)
+    args.pytest_args = pytest_args
     try:
         return args.func(args)
     except (ResultsError, ValueError) as exc:

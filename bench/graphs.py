@@ -30,6 +30,7 @@ class ModeResult:
     build_s: float | None = None
     graph_breaks: int | None = None
     compile_cache: str | None = None  # inductor FX-graph cache hits/misses: build_s is warm or cold
+    recompiles: int | None = None     # compile: frames compiled again for the probe inputs' shapes
     warnings: list[str] = dataclasses.field(default_factory=list)
     runner: Callable | None = dataclasses.field(default=None, repr=False)  # the built graph
 
@@ -230,6 +231,7 @@ def _check_mode(mode, model, all_inputs, reference, nondet, backend, gold=None) 
     # no graph" counts only what the compiled model captured.
     breaks = _graph_breaks(model, all_inputs[0][1]) if mode == "compile" else None
     counters_before = _dynamo_counts()
+    frames_after_build = None
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -255,6 +257,7 @@ def _check_mode(mode, model, all_inputs, reference, nondet, backend, gold=None) 
                                           f"{label}{suffix}: {_reason(exc)}", build_s, warnings=_texts(caught))
                     if mode == "compile" and label == "example" and not suffix:
                         result.build_s = time.perf_counter() - t0  # compilation happens on the first call
+                        frames_after_build = _dynamo_counts()["ok"]
                     err, excess = worst_error(ref_out + ref_grads, outs + grads)
                     result.max_abs_err = max(result.max_abs_err, err)
                     if excess > nondet and gold is not None:
@@ -273,6 +276,9 @@ def _check_mode(mode, model, all_inputs, reference, nondet, backend, gold=None) 
     finally:
         dynamo_log.removeHandler(recorder)
     if mode == "compile":
+        if frames_after_build is not None:
+            # every frame compiled after the first call was compiled for a probe's shapes
+            result.recompiles = _dynamo_counts()["ok"] - frames_after_build
         _judge_compile(result, counters_before, recorder.messages, breaks)
     return result
 

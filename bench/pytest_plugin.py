@@ -185,7 +185,6 @@ def pytest_runtest_makereport(item, call):
     fixture = getattr(item, "funcargs", {}).get("benchmark") if report.when == "call" else None
     if fixture is not None:
         _take_samples(fixture, row)
-    state.merge_warnings(item.nodeid, row)
     if report.when == "call" and report.passed:
         _flag_wrong_weights(report, row)
     row.finalize(report.outcome, _message(report) if not report.passed else None)
@@ -233,22 +232,20 @@ class RunState:
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{profile}-{os.getpid()}"
         self.rows: list[Row] = []
         self.notes: list[str] = []
-        self.warnings: dict[str, list[str]] = {}
         self._fingerprint = None
 
     def pytest_warning_recorded(self, warning_message, when, nodeid, location):
         """Each case's warnings (category and first line), so compare can list the ones an
-        upgrade introduced."""
-        if when == "runtest" and nodeid:
-            text = f"{warning_message.category.__name__}: {str(warning_message.message).splitlines()[0][:200]}"
-            self.warnings.setdefault(nodeid, [])
-            if text not in self.warnings[nodeid]:
-                self.warnings[nodeid].append(text)
-
-    def merge_warnings(self, nodeid: str, row: Row) -> None:
-        have = [w for w in str(row.get("warnings") or "").split("; ") if w]
-        merged = have + [w for w in self.warnings.get(nodeid, []) if w not in have]
-        row["warnings"] = "; ".join(merged)[:2000] or None
+        upgrade introduced. pytest reports them when the case's whole protocol ends, after its
+        row is final: they are added to that row here."""
+        if when != "runtest" or not nodeid:
+            return
+        text = f"{warning_message.category.__name__}: {str(warning_message.message).splitlines()[0][:200]}"
+        for row in self.rows:
+            if row.get("test") == nodeid:
+                have = [w for w in str(row.get("warnings") or "").split("; ") if w]
+                if text not in have:
+                    row["warnings"] = "; ".join(have + [text])[:2000]
 
     @property
     def run_dir(self) -> Path:

@@ -49,9 +49,10 @@ class Metric:
     doc: str = ""
 
 
-_MEM = Metric("MiB", "lower", "value", 0.10, "peak memory; RSS on CPU rows, allocated tensor bytes on CUDA rows")
+# peak_mem_mib (the contract's column) repeats one of these per device: judged through them.
 _COMMON = {
-    "peak_rss_mib": Metric("MiB", "lower", "value", 0.10, "peak resident set size of the process (CPU rows)"),
+    "peak_rss_mib": Metric("MiB", "lower", "value", 0.25,
+                           "peak resident set of the whole process (CPU rows): mostly libraries, so coarse"),
     "cuda_peak_allocated_mib": Metric("MiB", "lower", "value", 0.05, "peak bytes held by tensors (CUDA rows)"),
     "cuda_peak_reserved_mib": Metric("MiB", "lower", "value", 0.10, "peak CUDA caching-allocator pool"),
 }
@@ -67,7 +68,8 @@ METRICS: dict[str, dict[str, Metric]] = {
         "speedup_vs_eager": Metric("x", "higher", "value", 0.10, "eager time / mode time, interleaved"),
         "build_s": Metric("s", "lower", "value", 0.50, "build time (compile: first call); cache-dependent"),
         "graph_breaks": Metric("count", "lower", "exact", 0.0, "torch._dynamo graph breaks"),
-        "peak_mem_mib": _MEM, **_COMMON,
+        "recompiles": Metric("count", "lower", "exact", 0.0, "frames compiled again for the probe inputs"),
+        **_COMMON,
     },
     "devices": {
         "median_ms": Metric("ms", "lower", "timing", 0.10, "one step (inference or train), median"),
@@ -76,7 +78,7 @@ METRICS: dict[str, dict[str, Metric]] = {
         "tflops": Metric("TFLOP/s", "higher", "derived", doc="counted FLOPs / median step time"),
         "pct_of_peak": Metric("%", "higher", "derived", doc="tflops / measured GEMM roof"),
         "pct_of_vendor_peak": Metric("%", "higher", "derived", doc="tflops / vendor dense peak"),
-        "peak_mem_mib": _MEM, **_COMMON,
+        **_COMMON,
     },
     "ddp": {
         "step_ms_p50": Metric("ms", "lower", "timing", 0.10, "training step, slowest rank, median"),

@@ -11,10 +11,7 @@ from bench.timing import record_step_samples
 
 PROFILE = current().profile
 MODELS = ("mlp",) if PROFILE.name == "smoke" else ("mlp", "tiny_bert")
-GRAD_TOL = 1e-5  # fp32, mean-reduced loss, equal shards
-# Parameters after the synced steps: gloo's all-reduce hands every rank the same bytes, so
-# they must be equal; nccl's algorithms (ring, tree) may round differently per rank.
-PARAM_TOL = {"gloo": 0.0, "nccl": 1e-6}
+GRAD_TOL, PARAM_TOL = runs.GRAD_TOL, runs.PARAM_TOL
 BUCKET_SWEEP_MB = (1, 100)  # besides DDP's default 25
 
 
@@ -63,10 +60,7 @@ def test_ddp(c, bench_row, benchmark):
     if c["backend"] == "none":
         bench_row["scaling_efficiency"] = 1.0
         return  # the reference itself: nothing to compare (checks_note says so)
-    single = runs.baseline(c["model"], device, 0)  # like for like: the no-DDP run on the same device
-    ddp1 = launched if ws == 1 else runs.baseline(c["model"], device, 1)
-    bench_row.update(runs.efficiency(result, single.result if single.ok else None,
-                                     ddp1.result if ddp1.ok else None))
+    bench_row.update(runs.efficiency_vs_baselines(c["model"], device, ws, launched))
     if device == "cuda" and probe().cuda_device_count == 1:
         bench_row["note"] = "one GPU on this machine: nccl ran at world size 1 only"
     bench_row.check(result["grad_max_abs_diff"] <= GRAD_TOL,

@@ -47,7 +47,7 @@ def test_graph_mode(c, bench_row, benchmark):
     model, example, target, results = gb.parity(c["model"], c["device"], _modes(c["model"]))
     result = results[c["mode"]]
     bench_row.update(max_abs_err=result.max_abs_err, build_s=result.build_s, graph_breaks=result.graph_breaks,
-                     compile_cache=result.compile_cache,
+                     compile_cache=result.compile_cache, recompiles=result.recompiles,
                      warnings="; ".join(result.warnings)[:500] or None, batch_size=gb.batch_size(spec))
     expected = (spec.expected_parity or {}).get(c["mode"])
     if result.status != "ok":

@@ -72,3 +72,21 @@ def test_reordered_float32_arithmetic_is_judged_against_fp64():
     wrong = [gold[0].float() + 5.0]
     assert _within_fp64_rule(gold, eager, reordered)[0]
     assert not _within_fp64_rule(gold, eager, wrong)[0]
+
+
+def test_compile_rows_count_recompiles_for_probe_shapes():
+    """Probes of two new batch sizes: one automatic-dynamic recompile, then the dynamic graph
+    serves the next size; a model that specialises on the batch size shows one per size."""
+    import torch
+
+    from bench.graphs import check_parity
+
+    class Unrolled(torch.nn.Module):
+        def forward(self, x):
+            return torch.stack([row * 2 for row in x.unbind(0)])
+
+    probes = [(torch.randn(5, 3),), (torch.randn(6, 3),)]
+    for model, expected in ((torch.nn.Sequential(torch.nn.Linear(3, 3)), 1), (Unrolled(), 2)):
+        results = {r.mode: r for r in check_parity(model, (torch.randn(4, 3),), probes, modes=("eager", "compile"),
+                                                   backend="aot_eager")}
+        assert results["compile"].recompiles == expected, results["compile"]

@@ -42,7 +42,9 @@ def test_every_outcome_is_a_row(bench_pytester):
     assert ok["median_ms"] > 0 and ok["rounds"] == 5
     cuda = rows["m-cuda:0-fp32-inference-bs1"]
     import torch
-    if not torch.cuda.is_available():
+    if torch.cuda.is_available():  # the same case as the CPU row: it runs and is timed
+        assert cuda["status"] == "ok" and cuda["rounds"] == 5
+    else:
         assert cuda["status"] == "skipped" and "CUDA" in cuda["reason"]
     assert rows["m-cpu-bf16-inference-bs1"]["status"] == "mismatch"
     assert "0.5" in rows["m-cpu-bf16-inference-bs1"]["reason"]
@@ -127,3 +129,38 @@ def test_teardown_failure_turns_the_row_into_an_error_once(bench_pytester):
     assert len(data["bench_rows"]) == 1
     row = data["bench_rows"][0]
     assert row["status"] == "error" and "cleanup failed" in row["reason"]
+
+
+def test_bench_require_cuda_fails_a_run_that_lost_its_gpu(bench_pytester):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the case would run, nothing to require")
+    bench_pytester.makepyfile(test_suite=SUITE)
+    result = bench_pytester.runpytest_subprocess("--bench-device=cpu,cuda", "--bench-require=cuda",
+                                                 "-k", "cpu-fp32-inference or cuda")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*--bench-require cuda*1 case(s) were skipped*", "*m-cuda:0-fp32-inference-bs1*"])
+    summary = (bench_pytester.path / "reports" / "latest" / "summary.md").read_text()
+    assert "--bench-require cuda" in summary
+    ok = bench_pytester.runpytest_subprocess("--bench-device=cpu,cuda", "-k", "cpu-fp32-inference or cuda")
+    assert ok.ret == pytest.ExitCode.OK
+
+
+def test_each_row_records_the_warnings_its_case_raised(bench_pytester):
+    bench_pytester.makepyfile(test_suite="""
+        import warnings
+        import pytest
+        from bench.cases import case
+
+        @pytest.mark.parametrize("c", [case("devices", model="a", device="cpu"),
+                                       case("devices", model="b", device="cpu")])
+        def test_case(c, bench_row):
+            if c["model"] == "b":
+                warnings.warn("There is a performance drop because we have not yet implemented the batching rule")
+            bench_row["samples_per_s"] = 1.0
+    """)
+    bench_pytester.runpytest_subprocess()
+    rows, _ = _rows(bench_pytester)
+    assert rows["a-cpu"].get("warnings") is None
+    assert rows["b-cpu"]["warnings"].startswith("UserWarning: There is a performance drop")

@@ -35,7 +35,7 @@ def test_commands_exist():
             for script in re.findall(r"bash (\S+)", run):
                 assert (ROOT / script).is_file(), f"{wf.name}: {script} missing"
             for sub in re.findall(r"python3? -m bench (\w+)", run):
-                assert sub in ("report", "compare", "peak"), f"{wf.name}: python -m bench {sub} does not exist"
+                assert sub in ("report", "compare", "ab", "history", "peak"), f"{wf.name}: python -m bench {sub} does not exist"
     assert "pytest" in tox["testenv:gpu"]["commands"] and "--bench-profile=full" in tox["testenv:gpu"]["commands"]
 
 
@@ -44,3 +44,56 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     command = [line for line in ci.splitlines() if "pytest" in line and not line.startswith("#")][0].strip()
     assert command in readme
+
+
+def _nightly_layout(tmp_path, new_rows_edit=None):
+    """The folders as the nightly job sees them: download-artifact keeps the uploaded paths."""
+    import json
+    import shutil
+
+    data = json.loads((ROOT / "tests" / "data" / "results_smoke.json").read_text())
+    (tmp_path / "baseline" / "reports" / "latest").mkdir(parents=True)
+    (tmp_path / "baseline" / "reports" / "latest" / "results.json").write_text(json.dumps(data))
+    (tmp_path / "baseline" / "compare.md").write_text("last night's comparison\n")
+    if new_rows_edit:
+        new_rows_edit(data)
+    (tmp_path / "reports" / "latest").mkdir(parents=True)
+    (tmp_path / "reports" / "latest" / "results.json").write_text(json.dumps(data))
+    shutil.copy(ROOT / "scripts" / "nightly_compare.sh", tmp_path / "nightly_compare.sh")
+
+
+def _run_nightly_compare(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, BENCH_PYTHON=sys.executable, PYTHONPATH=str(ROOT),
+               GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"))
+    return subprocess.run(["bash", "nightly_compare.sh", "reports/latest/results.json"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_nightly_finds_the_baseline_where_download_artifact_puts_it(tmp_path):
+    nightly = yaml.safe_load((WORKFLOWS / "nightly-gpu.yml").read_text())
+    steps = nightly["jobs"]["gpu"]["steps"]
+    download = [s for s in steps if "download-artifact" in str(s.get("uses"))][0]
+    assert download["with"]["path"].rstrip("/") == "baseline"
+    assert any("scripts/nightly_compare.sh" in s.get("run", "") for s in steps)
+    _nightly_layout(tmp_path)
+    out = _run_nightly_compare(tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    md = (tmp_path / "compare.md").read_text()
+    assert "no regression" in md and "nothing to compare" not in md
+    assert "Compared with the previous night" in (tmp_path / "summary.md").read_text()
+    assert (tmp_path / "compare.html").is_file()
+
+
+def test_nightly_fails_on_a_status_regression(tmp_path):
+    def break_one(data):
+        row = next(r for r in data["bench_rows"] if r["status"] == "ok")
+        row.update(status="mismatch", reason="compiled graph differs from eager by 0.3")
+
+    _nightly_layout(tmp_path, break_one)
+    out = _run_nightly_compare(tmp_path)
+    assert out.returncode == 1
+    assert "regressed" in (tmp_path / "compare.md").read_text()

@@ -15,6 +15,10 @@ from bench.settings import current
 
 WORKER = "bench.distributed.worker"
 BATCH_PER_RANK = {"mlp": 64, "tiny_bert": 8}
+GRAD_TOL = 1e-5  # DDP vs single-process gradients: fp32, mean-reduced loss, equal shards
+# Parameters after the synced steps: gloo's all-reduce hands every rank the same bytes, so
+# they must be equal; nccl's algorithms (ring, tree) may round differently per rank.
+PARAM_TOL = {"gloo": 0.0, "nccl": 1e-6}
 _BASELINES: dict[tuple, LaunchResult] = {}
 
 
@@ -82,6 +86,14 @@ def run_two_nodes_on_localhost(model: str, timeout_s: float = 180.0, workdir: Pa
     endpoint = f"127.0.0.1:{free_port()}"
     cmds = [torchrun_command(WORKER, args, 1, nnodes=2, rdzv_endpoint=endpoint) for _ in range(2)]
     return launch(cmds, out, timeout_s)
+
+
+def efficiency_vs_baselines(model: str, device: str, world_size: int, launched: LaunchResult) -> dict:
+    """Scaling efficiency of a DDP run against the no-DDP process and 1-rank DDP, both on
+    the run's own device (an nccl run is never compared with a CPU process)."""
+    single = baseline(model, device, 0)
+    ddp1 = launched if world_size == 1 else baseline(model, device, 1)
+    return efficiency(launched.result, single.result if single.ok else None, ddp1.result if ddp1.ok else None)
 
 
 def efficiency(result: dict, single: dict | None, ddp1: dict | None) -> dict:

@@ -96,7 +96,8 @@ _rmse = numerics.rmse
 def check_autograd(fn: Callable, *inputs: Any, reference: Callable | None = None, mutates: Sequence[int] = (),
                    edge_inputs: Sequence[tuple] = (), low_precision: Sequence[str] = tuple(LOW_PRECISIONS),
                    check_cuda: bool = True, forward_ad: bool = True, atol: float = 1e-5,
-                   rtol: float = 1e-3, unsupported_dtypes: Sequence[str] = ()) -> AutogradReport:
+                   rtol: float = 1e-3, unsupported_dtypes: Sequence[str] = (), deterministic: bool = False,
+                   compile_checks: bool = True) -> AutogradReport:
     """Check ``fn(*inputs)``; see the module docstring and DESIGN.md's contract.
 
     reference: a native composite computing the same thing (enables the low-precision verdict
@@ -107,6 +108,8 @@ def check_autograd(fn: Callable, *inputs: Any, reference: Callable | None = None
     unsupported_dtypes: low precisions ("bf16", "fp16", "fp32") the op documents it does not
     take: their checks are not applicable. Otherwise only a forward that refuses the dtype by
     name is; any other error at that dtype, in forward or backward, is a failure.
+    deterministic: the op promises bitwise-reproducible results (then non-determinism fails).
+    compile_checks: False skips the torch.compile recompile check (Dynamo tracing, ~1 s).
     """
     checks: list[Check] = []
     legacy = _legacy_function(fn)
@@ -135,6 +138,16 @@ def check_autograd(fn: Callable, *inputs: Any, reference: Callable | None = None
                for n in low_precision]
     checks.append(_guard("cuda_parity", _check_cuda, call, inputs) if check_cuda
                   else Check("cuda_parity", NA, "disabled by check_cuda=False"))
+    from bench.ops import robustness as R
+
+    checks += [_guard("grad_layouts", R.check_grad_layouts, call, inputs),
+               _guard("grad_not_modified", R.check_grad_not_modified, call, inputs),
+               _guard("saved_tensors", R.check_saved_tensors, call, inputs),
+               _guard("saved_memory", R.check_saved_memory, call, inputs, reference),
+               _guard("output_dtype", R.check_output_dtype, call, inputs, reference),
+               _guard("determinism", R.check_determinism, call, inputs, deterministic)]
+    checks.append(_guard("recompiles", R.check_recompiles, call, inputs) if compile_checks
+                  else Check("recompiles", NA, "disabled by compile_checks=False"))
     return AutogradReport(checks)
 
 
@@ -319,7 +332,7 @@ def _check_cuda(fn, inputs) -> Check:
     except Exception as exc:
         return Check("cuda_parity", NA, f"op does not run on CPU to compare against: {_err(exc)}")
     try:
-        cuda_outs, cuda_grads, _ = _run_grads(fn, V.to_device(cpu_inputs, cuda), [x.to(cuda) for x in w])
+        cuda_outs, cuda_grads, _ = _run_grads(fn, V.to_device(cpu_inputs, cuda), list(V.to_device(w, cuda)))
     except Exception as exc:
         return Check("cuda_parity", FAILED, f"raised on {cuda}: {_err(exc)}")
     scale = max([1.0] + [float(t.detach().abs().max()) for t in cpu_outs if t.numel()])

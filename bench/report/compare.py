@@ -208,7 +208,8 @@ def _judge(metric: Metric, base: list[float], new: list[float], raw_base, raw_ne
         return {"ratio": ratio, "p_value": p, "test": "threshold", "verdict": "same", "note": ""}
     floor = stats.SINGLE_RUN_FLOOR
     big = worse >= floor or worse <= 1 / floor
-    confirmed = big and (p is None or p < 0.05)
+    # only raw samples can confirm a single-run change: a one-number metric stays unsure
+    confirmed = big and p is not None and p < 0.05
     verdict = ("regression" if worse > 1 else "improvement") if confirmed else "unsure"
     note = "" if confirmed else (f"beyond {threshold:.0%} but within the {floor:g}x that separates two runs of "
                                  f"unchanged code; needs >= {stats.MIN_RUNS} runs a side (bench ab --runs)")

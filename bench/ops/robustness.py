@@ -1,0 +1,248 @@
+"""The op defects that survive review and reach training runs: checks of ``check_autograd``
+beyond the derivatives. Each returns a ``Check`` (passed / failed / not_applicable).
+
+- ``grad_layouts``: backward given transposed, sliced and stride-0 (expanded) ``grad_output``
+  (what ``out.sum()`` and real graphs hand it) must give the contiguous case's gradients.
+- ``grad_not_modified``: backward must not write into ``grad_output`` (autograd may share it).
+- ``saved_tensors``: tensors kept as ``ctx`` attributes bypass saved-tensor hooks
+  (checkpointing, CPU offload) and stay alive with the graph (``out.grad_fn.<attr>``).
+- ``saved_memory``: bytes kept for backward against the native composite's.
+- ``output_dtype``: the op's output dtype against the composite's (a silent fp32 upcast).
+- ``determinism``: two backward passes bitwise equal; a failure only for ops that declare
+  ``deterministic=True``.
+- ``recompiles``: under ``torch.compile(dynamic=None)`` a third batch size must not compile
+  again (the second may: that is how automatic dynamic shapes start).
+"""
+from __future__ import annotations
+
+import types
+
+import torch
+
+from bench.ops import variants as V
+from bench.ops.checker import FAILED, NA, PASSED, Check, _err, _max_diff
+
+SAVED_FACTOR = 2.0        # fail above 2x the composite's saved bytes ...
+SAVED_SLACK_BYTES = 1024  # ... plus this much (scalars, shapes, small buffers)
+
+
+def _graph(fn, inputs):
+    leaves = V.detached(inputs, keep_grad=True)
+    outs = [o for o in V.tensors_of(fn(*leaves)) if o.is_floating_point() and o.requires_grad]
+    diff = [x for x in leaves if isinstance(x, torch.Tensor) and x.requires_grad]
+    return leaves, outs, diff
+
+
+def _grads(outs, diff, grad_outputs) -> list[torch.Tensor]:
+    got = torch.autograd.grad(outs, diff, grad_outputs, allow_unused=True)
+    return [g if g is not None else torch.zeros_like(x) for g, x in zip(got, diff)]
+
+
+def _grad_outputs(outs) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(1)
+    return [torch.randn(o.shape, generator=gen, dtype=torch.float64).to(o.device, o.dtype) for o in outs]
+
+
+def _layouts(g: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    out = []
+    if g.dim() >= 2 and g.shape[-1] > 1 and g.shape[-2] > 1:
+        out.append(("transposed", g.transpose(-1, -2).contiguous().transpose(-1, -2)))
+    if g.dim() >= 1 and g.numel():
+        wide = torch.zeros(*g.shape[:-1], 2 * g.shape[-1], dtype=g.dtype, device=g.device)
+        wide[..., ::2] = g
+        out.append(("sliced", wide[..., ::2]))
+        out.append(("expanded (stride 0)", g.reshape(-1)[:1].reshape([1] * g.dim()).expand(g.shape)))
+    return out
+
+
+def check_grad_layouts(fn, inputs) -> Check:
+    _, outs, diff = _graph(fn, inputs)
+    if not outs or not diff:
+        return Check("grad_layouts", NA, "no differentiable output and input")
+    base = _grad_outputs(outs)
+    tried, worst, worst_case = [], 0.0, ""
+    for k, g in enumerate(base):
+        for label, variant in _layouts(g):
+            grads_out = list(base)
+            grads_out[k] = variant.contiguous()  # same values, contiguous: the reference
+            _, outs, diff = _graph(fn, inputs)
+            want = _grads(outs, diff, grads_out)
+            grads_out[k] = variant
+            _, outs, diff = _graph(fn, inputs)
+            try:
+                got = _grads(outs, diff, grads_out)
+            except Exception as exc:
+                return Check("grad_layouts", FAILED, f"backward raised on a {label} grad_output: {_err(exc)}")
+            tried.append(label)
+            d = _max_diff(want, got)
+            if d > worst:
+                worst, worst_case = d, label
+    if not tried:
+        return Check("grad_layouts", NA, "outputs too small for non-contiguous gradients")
+    scale = max([1.0] + [float(o.detach().abs().max()) for o in outs if o.numel()])
+    if worst > 1e-5 * scale:
+        return Check("grad_layouts", FAILED, f"{worst_case} grad_output: gradients differ from the contiguous "
+                                             f"case by {worst:.3g} (backward assumes a contiguous grad_output?)",
+                     {"variants": tried})
+    return Check("grad_layouts", PASSED, detail={"variants": tried})
+
+
+def check_grad_not_modified(fn, inputs) -> Check:
+    _, outs, diff = _graph(fn, inputs)
+    if not outs or not diff:
+        return Check("grad_not_modified", NA, "no differentiable output and input")
+    grads_out = _grad_outputs(outs)
+    kept = [g.clone() for g in grads_out]
+    versions = [g._version for g in grads_out]
+    _grads(outs, diff, grads_out)
+    changed = [i for i, (g, k, v) in enumerate(zip(grads_out, kept, versions))
+               if g._version != v or not torch.equal(g, k)]
+    if changed:
+        return Check("grad_not_modified", FAILED, f"backward modified grad_output {changed} in place: autograd may "
+                                                  "share that tensor with another branch of the graph")
+    return Check("grad_not_modified", PASSED)
+
+
+def _nodes(root, limit: int = 256):
+    seen, stack = set(), [root]
+    while stack and len(seen) < limit:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        yield node
+        stack += [n for n, _ in getattr(node, "next_functions", ())]
+
+
+def _tensor_attrs(node) -> list[str]:
+    try:
+        attrs = vars(node)
+    except TypeError:  # a built-in C++ node: it saves through the engine, never on attributes
+        return []
+    hidden = []
+    for name, value in attrs.items():
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, torch.Tensor) for v in items):
+            hidden.append(name)
+    return hidden
+
+
+def check_saved_tensors(fn, inputs) -> Check:
+    _, outs, _ = _graph(fn, inputs)
+    if not outs or outs[0].grad_fn is None:
+        return Check("saved_tensors", NA, "output has no autograd graph")
+    python_nodes, hidden = 0, []
+    for node in _nodes(outs[0].grad_fn):
+        try:
+            vars(node)
+        except TypeError:
+            continue
+        python_nodes += 1
+        hidden += [f"{type(node).__name__}: ctx.{a}" for a in _tensor_attrs(node)]
+    if hidden:
+        return Check("saved_tensors", FAILED, f"tensors kept as ctx attributes ({', '.join(hidden[:4])}): they bypass "
+                                              "saved-tensor hooks (activation checkpointing, CPU offload) and live "
+                                              "as long as the graph; use ctx.save_for_backward")
+    if not python_nodes:
+        return Check("saved_tensors", NA, "no autograd.Function node in the graph (built-in ops only)")
+    return Check("saved_tensors", PASSED)
+
+
+def check_saved_memory(fn, inputs, reference) -> Check:
+    from bench.ops.measure import saved_tensor_mib
+
+    saved = saved_tensor_mib(fn, V.detached(inputs)) * 2**20
+    detail = {"saved_bytes": saved}
+    if reference is None:
+        return Check("saved_memory", NA, f"keeps {saved:.0f} bytes for backward; no reference composite to judge it",
+                     detail)
+    ref = saved_tensor_mib(reference, V.detached(inputs)) * 2**20
+    detail["reference_saved_bytes"] = ref
+    if saved > SAVED_FACTOR * ref + SAVED_SLACK_BYTES:
+        return Check("saved_memory", FAILED, f"keeps {saved:.0f} bytes for backward, the composite {ref:.0f} "
+                                             f"(allowed {SAVED_FACTOR:g}x + {SAVED_SLACK_BYTES} bytes)", detail)
+    return Check("saved_memory", PASSED, f"{saved:.0f} bytes vs composite's {ref:.0f}", detail)
+
+
+def check_output_dtype(fn, inputs, reference) -> Check:
+    if reference is None:
+        return Check("output_dtype", NA, "no reference composite to compare dtypes with")
+    tried = []
+    for dtype in ({x.dtype for x in inputs if isinstance(x, torch.Tensor) and x.is_floating_point()}
+                  | {torch.bfloat16}):
+        cast = V.cast(inputs, dtype)
+        try:
+            with torch.no_grad():
+                got = [o.dtype for o in V.tensors_of(fn(*V.detached(cast)))]
+        except Exception:
+            continue  # a dtype the op refuses: the low-precision check reports it
+        with torch.no_grad():
+            want = [o.dtype for o in V.tensors_of(reference(*V.detached(cast)))]
+        tried.append(str(dtype).removeprefix("torch."))
+        if got != want:
+            return Check("output_dtype", FAILED, f"on {dtype} inputs the op returns {got}, the composite {want}")
+    if not tried:
+        return Check("output_dtype", NA, "the op ran on none of the dtypes tried")
+    return Check("output_dtype", PASSED, detail={"dtypes": tried})
+
+
+def check_determinism(fn, inputs, deterministic: bool) -> Check:
+    runs = []
+    for _ in range(2):
+        _, outs, diff = _graph(fn, inputs)
+        if not outs or not diff:
+            return Check("determinism", NA, "no differentiable output and input")
+        runs.append([o.detach() for o in outs] + _grads(outs, diff, _grad_outputs(outs)))
+    same = all(torch.equal(a, b) for a, b in zip(*runs))
+    if same:
+        return Check("determinism", PASSED, "outputs and gradients bitwise equal over two runs")
+    text = f"outputs or gradients differ between two runs by {_max_diff(*runs):.3g}"
+    if deterministic:
+        return Check("determinism", FAILED, text + " (the op declares deterministic=True)")
+    return Check("determinism", NA, text + "; a failure only for ops that declare deterministic=True",
+                 {"deterministic": False})
+
+
+def _fresh(fn):
+    """A wrapper with its own code object: Dynamo caches per code object, so every check
+    starts from an empty cache without resetting anyone else's compiled code."""
+    def call(*args):
+        return fn(*args)
+
+    return types.FunctionType(call.__code__.replace(), call.__globals__, "call", None, call.__closure__)
+
+
+def _resized(inputs, batch: int) -> tuple:
+    out = []
+    for x in inputs:
+        if isinstance(x, torch.Tensor) and x.dim() >= 2:
+            reps = -(-batch // x.shape[0])
+            x = x.detach().repeat(reps, *([1] * (x.dim() - 1)))[:batch].clone()
+        out.append(x)
+    return tuple(out)
+
+
+def check_recompiles(fn, inputs) -> Check:
+    sized = [i for i, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.dim() >= 2]
+    if not sized:
+        return Check("recompiles", NA, "no batch-like (2-D or more) input to vary")
+    n = inputs[sized[0]].shape[0]
+    compiles = [0]
+
+    def counting_backend(gm, example_inputs):
+        compiles[0] += 1
+        return gm.forward
+
+    compiled = torch.compile(_fresh(fn), backend=counting_backend, dynamic=None)
+    after = []
+    try:
+        for batch in (n, n + 1, n + 2):
+            compiled(*_resized(inputs, batch))
+            after.append(compiles[0])
+    except Exception as exc:
+        return Check("recompiles", NA, f"torch.compile cannot trace the op: {_err(exc)}")
+    detail = {"graphs_after_each_batch_size": after}
+    if after[2] > after[1]:
+        return Check("recompiles", FAILED, f"compiled again for every new batch size ({n}, {n + 1}, {n + 2}: "
+                                           f"{after} graphs): it specialises on the batch size", detail)
+    return Check("recompiles", PASSED, f"graphs after batch sizes {n}, {n + 1}, {n + 2}: {after}", detail)

@@ -1,0 +1,128 @@
+"""``python -m bench ab``: the upgrade experiment in one command.
+
+The same pytest selection runs N times under interpreter A and N times under interpreter B
+(two virtual environments), alternating in a balanced order (A B B A A B ...) so a slow
+drift of the machine hits both sides alike. Every run is a fresh process writing its own
+report; the verdict is ``compare`` over all runs, the run being the unit of replication.
+A run that crashes is recorded and named, and the experiment goes on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.report.io import ResultsError, atomic_write_json, atomic_write_text
+
+DEFAULT_PYTEST_ARGS = ("suites/", "--benchmark-only")
+PROBE = "import bench.pytest_plugin, pytest, pytest_benchmark, torch; print(torch.__version__)"
+
+
+@dataclasses.dataclass
+class AbRun:
+    index: int
+    side: str
+    python: str
+    exit_code: int | None
+    wall_s: float
+    results: str | None
+    problem: str | None  # why this run gives no results, None when it does
+
+
+def balanced_order(runs: int) -> list[str]:
+    """A B, B A, A B, ...: each pair swaps, so neither side always goes first."""
+    return [side for i in range(runs) for side in (("a", "b") if i % 2 == 0 else ("b", "a"))]
+
+
+def check_environment(python: str, label: str) -> str:
+    """The environment's torch version, or a ResultsError naming what is missing."""
+    try:
+        out = subprocess.run([python, "-c", PROBE], capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ResultsError(f"--{label} {python}: cannot run it ({type(exc).__name__}: {exc})") from None
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ResultsError(f"--{label} {python}: this environment lacks the project or pytest ({last}); "
+                           "install it there with: pip install -e .")
+    return out.stdout.strip().splitlines()[-1]
+
+
+def _run_one(index: int, side: str, python: str, pytest_args: list[str], out: Path, timeout_s: float) -> AbRun:
+    run_dir = out / "runs" / f"{index:02d}-{side}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [python, "-m", "pytest", *pytest_args, f"--bench-report-dir={run_dir}", "-p", "no:cacheprovider"]
+    t0 = time.perf_counter()
+    with open(run_dir / "pytest.log", "w") as log:
+        try:
+            code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s).returncode
+        except subprocess.TimeoutExpired:
+            code = None
+    wall = time.perf_counter() - t0
+    results = run_dir / "latest" / "results.json"
+    problem = None
+    if code is None:
+        problem = f"timed out after {timeout_s:.0f} s"
+    elif code not in (0, 1):  # 1: some case failed, its row says why; anything else: the run broke
+        problem = f"pytest exited {code} (see {run_dir / 'pytest.log'})"
+    elif not results.is_file():
+        problem = f"pytest exited {code} but wrote no results.json (see {run_dir / 'pytest.log'})"
+    return AbRun(index, side, python, code, wall, str(results) if problem is None else None, problem)
+
+
+def run_experiment(python_a: str, python_b: str, runs: int, out: Path, pytest_args: list[str] | None = None,
+                   timeout_s: float = 3600.0, log=print) -> list[AbRun]:
+    if runs < 1:
+        raise ResultsError(f"--runs {runs}: give at least 1 (3 or more a side for a verdict on timings)")
+    pythons = {"a": python_a, "b": python_b}
+    versions = {side: check_environment(py, side) for side, py in pythons.items()}
+    args = list(pytest_args or DEFAULT_PYTEST_ARGS)
+    out.mkdir(parents=True, exist_ok=True)
+    order = balanced_order(runs)
+    log(f"ab: {len(order)} runs of pytest {' '.join(args)}; A = {python_a} (torch {versions['a']}), "
+        f"B = {python_b} (torch {versions['b']}); order {' '.join(s.upper() for s in order)}")
+    done: list[AbRun] = []
+    t0 = time.perf_counter()
+    for i, side in enumerate(order, 1):
+        run = _run_one(i, side, pythons[side], args, out, timeout_s)
+        done.append(run)
+        elapsed = time.perf_counter() - t0
+        left = elapsed / i * (len(order) - i)
+        status = "ok" if run.problem is None else f"CRASHED: {run.problem}"
+        log(f"ab: run {i} of {len(order)} ({side.upper()}) {run.wall_s:.0f} s, {status}; elapsed {elapsed:.0f} s, "
+            f"about {left:.0f} s left")
+        atomic_write_json(out / "ab.json", {"python_a": python_a, "python_b": python_b, "torch": versions,
+                                            "pytest_args": args, "order": order,
+                                            "runs": [dataclasses.asdict(r) for r in done]})
+    return done
+
+
+def verdict(runs: list[AbRun], out: Path, fmt: str = "table", threshold: float | None = None,
+            alpha: float = 0.05) -> tuple[str, int]:
+    """compare over all runs (A = base, B = new); writes compare.json/.md/.html into ``out``."""
+    from bench.report.compare import compare_runs, load_run
+    from bench.report.compare_render import render, render_html
+
+    base = [load_run(r.results) for r in runs if r.side == "a" and r.results]
+    new = [load_run(r.results) for r in runs if r.side == "b" and r.results]
+    crashed = [f"run {r.index} ({r.side.upper()}): {r.problem}" for r in runs if r.problem]
+    if not base or not new:
+        raise ResultsError("no usable run on side " + ("A" if not base else "B") + (": " + "; ".join(crashed)
+                                                                                     if crashed else ""))
+    diff = compare_runs(base, new, threshold, alpha)
+    diff.warnings += [f"crashed: {c}" for c in crashed]
+    atomic_write_text(out / "compare.json", render(diff, "json"))
+    atomic_write_text(out / "compare.md", render(diff, "markdown"))
+    atomic_write_text(out / "compare.html", render_html(diff))
+    return render(diff, fmt), diff.exit_code
+
+
+def main(args) -> int:
+    out = Path(args.out)
+    runs = run_experiment(args.a, args.b, args.runs, out, args.pytest_args or None, args.timeout_s,
+                          log=lambda text: print(text, file=sys.stderr, flush=True))
+    text, code = verdict(runs, out, args.format, args.threshold, args.alpha)
+    sys.stdout.write(text)
+    print(f"ab: reports and compare.md / compare.json / compare.html in {out}", file=sys.stderr)
+    return code

@@ -1,0 +1,108 @@
+"""``python -m bench ab`` on a tiny suite with two small fake environments (wrapper scripts
+around this interpreter): order, progress, crash handling, outputs and exit codes."""
+import json
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.__main__ import main
+from bench.report.ab import balanced_order
+
+TINY = """
+import os, time
+import pytest
+from bench.cases import case
+
+@pytest.mark.parametrize("c", [case("devices", model="tiny", device="cpu", dtype="fp32", phase="inference",
+                                    batch_size=1)])
+def test_tiny(c, bench_row, benchmark):
+    delay = float(os.environ.get("TINY_DELAY_S", "0.002"))
+    if os.environ.get("TINY_BROKEN"):
+        bench_row.check(False, "the new environment computes something else")
+    benchmark.pedantic(time.sleep, args=(delay,), rounds=5, iterations=1)
+"""
+
+
+def _wrapper(folder: Path, name: str, body: str) -> str:
+    path = folder / name
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return str(path)
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["bench.pytest_plugin"]\n')
+    (tmp_path / "test_tiny.py").write_text(TINY)
+    monkeypatch.chdir(tmp_path)
+    root = str(Path(__file__).resolve().parents[1])
+    env = f'PYTHONPATH="{root}${{PYTHONPATH:+:$PYTHONPATH}}"'
+    return tmp_path, lambda name, extra="": _wrapper(tmp_path, name, f'{env} {extra} exec {sys.executable} "$@"')
+
+
+def test_balanced_order():
+    assert balanced_order(3) == ["a", "b", "b", "a", "a", "b"]
+
+
+def test_ab_runs_alternately_reports_progress_and_writes_the_verdict(project, capsys):
+    folder, env = project
+    a, b = env("py_a"), env("py_b")
+    out = folder / "ab"
+    code = main(["ab", "--a", a, "--b", b, "--runs", "2", "--out", str(out), "--format", "json", "--",
+                 "test_tiny.py", "--benchmark-only"])
+    captured = capsys.readouterr()
+    assert code == 0
+    manifest = json.loads((out / "ab.json").read_text())
+    assert [r["side"] for r in manifest["runs"]] == ["a", "b", "b", "a"]
+    assert all(r["problem"] is None and Path(r["results"]).is_file() for r in manifest["runs"])
+    for i in range(1, 5):
+        assert f"run {i} of 4" in captured.err
+    assert "left" in captured.err and "elapsed" in captured.err
+    verdict = json.loads(captured.out)
+    assert verdict["verdict"] == "no_regression" and len(verdict["runs"]["base"]) == 2
+    for name in ("compare.json", "compare.md", "compare.html"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_a_status_regression_in_the_new_environment_is_exit_1(project, capsys):
+    folder, env = project
+    a, b = env("py_a"), env("py_b", "TINY_BROKEN=1")
+    code = main(["ab", "--a", a, "--b", b, "--runs", "1", "--out", str(folder / "ab"), "--", "test_tiny.py",
+                 "--benchmark-only"])
+    assert code == 1
+    assert "regressed" in capsys.readouterr().out
+
+
+def test_a_crashed_run_is_named_and_the_experiment_goes_on(project, capsys):
+    folder, env = project
+    a = env("py_a")
+    counter = folder / "count"
+    # B's second pytest run dies (exit 3); its interpreter check and other runs are fine
+    b = _wrapper(folder, "py_b", f'''if [ "$2" = pytest ]; then
+  n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}
+  if [ $n = 2 ]; then echo "Fatal Python error: Segmentation fault" >&2; exit 3; fi
+fi
+PYTHONPATH="{Path(__file__).resolve().parents[1]}" exec {sys.executable} "$@"''')
+    out = folder / "ab"
+    code = main(["ab", "--a", a, "--b", b, "--runs", "3", "--out", str(out), "--", "test_tiny.py",
+                 "--benchmark-only"])
+    captured = capsys.readouterr()
+    assert code == 0
+    runs = json.loads((out / "ab.json").read_text())["runs"]
+    assert len(runs) == 6
+    crashed = [r for r in runs if r["problem"]]
+    assert len(crashed) == 1 and crashed[0]["side"] == "b" and "exited 3" in crashed[0]["problem"]
+    assert "CRASHED" in captured.err
+    assert "crashed: run" in (out / "compare.md").read_text()
+
+
+def test_an_environment_without_the_project_is_a_one_line_error(project, capsys):
+    folder, env = project
+    bare = _wrapper(folder, "py_bare", 'echo "ModuleNotFoundError: No module named \'bench\'" >&2; exit 1')
+    code = main(["ab", "--a", env("py_a"), "--b", bare, "--runs", "1", "--out", str(folder / "ab")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0
+    assert "--b" in err and "lacks the project" in err and "No module named 'bench'" in err
+    assert not (folder / "ab").exists()  # nothing ran
