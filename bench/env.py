@@ -17,6 +17,8 @@ import torch
 MODEL_HASHES: dict[str, str] = {}
 # Filled by bench.flops.measured_peak: the GEMM roofs pct_of_peak was computed against.
 MEASURED_PEAKS_TFLOPS: dict[str, float] = {}
+# Filled by bench.flops.measured_bandwidth: the copy roof of the report's roofline.
+MEASURED_BANDWIDTH_GBS: dict[str, float] = {}
 
 
 def _version(dist: str) -> str | None:
@@ -93,4 +95,5 @@ def fingerprint() -> dict:
                       if os.environ.get(k)},
         "model_hashes": dict(MODEL_HASHES),
         "measured_peaks_tflops": dict(MEASURED_PEAKS_TFLOPS),
+        "measured_bandwidth_gbs": dict(MEASURED_BANDWIDTH_GBS),
     }

@@ -50,9 +50,47 @@ def vendor_peak_tflops(gpu_name: str | None, dtype: str) -> float | None:
 
 def count_flops(fn: Callable[[], Any]) -> int:
     """FLOPs of one call of ``fn`` (forward and, if it runs one, backward)."""
-    with FlopCounterMode(display=False) as counter:
+    return count_flops_and_bytes(fn)[0]
+
+
+def count_flops_and_bytes(fn: Callable[[], Any]) -> tuple[int, int]:
+    """FLOPs and bytes moved by one call of ``fn``.
+
+    Bytes are estimated per aten op as the sizes of the tensors it reads and writes (its
+    tensor arguments and outputs; ops whose output aliases an input, i.e. views, move
+    nothing). That is the traffic of unfused kernels with no cache reuse: an upper bound on
+    DRAM traffic, so the arithmetic intensity (FLOPs / bytes) is a lower bound."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+
+    moved = [0]
+
+    class ByteCounter(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            ins = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+            outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+            storages = {t.untyped_storage().data_ptr() for t in ins if t.numel()}
+            if not any(t.numel() and t.untyped_storage().data_ptr() in storages for t in outs):
+                moved[0] += sum(t.numel() * t.element_size() for t in ins + outs)
+            return out
+
+    with FlopCounterMode(display=False) as counter, ByteCounter():
         fn()
-    return int(counter.get_total_flops())
+    return int(counter.get_total_flops()), moved[0]
+
+
+@functools.lru_cache(maxsize=None)
+def measured_bandwidth(device: str, mib: int | None = None, rounds: int = 10) -> dict:
+    """The measured memory roof: a large tensor copy (read + write), GB/s from the median."""
+    mib = mib or (1024 if torch.device(device).type == "cuda" else 256)
+    src = torch.empty(mib * 2**20 // 4, dtype=torch.float32, device=device).fill_(1.0)
+    dst = torch.empty_like(src)
+    samples = time_callable(lambda: dst.copy_(src), device, Budget(warmup_rounds=2, rounds=rounds))
+    median_ms = summarize_ms(samples)["median_ms"]
+    gbs = 2 * src.numel() * 4 / (median_ms / 1e3) / 1e9
+    env.MEASURED_BANDWIDTH_GBS[f"{device}/copy={mib}MiB"] = round(gbs, 2)
+    return {"device": device, "mib": mib, "median_ms": median_ms, "gb_per_s": gbs}
 
 
 def gemm_size(device: str) -> int:

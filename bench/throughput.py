@@ -14,7 +14,7 @@ import torch
 from bench import devices as dev
 from bench import numerics
 from bench.devices import DTYPES
-from bench.flops import count_flops, measured_peak, vendor_peak_tflops
+from bench.flops import count_flops, count_flops_and_bytes, measured_bandwidth, measured_peak, vendor_peak_tflops
 from bench.registry import ModelSpec
 from bench.timing import Budget, run_benchmark, summarize_ms
 
@@ -110,7 +110,8 @@ def prepare(spec: ModelSpec, device: str, dtype: str, phase: str, batch_size: in
     return PreparedCase(step, batch_size, tokens, None, reason)
 
 
-def metrics(case: PreparedCase, device: str, dtype: str, median_ms: float, flops: int) -> dict:
+def metrics(case: PreparedCase, device: str, dtype: str, median_ms: float, flops: int,
+            bytes_moved: int | None = None) -> dict:
     seconds = median_ms / 1e3
     tflops = flops / seconds / 1e12 if flops else None
     out = {
@@ -119,6 +120,11 @@ def metrics(case: PreparedCase, device: str, dtype: str, median_ms: float, flops
         "flops_per_step": flops,
         "tflops": tflops,
     }
+    if bytes_moved:  # roofline coordinates (see count_flops_and_bytes for how bytes are estimated)
+        out["bytes_per_step"] = bytes_moved
+        out["arithmetic_intensity"] = flops / bytes_moved if flops else None
+        out["achieved_gb_per_s"] = bytes_moved / seconds / 1e9
+        out["bandwidth_gb_per_s"] = measured_bandwidth(device)["gb_per_s"]
     peak = measured_peak(device, dtype)
     out["peak_tflops"] = peak["tflops"]
     out["pct_of_peak"] = 100 * tflops / peak["tflops"] if tflops else None
@@ -143,7 +149,7 @@ def run_case(spec: ModelSpec, c: dict, benchmark, row, budget) -> None:
         case = prepare(spec, device, dtype, c["phase"], c["batch_size"])
         row["rel_err_vs_fp64"] = case.rel_err
         row.check(case.check_reason is None, case.check_reason or "")
-        flops = count_flops(case.step)
+        flops, bytes_moved = count_flops_and_bytes(case.step)
         dev.reset_peak_memory(device)
         samples = run_benchmark(benchmark, case.step, device, budget)
     except Exception as exc:
@@ -160,7 +166,7 @@ def run_case(spec: ModelSpec, c: dict, benchmark, row, budget) -> None:
     row["flops_per_step"] = flops
     if samples:  # none under --benchmark-disable: checked, not timed
         row.update(summarize_ms(samples))
-        row.update(metrics(case, device, dtype, row["median_ms"], flops))
+        row.update(metrics(case, device, dtype, row["median_ms"], flops, bytes_moved))
     row["optimizer"] = "sgd" if c["phase"] == "train" else None
 
 

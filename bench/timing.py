@@ -108,6 +108,7 @@ def summarize_ms(samples_s: list[float]) -> dict[str, float]:
     ms = [s * 1e3 for s in samples_s]
     return {
         "median_ms": statistics.median(ms),
+        "p10_ms": percentile(ms, 10),
         "p90_ms": percentile(ms, 90),
         "p99_ms": percentile(ms, 99),
         "mean_ms": statistics.fmean(ms),

@@ -32,7 +32,7 @@ def build_report(data: dict, out_dir: str | Path, write_results: bool = True) ->
     for suite, df in tables.items():
         atomic_write_text(out / f"{suite}.csv", df.to_csv(index=False))
     atomic_write_text(out / "summary.md", render_summary(tables, fp, run, notes))
-    atomic_write_text(out / "index.html", render_html(tables, fp, run, notes))
+    atomic_write_text(out / "index.html", render_html(tables, fp, run, notes, rows))
     if write_results:
         atomic_write_json(out / "results.json", data)
     return tables

@@ -18,7 +18,7 @@ from bench.report.tables import rows_from_results
 from bench.results import DRIFT_FACTOR, DRIFT_FLOOR, ERROR_COLUMNS, METRICS, Metric
 
 # Fingerprint keys that are measurements, not settings: shown in the report, not diffed.
-NOT_ENVIRONMENT = ("measured_peaks_tflops", "git_commit_dirty")
+NOT_ENVIRONMENT = ("measured_peaks_tflops", "measured_bandwidth_gbs", "git_commit_dirty")
 # Worst first: a side's status over several runs is its worst one.
 STATUS_ORDER = ("error", "mismatch", "oom", "unsupported", "skipped", "ok")
 TIMING_OTHER = Metric("ms", "lower", "timing", 0.10, "pytest-benchmark median (a benchmark without bench row)")

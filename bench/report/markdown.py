@@ -33,35 +33,49 @@ def _case(row: pd.Series, suite: str) -> str:
 
 
 def render_summary(tables: dict[str, pd.DataFrame], fingerprint: dict, run: dict, notes: list[str]) -> str:
-    lines = [f"# Benchmark report `{run.get('run_id', '?')}`", ""]
-    total = sum(len(t) for t in tables.values())
-    bad_rows, limits, skipped_rows = [], [], []
-    for suite, df in tables.items():
-        for _, row in df.iterrows():
-            reason = str(row["reason"])
-            expected = reason.startswith("expected:")
-            target = (bad_rows if row["status"] in FAILED and not expected else
-                      limits if row["status"] in BAD else skipped_rows if row["status"] == "skipped" else None)
-            if target is not None:
-                target.append({"suite": suite, "case": _case(row, suite), "status": row["status"],
-                               "reason": reason[:300]})
-    counts = {s: sum(int((t["status"] == s).sum()) for t in tables.values()) for s in ("ok", *BAD, "skipped")}
-    lines.append(f"profile **{run.get('profile', '?')}**, {total} rows: "
-                 + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    from bench.report import headline as hl
+
+    head = hl.build(tables, run, notes)
+    lines = [f"# Benchmark report `{run.get('run_id', '?')}` (profile {run.get('profile', '?')})", "",
+             f"**{head.verdict}**", ""]
+    if head.numbers:
+        lines += [_md(pd.DataFrame(head.numbers, columns=["what", "value", "case"])), ""]
+    env_keys = ("torch", "cuda", "gpu_name", "cpu_model", "torch_threads", "transformers")
+    lines.append("Environment: " + ", ".join(f"{k} `{fingerprint[k]}`" for k in env_keys
+                                             if fingerprint.get(k) not in (None, "", {})))
     if not run.get("complete", True):
         lines += ["", "> **Incomplete run**: interrupted or still running; rows below are those that finished."]
     for note in notes:
         lines += ["", f"> **Warning**: {note}"]
+    if not head.counts.empty:
+        lines += ["", "## Status per suite", "", _md(head.counts)]
+    bad_rows, limits, skipped = [], [], {}
+    for suite, df in tables.items():
+        for _, row in df.iterrows():
+            reason = str(row["reason"])
+            if row["status"] == "skipped":
+                skipped[reason] = skipped.get(reason, 0) + 1
+                continue
+            target = (bad_rows if row["status"] in FAILED and not reason.startswith("expected:") else
+                      limits if row["status"] in BAD else None)
+            if target is not None:
+                target.append({"suite": suite, "case": _case(row, suite), "status": row["status"],
+                               "reason": reason[:300]})
     lines += ["", "## Failures", "", _md(pd.DataFrame(bad_rows)) if bad_rows else "None."]
     if limits:
         lines += ["", "## Unsupported and expected findings",
                   "", "Graphs a tool cannot build, and results a model is built to show (e.g. trace pitfalls).",
                   "", _md(pd.DataFrame(limits))]
     for suite, df in tables.items():
+        ran = df[df["status"] != "skipped"]
         cols = [c for c in HEADLINE.get(suite, df.columns) if c in df.columns]
-        lines += ["", f"## {suite}", "", _md(df[cols])]
-    if skipped_rows:
-        lines += ["", "## Skipped", "", _md(pd.DataFrame(skipped_rows))]
+        lines += ["", f"## {suite}", "", _md(ran[cols]) if not ran.empty else "_every case skipped_"]
+    if skipped:
+        lines += ["", "## Skipped", "", f"<details><summary>{sum(skipped.values())} case(s) skipped, "
+                  f"{len(skipped)} reason(s)</summary>", "",
+                  _md(pd.DataFrame([{"cases": n, "reason": r[:300]} for r, n in
+                                    sorted(skipped.items(), key=lambda kv: -kv[1])])), "", "</details>"]
     env = {k: v for k, v in fingerprint.items() if v not in (None, {}, "")}
-    lines += ["", "## Environment", "", _md(pd.DataFrame({"key": list(env), "value": [str(v) for v in env.values()]}))]
+    lines += ["", "## Environment", "", "<details><summary>every recorded setting</summary>", "",
+              _md(pd.DataFrame({"key": list(env), "value": [str(v) for v in env.values()]})), "", "</details>"]
     return "\n".join(lines) + "\n"

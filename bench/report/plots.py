@@ -1,48 +1,178 @@
-"""Charts for the HTML report, as PNG bytes (matplotlib, Agg backend: no display)."""
+"""Charts for the HTML report, as PNG bytes (matplotlib, Agg backend: no display).
+
+Each function returns None when its rows hold nothing to draw."""
 from __future__ import annotations
 
 import io
 
 import pandas as pd
 
+LABELS = {
+    "devices": ["model", "device", "dtype", "phase", "batch_size"],
+    "graph_modes": ["model", "mode", "device", "phase"],
+    "ddp": ["model", "backend", "world_size"],
+    "trainer": ["runner", "device", "precision", "batch_size", "grad_accum", "world_size"],
+    "autograd_ops": ["op", "device", "dtype"],
+}
+TIMING = {"devices": "median_ms", "graph_modes": "median_ms", "ddp": "step_ms_p50", "trainer": "step_ms_p50",
+          "autograd_ops": "fwd_bwd_median_ms"}
 
-def _bar(df: pd.DataFrame, label_cols: list[str], value_col: str, title: str, xlabel: str) -> bytes | None:
-    df = df[(df["status"] == "ok") & df[value_col].notna()] if value_col in df.columns else df.iloc[0:0]
-    if df.empty:
-        return None
+
+def _plt():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [" ".join(str(r[c]) for c in label_cols if c in r and pd.notna(r[c])) for _, r in df.iterrows()]
-    fig, ax = plt.subplots(figsize=(8, 0.3 * len(df) + 1.2))
-    ax.barh(labels, df[value_col].astype(float))
-    ax.set_xlabel(xlabel)
-    ax.set_title(title)
-    ax.invert_yaxis()
-    fig.tight_layout()
+    return plt
+
+
+def _png(fig) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
+    fig.savefig(buf, format="png", dpi=80)
+    _plt().close(fig)
     return buf.getvalue()
 
 
-CHARTS = {
-    "devices": (["model", "device", "dtype", "phase", "batch_size"], "samples_per_s",
-                "Throughput by device and precision", "samples/s"),
-    "graph_modes": (["model", "mode", "device", "phase"], "speedup_vs_eager", "Speed-up over eager by graph mode",
-                    "speed-up (x)"),
-    "ddp": (["model", "backend", "world_size"], "scaling_efficiency", "DDP scaling efficiency", "efficiency"),
-    "trainer": (["model", "precision", "batch_size", "optim", "compile"], "samples_per_s", "Trainer fine-tuning",
-                "samples/s"),
-    "autograd_ops": (["op", "device", "dtype"], "speedup_vs_native", "Custom op fwd+bwd vs native composite",
-                     "speed-up (x)"),
-}
+def _num(df: pd.DataFrame, col: str) -> pd.Series:
+    return pd.to_numeric(df[col], errors="coerce") if col in df.columns else pd.Series(index=df.index, dtype=float)
 
 
-def suite_chart(suite: str, df: pd.DataFrame) -> bytes | None:
-    if suite not in CHARTS:
+def timing_chart(suite: str, df: pd.DataFrame) -> bytes | None:
+    """Median time per ok case with its spread: p10-p90 of the rounds where known."""
+    col = TIMING.get(suite)
+    ok = df[(df["status"] == "ok") & _num(df, col).notna()] if col in df.columns else df.iloc[0:0]
+    if ok.empty:
         return None
-    labels, value, title, xlabel = CHARTS[suite]
-    return _bar(df, labels, value, title, xlabel)
+    med = _num(ok, col)
+    lo = _num(ok, "p10_ms").fillna(med) if col == "median_ms" else med
+    hi = _num(ok, "p90_ms" if col != "step_ms_p50" else ("step_ms_p90" if suite == "ddp" else "step_ms_p95"))
+    hi = hi.fillna(med)
+    labels = [" ".join(str(r[c]) for c in LABELS[suite] if c in r and pd.notna(r[c])) for _, r in ok.iterrows()]
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 0.26 * len(ok) + 1.3))
+    ax.barh(labels, med, color="#5b8def", xerr=[(med - lo).clip(lower=0), (hi - med).clip(lower=0)],
+            error_kw={"elinewidth": 0.8, "capsize": 2})
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{col} (bar: median; whisker: p10-p90 of rounds)")
+    ax.set_title(f"{suite}: time per call or step")
+    ax.invert_yaxis()
+    ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def throughput_vs_batch(df: pd.DataFrame) -> bytes | None:
+    ok = df[(df["status"] == "ok") & _num(df, "samples_per_s").notna()]
+    if ok.empty or "batch_size" not in ok.columns or ok["batch_size"].nunique() < 2:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for key, g in ok.groupby(["model", "device", "dtype", "phase"]):
+        if g["batch_size"].nunique() > 1:
+            g = g.sort_values("batch_size")
+            ax.plot(g["batch_size"], _num(g, "samples_per_s"), marker="o", label=" ".join(map(str, key)))
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("samples/s")
+    ax.set_title("Throughput against batch size")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def roofline(df: pd.DataFrame, device: str) -> bytes | None:
+    """Achieved TFLOP/s against arithmetic intensity, under the measured GEMM roof and the
+    measured copy bandwidth (bytes: see bench.flops.count_flops_and_bytes)."""
+    ok = df[(df["status"] == "ok") & (df["device"] == device) & _num(df, "arithmetic_intensity").notna()
+            & _num(df, "tflops").notna()] if "arithmetic_intensity" in df.columns else df.iloc[0:0]
+    if ok.empty:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    ai, tf = _num(ok, "arithmetic_intensity"), _num(ok, "tflops")
+    lo, hi = max(ai.min() / 4, 1e-2), ai.max() * 4
+    bw = float(_num(ok, "bandwidth_gb_per_s").dropna().median()) if "bandwidth_gb_per_s" in ok.columns else None
+    for dtype, g in ok.groupby("dtype"):
+        ax.scatter(_num(g, "arithmetic_intensity"), _num(g, "tflops"), label=f"{dtype} cases", s=18)
+        peak = float(_num(g, "peak_tflops").dropna().max()) if "peak_tflops" in g.columns else None
+        if peak:
+            ax.hlines(peak, lo, hi, linestyles="--", lw=1, label=f"{dtype} measured GEMM roof {peak:.3g} TFLOP/s")
+    if bw:
+        xs = [lo, hi]
+        ax.plot(xs, [bw * x / 1e3 for x in xs], color="grey", lw=1, label=f"measured copy bandwidth {bw:.3g} GB/s")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(max(tf.min() / 4, 1e-6), None)
+    ax.set_xlabel("arithmetic intensity (FLOP / byte, bytes of unfused ops: a lower bound)")
+    ax.set_ylabel("achieved TFLOP/s")
+    ax.set_title(f"Roofline: {device}")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def ddp_scaling(df: pd.DataFrame) -> bytes | None:
+    ok = df[(df["status"] == "ok") & _num(df, "samples_per_s").notna()]
+    if ok.empty or "backend" not in ok.columns:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    drew = False
+    for (model, backend), g in ok[ok["backend"] != "none"].groupby(["model", "backend"]):
+        single = ok[(ok["model"] == model) & (ok["backend"] == "none")]
+        g = g.sort_values("world_size")
+        ax.plot(g["world_size"], _num(g, "samples_per_s"), marker="o", label=f"{model} {backend}")
+        if not single.empty:
+            base = float(_num(single, "samples_per_s").iloc[0])
+            ax.plot(g["world_size"], [base * w for w in g["world_size"]], ls="--", lw=0.8,
+                    label=f"{model} ideal (world size x no-DDP)")
+        drew = True
+    if not drew:
+        _plt().close(fig)
+        return None
+    ax.set_xlabel("world size")
+    ax.set_ylabel("samples/s (global)")
+    ax.set_title("DDP scaling against ideal (weak scaling)")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def trainer_steps(rows: list[dict]) -> bytes | None:
+    series = [r for r in rows if r.get("suite") == "trainer" and r.get("status") == "ok" and r.get("step_ms_samples")]
+    if not series:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    warm = 0
+    for r in series:
+        steps = r["step_ms_samples"]
+        warm = max(warm, len(steps) - int(r.get("steady_steps") or len(steps)))
+        label = " ".join(str(r.get(k)) for k in ("runner", "device", "precision", "batch_size") if r.get(k))
+        ax.plot(range(1, len(steps) + 1), steps, lw=1, label=label)
+    if warm:
+        ax.axvspan(0.5, warm + 0.5, color="#f4d03f", alpha=0.3, label="warm-up (reported apart)")
+    ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("step time (ms)")
+    ax.set_title("Trainer step time over steps")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def charts(suite: str, df: pd.DataFrame, rows: list[dict]) -> list[tuple[str, bytes]]:
+    """Every chart of one suite: (title, png)."""
+    out = [("timing", timing_chart(suite, df))]
+    if suite == "devices":
+        out.append(("throughput vs batch size", throughput_vs_batch(df)))
+        for device in sorted(df["device"].dropna().unique()) if "device" in df.columns else []:
+            out.append((f"roofline {device}", roofline(df, device)))
+    if suite == "ddp":
+        out.append(("scaling", ddp_scaling(df)))
+    if suite == "trainer":
+        out.append(("steps", trainer_steps(rows)))
+    return [(t, png) for t, png in out if png]

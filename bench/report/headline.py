@@ -1,0 +1,113 @@
+"""The first screen of a report: the run's verdict in one line, a status count per suite and
+the few numbers people look for. Pure data, rendered by markdown.py and html.py alike."""
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+
+FAILED = ("error", "mismatch", "oom")
+STATUS_ORDER = ("ok", "mismatch", "error", "oom", "unsupported", "skipped")
+
+
+@dataclasses.dataclass
+class Headline:
+    good: bool
+    verdict: str
+    counts: pd.DataFrame                 # suite x status
+    numbers: list[tuple[str, str, str]]  # (what, value, which case)
+
+
+def _expected(reason) -> bool:
+    return str(reason).startswith("expected:")
+
+
+def _fmt(v: float, unit: str = "") -> str:
+    return f"{v:.3g}{unit}" if v is not None and pd.notna(v) else "-"
+
+
+def _ok(df: pd.DataFrame, col: str) -> pd.DataFrame:
+    if col not in df.columns:
+        return df.iloc[0:0]
+    return df[(df["status"] == "ok") & pd.to_numeric(df[col], errors="coerce").notna()]
+
+
+def _case(row: pd.Series, keys: tuple[str, ...]) -> str:
+    return " ".join(str(row[k]) for k in keys if k in row.index and pd.notna(row[k]))
+
+
+def build(tables: dict[str, pd.DataFrame], run: dict, notes: list[str]) -> Headline:
+    failures = {s: 0 for s in FAILED}
+    for df in tables.values():
+        for _, r in df.iterrows():
+            if r["status"] in FAILED and not _expected(r.get("reason")):
+                failures[r["status"]] += 1
+    counts = pd.DataFrame([{"suite": s, **{st: int((df["status"] == st).sum()) for st in STATUS_ORDER}}
+                           for s, df in tables.items()])
+    calibration = _calibration(tables.get("devices"))
+    bad_cal = [c for c in calibration if not c[2]]
+    incomplete = not run.get("complete", True)
+    good = not any(failures.values()) and not incomplete and not bad_cal
+    parts = [", ".join(f"{n} {s}" for s, n in failures.items() if n) or "no failures"]
+    total = sum(len(df) for df in tables.values())
+    ok = sum(int((df["status"] == "ok").sum()) for df in tables.values())
+    parts.append(f"{ok} of {total} cases ok")
+    if incomplete:
+        parts.append("INCOMPLETE run")
+    if calibration:
+        parts.append("timing self-check " + ("FAILED" if bad_cal else "ok") + " (" +
+                     ", ".join(f"{d} {r:.3f}" for d, r, _ in calibration) + ")")
+    else:
+        parts.append("no timing self-check in this run")
+    verdict = ("GOOD: " if good else "NOT GOOD: ") + "; ".join(parts)
+    return Headline(good, verdict, counts, _numbers(tables, calibration))
+
+
+def _calibration(df: pd.DataFrame | None) -> list[tuple[str, float, bool]]:
+    if df is None or "calibration_ratio" not in df.columns:
+        return []
+    rows = df[(df.get("phase") == "calibration") & df["calibration_ratio"].notna()]
+    return [(r["device"], float(r["calibration_ratio"]), r["status"] == "ok") for _, r in rows.iterrows()]
+
+
+def _numbers(tables: dict[str, pd.DataFrame], calibration) -> list[tuple[str, str, str]]:
+    out: list[tuple[str, str, str]] = []
+    dev = tables.get("devices")
+    if dev is not None:
+        ok = _ok(dev, "tflops")
+        ok = ok[ok["phase"].isin(("inference", "train"))] if "phase" in ok.columns else ok
+        for (device, dtype), group in ok.groupby(["device", "dtype"], sort=True):
+            best = group.loc[pd.to_numeric(group["tflops"]).idxmax()]
+            pct = f"{_fmt(best.get('pct_of_peak'), ' %')} of measured roof"
+            if pd.notna(best.get("pct_of_vendor_peak", None)):
+                pct += f", {_fmt(best['pct_of_vendor_peak'], ' %')} of vendor peak"
+            out.append((f"best {device} {dtype}", f"{_fmt(best['tflops'])} TFLOP/s ({pct})",
+                        _case(best, ("model", "phase", "batch_size"))))
+    for device, ratio, good in calibration:
+        out.append((f"timing self-check {device}", f"{ratio:.3f} ({'ok' if good else 'FAILED'}; 0.95-1.05)",
+                    "suite clock / torch.utils.benchmark"))
+    tr = tables.get("trainer")
+    if tr is not None:
+        for _, r in _ok(tr, "samples_per_s").iterrows():
+            if r.get("runner", "trainer") == "trainer" and r.get("world_size", 1) in (1, None) \
+                    and r.get("grad_accum", 1) == 1:
+                out.append((f"Trainer {r.get('device', '')} {r.get('precision', '')}",
+                            f"{_fmt(r['samples_per_s'])} samples/s, {_fmt(r.get('tokens_per_s'))} tokens/s, "
+                            f"MFU {_fmt(r.get('mfu_pct'), ' %')}", _case(r, ("model", "batch_size", "optim"))))
+    ddp = tables.get("ddp")
+    if ddp is not None:
+        eff = _ok(ddp, "scaling_efficiency")
+        eff = eff[eff["backend"] != "none"] if "backend" in eff.columns else eff
+        for (model, backend), group in eff.groupby(["model", "backend"], sort=True):
+            top = group.loc[pd.to_numeric(group["world_size"]).idxmax()]
+            out.append((f"DDP {model} {backend} at world size {int(top['world_size'])}",
+                        f"scaling efficiency {_fmt(top['scaling_efficiency'])}", "vs world size x no-DDP process"))
+    gm = tables.get("graph_modes")
+    if gm is not None:
+        fast = _ok(gm, "speedup_vs_eager")
+        fast = fast[fast["mode"] != "eager"] if "mode" in fast.columns else fast
+        if not fast.empty:
+            best = fast.loc[pd.to_numeric(fast["speedup_vs_eager"]).idxmax()]
+            out.append(("best graph-mode speed-up (parity ok)", f"{_fmt(best['speedup_vs_eager'])}x over eager",
+                        _case(best, ("model", "mode", "device", "phase"))))
+    return out
