@@ -52,8 +52,8 @@ def _compare(args) -> int:
 def _peak(args) -> int:
     import torch
 
-    from bench.devices import parse_devices, probe
-    from bench.flops import peak_with_reference, vendor_peak_tflops
+    from bench.core.flops import peak_with_reference, vendor_peak_tflops
+    from bench.core.hardware import parse_devices, probe
 
     devices = parse_devices(args.device) if args.device else ["cpu"] + (["cuda:0"] if probe().cuda else [])
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")

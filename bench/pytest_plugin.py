@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from bench import settings as bench_settings
-from bench.devices import parse_devices, probe
-from bench.profiles import PROFILES
-from bench.results import Row
+from bench.core import profiles as bench_settings
+from bench.core.hardware import parse_devices, probe
+from bench.core.profiles import PROFILES
+from bench.core.rows import Row
+from bench.run_state import RunState, benchmark_json, required_but_skipped
 
 ROW_KEY = pytest.StashKey[Row]()
 STATE_KEY = pytest.StashKey["RunState"]()
@@ -70,7 +69,9 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "bench_profile(*names): run only in the named profiles")
     for name, text in (("cuda", "needs a CUDA device"), ("multi_gpu", "needs two or more CUDA devices"),
                        ("distributed", "launches several processes through torch.distributed"),
-                       ("compile", "uses torch.compile"), ("slow", "takes more than a few seconds")):
+                       ("compile", "uses torch.compile (slow on first call: 10-20 s per graph on CPU)"),
+                       ("slow", "takes more than a few seconds; run in the standard and full profiles"),
+                       ("hf", "needs transformers models or data")):
         config.addinivalue_line("markers", f"{name}: {text}")
     try:
         devices = parse_devices(config.getoption("bench_device")) if config.getoption("bench_device") else None
@@ -145,7 +146,7 @@ def bench_row(request) -> Row:
     row = request.node.stash.get(ROW_KEY, None)
     if row is None:
         raise pytest.UsageError(f"{request.node.nodeid} uses bench_row but has no bench_row marker: "
-                                "parametrize it with bench.cases.case(...)")
+                                "parametrize it with bench.core.profiles.case(...)")
     return row
 
 
@@ -207,7 +208,7 @@ def _flag_wrong_weights(report, row: Row) -> None:
 def _take_samples(fixture, row: Row) -> None:
     """Fill the row's timing columns from pytest-benchmark's raw samples, unless the test
     already recorded them itself."""
-    from bench.timing import summarize_ms
+    from bench.core.timing import summarize_ms
 
     stats = getattr(fixture, "stats", None)
     if stats is not None and stats.stats.data:
@@ -217,73 +218,9 @@ def _take_samples(fixture, row: Row) -> None:
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    from bench.env import fingerprint
+    from bench.core.env import fingerprint
 
     machine_info["bench"] = fingerprint()
-
-
-class RunState:
-    """The rows of this session, flushed to ``reports/<run-id>/results.json`` after every
-    case, so an interrupted run still leaves what it finished."""
-
-    def __init__(self, root: Path, profile: str):
-        self.root = root
-        self.profile = profile
-        self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{profile}-{os.getpid()}"
-        self.rows: list[Row] = []
-        self.notes: list[str] = []
-        self._fingerprint = None
-
-    def pytest_warning_recorded(self, warning_message, when, nodeid, location):
-        """Each case's warnings (category and first line), so compare can list the ones an
-        upgrade introduced. pytest reports them when the case's whole protocol ends, after its
-        row is final: they are added to that row here."""
-        if when != "runtest" or not nodeid:
-            return
-        text = f"{warning_message.category.__name__}: {str(warning_message.message).splitlines()[0][:200]}"
-        for row in self.rows:
-            if row.get("test") == nodeid:
-                have = [w for w in str(row.get("warnings") or "").split("; ") if w]
-                if text not in have:
-                    row["warnings"] = "; ".join(have + [text])[:2000]
-
-    @property
-    def run_dir(self) -> Path:
-        return self.root / self.run_id
-
-    def fingerprint(self) -> dict:
-        if self._fingerprint is None:
-            from bench.env import fingerprint
-
-            self._fingerprint = fingerprint()
-        return self._fingerprint
-
-    def add(self, row: Row) -> None:
-        if not any(r is row for r in self.rows):
-            self.rows.append(row)
-        self.write(complete=False)
-
-    def results(self, complete: bool, benchmarks: dict | None = None) -> dict:
-        data = dict(benchmarks or {"machine_info": {"bench": self.fingerprint()}, "benchmarks": []})
-        data["bench_rows"] = [dict(r) for r in self.rows]
-        data["bench_run"] = {"run_id": self.run_id, "profile": self.profile, "complete": complete,
-                             "notes": self.notes}
-        return data
-
-    def write(self, complete: bool, benchmarks: dict | None = None) -> None:
-        from bench.report.io import atomic_write_json
-
-        atomic_write_json(self.run_dir / "results.json", self.results(complete, benchmarks))
-
-
-def _benchmark_json(config) -> dict | None:
-    bs = getattr(config, "_benchmarksession", None)
-    if bs is None:
-        return None
-    return config.hook.pytest_benchmark_generate_json(
-        config=config, benchmarks=bs.benchmarks, include_data=True, machine_info=bs.get_machine_info(),
-        commit_info=config.hook.pytest_benchmark_generate_commit_info(config=config),
-    )
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -300,7 +237,7 @@ def pytest_sessionfinish(session, exitstatus):
         state.notes.append(f"--bench-require cuda: {len(missing)} case(s) skipped for lack of a CUDA device "
                            f"(first: {missing[0]}); this run fails")
     state._fingerprint = None  # re-read: model hashes and measured peaks are known by now
-    data = state.results(complete, _benchmark_json(config))
+    data = state.results(complete, benchmark_json(config))
     state.write(complete, data)
     build_report(data, state.run_dir)
     publish_latest(state.run_dir)
@@ -310,22 +247,6 @@ def pytest_sessionfinish(session, exitstatus):
     config._bench_missing_required = missing
     if missing and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-# Skip reasons that mean "no CUDA device here" (see Capabilities.device_reason and _skip_reason).
-_NO_CUDA = ("CUDA is not available", "needs CUDA", "CUDA device(s) are present")
-
-
-def required_but_skipped(rows: list, required: list[str]) -> list[str]:
-    """Cases skipped for lack of a required capability; a run with no CUDA row at all
-    counts as missing every CUDA case."""
-    if "cuda" not in required:
-        return []
-    cuda_rows = [r for r in rows if str(r.get("device") or "").startswith("cuda")]
-    if not cuda_rows:
-        return ["(no case ran on a CUDA device: --bench-device selected none)"]
-    return [r["test"] for r in cuda_rows
-            if r.get("status") == "skipped" and any(k in str(r.get("reason")) for k in _NO_CUDA)]
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

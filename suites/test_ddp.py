@@ -1,45 +1,16 @@
 """Single process vs DistributedDataParallel under torchrun -> ddp.csv."""
-import os
-
 import pytest
 
-from bench.cases import case
-from bench.devices import probe
-from bench.distributed import runs
-from bench.settings import current
-from bench.timing import record_step_samples
+from bench.core.hardware import probe
+from bench.core.profiles import current
+from bench.core.timing import record_step_samples
+from bench.distributed import scenario as runs
 
 PROFILE = current().profile
-MODELS = ("mlp",) if PROFILE.name == "smoke" else ("mlp", "tiny_bert")
 GRAD_TOL, PARAM_TOL = runs.GRAD_TOL, runs.PARAM_TOL
-BUCKET_SWEEP_MB = (1, 100)  # besides DDP's default 25
 
 
-def _cases():
-    out = []
-    caps = probe()
-    for model in MODELS:
-        out.append(case("ddp", model=model, backend="none", world_size=1, device="cpu"))
-        for ws in PROFILE.ddp_world_sizes:
-            marks = [pytest.mark.distributed]
-            if ws > (os.cpu_count() or 1):
-                marks.append(pytest.mark.skip(reason=f"gloo at world size {ws} on {os.cpu_count()} cores would "
-                                                     "oversubscribe them (less than one core per rank)"))
-            out.append(case("ddp", marks=marks, model=model, backend="gloo", world_size=ws, device="cpu"))
-        if PROFILE.name == "full":  # DDP's gradient bucket size, swept at the largest CPU world size
-            for cap in BUCKET_SWEEP_MB:
-                out.append(case("ddp", marks=[pytest.mark.distributed], model=model, backend="gloo",
-                                world_size=max(PROFILE.ddp_world_sizes[:2]), device="cpu", bucket_cap_mb=cap))
-        for ws in PROFILE.ddp_world_sizes:
-            marks = [pytest.mark.distributed]
-            if caps.cuda and ws > caps.cuda_device_count:
-                marks.append(pytest.mark.skip(reason=f"nccl at world size {ws} needs {ws} GPUs, "
-                                                     f"found {caps.cuda_device_count}"))
-            out.append(case("ddp", marks=marks, model=model, backend="nccl", world_size=ws, device="cuda:0"))
-    return out
-
-
-@pytest.mark.parametrize("c", _cases())
+@pytest.mark.parametrize("c", runs.cases(PROFILE))
 def test_ddp(c, bench_row, benchmark):
     device = "cpu" if c["backend"] in ("none", "gloo") else "cuda"
     ws = 0 if c["backend"] == "none" else c["world_size"]

@@ -1,11 +1,11 @@
 """Device throughput: model x device x precision x phase x batch size -> devices.csv."""
 import pytest
 
-from bench import throughput
-from bench.cases import case, devices
+from bench.core.profiles import case, current, current_seq_len, devices
+from bench.devices import calibration
+from bench.devices import scenario as throughput
 from bench.models.mlp import SeedMLP, train_digits
 from bench.registry import get_model, models
-from bench.settings import current, current_seq_len
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -55,7 +55,7 @@ def test_timing_calibration(c, bench_row, benchmark):
         bench_row["note"] = (f"timing self-check ran on {c['model']}, not MiniLM: "
                              f"{get_model('minilm').unavailable()}")
     with current_seq_len(128):
-        throughput.calibration(get_model(c["model"]), c["device"], c["batch_size"], benchmark, bench_row)
+        calibration.calibration(get_model(c["model"]), c["device"], c["batch_size"], benchmark, bench_row)
 
 
 def _cuda_event_cases():
@@ -69,4 +69,4 @@ def _cuda_event_cases():
 def test_cuda_timing_agrees_with_cuda_events(c, bench_row, benchmark):
     """The suite's synchronised host-clock timing of a kernel agrees with CUDA events around
     the same kernel within 5 %."""
-    throughput.cuda_events_check(c["device"], benchmark, bench_row)
+    calibration.cuda_events_check(c["device"], benchmark, bench_row)

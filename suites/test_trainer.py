@@ -1,16 +1,10 @@
 """Hugging Face Trainer fine-tuning, timed from inside the run -> trainer.csv."""
-import dataclasses
-import json
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from bench import trainer
-from bench.cases import case, devices
-from bench.distributed.launcher import launch, torchrun_command
-from bench.settings import current
-from bench.timing import record_step_samples
+from bench.core.profiles import case, current, devices
+from bench.core.timing import record_step_samples
+from bench.trainer import finetune as trainer
 
 S = current()
 PROFILE = S.profile
@@ -50,36 +44,14 @@ def _config(c: dict) -> trainer.TrainerConfig:
         device="cpu" if c["device"] == "cpu" else "cuda", eval_every=max(2, PROFILE.trainer_steps // 4) if first else 0)
 
 
-def _torchrun(cfg: trainer.TrainerConfig, world_size: int) -> dict:
-    with tempfile.TemporaryDirectory(prefix="bench-trainer-ddp-") as workdir:
-        out = Path(workdir) / "result.json"
-        cmd = torchrun_command("bench.trainer_worker", ["--config", json.dumps(dataclasses.asdict(cfg)),
-                                                         "--out", str(out)], world_size)
-        launched = launch([cmd], out, timeout_s=600)
-    if not launched.ok:
-        raise RuntimeError(launched.reason)
-    return launched.result
-
-
-def _unavailable() -> str | None:
-    import importlib.util
-
-    from bench.models.text import minilm_unavailable
-
-    if importlib.util.find_spec("datasets") is None:
-        return "package datasets is not installed here (the Trainer suite tokenises with datasets.map)"
-    if S.hf_model is None and minilm_unavailable():
-        return minilm_unavailable() + "; pass --hf-model to fine-tune another model"
-    return None
-
-
 @pytest.mark.parametrize("c", _cases())
 def test_trainer(c, bench_row, benchmark):
-    if _unavailable():
-        bench_row.end("skipped", _unavailable())
+    reason = trainer.unavailable(S.hf_model)
+    if reason:
+        bench_row.end("skipped", reason)
     cfg = _config(c)
     if c["runner"] == "trainer_torchrun":
-        result = benchmark.pedantic(_torchrun, args=(cfg, c["world_size"]), rounds=1, iterations=1)
+        result = benchmark.pedantic(trainer.run_torchrun, args=(cfg, c["world_size"]), rounds=1, iterations=1)
     elif c["device"] != "cpu":  # alone on its GPU: see trainer.run_isolated
         result = benchmark.pedantic(trainer.run_isolated, args=(cfg, c["device"]), rounds=1, iterations=1)
     else:

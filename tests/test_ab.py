@@ -13,7 +13,7 @@ from bench.report.ab import balanced_order
 TINY = """
 import os, time
 import pytest
-from bench.cases import case
+from bench.core.profiles import case
 
 @pytest.mark.parametrize("c", [case("devices", model="tiny", device="cpu", dtype="fp32", phase="inference",
                                     batch_size=1)])
@@ -106,3 +106,22 @@ def test_an_environment_without_the_project_is_a_one_line_error(project, capsys)
     assert code == 2 and err.count("\n") == 0
     assert "--b" in err and "lacks the project" in err and "No module named 'bench'" in err
     assert not (folder / "ab").exists()  # nothing ran
+
+
+def test_a_run_perturbed_by_another_process_is_named(project, capsys):
+    """Another job taking the CPU while a run times is measured (machine busy time minus the
+    run's own CPU time) and named in the progress line and the verdict's warnings."""
+    folder, env = project
+    hog = _wrapper(folder, "py_hog", f'''if [ "$2" = pytest ]; then
+  {sys.executable} -c "import time; t=time.time()
+while time.time()-t < 4: pass" &
+fi
+PYTHONPATH="{Path(__file__).resolve().parents[1]}" exec {sys.executable} "$@"''')
+    out = folder / "ab"
+    main(["ab", "--a", env("py_a"), "--b", hog, "--runs", "1", "--out", str(out), "--", "test_tiny.py",
+          "--benchmark-only"])
+    runs = json.loads((out / "ab.json").read_text())["runs"]
+    b = next(r for r in runs if r["side"] == "b")
+    assert b["foreign_cpu_share"] > 0.10, runs
+    assert "other processes took" in capsys.readouterr().err
+    assert "other processes took" in (out / "compare.md").read_text()

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from bench.distributed import runs
+from bench.distributed import scenario as runs
 
 pytestmark = pytest.mark.distributed
 

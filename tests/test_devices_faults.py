@@ -4,10 +4,10 @@ import json
 
 SUITE = """
 import pytest, torch
-from bench import throughput
-from bench.cases import case
+from bench.devices import scenario as throughput
+from bench.core.profiles import case
 from bench.registry import ModelSpec
-from bench.timing import Budget
+from bench.core.timing import Budget
 
 def build_oom():
     raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")

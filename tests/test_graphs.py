@@ -64,7 +64,7 @@ def test_graph_break_counted_and_still_ok():
 def test_reordered_float32_arithmetic_is_judged_against_fp64():
     """A mode whose difference from eager exceeds the fp32 tolerance but is no further from
     the fp64 reference than eager itself is ok (torch._dynamo's RMSE rule); a wrong one is not."""
-    from bench.graphs import _within_fp64_rule
+    from bench.graphs.parity import _within_fp64_rule
 
     gold = [torch.linspace(0, 1000, 50, dtype=torch.float64)]
     eager = [gold[0].float() + 0.05]

@@ -3,7 +3,6 @@ reason, charts with spread, a roofline, tables sortable and filterable, self-con
 rendered in headless Chromium at 1400 px where it is installed."""
 import base64
 import io
-import json
 import re
 import shutil
 import subprocess

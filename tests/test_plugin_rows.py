@@ -6,7 +6,7 @@ import pytest
 
 SUITE = """
 import pytest
-from bench.cases import case
+from bench.core.profiles import case
 
 CASES = [case("devices", model="m", device="cpu", dtype="fp32", phase="inference", batch_size=1),
          case("devices", model="m", device="cuda:0", dtype="fp32", phase="inference", batch_size=1),
@@ -74,7 +74,7 @@ def test_deselected_devices_have_no_rows(bench_pytester):
 def test_interrupted_run_keeps_finished_rows(bench_pytester):
     bench_pytester.makepyfile(test_suite="""
         import pytest
-        from bench.cases import case
+        from bench.core.profiles import case
 
         @pytest.mark.parametrize("c", [case("devices", model="a", device="cpu"),
                                        case("devices", model="b", device="cpu")])
@@ -113,7 +113,7 @@ def test_profile_marker_deselects(bench_pytester):
 def test_teardown_failure_turns_the_row_into_an_error_once(bench_pytester):
     bench_pytester.makepyfile(test_suite="""
         import pytest
-        from bench.cases import case
+        from bench.core.profiles import case
 
         @pytest.fixture
         def broken_cleanup():
@@ -151,7 +151,7 @@ def test_each_row_records_the_warnings_its_case_raised(bench_pytester):
     bench_pytester.makepyfile(test_suite="""
         import warnings
         import pytest
-        from bench.cases import case
+        from bench.core.profiles import case
 
         @pytest.mark.parametrize("c", [case("devices", model="a", device="cpu"),
                                        case("devices", model="b", device="cpu")])

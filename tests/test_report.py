@@ -1,5 +1,4 @@
 """Report building from recorded results, atomic writes, the CLI and compare."""
-import json
 import os
 import subprocess
 import sys
@@ -8,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from bench.__main__ import main
+from bench.core.timing import summarize_ms
 from bench.report import build_report, load_results
-from bench.report.io import ResultsError, atomic_write_text
-from bench.timing import summarize_ms
+from bench.report.io import atomic_write_text
 
 DATA = Path(__file__).parent / "data"
 

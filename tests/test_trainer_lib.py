@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import hf_data
-from bench.trainer import StepTimer, TrainerConfig, _metrics
+from bench.trainer import data as hf_data
+from bench.trainer.finetune import TrainerConfig, _metrics
+from bench.trainer.steps import StepTimer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,7 +86,7 @@ def test_local_model_folder_and_csv_through_the_suite(tmp_path):
 def test_logged_loss_is_corrected_for_trainers_accumulation_factor():
     """transformers 5 leaves the loss of a **kwargs-accepting classifier undivided by the
     accumulation steps; the row's loss is the true mean (ln 2 for a fresh 2-class head)."""
-    from bench.trainer import run
+    from bench.trainer.finetune import run
 
     result = run(TrainerConfig(steps=2, grad_accum=2, warmup_steps=1))
     assert result["trainer_loss_scale"] in (1, 2)

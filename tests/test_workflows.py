@@ -97,3 +97,65 @@ def test_nightly_fails_on_a_status_regression(tmp_path):
     out = _run_nightly_compare(tmp_path)
     assert out.returncode == 1
     assert "regressed" in (tmp_path / "compare.md").read_text()
+
+
+def test_readme_layout_table_matches_the_tree():
+    """Every path in the README's "Where things are" table exists, and every module and
+    package under bench/ is named there (itself or through its package)."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Where things are")[1].split("\n## ")[0]
+    paths = re.findall(r"^\| `([^`]+)` \|", table, flags=re.M)
+    assert paths
+    for path in paths:
+        assert (ROOT / path).exists(), path
+    for module in (ROOT / "bench").rglob("*.py"):
+        rel = module.relative_to(ROOT).as_posix()
+        if module.name == "__init__.py" or module.parent.name == "__pycache__":
+            continue
+        assert rel in paths or f"{module.parent.relative_to(ROOT).as_posix()}/" in paths or \
+            rel in ("bench/__main__.py",), f"{rel} is not in the README's layout table"
+
+
+def test_every_bench_module_is_small_and_says_what_it_holds():
+    import ast
+
+    for module in (ROOT / "bench").rglob("*.py"):
+        text = module.read_text()
+        assert ast.get_docstring(ast.parse(text)), f"{module}: no module docstring"
+        assert text.count("\n") <= 320, f"{module}: {text.count(chr(10))} lines (keep modules near 300)"
+
+
+def test_nightly_history_keeps_the_nights_and_fails_on_a_recent_step(tmp_path):
+    """The nightly history script adds tonight's results to history/ (the bench-history
+    artifact) and fails when a change toward worse starts in the last 3 nights."""
+    import copy
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    data = json.loads((ROOT / "tests" / "data" / "results_smoke.json").read_text())
+    case = "suites/test_graph_modes.py::test_graph_mode[custom_ops_mlp-eager-cpu-fp32-train]"
+    (tmp_path / "history").mkdir()
+    nights = []
+    for i in range(9):
+        run = copy.deepcopy(data)
+        run["bench_run"]["run_id"] = f"202611{i + 1:02d}-020000-smoke-{i}"
+        for b in run["benchmarks"]:
+            if b["fullname"] == case and i >= 7:
+                b["stats"]["data"] = [v * 1.6 for v in b["stats"]["data"]]
+        nights.append(run)
+    for run in nights[:-1]:
+        (tmp_path / "history" / f"{run['bench_run']['run_id']}.json").write_text(json.dumps(run))
+    (tmp_path / "reports" / "latest").mkdir(parents=True)
+    (tmp_path / "reports" / "latest" / "results.json").write_text(json.dumps(nights[-1]))
+    shutil.copy(ROOT / "scripts" / "nightly_history.sh", tmp_path)
+    env = dict(os.environ, BENCH_PYTHON=sys.executable, PYTHONPATH=str(ROOT),
+               GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"))
+    out = subprocess.run(["bash", "nightly_history.sh"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert len(list((tmp_path / "history").glob("*.json"))) == 9  # tonight joined the history
+    assert case in (tmp_path / "history.md").read_text() and (tmp_path / "history.html").is_file()
+    assert "## History (9 nights)" in (tmp_path / "summary.md").read_text()

@@ -28,6 +28,13 @@ class LaunchResult:
     log_tail: str
 
 
+def threads_per_rank(requested: int = 0) -> int:
+    """Torch threads for this rank: ``requested``, or this node's cores shared by its ranks
+    (PITFALLS 4: N processes x M threads > cores makes everything slower and noisier)."""
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    return requested or max(1, (os.cpu_count() or 1) // local_world)
+
+
 def torchrun_command(module: str, args: list[str], nproc: int, nnodes: int = 1,
                      rdzv_endpoint: str | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--max-restarts=0"]

@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import copy
 import datetime
-import json
 import os
 import socket
 import statistics
@@ -28,10 +27,13 @@ import torch
 import torch.distributed as dist
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from bench import settings
-from bench.devices import synchronize
+from bench.core import profiles as settings
+from bench.core.hardware import synchronize
+from bench.core.timing import percentile
+from bench.distributed.launcher import threads_per_rank
 from bench.registry import get_model
-from bench.timing import percentile
+from bench.report.io import atomic_write_json
+from bench.trainer.steps import StepTimer
 
 
 def _args(argv=None):
@@ -80,10 +82,9 @@ def main(argv=None) -> None:
     rank = int(os.environ.get("RANK", 0))
     world = int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     cuda = torch.cuda.is_available() if a.device == "auto" else a.device == "cuda"
     device = f"cuda:{local_rank}" if cuda else "cpu"
-    threads = a.threads or max(1, (os.cpu_count() or 1) // local_world)
+    threads = threads_per_rank(a.threads)
     torch.set_num_threads(threads)
     backend = ("nccl" if cuda else "gloo") if ddp else "none"
     _progress(out, rank, "init")
@@ -130,23 +131,23 @@ def main(argv=None) -> None:
     for _ in range(a.warmup):
         step()
     synchronize(device)
-    times, nosync = [], []
+    synced, unsynced = StepTimer(device), StepTimer(device)
     for i in range(a.steps):
         if ddp:
             dist.barrier()
-        t0 = time.perf_counter()
+        synced.begin()
         step()
-        synchronize(device)
-        times.append(time.perf_counter() - t0)
+        synced.end(i)
+    times = synced.steps
     # -- parameters identical on every rank after the synced steps (before no_sync ones)
     flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).cpu()
     if ddp:
-        for _ in range(max(3, a.steps // 2)):
+        for i in range(max(3, a.steps // 2)):
             dist.barrier()
-            t0 = time.perf_counter()
+            unsynced.begin()
             step(sync=False)
-            synchronize(device)
-            nosync.append(time.perf_counter() - t0)
+            unsynced.end(i)
+    nosync = unsynced.steps
     info = {"rank": rank, "host": socket.gethostname(), "node_rank": int(os.environ.get("GROUP_RANK", 0)),
             "times_s": times, "nosync_s": nosync, "grad_max_abs_diff": grad_diff}
     if ddp:
@@ -204,9 +205,7 @@ def _write_result(out: Path, a, gathered: list[dict], world: int, backend: str, 
     if nosync:
         result["nosync_step_ms_p50"] = statistics.median(nosync) * 1e3
         result["comm_share"] = max(0.0, 1 - statistics.median(nosync) / p50)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, out)
+    atomic_write_json(out, result)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from bench.data import digits_28x28
+from bench.models.data import digits_28x28
 from bench.registry import ModelSpec, register_model
 
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bench.data import digits_28x28
+from bench.models.data import digits_28x28
 from bench.registry import ModelSpec, register_model
 
 

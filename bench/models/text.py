@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from bench import env
+from bench.core import env
+from bench.core.profiles import current
 from bench.registry import ModelSpec, register_model
-from bench.settings import current
 
 # Upstream sentence-transformers/all-MiniLM-L6-v2, revision 1110a243 (see DESIGN.md).
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
@@ -155,7 +155,7 @@ def minilm_tokenizer():
 
 
 def _minilm_batch(batch_size: int, device: str):
-    from bench.data import sentiment_examples
+    from bench.models.data import sentiment_examples
 
     examples = sentiment_examples(batch_size, seed=3)
     enc = minilm_tokenizer()([t for t, _ in examples], padding="max_length", truncation=True,

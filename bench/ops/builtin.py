@@ -6,7 +6,14 @@ import torch
 import torch.nn.functional as F
 from hypothesis import strategies as st
 
-from bench.ops.library import AddBias, GELUTanh, RMSNorm, SwiGLU, gelu_tanh_op, rms_norm_op
+from bench.ops.library import (
+    AddBias,
+    GELUTanh,
+    RMSNorm,
+    SwiGLU,
+    gelu_tanh_op,
+    rms_norm_op,
+)
 from bench.registry import OpSpec, register_op
 
 

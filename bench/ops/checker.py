@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import math
 from typing import Any, Callable, Sequence
 
 import torch
 from torch.autograd.gradcheck import GradcheckError
 
-from bench import numerics
+from bench.core import numerics
 from bench.ops import variants as V
 
 PASSED, FAILED, NA = "passed", "failed", "not_applicable"
@@ -134,11 +133,13 @@ def check_autograd(fn: Callable, *inputs: Any, reference: Callable | None = None
         checks.append(_guard("vmap", _check_vmap, call, inputs))
     checks.append(_guard("layout", _check_layout, call, inputs))
     checks.append(_guard("edge_inputs", _check_edges, call, edge_inputs, reference))
-    checks += [_guard(f"low_precision_{n}", _check_low_precision, call, inputs, reference, n, unsupported_dtypes)
-               for n in low_precision]
-    checks.append(_guard("cuda_parity", _check_cuda, call, inputs) if check_cuda
-                  else Check("cuda_parity", NA, "disabled by check_cuda=False"))
+    from bench.ops import precision as P
     from bench.ops import robustness as R
+
+    checks += [_guard(f"low_precision_{n}", P.check_low_precision, call, inputs, reference, n, unsupported_dtypes)
+               for n in low_precision]
+    checks.append(_guard("cuda_parity", P.check_cuda, call, inputs) if check_cuda
+                  else Check("cuda_parity", NA, "disabled by check_cuda=False"))
 
     checks += [_guard("grad_layouts", R.check_grad_layouts, call, inputs),
                _guard("grad_not_modified", R.check_grad_not_modified, call, inputs),
@@ -222,7 +223,8 @@ def _check_vmap(fn, inputs) -> Check:
     want = [V.tensors_of(fn(*[b[i] if d == 0 else b for b, d in zip(batched, in_dims)])) for i in range(3)]
     want = [torch.stack([w[k] for w in want]) for k in range(len(got))]
     diff = _max_diff(got, want)
-    return Check("vmap", PASSED if diff <= 1e-5 else FAILED, "" if diff <= 1e-5 else f"max abs diff {diff:.3g}")
+    ok = diff <= numerics.OP_VMAP_TOL
+    return Check("vmap", PASSED if ok else FAILED, "" if ok else f"max abs diff {diff:.3g}")
 
 
 def _check_layout(fn, inputs) -> Check:
@@ -244,7 +246,8 @@ def _check_layout(fn, inputs) -> Check:
             worst, worst_case = diff, label
     if not tried:
         return Check("layout", NA, "no input has a non-contiguous or broadcast variant")
-    tol = 1e-4 * max(1.0, max(float(o.detach().abs().max()) for o in base_out if o.numel()) if base_out else 1.0)
+    tol = numerics.OP_LAYOUT_TOL * max(1.0, max(float(o.detach().abs().max()) for o in base_out if o.numel())
+                                       if base_out else 1.0)
     if worst > tol:
         return Check("layout", FAILED, f"{worst_case}: max abs diff {worst:.3g} vs contiguous inputs",
                      {"variants": tried})
@@ -265,78 +268,6 @@ def _check_edges(fn, edge_inputs, reference) -> Check:
             r_outs, r_grads, _ = _run_grads(reference, V.detached(case, keep_grad=True), w)
             scale = max([1.0] + [float(t.detach().abs().max()) for t in r_outs if t.numel()])
             diff = max(_max_diff(r_outs, outs), _max_diff(r_grads, grads))
-            if diff > 1e-4 * scale:
+            if diff > numerics.OP_EDGE_TOL * scale:
                 return Check("edge_inputs", FAILED, f"edge input {i}: differs from reference by {diff:.3g}")
     return Check("edge_inputs", PASSED, detail={"cases": len(edge_inputs)})
-
-
-_DTYPE_WORDS = {torch.float32: ("float32", "'float'"), torch.bfloat16: ("bfloat16", "bf16"),
-                torch.float16: ("float16", "half", "fp16")}
-
-
-def _names_dtype(exc: BaseException, dtype: torch.dtype) -> bool:
-    """The error says the op does not take ``dtype`` (e.g. "not implemented for 'BFloat16'",
-    numpy's "unsupported ScalarType BFloat16"): the op's own refusal of that dtype."""
-    text = str(exc).lower()
-    return any(word in text for word in _DTYPE_WORDS[dtype])
-
-
-def _check_low_precision(fn, inputs, reference, name, unsupported=()) -> Check:
-    dtype, check_name = LOW_PRECISIONS[name], f"low_precision_{name}"
-    if name in unsupported:
-        return Check(check_name, NA, f"op declares it does not support {name} (unsupported_dtypes=)")
-    try:
-        gold_outs, gold_grads, w = _run_grads(reference or fn, V.as_fp64(inputs))
-    except Exception as exc:
-        return Check(check_name, NA, f"no fp64 reference to judge {name} against: {_err(exc)}")
-    low = V.cast(inputs, dtype)
-    try:
-        fn(*V.detached(low))
-    except Exception as exc:
-        # Only an explicit refusal of the dtype is "not applicable"; any other error in the
-        # op's forward at this dtype is a defect.
-        if _names_dtype(exc, dtype):
-            return Check(check_name, NA, f"op does not run in {name}: {_err(exc)}")
-        return Check(check_name, FAILED, f"forward raised in {name}: {_err(exc)}")
-    try:
-        res_outs, res_grads, _ = _run_grads(fn, low, w)
-    except Exception as exc:  # forward runs in this dtype, so its backward must too
-        return Check(check_name, FAILED, f"backward raised in {name} (forward ran): {_err(exc)}")
-    res_err = max(_rmse(g, r) for g, r in zip([*gold_outs, *gold_grads], [*res_outs, *res_grads]))
-    detail = {"rmse_vs_fp64": res_err}
-    if reference is None:
-        return Check(check_name, NA, f"measured rmse {res_err:.3g} vs fp64; no reference composite to judge it",
-                     detail)
-    try:
-        ref_outs, ref_grads, _ = _run_grads(reference, V.cast(inputs, dtype), w)
-    except Exception as exc:
-        return Check(check_name, NA, f"the reference composite does not run in {name}: {_err(exc)}", detail)
-    ref_err = max(_rmse(g, r) for g, r in zip([*gold_outs, *gold_grads], [*ref_outs, *ref_grads]))
-    numel = sum(t.numel() for t in gold_outs)
-    multiplier = 3.0 if dtype != torch.float32 or numel < 1000 else 2.0
-    detail.update(reference_rmse_vs_fp64=ref_err, multiplier=multiplier)
-    if numerics.within_rmse_rule(res_err, ref_err, name, multiplier):
-        return Check(check_name, PASSED, f"rmse {res_err:.3g} vs composite's {ref_err:.3g}", detail)
-    return Check(check_name, FAILED, f"rmse {res_err:.3g} exceeds {multiplier} x composite's {ref_err:.3g}", detail)
-
-
-def _check_cuda(fn, inputs) -> Check:
-    """CPU against CUDA. The CPU side always runs on CPU copies of the inputs, so inputs
-    that already live on a GPU are not compared with themselves."""
-    if not torch.cuda.is_available():
-        return Check("cuda_parity", NA, "CUDA is not available on this machine")
-    cuda = next((x.device for x in inputs if isinstance(x, torch.Tensor) and x.is_cuda), torch.device("cuda"))
-    cpu_inputs = V.to_device(inputs, "cpu")
-    try:
-        cpu_outs, cpu_grads, w = _run_grads(fn, V.detached(cpu_inputs, keep_grad=True))
-    except Exception as exc:
-        return Check("cuda_parity", NA, f"op does not run on CPU to compare against: {_err(exc)}")
-    try:
-        cuda_outs, cuda_grads, _ = _run_grads(fn, V.to_device(cpu_inputs, cuda), list(V.to_device(w, cuda)))
-    except Exception as exc:
-        return Check("cuda_parity", FAILED, f"raised on {cuda}: {_err(exc)}")
-    scale = max([1.0] + [float(t.detach().abs().max()) for t in cpu_outs if t.numel()])
-    diff = max(_max_diff(cpu_outs, cuda_outs), _max_diff(cpu_grads, cuda_grads))
-    ok = diff <= 1e-4 * scale
-    return Check("cuda_parity", PASSED if ok else FAILED, f"max abs diff {diff:.3g} (cpu vs {cuda})",
-                 {"max_abs_diff": diff, "devices": ["cpu", str(cuda)]})

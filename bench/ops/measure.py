@@ -6,7 +6,6 @@ from typing import Callable
 import torch
 
 
-
 def _leaves(inputs: tuple) -> tuple:
     """Leaf copies of the inputs; floating ones require grad."""
     return tuple(x.detach().requires_grad_(x.is_floating_point()) if isinstance(x, torch.Tensor) else x

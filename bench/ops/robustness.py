@@ -19,6 +19,7 @@ import types
 
 import torch
 
+from bench.core import numerics
 from bench.ops import variants as V
 from bench.ops.checker import FAILED, NA, PASSED, Check, _err, _max_diff
 
@@ -80,7 +81,7 @@ def check_grad_layouts(fn, inputs) -> Check:
     if not tried:
         return Check("grad_layouts", NA, "outputs too small for non-contiguous gradients")
     scale = max([1.0] + [float(o.detach().abs().max()) for o in outs if o.numel()])
-    if worst > 1e-5 * scale:
+    if worst > numerics.OP_GRAD_LAYOUT_TOL * scale:
         return Check("grad_layouts", FAILED, f"{worst_case} grad_output: gradients differ from the contiguous "
                                              f"case by {worst:.3g} (backward assumes a contiguous grad_output?)",
                      {"variants": tried})

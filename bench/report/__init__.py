@@ -4,7 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.report.html import render_html
-from bench.report.io import ResultsError, atomic_write_json, atomic_write_text, load_results, replace_dir
+from bench.report.io import (
+    ResultsError,
+    atomic_write_json,
+    atomic_write_text,
+    load_results,
+    replace_dir,
+)
 from bench.report.markdown import render_summary
 from bench.report.tables import derive_notes, rows_from_results, suite_tables
 

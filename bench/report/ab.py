@@ -9,6 +9,8 @@ A run that crashes is recorded and named, and the experiment goes on.
 from __future__ import annotations
 
 import dataclasses
+import os
+import resource
 import subprocess
 import sys
 import time
@@ -17,6 +19,7 @@ from pathlib import Path
 from bench.report.io import ResultsError, atomic_write_json, atomic_write_text
 
 DEFAULT_PYTEST_ARGS = ("suites/", "--benchmark-only")
+FOREIGN_LOAD_WARN = 0.10  # share of all cores other processes may take before a run is suspect
 PROBE = "import bench.pytest_plugin, pytest, pytest_benchmark, torch; print(torch.__version__)"
 
 
@@ -29,6 +32,23 @@ class AbRun:
     wall_s: float
     results: str | None
     problem: str | None  # why this run gives no results, None when it does
+    foreign_cpu_share: float | None = None  # CPU that other processes took during the run
+
+
+def _busy_s() -> float | None:
+    """Seconds of CPU time the whole machine has spent busy (all cores), from /proc/stat."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def balanced_order(runs: int) -> list[str]:
@@ -54,12 +74,19 @@ def _run_one(index: int, side: str, python: str, pytest_args: list[str], out: Pa
     run_dir.mkdir(parents=True, exist_ok=True)
     cmd = [python, "-m", "pytest", *pytest_args, f"--bench-report-dir={run_dir}", "-p", "no:cacheprovider"]
     t0 = time.perf_counter()
+    busy0, own0 = _busy_s(), _children_cpu_s()
     with open(run_dir / "pytest.log", "w") as log:
         try:
             code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s).returncode
         except subprocess.TimeoutExpired:
             code = None
     wall = time.perf_counter() - t0
+    busy1, own1 = _busy_s(), _children_cpu_s()
+    # CPU the machine spent on anything but this run: another job on a "quiet" machine
+    # skews one side of the experiment (a load spanning the B B of A B B A hits B twice)
+    foreign = None
+    if busy0 is not None and busy1 is not None and wall > 0:
+        foreign = max(0.0, (busy1 - busy0) - (own1 - own0)) / (wall * (os.cpu_count() or 1))
     results = run_dir / "latest" / "results.json"
     problem = None
     if code is None:
@@ -68,7 +95,7 @@ def _run_one(index: int, side: str, python: str, pytest_args: list[str], out: Pa
         problem = f"pytest exited {code} (see {run_dir / 'pytest.log'})"
     elif not results.is_file():
         problem = f"pytest exited {code} but wrote no results.json (see {run_dir / 'pytest.log'})"
-    return AbRun(index, side, python, code, wall, str(results) if problem is None else None, problem)
+    return AbRun(index, side, python, code, wall, str(results) if problem is None else None, problem, foreign)
 
 
 def run_experiment(python_a: str, python_b: str, runs: int, out: Path, pytest_args: list[str] | None = None,
@@ -90,6 +117,8 @@ def run_experiment(python_a: str, python_b: str, runs: int, out: Path, pytest_ar
         elapsed = time.perf_counter() - t0
         left = elapsed / i * (len(order) - i)
         status = "ok" if run.problem is None else f"CRASHED: {run.problem}"
+        if run.foreign_cpu_share is not None and run.foreign_cpu_share > FOREIGN_LOAD_WARN:
+            status += f"; other processes took {run.foreign_cpu_share:.0%} of the CPU"
         log(f"ab: run {i} of {len(order)} ({side.upper()}) {run.wall_s:.0f} s, {status}; elapsed {elapsed:.0f} s, "
             f"about {left:.0f} s left")
         atomic_write_json(out / "ab.json", {"python_a": python_a, "python_b": python_b, "torch": versions,
@@ -112,6 +141,9 @@ def verdict(runs: list[AbRun], out: Path, fmt: str = "table", threshold: float |
                                                                                      if crashed else ""))
     diff = compare_runs(base, new, threshold, alpha)
     diff.warnings += [f"crashed: {c}" for c in crashed]
+    diff.warnings += [f"run {r.index} ({r.side.upper()}): other processes took {r.foreign_cpu_share:.0%} of the CPU "
+                      "while it ran; its timings are suspect (rerun on a quiet machine)" for r in runs
+                      if r.foreign_cpu_share is not None and r.foreign_cpu_share > FOREIGN_LOAD_WARN]
     atomic_write_text(out / "compare.json", render(diff, "json"))
     atomic_write_text(out / "compare.md", render(diff, "markdown"))
     atomic_write_text(out / "compare.html", render_html(diff))

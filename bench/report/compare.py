@@ -2,7 +2,7 @@
 
 Sections, in the order a reader needs them: what changed in the environment, which cases
 got worse or better in correctness (a status regression is a regression), numeric drift,
-every declared metric (``bench.results.METRICS``) with a verdict, and the warnings that
+every declared metric (``bench.core.rows.METRICS``) with a verdict, and the warnings that
 only the new run raised. Statistics: ``bench.report.stats`` (the run is the unit).
 """
 from __future__ import annotations
@@ -12,50 +12,14 @@ import math
 import statistics
 from pathlib import Path
 
+from bench.core.rows import DRIFT_FACTOR, DRIFT_FLOOR, ERROR_COLUMNS, METRICS, Metric
 from bench.report import stats
-from bench.report.io import ResultsError, load_results
-from bench.report.tables import rows_from_results
-from bench.results import DRIFT_FACTOR, DRIFT_FLOOR, ERROR_COLUMNS, METRICS, Metric
+from bench.report.io import ResultsError
+from bench.report.runs import Run, environment_diff, load_run, repro_command  # noqa: F401
 
-# Fingerprint keys that are measurements, not settings: shown in the report, not diffed.
-NOT_ENVIRONMENT = ("measured_peaks_tflops", "measured_bandwidth_gbs", "git_commit_dirty")
 # Worst first: a side's status over several runs is its worst one.
 STATUS_ORDER = ("error", "mismatch", "oom", "unsupported", "skipped", "ok")
 TIMING_OTHER = Metric("ms", "lower", "timing", 0.10, "pytest-benchmark median (a benchmark without bench row)")
-
-
-@dataclasses.dataclass
-class Run:
-    path: str
-    run_id: str
-    profile: str | None
-    complete: bool
-    fingerprint: dict
-    rows: dict[str, dict]               # case (pytest node id) -> row
-    samples_ms: dict[str, list[float]]  # case -> raw benchmark samples in ms
-
-
-def load_run(path: str | Path) -> Run:
-    data = load_results(path)
-    rows = {}
-    for r in rows_from_results(data):
-        rows[str(r.get("test"))] = r
-    samples = {}
-    for b in data.get("benchmarks", []):
-        name, st = b.get("fullname"), b.get("stats") or {}
-        if not name:
-            continue
-        if st.get("data"):
-            samples[name] = [float(v) * 1e3 for v in st["data"]]
-        elif "median" in st:
-            samples[name] = [float(st["median"]) * 1e3]
-        if name not in rows and not data.get("bench_rows"):  # plain pytest-benchmark: judged by its median
-            rows[name] = {"suite": "other", "test": name, "status": "ok"}
-    run = data.get("bench_run") or {}
-    info = data.get("machine_info") or {}
-    fp = info.get("bench") or {k: v for k, v in info.items() if not isinstance(v, (dict, list))}
-    return Run(str(path), run.get("run_id") or Path(path).stem, run.get("profile"), bool(run.get("complete", True)),
-               fp, rows, samples)
 
 
 @dataclasses.dataclass
@@ -95,39 +59,6 @@ class Diff:
                 "only_in_new": self.only_in_new, "warnings": self.warnings, "new_warnings": self.new_warnings,
                 "geomean_time_ratio": self.geomean, "repro": self.repro,
                 "runs": {"base": self.runs_base, "new": self.runs_new}}
-
-
-def _flat(fp: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in fp.items():
-        if k in NOT_ENVIRONMENT:
-            continue
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v if not isinstance(v, list) else ", ".join(map(str, v))
-    return out
-
-
-def environment_diff(base: list[Run], new: list[Run]) -> list[dict]:
-    """Every fingerprint key whose value differs between the sides (a side with several
-    runs shows all its values)."""
-    def side(runs):
-        values: dict[str, list] = {}
-        for r in runs:
-            for k, v in _flat(r.fingerprint).items():
-                values.setdefault(k, [])
-                if v not in values[k]:
-                    values[k].append(v)
-        return values
-
-    a, b = side(base), side(new)
-    out = []
-    for key in sorted(set(a) | set(b)):
-        va, vb = a.get(key, [None]), b.get(key, [None])
-        if va != vb:
-            out.append({"key": key, "base": " | ".join(map(str, va)), "new": " | ".join(map(str, vb))})
-    return out
 
 
 def _worst(statuses: list[str]) -> str:
@@ -294,7 +225,7 @@ def _decide_multi_run(metrics: list[dict], alpha: float) -> None:
 
 def geomean_time_ratio(metrics: list[dict]) -> dict[str, float]:
     """Per suite, the geometric mean of new/base for its timing metrics: the headline."""
-    from bench.results import METRICS as M
+    from bench.core.rows import METRICS as M
 
     logs: dict[str, list[float]] = {}
     for m in metrics:
@@ -316,16 +247,6 @@ def new_warnings(cases: list[str], base: list[Run], new: list[Run]) -> list[dict
         for w in sorted(set().union(*(_warning_set(r.rows[case]) for r in new if case in r.rows)) - seen):
             out.append({"case": case, "warning": w})
     return out
-
-
-def repro_command(case: str, run: Run, row: dict) -> str:
-    """The pytest command that runs just this case the way the run did."""
-    parts = ["pytest", f"'{case}'", "--benchmark-only"]
-    if run.profile:
-        parts.append(f"--bench-profile={run.profile}")
-    if row.get("device"):
-        parts.append(f"--bench-device={row['device']}")
-    return " ".join(parts)
 
 
 def latest_in_history(reports_dir: Path, new: Run) -> Path:

@@ -82,8 +82,8 @@ def _ratio_chart(diff: Diff) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from bench.core.rows import METRICS
     from bench.report.compare import TIMING_OTHER
-    from bench.results import METRICS
 
     timing = [m for m in diff.metrics if m["ratio"] and
               (METRICS.get(m["suite"], {}).get(m["metric"]) or TIMING_OTHER).kind == "timing"]

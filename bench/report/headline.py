@@ -73,7 +73,7 @@ def _calibration(df: pd.DataFrame | None) -> list[tuple[str, float, bool]]:
 def _numbers(tables: dict[str, pd.DataFrame], calibration) -> list[tuple[str, str, str]]:
     out: list[tuple[str, str, str]] = []
     dev = tables.get("devices")
-    if dev is not None:
+    if dev is not None and {"device", "dtype"} <= set(dev.columns):
         ok = _ok(dev, "tflops")
         ok = ok[ok["phase"].isin(("inference", "train"))] if "phase" in ok.columns else ok
         for (device, dtype), group in ok.groupby(["device", "dtype"], sort=True):
@@ -95,7 +95,7 @@ def _numbers(tables: dict[str, pd.DataFrame], calibration) -> list[tuple[str, st
                             f"{_fmt(r['samples_per_s'])} samples/s, {_fmt(r.get('tokens_per_s'))} tokens/s, "
                             f"MFU {_fmt(r.get('mfu_pct'), ' %')}", _case(r, ("model", "batch_size", "optim"))))
     ddp = tables.get("ddp")
-    if ddp is not None:
+    if ddp is not None and {"model", "backend", "world_size"} <= set(ddp.columns):
         eff = _ok(ddp, "scaling_efficiency")
         eff = eff[eff["backend"] != "none"] if "backend" in eff.columns else eff
         for (model, backend), group in eff.groupby(["model", "backend"], sort=True):

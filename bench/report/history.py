@@ -1,7 +1,7 @@
 """``python -m bench history``: trends and change points over every run.
 
 Runs are grouped by profile and machine and ordered by their run id (its time). For every
-case and declared metric (``bench.results.METRICS``) the per-run values form a series in
+case and declared metric (``bench.core.rows.METRICS``) the per-run values form a series in
 which change points are found with ruptures' PELT (exact penalised segmentation; a
 maintained library with a small C core, chosen over Apache Otava's E-Divisive, which is a
 service-style tool with its own storage). The series is in logs, so a step is a ratio; the
@@ -18,9 +18,16 @@ import math
 import statistics
 from pathlib import Path
 
-from bench.report.compare import TIMING_OTHER, Run, _values, environment_diff, load_run, repro_command
+from bench.core.rows import METRICS, Metric
+from bench.report.compare import (
+    TIMING_OTHER,
+    Run,
+    _values,
+    environment_diff,
+    load_run,
+    repro_command,
+)
 from bench.report.io import ResultsError
-from bench.results import METRICS, Metric
 
 MIN_SEGMENT = 2     # runs on each side of a change
 PENALTY = 4.0       # x sigma^2 x log(n): tuned on the synthetic validation (README table)

@@ -1,10 +1,11 @@
-"""summary.md: GitHub-flavoured Markdown for a CI job summary or a PR comment.
-Failures first, then headline numbers, then the environment."""
+"""summary.md: GitHub-flavoured Markdown for a CI job summary or a PR comment. The verdict
+and key numbers first, then failures, each suite's table, skipped cases by reason, and the
+environment, folded."""
 from __future__ import annotations
 
 import pandas as pd
 
-from bench.results import SUITE_COLUMNS
+from bench.core.rows import SUITE_COLUMNS
 
 # Columns shown per suite in the summary (the CSVs have all of them).
 HEADLINE = {

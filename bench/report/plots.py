@@ -34,6 +34,15 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _finish(fig, ax, xlabel: str, ylabel: str, title: str) -> bytes:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    return _png(fig)
+
+
 def _num(df: pd.DataFrame, col: str) -> pd.Series:
     return pd.to_numeric(df[col], errors="coerce") if col in df.columns else pd.Series(index=df.index, dtype=float)
 
@@ -64,7 +73,8 @@ def timing_chart(suite: str, df: pd.DataFrame) -> bytes | None:
 
 def throughput_vs_batch(df: pd.DataFrame) -> bytes | None:
     ok = df[(df["status"] == "ok") & _num(df, "samples_per_s").notna()]
-    if ok.empty or "batch_size" not in ok.columns or ok["batch_size"].nunique() < 2:
+    if ok.empty or not {"batch_size", "model", "device", "dtype", "phase"} <= set(ok.columns) \
+            or ok["batch_size"].nunique() < 2:
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -74,19 +84,14 @@ def throughput_vs_batch(df: pd.DataFrame) -> bytes | None:
             ax.plot(g["batch_size"], _num(g, "samples_per_s"), marker="o", label=" ".join(map(str, key)))
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xlabel("batch size")
-    ax.set_ylabel("samples/s")
-    ax.set_title("Throughput against batch size")
-    ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    return _png(fig)
+    return _finish(fig, ax, "batch size", "samples/s", "Throughput against batch size")
 
 
 def roofline(df: pd.DataFrame, device: str) -> bytes | None:
     """Achieved TFLOP/s against arithmetic intensity, under the measured GEMM roof and the
-    measured copy bandwidth (bytes: see bench.flops.count_flops_and_bytes)."""
+    measured copy bandwidth (bytes: see bench.core.flops.count_flops_and_bytes)."""
     ok = df[(df["status"] == "ok") & (df["device"] == device) & _num(df, "arithmetic_intensity").notna()
-            & _num(df, "tflops").notna()] if "arithmetic_intensity" in df.columns else df.iloc[0:0]
+            & _num(df, "tflops").notna()] if {"arithmetic_intensity", "dtype"} <= set(df.columns) else df.iloc[0:0]
     if ok.empty:
         return None
     plt = _plt()
@@ -106,17 +111,13 @@ def roofline(df: pd.DataFrame, device: str) -> bytes | None:
     ax.set_yscale("log")
     ax.set_xlim(lo, hi)
     ax.set_ylim(max(tf.min() / 4, 1e-6), None)
-    ax.set_xlabel("arithmetic intensity (FLOP / byte, bytes of unfused ops: a lower bound)")
-    ax.set_ylabel("achieved TFLOP/s")
-    ax.set_title(f"Roofline: {device}")
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    return _png(fig)
+    return _finish(fig, ax, "arithmetic intensity (FLOP / byte, bytes of unfused ops: a lower bound)",
+                   "achieved TFLOP/s", f"Roofline: {device}")
 
 
 def ddp_scaling(df: pd.DataFrame) -> bytes | None:
     ok = df[(df["status"] == "ok") & _num(df, "samples_per_s").notna()]
-    if ok.empty or "backend" not in ok.columns:
+    if ok.empty or not {"backend", "model", "world_size"} <= set(ok.columns):
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 3.6))
@@ -133,12 +134,7 @@ def ddp_scaling(df: pd.DataFrame) -> bytes | None:
     if not drew:
         _plt().close(fig)
         return None
-    ax.set_xlabel("world size")
-    ax.set_ylabel("samples/s (global)")
-    ax.set_title("DDP scaling against ideal (weak scaling)")
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    return _png(fig)
+    return _finish(fig, ax, "world size", "samples/s (global)", "DDP scaling against ideal (weak scaling)")
 
 
 def trainer_steps(rows: list[dict]) -> bytes | None:
@@ -156,12 +152,7 @@ def trainer_steps(rows: list[dict]) -> bytes | None:
     if warm:
         ax.axvspan(0.5, warm + 0.5, color="#f4d03f", alpha=0.3, label="warm-up (reported apart)")
     ax.set_yscale("log")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("step time (ms)")
-    ax.set_title("Trainer step time over steps")
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    return _png(fig)
+    return _finish(fig, ax, "optimizer step", "step time (ms)", "Trainer step time over steps")
 
 
 def charts(suite: str, df: pd.DataFrame, rows: list[dict]) -> list[tuple[str, bytes]]:

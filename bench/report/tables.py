@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.results import SUITE_COLUMNS
+from bench.core.rows import SUITE_COLUMNS
 
 
 def rows_from_results(data: dict) -> list[dict]:

@@ -26,6 +26,27 @@ REL_TOL_VS_FP64 = {"fp32": 1e-3, "bf16": 8e-2, "fp16": 2e-2}
 TF32_REL_TOL_VS_FP64 = REL_TOL_VS_FP64["fp16"]
 
 
+# Timing self-checks: the suite's clock vs torch.utils.benchmark, and vs CUDA events.
+CALIBRATION_BAND = (0.95, 1.05)
+CUDA_EVENTS_BAND = (0.95, 1.05)
+
+# DDP: gradients of one DDP step vs single-process gradients on the whole batch (fp32,
+# mean-reduced loss, equal shards), and parameters across ranks after the synced steps:
+# gloo's all-reduce hands every rank the same bytes; nccl's algorithms (ring, tree) may round
+# differently per rank.
+DDP_GRAD_TOL = 1e-5
+DDP_PARAM_TOL = {"gloo": 0.0, "nccl": 1e-6}
+
+# The op checker's comparisons of results that should be equal up to float reordering:
+# (relative to the largest output magnitude, at least 1).
+OP_LAYOUT_TOL = 1e-4        # layout variants vs contiguous inputs
+OP_EDGE_TOL = 1e-4          # edge inputs vs the reference composite
+OP_DEVICE_TOL = 1e-4        # CPU vs CUDA
+OP_VMAP_TOL = 1e-5          # vmap vs a loop (absolute)
+OP_GRAD_LAYOUT_TOL = 1e-5   # gradients for non-contiguous vs contiguous grad_output
+OP_COMPILE_TOL = 1e-4       # compiled / exported op vs eager (absolute)
+
+
 def tf32_state() -> dict[str, bool]:
     """Whether fp32 matmuls / cuDNN convolutions may run on TF32 tensor cores (CUDA only)."""
     return {"tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),

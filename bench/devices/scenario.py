@@ -11,15 +11,17 @@ from typing import Any, Callable
 
 import torch
 
-from bench import devices as dev
-from bench import numerics
-from bench.devices import DTYPES
-from bench.flops import count_flops, count_flops_and_bytes, measured_bandwidth, measured_peak, vendor_peak_tflops
+from bench.core import hardware as dev
+from bench.core import numerics
+from bench.core.flops import (
+    count_flops_and_bytes,
+    measured_bandwidth,
+    measured_peak,
+    vendor_peak_tflops,
+)
+from bench.core.hardware import DTYPES
+from bench.core.timing import Budget, run_benchmark, summarize_ms
 from bench.registry import ModelSpec
-from bench.timing import Budget, run_benchmark, summarize_ms
-
-# The timing self-check's band: the suite's clock and torch.utils.benchmark's agree to 5 %.
-CALIBRATION_BAND = (0.95, 1.05)
 
 
 @dataclasses.dataclass
@@ -170,52 +172,29 @@ def run_case(spec: ModelSpec, c: dict, benchmark, row, budget) -> None:
     row["optimizer"] = "sgd" if c["phase"] == "train" else None
 
 
-def calibration(spec: ModelSpec, device: str, batch_size: int, benchmark, row) -> None:
-    """The timing self-check: one reference forward timed by the suite's clock and by
-    torch.utils.benchmark.Timer in alternating blocks; both medians and their ratio. A ratio
-    outside CALIBRATION_BAND is confirmed by a second, twice as long measurement (noise on a
-    busy machine passes it, a clock that measures something else does not) and then makes
-    the row a ``mismatch``: this machine's timings are not to be trusted."""
-    from bench.timing import interleaved_check
+@dataclasses.dataclass(frozen=True)
+class ThroughputConfig:
+    """One device-throughput case, for use from Python without pytest."""
 
-    case = prepare(spec, device, "fp32", "inference", batch_size)
-    row.check(case.check_reason is None, case.check_reason or "")
-    lo, hi = CALIBRATION_BAND
-    check = interleaved_check(case.step, device)
-    attempts = [check["ratio"]]
-    if not lo <= check["ratio"] <= hi:
-        check = interleaved_check(case.step, device, blocks=16)
-        attempts.append(check["ratio"])
-    row.update(suite_median_ms=check["suite_median_ms"], timer_median_ms=check["timer_median_ms"],
-               calibration_ratio=check["ratio"], calibration_attempts=len(attempts))
-    flops = count_flops(case.step)
-    samples = run_benchmark(benchmark, case.step, device, Budget(warmup_rounds=1, rounds=10))
-    if samples:
-        row.update(summarize_ms(samples))
-        row.update(metrics(case, device, "fp32", row["median_ms"], flops))
-    row.check(lo <= check["ratio"] <= hi,
-              f"timing self-check failed: the suite's median is {check['ratio']:.3f}x torch.utils.benchmark's "
-              f"(allowed {lo}-{hi}; ratios measured: {', '.join(f'{r:.3f}' for r in attempts)})")
+    model: str = "mlp"
+    device: str = "cpu"
+    dtype: str = "fp32"
+    phase: str = "inference"
+    batch_size: int = 64
+    budget: Budget = Budget(warmup_rounds=3, rounds=20)
 
 
-def cuda_events_check(device: str, benchmark, row, n: int = 4096) -> None:
-    from bench.timing import cuda_event_times
+def run(cfg: ThroughputConfig) -> dict:
+    """Check, then time one case; returns its devices.csv row (``status`` and ``reason`` say
+    whether it was ok, a mismatch, out of memory or skipped)."""
+    from bench.core.rows import CaseEnded, Row
+    from bench.registry import get_model
 
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-
-    def fn():
-        return torch.mm(a, b)
-
-    budget = Budget(warmup_rounds=5, rounds=30)
-    samples = run_benchmark(benchmark, fn, device, budget)
-    if not samples:
-        return
-    row.update(summarize_ms(samples))
-    events_ms = summarize_ms(cuda_event_times(fn, device, budget))["median_ms"]
-    ratio = row["median_ms"] / events_ms
-    tflops = 2 * n**3 / (row["median_ms"] / 1e3) / 1e12
-    row.update(events_median_ms=events_ms, calibration_ratio=ratio, tflops=tflops,
-               pct_of_peak=100 * tflops / measured_peak(device, "fp32")["tflops"])
-    row.check(abs(ratio - 1) <= 0.05, f"suite timing {row['median_ms']:.3f} ms vs CUDA events {events_ms:.3f} ms "
-                                      f"(ratio {ratio:.3f}, allowed 0.95-1.05)")
+    keys = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "budget"}
+    row = Row("devices", f"python:{cfg}", **keys)
+    try:
+        run_case(get_model(cfg.model), keys, None, row, cfg.budget)
+        row.finalize("passed", None)
+    except (AssertionError, CaseEnded):
+        pass  # the row holds the status and reason the check or the case set
+    return dict(row)

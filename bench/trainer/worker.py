@@ -1,6 +1,6 @@
 """Trainer under torchrun, as the seed chapter's distributed-training section does:
 
-    torchrun --standalone --nproc-per-node 2 -m bench.trainer_worker --config '{"steps": 20}' --out r.json
+    torchrun --standalone --nproc-per-node 2 -m bench.trainer.worker --config '{"steps": 20}' --out r.json
 
 Trainer sets up DistributedDataParallel from torchrun's environment (gloo on CPU, nccl on
 CUDA); global rank 0 writes the metrics. Step times are rank 0's: DDP synchronises every
@@ -16,7 +16,9 @@ from pathlib import Path
 import torch
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from bench.trainer import TrainerConfig, run
+from bench.distributed.launcher import threads_per_rank
+from bench.report.io import atomic_write_json
+from bench.trainer.finetune import TrainerConfig, run
 
 
 @record
@@ -27,16 +29,12 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     cfg = TrainerConfig(**json.loads(a.config))
     world = int(os.environ.get("WORLD_SIZE", 1))
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    threads = max(1, (os.cpu_count() or 1) // local_world)
+    threads = threads_per_rank()
     torch.set_num_threads(threads)
     result = run(cfg, world_size=world)
     result["threads_per_rank"] = threads
     if int(os.environ.get("RANK", 0)) == 0:
-        out = Path(a.out)
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, default=str))
-        os.replace(tmp, out)
+        atomic_write_json(Path(a.out), result)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import io
 import logging
 import time
 import warnings
@@ -16,9 +15,9 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from bench import numerics
-
-MODES = ("eager", "script", "trace", "compile", "export")
+from bench.core import numerics
+from bench.graphs import builders
+from bench.graphs.builders import MODES, build, failure_status  # noqa: F401  (public names)
 
 
 @dataclasses.dataclass
@@ -88,44 +87,6 @@ class _Recorder(logging.Handler):
         self.messages.append(record.getMessage().splitlines()[0][:300])
 
 
-def _dynamic_batch(example_inputs: tuple):
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    return tuple({0: batch} if isinstance(x, torch.Tensor) and x.dim() > 0 else None for x in example_inputs)
-
-
-def _roundtrip_jit(graph):
-    buf = io.BytesIO()
-    torch.jit.save(graph, buf)
-    buf.seek(0)
-    return torch.jit.load(buf)
-
-
-def _roundtrip_export(program):
-    buf = io.BytesIO()
-    torch.export.save(program, buf)
-    buf.seek(0)
-    return torch.export.load(buf)
-
-
-def build(mode: str, model: torch.nn.Module, example_inputs: tuple, backend: str = "inductor"):
-    """Build one mode's graph. Returns (runner, reload) where ``reload()`` serialises the
-    graph and loads it back (torch.jit.save/load, torch.export.save/load), or None."""
-    if mode == "eager":
-        return model, None
-    if mode == "script":
-        graph = torch.jit.script(model)
-        return graph, lambda: _roundtrip_jit(graph)
-    if mode == "trace":
-        graph = torch.jit.trace(model, example_inputs, check_trace=False)
-        return graph, lambda: _roundtrip_jit(graph)
-    if mode == "compile":
-        return torch.compile(model, backend=backend), None
-    if mode == "export":
-        program = torch.export.export(model, example_inputs, dynamic_shapes=_dynamic_batch(example_inputs))
-        return program.module(), lambda: _roundtrip_export(program).module()
-    raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
-
-
 def params_of(runner, model: torch.nn.Module) -> list[torch.nn.Parameter]:
     """The runner's parameters in the original model's order, matched by name: a reloaded
     TorchScript graph and export's module hold their own copies."""
@@ -181,48 +142,6 @@ def _within_fp64_rule(gold, eager, mode_out) -> tuple[bool, str]:
     return numerics.within_rmse_rule(res, ref, "fp32"), f"rmse vs fp64 {res:.3g}, eager's {ref:.3g}"
 
 
-def _jit_refusals() -> tuple[type, ...]:
-    return tuple(t for t in (getattr(torch.jit.frontend, "NotSupportedError", None),
-                             getattr(torch.jit.frontend, "UnsupportedNodeError", None),
-                             getattr(torch.jit, "Error", None), getattr(torch.jit, "TracingCheckError", None))
-                 if isinstance(t, type))
-
-
-def _export_refusals() -> tuple[type, ...]:
-    from torch._dynamo import exc as dynamo_exc
-    from torch.fx.experimental import symbolic_shapes
-
-    return tuple(t for t in (getattr(dynamo_exc, "Unsupported", None), getattr(dynamo_exc, "UserError", None),
-                             getattr(symbolic_shapes, "GuardOnDataDependentSymNode", None),
-                             getattr(symbolic_shapes, "ConstraintViolationError", None))
-                 if isinstance(t, type))
-
-
-def _raised_inside(exc: BaseException, *parts: str) -> bool:
-    """The innermost Python frame of the traceback lies in one of torch's ``parts``."""
-    import traceback
-
-    frames = traceback.extract_tb(exc.__traceback__)
-    return bool(frames) and any(p in frames[-1].filename.replace("\\", "/") for p in parts)
-
-
-def failure_status(mode: str, exc: BaseException) -> str:
-    """``unsupported`` for a tool's documented refusal to build this model (TorchScript
-    cannot compile or serialise this Python; export met a data-dependent guard, a violated
-    shape constraint or an unsupported construct); ``error`` for anything else: an internal
-    error of the tool, or a bug in the model or in this suite."""
-    if mode in ("script", "trace"):
-        if isinstance(exc, _jit_refusals()):
-            return "unsupported"
-        # The TorchScript compiler and serialiser raise plain RuntimeError (and inspect's
-        # OSError when it cannot read the source) from its own frontend modules.
-        if isinstance(exc, (RuntimeError, OSError)) and _raised_inside(exc, "torch/jit/", "torch/_jit_internal.py"):
-            return "unsupported"
-    if mode == "export" and isinstance(exc, _export_refusals()):
-        return "unsupported"
-    return "error"
-
-
 def _check_mode(mode, model, all_inputs, reference, nondet, backend, gold=None) -> ModeResult:
     recorder = _Recorder()
     dynamo_log = logging.getLogger("torch._dynamo")
@@ -237,14 +156,14 @@ def _check_mode(mode, model, all_inputs, reference, nondet, backend, gold=None) 
             warnings.simplefilter("always")
             t0 = time.perf_counter()
             try:
-                runner, reload = build(mode, model, all_inputs[0][1], backend)
+                runner, reload = builders.build(mode, model, all_inputs[0][1], backend)
             except Exception as exc:
-                return ModeResult(mode, failure_status(mode, exc), None, _reason(exc), warnings=_texts(caught))
+                return ModeResult(mode, builders.failure_status(mode, exc), None, _reason(exc), warnings=_texts(caught))
             build_s = time.perf_counter() - t0
             try:
                 reloaded = reload() if reload is not None else None
             except Exception as exc:
-                return ModeResult(mode, failure_status(mode, exc), None,
+                return ModeResult(mode, builders.failure_status(mode, exc), None,
                                   f"built, but save/load failed: {_reason(exc)}", build_s, warnings=_texts(caught))
             result = ModeResult(mode, "ok", 0.0, build_s=build_s, runner=runner)
             runners = [("", runner)] + ([(" after save/load", reloaded)] if reloaded is not None else [])

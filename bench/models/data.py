@@ -1,5 +1,5 @@
 """Data sets, all available offline: sklearn's bundled digits, a generated sentiment set,
-and a pass-through to ``datasets`` for names and local files (see bench.hf_data)."""
+and a pass-through to ``datasets`` for names and local files (see bench.trainer.data)."""
 from __future__ import annotations
 
 import dataclasses

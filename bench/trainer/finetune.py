@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from bench import hf_data
-from bench.devices import synchronize
-from bench.timing import percentile
+from bench.core.timing import percentile
+from bench.trainer import data as hf_data
+from bench.trainer.steps import StepTimer, TokenCountingCollator, callback
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2 (packaged)"
 
@@ -81,69 +81,6 @@ def load_model_and_tokenizer(name_or_path: str | None, num_labels: int):
     finally:
         hf_logging.set_verbosity(verbosity)
     return model, tokenizer
-
-
-class StepTimer:
-    """Per-step times, gaps between steps (data loading and bookkeeping), logged losses and
-    quick evaluations (their time excluded from both)."""
-
-    def __init__(self, device: str, quick_eval=None, eval_every: int = 0):
-        self.device, self.quick_eval, self.eval_every = device, quick_eval, eval_every
-        self.steps: list[float] = []
-        self.gaps: list[float] = []
-        self.losses: list[float] = []
-        self.evals: list[tuple[float, float]] = []  # (training seconds so far, accuracy)
-        self._t0 = self._last_end = None
-
-    def begin(self):
-        synchronize(self.device)
-        now = time.perf_counter()
-        if self._last_end is not None:
-            self.gaps.append(now - self._last_end)
-        self._t0 = now
-
-    def end(self, step: int):
-        synchronize(self.device)
-        now = time.perf_counter()
-        self.steps.append(now - self._t0)
-        if self.eval_every and self.quick_eval and step % self.eval_every == 0:
-            self.evals.append((sum(self.steps), self.quick_eval()))
-            now = time.perf_counter()
-        self._last_end = now
-
-
-def _callback(timer: StepTimer):
-    from transformers import TrainerCallback
-
-    class TimingCallback(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            timer.begin()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            timer.end(state.global_step)
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                timer.losses.append(float(logs["loss"]))
-
-    return TimingCallback()
-
-
-class TokenCountingCollator:
-    """DataCollatorWithPadding that records each training batch's non-padding tokens."""
-
-    def __init__(self, tokenizer):
-        from transformers import DataCollatorWithPadding
-
-        self.inner = DataCollatorWithPadding(tokenizer)
-        self.tokens: list[int] = []
-        self.recording = True
-
-    def __call__(self, features):
-        batch = self.inner(features)
-        if self.recording:
-            self.tokens.append(int(batch["attention_mask"].sum()))
-        return batch
 
 
 def _accuracy_fn(model, eval_ds, collator, device, batch_size=64):
@@ -222,7 +159,7 @@ def _trainer(cfg, model, data, collator, timer, world_size) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-trainer-") as out_dir:
         trainer = Trainer(model=model, args=_training_args(cfg, out_dir, world_size), train_dataset=data["train"],
                           data_collator=collator, processing_class=collator.inner.tokenizer,
-                          callbacks=[_callback(timer)])
+                          callbacks=[callback(timer)])
         trainer.remove_callback(PrinterCallback)
         out = trainer.train()
     # Trainer assumes a model whose forward takes **kwargs normalises its loss by
@@ -280,7 +217,7 @@ def _sum_over_ranks(value: int, world_size: int) -> int:
 
 
 def _metrics(cfg, timer, collator, flops_per_sample, extra, wall_s, world_size, eval_accuracy) -> dict:
-    from bench.flops import measured_peak
+    from bench.core.flops import measured_peak
 
     w = min(cfg.warmup_steps, len(timer.steps) - 1)
     steady = timer.steps[w:]
@@ -325,28 +262,53 @@ def _metrics(cfg, timer, collator, flops_per_sample, extra, wall_s, world_size, 
     return out
 
 
-def run_isolated(cfg: TrainerConfig, device: str, timeout_s: float = 900.0) -> dict:
-    """Run one single-process fine-tune on CUDA device ``device`` (``cuda:N``) in a child
-    process that sees only that GPU: Trainer trains on ``cuda:0`` and wraps the model in
-    DataParallel when it sees several GPUs, so restricting the visible devices is the one way
-    to make a row labelled ``cuda:N`` run on GPU N, alone."""
-    from bench.distributed.launcher import launch
+def _run_worker(cfg: TrainerConfig, world_size: int | None, env: dict | None = None,
+                timeout_s: float = 900.0) -> dict:
+    """One fine-tune in child process(es), bounded: under torchrun with ``world_size`` ranks
+    (gloo on CPU, nccl on CUDA), or one plain process. Rank 0's metrics."""
+    from bench.distributed.launcher import launch, torchrun_command
 
     with tempfile.TemporaryDirectory(prefix="bench-trainer-") as workdir:
         out = Path(workdir) / "result.json"
-        cmd = [sys.executable, "-m", "bench.trainer_worker", "--config", json.dumps(dataclasses.asdict(cfg)),
-               "--out", str(out)]
-        launched = launch([cmd], out, timeout_s, env=isolated_env(device))
+        args = ["--config", json.dumps(dataclasses.asdict(cfg)), "--out", str(out)]
+        cmd = torchrun_command("bench.trainer.worker", args, world_size) if world_size else \
+            [sys.executable, "-m", "bench.trainer.worker", *args]
+        launched = launch([cmd], out, timeout_s, env=env)
     if not launched.ok:
         raise RuntimeError(launched.reason)
     return launched.result
 
 
+def run_torchrun(cfg: TrainerConfig, world_size: int) -> dict:
+    return _run_worker(cfg, world_size, timeout_s=600)
+
+
+def run_isolated(cfg: TrainerConfig, device: str, timeout_s: float = 900.0) -> dict:
+    """Run one single-process fine-tune on CUDA device ``device`` (``cuda:N``) in a child
+    process that sees only that GPU: Trainer trains on ``cuda:0`` and wraps the model in
+    DataParallel when it sees several GPUs, so restricting the visible devices is the one way
+    to make a row labelled ``cuda:N`` run on GPU N, alone."""
+    return _run_worker(cfg, None, env=isolated_env(device), timeout_s=timeout_s)
+
+
 def isolated_env(device: str) -> dict[str, str]:
     """Environment of a child that must see only ``device``'s GPU, as its ``cuda:0``."""
-    from bench.devices import cuda_index
+    from bench.core.hardware import cuda_index
 
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     ids = [v.strip() for v in visible.split(",")] if visible else None
     index = cuda_index(device)
     return {"CUDA_VISIBLE_DEVICES": ids[index] if ids else str(index)}
+
+
+def unavailable(hf_model: str | None) -> str | None:
+    """Why the Trainer suite cannot run here, or None."""
+    import importlib.util
+
+    from bench.models.text import minilm_unavailable
+
+    if importlib.util.find_spec("datasets") is None:
+        return "package datasets is not installed here (the Trainer suite tokenises with datasets.map)"
+    if hf_model is None and minilm_unavailable():
+        return minilm_unavailable() + "; pass --hf-model to fine-tune another model"
+    return None

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import torch
 
-from bench.devices import synchronize
+from bench.core.hardware import synchronize
 
 
 def current_device(device: str | torch.device):
@@ -119,7 +119,10 @@ def summarize_ms(samples_s: list[float]) -> dict[str, float]:
 
 def run_benchmark(benchmark, fn: Callable[[], Any], device: str | torch.device, budget: Budget) -> list[float]:
     """Time ``fn`` with pytest-benchmark's fixture, synchronised, warm-up excluded. Returns
-    the raw per-call seconds (empty when benchmarks are disabled)."""
+    the raw per-call seconds (empty when benchmarks are disabled). Without a fixture (a
+    scenario run from Python) the same rounds are timed by :func:`time_callable`."""
+    if benchmark is None:
+        return time_callable(fn, device, budget)
     call = synchronized(fn, device)
     benchmark.pedantic(call, rounds=budget.rounds, warmup_rounds=budget.warmup_rounds, iterations=1)
     stats = getattr(benchmark, "stats", None)
@@ -169,6 +172,8 @@ def run_benchmark_against(benchmark, fn: Callable[[], Any], baseline: Callable[[
     """Time ``fn`` with pytest-benchmark and ``baseline`` with the same clock, one baseline
     call before every round (A B A B ...): both see the same machine state and noise, so
     their ratio is not skewed by what ran before (PITFALLS 6). Returns both sample lists."""
+    if benchmark is None:
+        return _interleaved_plain(fn, baseline, device, budget)
     base = synchronized(baseline, device)
     base_samples: list[float] = []
 
@@ -182,3 +187,17 @@ def run_benchmark_against(benchmark, fn: Callable[[], Any], baseline: Callable[[
     stats = getattr(benchmark, "stats", None)
     samples = list(stats.stats.data) if stats is not None else []
     return samples, base_samples[budget.warmup_rounds:] if samples else []
+
+
+def _interleaved_plain(fn, baseline, device, budget: Budget) -> tuple[list[float], list[float]]:
+    """run_benchmark_against without pytest-benchmark: baseline, fn, baseline, fn, ..."""
+    call, base = synchronized(fn, device), synchronized(baseline, device)
+    ours: list[float] = []
+    theirs: list[float] = []
+    for i in range(budget.warmup_rounds + budget.rounds):
+        for f, out in ((base, theirs), (call, ours)):
+            t0 = time.perf_counter()
+            f()
+            if i >= budget.warmup_rounds:
+                out.append(time.perf_counter() - t0)
+    return ours, theirs

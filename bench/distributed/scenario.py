@@ -10,15 +10,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.core.numerics import DDP_GRAD_TOL, DDP_PARAM_TOL
+from bench.core.profiles import current
 from bench.distributed.launcher import LaunchResult, launch, torchrun_command
-from bench.settings import current
 
 WORKER = "bench.distributed.worker"
 BATCH_PER_RANK = {"mlp": 64, "tiny_bert": 8}
-GRAD_TOL = 1e-5  # DDP vs single-process gradients: fp32, mean-reduced loss, equal shards
-# Parameters after the synced steps: gloo's all-reduce hands every rank the same bytes, so
-# they must be equal; nccl's algorithms (ring, tree) may round differently per rank.
-PARAM_TOL = {"gloo": 0.0, "nccl": 1e-6}
+GRAD_TOL, PARAM_TOL = DDP_GRAD_TOL, DDP_PARAM_TOL  # see bench.core.numerics
 _BASELINES: dict[tuple, LaunchResult] = {}
 
 
@@ -104,4 +102,43 @@ def efficiency(result: dict, single: dict | None, ddp1: dict | None) -> dict:
         out["scaling_efficiency"] = result["samples_per_s"] / (n * single["samples_per_s"])
     if ddp1:
         out["scaling_efficiency_vs_ddp1"] = result["samples_per_s"] / (n * ddp1["samples_per_s"])
+    return out
+
+
+BUCKET_SWEEP_MB = (1, 100)  # besides DDP's default 25
+
+
+def cases(profile) -> list:
+    """The DDP suite's cases for ``profile``, each skipped with its reason where this machine
+    cannot run it (no such backend in this torch build, too few cores or GPUs)."""
+    import pytest
+
+    from bench.core.hardware import probe
+    from bench.core.profiles import case
+
+    out = []
+    caps = probe()
+    models = ("mlp",) if profile.name == "smoke" else ("mlp", "tiny_bert")
+    for model in models:
+        out.append(case("ddp", model=model, backend="none", world_size=1, device="cpu"))
+        for ws in profile.ddp_world_sizes:
+            marks = [pytest.mark.distributed]
+            if "gloo" not in caps.backends:
+                marks.append(pytest.mark.skip(reason="this torch build has no gloo backend"))
+            elif ws > (os.cpu_count() or 1):
+                marks.append(pytest.mark.skip(reason=f"gloo at world size {ws} on {os.cpu_count()} cores would "
+                                                     "oversubscribe them (less than one core per rank)"))
+            out.append(case("ddp", marks=marks, model=model, backend="gloo", world_size=ws, device="cpu"))
+        if profile.name == "full":  # DDP's gradient bucket size, swept at the largest CPU world size
+            for cap in BUCKET_SWEEP_MB:
+                out.append(case("ddp", marks=[pytest.mark.distributed], model=model, backend="gloo",
+                                world_size=max(profile.ddp_world_sizes[:2]), device="cpu", bucket_cap_mb=cap))
+        for ws in profile.ddp_world_sizes:
+            marks = [pytest.mark.distributed]
+            if caps.cuda and "nccl" not in caps.backends:
+                marks.append(pytest.mark.skip(reason="this torch build has no nccl backend"))
+            elif caps.cuda and ws > caps.cuda_device_count:
+                marks.append(pytest.mark.skip(reason=f"nccl at world size {ws} needs {ws} GPUs, "
+                                                     f"found {caps.cuda_device_count}"))
+            out.append(case("ddp", marks=marks, model=model, backend="nccl", world_size=ws, device="cuda:0"))
     return out

@@ -1,4 +1,5 @@
-"""FLOPs and peaks.
+"""FLOP and byte counts of a call, measured roofs (GEMM TFLOP/s, copy GB/s) and the vendors'
+dense peaks.
 
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` on one real call (no hand
 formulas). Peaks are of two kinds (PITFALLS 11): a *measured* roof from a large-GEMM probe
@@ -12,9 +13,9 @@ from typing import Any, Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench import env
-from bench.devices import DTYPES
-from bench.timing import Budget, summarize_ms, time_callable
+from bench.core import env
+from bench.core.hardware import DTYPES
+from bench.core.timing import Budget, summarize_ms, time_callable
 
 # Vendor dense peaks in TFLOP/s (no 2:4 sparsity: datasheets print the sparse figure for the
 # tensor-core rows, marked "*"; the dense one is half of it). fp32 is the non-tensor-core
@@ -120,7 +121,7 @@ def measured_peak(device: str, dtype: str, n: int | None = None, rounds: int = 2
 def peak_with_reference(device: str, dtype: str, n: int | None = None) -> dict:
     """The roof, plus torch.utils.benchmark's timing of the same GEMM, interleaved with
     the suite's own, and their ratio."""
-    from bench.timing import interleaved_check
+    from bench.core.timing import interleaved_check
 
     n = n or gemm_size(device)
     fn, flops = _gemm(device, dtype, n)

@@ -15,9 +15,9 @@ import torch
 
 # Filled by model loaders (bench.models.minilm) so the report records which weights ran.
 MODEL_HASHES: dict[str, str] = {}
-# Filled by bench.flops.measured_peak: the GEMM roofs pct_of_peak was computed against.
+# Filled by bench.core.flops.measured_peak: the GEMM roofs pct_of_peak was computed against.
 MEASURED_PEAKS_TFLOPS: dict[str, float] = {}
-# Filled by bench.flops.measured_bandwidth: the copy roof of the report's roofline.
+# Filled by bench.core.flops.measured_bandwidth: the copy roof of the report's roofline.
 MEASURED_BANDWIDTH_GBS: dict[str, float] = {}
 
 

@@ -16,7 +16,7 @@ class DatasetError(ValueError):
 def builtin(n_train: int = 640, n_eval: int = 160, seed: int = 0):
     import datasets
 
-    from bench.data import sentiment_examples
+    from bench.models.data import sentiment_examples
 
     def to_ds(examples):
         return datasets.Dataset.from_dict({"text": [t for t, _ in examples], "label": [y for _, y in examples]})

@@ -1,0 +1,104 @@
+"""Profiles (how much each suite runs: ``smoke`` for CI, ``standard`` by default, ``full``
+for nightly GPUs), the session's settings that the pytest plugin sets before collection,
+and ``case(...)``: the parametrisation that carries a report row's identity."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Any, Iterable
+
+import pytest
+
+from bench.core.hardware import default_devices
+from bench.core.timing import Budget
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    name: str
+    budget: Budget                     # rounds for operator / forward-pass timing
+    device_batch_sizes: tuple[int, ...]
+    text_batch_sizes: tuple[int, ...]
+    seq_len: int
+    cpu_fp16: bool                     # CPU fp16 is slow and rarely used: full only
+    compile_models: tuple[str, ...]    # models that get torch.compile rows
+    hypothesis_examples: int
+    ddp_world_sizes: tuple[int, ...]
+    ddp_steps: int
+    trainer_steps: int
+    trainer_variants: int              # Trainer variants beyond the base run
+
+
+PROFILES = {
+    "smoke": Profile("smoke", Budget(warmup_rounds=1, rounds=5), (64,), (4,), 32, False, ("mlp",), 5,
+                     (1, 2), 6, 16, 0),
+    "standard": Profile("standard", Budget(warmup_rounds=3, rounds=20), (64, 256), (8,), 128, False,
+                        ("mlp", "tiny_bert"), 20, (1, 2), 12, 40, 2),
+    "full": Profile("full", Budget(warmup_rounds=5, rounds=50), (64, 256, 1024), (8, 32), 128, True,
+                    ("mlp", "cnn", "tiny_bert", "custom_ops_mlp", "minilm"), 50, (1, 2, 4, 8), 30, 120, 99),
+}
+
+
+# ---- the session's settings ----
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    profile: Profile
+    devices: tuple[str, ...]
+    hf_model: str | None = None
+    hf_dataset: str | None = None
+
+
+_current: list[Settings] = []
+
+
+def configure(profile: str = "standard", devices: list[str] | None = None, hf_model: str | None = None,
+              hf_dataset: str | None = None) -> Settings:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+    settings = Settings(PROFILES[profile], tuple(devices or default_devices()), hf_model, hf_dataset)
+    _current[:] = [settings]
+    return settings
+
+
+def current() -> Settings:
+    """This session's settings; the defaults when no plugin configured them (plain import)."""
+    return _current[0] if _current else configure()
+
+
+@contextlib.contextmanager
+def current_seq_len(seq_len: int):
+    """Temporarily run text models at ``seq_len`` (e.g. the calibration case's 128)."""
+    before = current()
+    _current[:] = [dataclasses.replace(before, profile=dataclasses.replace(before.profile, seq_len=seq_len))]
+    try:
+        yield
+    finally:
+        _current[:] = [before]
+
+
+# ---- cases: pytest params that carry their report row's identity ----
+
+def case(suite: str, *, marks: Iterable[Any] = (), id: str | None = None, **keys: Any):
+    marks = list(marks) + [pytest.mark.bench_row(suite=suite, **keys)]
+    if str(keys.get("device", "")).startswith("cuda"):
+        marks.append(pytest.mark.cuda)
+    ident = id or "-".join(_id_part(k, v) for k, v in keys.items() if v is not None)
+    return pytest.param(dict(keys), id=ident, marks=marks)
+
+
+def _id_part(key: str, value: Any) -> str:
+    if key == "batch_size":
+        return f"bs{value}"
+    if key == "world_size":
+        return f"ws{value}"
+    if key == "bucket_cap_mb":
+        return f"bucket{value}mb"
+    if isinstance(value, bool):
+        return key if value else f"no_{key}"
+    return str(value)
+
+
+def devices() -> tuple[str, ...]:
+    """The devices of this session (``--bench-device`` or cpu plus every CUDA device)."""
+    return current().devices

@@ -1,0 +1,132 @@
+"""Graph-mode rows: parity first (cached per model and device), then timing of modes whose
+parity is ``ok``, against eager on the same inputs."""
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import torch
+
+from bench.core.hardware import peak_memory_columns, reset_peak_memory, synchronize
+from bench.core.profiles import current
+from bench.graphs.parity import MODES, ModeResult, check_parity, params_of
+from bench.registry import ModelSpec, get_model
+
+PHASES = ("inference", "train")
+
+
+def batch_size(spec: ModelSpec) -> int:
+    profile = current().profile
+    return profile.text_batch_sizes[0] if spec.kind == "text" else profile.device_batch_sizes[0]
+
+
+@functools.lru_cache(maxsize=8)
+def parity(model_name: str, device: str, modes: tuple[str, ...], backend: str = "inductor"):
+    """(model, example inputs, target, {mode: ModeResult}) for one model on one device."""
+    spec = get_model(model_name)
+    torch.manual_seed(0)
+    model = spec.build().to(device)
+    example, target = spec.make_batch(batch_size(spec), device)
+    probes = [spec.probe_batch(device)] if spec.probe_batch else [spec.make_batch(batch_size(spec) // 2 + 1,
+                                                                                  device)[0]]
+    results = check_parity(model, example, probes, modes=modes, backend=backend)
+    return model, example, target, {r.mode: r for r in results}
+
+
+def step_fn(spec: ModelSpec, result: ModeResult, model, example, target, phase: str) -> Callable[[], object]:
+    runner = result.runner
+    if phase == "inference":
+        def infer():
+            with torch.no_grad():
+                return runner(*example)
+        return infer
+    # The model stays in eval mode (dropout off): every graph was built in eval mode, and a
+    # train step that differs only by mode then does the same work in every mode.
+    params = params_of(runner, model)
+    opt = torch.optim.SGD(params, lr=1e-4)
+
+    def train():
+        opt.zero_grad(set_to_none=True)
+        loss = spec.compute_loss(runner(*example), target)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return train
+
+
+def peak_mem(fn: Callable[[], object], device: str) -> dict[str, float | None]:
+    """Peak memory of one call of ``fn``, each figure named for what it measures."""
+    reset_peak_memory(device)
+    fn()
+    synchronize(device)
+    return peak_memory_columns(device)
+
+
+def modes_for(model: str, profile) -> tuple[str, ...]:
+    return tuple(m for m in MODES if m != "compile" or model in profile.compile_models)
+
+
+def cases(profile) -> list:
+    """Every model x device x mode x phase of the graph-modes suite for ``profile``."""
+    import pytest
+
+    from bench.core.profiles import case, devices
+    from bench.registry import models
+
+    out = []
+    for name, spec in models("graph_modes").items():
+        for device in devices():
+            if spec.gpu_only and device == "cpu":
+                continue
+            for mode in MODES:
+                marks = []
+                if mode == "compile":
+                    marks.append(pytest.mark.compile)
+                    if name not in profile.compile_models:
+                        marks.append(pytest.mark.skip(
+                            reason=f"torch.compile rows for {name} run in the full profile only "
+                                   f"(10-20 s per graph on CPU; this is {profile.name})"))
+                for phase in PHASES:
+                    out.append(case("graph_modes", marks=marks, model=name, mode=mode, device=device, dtype="fp32",
+                                    phase=phase))
+    return out
+
+
+def run_case(c: dict, benchmark, bench_row, profile) -> None:
+    """Parity first (a mode that does not match eager is never timed), then the mode timed
+    interleaved with eager on the same inputs; every column into ``bench_row``."""
+    from bench.core.numerics import tf32_state
+    from bench.core.timing import run_benchmark, run_benchmark_against, summarize_ms
+
+    spec = get_model(c["model"])
+    if spec.unavailable and spec.unavailable():
+        bench_row.end("skipped", spec.unavailable())
+    if c["device"].startswith("cuda"):
+        bench_row.update(tf32_state())  # parity tolerances for fp32 widen when TF32 is on
+    model, example, target, results = parity(c["model"], c["device"], modes_for(c["model"], profile))
+    result = results[c["mode"]]
+    bench_row.update(max_abs_err=result.max_abs_err, build_s=result.build_s, graph_breaks=result.graph_breaks,
+                     compile_cache=result.compile_cache, recompiles=result.recompiles,
+                     warnings="; ".join(result.warnings)[:500] or None, batch_size=batch_size(spec))
+    expected = (spec.expected_parity or {}).get(c["mode"])
+    if result.status != "ok":
+        reason = result.detail or result.status
+        if expected == result.status or result.status == "unsupported":
+            bench_row.end(result.status, ("expected: " if expected else "") + reason)
+        bench_row.check(False, reason, status=result.status)
+    bench_row.check(expected is None, f"expected {expected} (the model is built to show it) but parity is ok",
+                    status="error")
+    fn = step_fn(spec, result, model, example, target, c["phase"])
+    bench_row.update(peak_mem(fn, c["device"]))
+    if c["mode"] == "eager":
+        samples = run_benchmark(benchmark, fn, c["device"], profile.budget)
+        bench_row.update(summarize_ms(samples))
+        bench_row["speedup_vs_eager"] = 1.0 if samples else None
+        return
+    eager_fn = step_fn(spec, results["eager"], model, example, target, c["phase"])
+    samples, eager = run_benchmark_against(benchmark, fn, eager_fn, c["device"], profile.budget)
+    if samples:
+        bench_row.update(summarize_ms(samples))
+        bench_row["eager_median_ms"] = summarize_ms(eager)["median_ms"]
+        bench_row["speedup_vs_eager"] = bench_row["eager_median_ms"] / bench_row["median_ms"]

@@ -1,0 +1,56 @@
+"""Custom-op rows: every check of ``check_autograd`` on the op's fixed inputs, then its
+forward+backward timed interleaved with the native composite, with the bytes each keeps
+for backward -> autograd_ops.csv."""
+from __future__ import annotations
+
+import torch
+
+from bench.core.hardware import DTYPES
+from bench.core.timing import run_benchmark, run_benchmark_against, summarize_ms
+from bench.ops import check_autograd
+from bench.ops.measure import fwd_bwd_step, saved_tensor_mib
+from bench.registry import OpSpec, get_op
+
+
+def report(spec: OpSpec, device: str, params, dtype: str = "fp32", low_precision=("fp32", "bf16", "fp16"),
+           compile_checks: bool = True):
+    inputs = spec.make_inputs(params, device, DTYPES[dtype])
+    edges = [spec.make_inputs(p, device, torch.float64) for p in spec.edge_params]
+    return check_autograd(spec.fn, *inputs, reference=spec.reference, mutates=spec.mutates, edge_inputs=edges,
+                          forward_ad=spec.forward_ad, low_precision=low_precision, compile_checks=compile_checks)
+
+
+def cases(profile, ops: list[str]) -> list:
+    from bench.core.profiles import case, devices
+
+    out = []
+    for op in ops:
+        for device in devices():
+            for dtype in ("fp32", "bf16", "fp16"):
+                if device == "cpu" and dtype == "fp16" and not profile.cpu_fp16:
+                    continue
+                out.append(case("autograd_ops", op=op, device=device, dtype=dtype))
+    return out
+
+
+def run_case(c: dict, benchmark, bench_row, profile) -> None:
+    spec, device, dtype = get_op(c["op"]), c["device"], c["dtype"]
+    checked = report(spec, device, spec.check_params, low_precision=(dtype,))
+    bench_row["checks_passed"] = checked.checks_passed
+    bench_row["not_applicable"] = "; ".join(f"{x.name}: {x.message}" for x in checked.checks
+                                            if x.status == "not_applicable")[:500]
+    bench_row.check(checked.passed, "; ".join(str(f) for f in checked.failures)[:500])
+    inputs = spec.make_inputs(spec.bench_params, device, DTYPES[dtype])
+    bench_row["saved_mib"] = saved_tensor_mib(spec.fn, inputs)
+    step = fwd_bwd_step(spec.fn, inputs)
+    if spec.reference is None:
+        samples = run_benchmark(benchmark, step, device, profile.budget)
+        bench_row["fwd_bwd_median_ms"] = summarize_ms(samples).get("median_ms")
+        return
+    samples, native = run_benchmark_against(benchmark, step, fwd_bwd_step(spec.reference, inputs), device,
+                                            profile.budget)
+    bench_row["native_saved_mib"] = saved_tensor_mib(spec.reference, inputs)
+    if samples:
+        bench_row["fwd_bwd_median_ms"] = summarize_ms(samples)["median_ms"]
+        bench_row["native_median_ms"] = summarize_ms(native)["median_ms"]
+        bench_row["speedup_vs_native"] = bench_row["native_median_ms"] / bench_row["fwd_bwd_median_ms"]

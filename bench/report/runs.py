@@ -1,0 +1,89 @@
+"""Runs as compare, ab and history read them: a results file's rows, raw samples,
+fingerprint and profile; the environment difference between runs; a case's repro command."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from bench.report.io import load_results
+from bench.report.tables import rows_from_results
+
+# Fingerprint keys that are measurements, not settings: shown in the report, not diffed.
+NOT_ENVIRONMENT = ("measured_peaks_tflops", "measured_bandwidth_gbs", "git_commit_dirty")
+
+
+@dataclasses.dataclass
+class Run:
+    path: str
+    run_id: str
+    profile: str | None
+    complete: bool
+    fingerprint: dict
+    rows: dict[str, dict]               # case (pytest node id) -> row
+    samples_ms: dict[str, list[float]]  # case -> raw benchmark samples in ms
+
+
+def load_run(path: str | Path) -> Run:
+    data = load_results(path)
+    rows = {}
+    for r in rows_from_results(data):
+        rows[str(r.get("test"))] = r
+    samples = {}
+    for b in data.get("benchmarks", []):
+        name, st = b.get("fullname"), b.get("stats") or {}
+        if not name:
+            continue
+        if st.get("data"):
+            samples[name] = [float(v) * 1e3 for v in st["data"]]
+        elif "median" in st:
+            samples[name] = [float(st["median"]) * 1e3]
+        if name not in rows and not data.get("bench_rows"):  # plain pytest-benchmark: judged by its median
+            rows[name] = {"suite": "other", "test": name, "status": "ok"}
+    run = data.get("bench_run") or {}
+    info = data.get("machine_info") or {}
+    fp = info.get("bench") or {k: v for k, v in info.items() if not isinstance(v, (dict, list))}
+    return Run(str(path), run.get("run_id") or Path(path).stem, run.get("profile"), bool(run.get("complete", True)),
+               fp, rows, samples)
+
+
+def _flat(fp: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in fp.items():
+        if k in NOT_ENVIRONMENT:
+            continue
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v if not isinstance(v, list) else ", ".join(map(str, v))
+    return out
+
+
+def environment_diff(base: list[Run], new: list[Run]) -> list[dict]:
+    """Every fingerprint key whose value differs between the sides (a side with several
+    runs shows all its values)."""
+    def side(runs):
+        values: dict[str, list] = {}
+        for r in runs:
+            for k, v in _flat(r.fingerprint).items():
+                values.setdefault(k, [])
+                if v not in values[k]:
+                    values[k].append(v)
+        return values
+
+    a, b = side(base), side(new)
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key, [None]), b.get(key, [None])
+        if va != vb:
+            out.append({"key": key, "base": " | ".join(map(str, va)), "new": " | ".join(map(str, vb))})
+    return out
+
+
+def repro_command(case: str, run: Run, row: dict) -> str:
+    """The pytest command that runs just this case the way the run did."""
+    parts = ["pytest", f"'{case}'", "--benchmark-only"]
+    if run.profile:
+        parts.append(f"--bench-profile={run.profile}")
+    if row.get("device"):
+        parts.append(f"--bench-device={row['device']}")
+    return " ".join(parts)

@@ -1,0 +1,90 @@
+"""The state of one pytest session: its report rows, flushed to ``reports/<run-id>/results.json``
+after every case (an interrupted run still leaves what it finished), the warnings each case
+raised, and what ``--bench-require`` found missing. Owned by the plugin."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from bench.core.rows import Row
+
+
+class RunState:
+    """The rows of this session, flushed to ``reports/<run-id>/results.json`` after every
+    case, so an interrupted run still leaves what it finished."""
+
+    def __init__(self, root: Path, profile: str):
+        self.root = root
+        self.profile = profile
+        self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{profile}-{os.getpid()}"
+        self.rows: list[Row] = []
+        self.notes: list[str] = []
+        self._fingerprint = None
+
+    def pytest_warning_recorded(self, warning_message, when, nodeid, location):
+        """Each case's warnings (category and first line), so compare can list the ones an
+        upgrade introduced. pytest reports them when the case's whole protocol ends, after its
+        row is final: they are added to that row here."""
+        if when != "runtest" or not nodeid:
+            return
+        text = f"{warning_message.category.__name__}: {str(warning_message.message).splitlines()[0][:200]}"
+        for row in self.rows:
+            if row.get("test") == nodeid:
+                have = [w for w in str(row.get("warnings") or "").split("; ") if w]
+                if text not in have:
+                    row["warnings"] = "; ".join(have + [text])[:2000]
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / self.run_id
+
+    def fingerprint(self) -> dict:
+        if self._fingerprint is None:
+            from bench.core.env import fingerprint
+
+            self._fingerprint = fingerprint()
+        return self._fingerprint
+
+    def add(self, row: Row) -> None:
+        if not any(r is row for r in self.rows):
+            self.rows.append(row)
+        self.write(complete=False)
+
+    def results(self, complete: bool, benchmarks: dict | None = None) -> dict:
+        data = dict(benchmarks or {"machine_info": {"bench": self.fingerprint()}, "benchmarks": []})
+        data["bench_rows"] = [dict(r) for r in self.rows]
+        data["bench_run"] = {"run_id": self.run_id, "profile": self.profile, "complete": complete,
+                             "notes": self.notes}
+        return data
+
+    def write(self, complete: bool, benchmarks: dict | None = None) -> None:
+        from bench.report.io import atomic_write_json
+
+        atomic_write_json(self.run_dir / "results.json", self.results(complete, benchmarks))
+
+
+def benchmark_json(config) -> dict | None:
+    bs = getattr(config, "_benchmarksession", None)
+    if bs is None:
+        return None
+    return config.hook.pytest_benchmark_generate_json(
+        config=config, benchmarks=bs.benchmarks, include_data=True, machine_info=bs.get_machine_info(),
+        commit_info=config.hook.pytest_benchmark_generate_commit_info(config=config),
+    )
+
+
+# Skip reasons that mean "no CUDA device here" (see Capabilities.device_reason and _skip_reason).
+_NO_CUDA = ("CUDA is not available", "needs CUDA", "CUDA device(s) are present")
+
+
+def required_but_skipped(rows: list, required: list[str]) -> list[str]:
+    """Cases skipped for lack of a required capability; a run with no CUDA row at all
+    counts as missing every CUDA case."""
+    if "cuda" not in required:
+        return []
+    cuda_rows = [r for r in rows if str(r.get("device") or "").startswith("cuda")]
+    if not cuda_rows:
+        return ["(no case ran on a CUDA device: --bench-device selected none)"]
+    return [r["test"] for r in cuda_rows
+            if r.get("status") == "skipped" and any(k in str(r.get("reason")) for k in _NO_CUDA)]
