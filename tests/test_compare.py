@@ -187,3 +187,49 @@ def test_benjamini_hochberg_against_hand_count():
     assert q[0] == pytest.approx(0.04) and q[3] is None
     assert q[1] == pytest.approx(0.05333, abs=1e-4) and q[2] == pytest.approx(0.05333, abs=1e-4)
     assert q[4] == pytest.approx(0.20)
+
+
+def test_counts_from_zero_checks_from_zero_and_zero_errors_are_judged(tmp_path, capsys):
+    """Review findings: graph breaks 0 -> 1 is a regression; 10/10 -> 0/10 checks is a status
+    regression; an error growing from 0.0 is drift and the JSON stays valid."""
+    base = _real()
+    new = copy.deepcopy(base)
+    gm = next(r for r in base["bench_rows"] if r["suite"] == "graph_modes" and r["status"] == "ok")
+    gm["graph_breaks"] = 0
+    _row(new, gm["test"]).update(graph_breaks=1, max_abs_err=1e-3)
+    _row(base, gm["test"])["max_abs_err"] = 0.0
+    _row(base, OK_OP)["checks_passed"] = "10/10"
+    _row(new, OK_OP)["checks_passed"] = "0/10"
+    assert main(["compare", _write(tmp_path, "a", base), _write(tmp_path, "b", new), "--format", "json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert [m["case"] for m in out["metrics"] if m["verdict"] == "regression"] == [gm["test"]]
+    assert [c["case"] for c in out["correctness"] if c["change"] == "regressed"] == [OK_OP]
+    assert [d["metric"] for d in out["drift"]] == ["max_abs_err"]
+
+
+def test_a_new_failure_among_non_ok_statuses_is_a_regression(tmp_path):
+    base = _real()
+    new = copy.deepcopy(base)
+    case = next(r["test"] for r in base["bench_rows"] if r["status"] == "unsupported")
+    _row(new, case).update(status="error", reason="KeyError in the builder")
+    diff = compare_runs([load_run(_write(tmp_path, "a", base))], [load_run(_write(tmp_path, "b", new))])
+    assert [(c["case"], c["change"]) for c in diff.correctness] == [(case, "regressed")]
+
+
+def test_malformed_results_are_exit_2_one_line(tmp_path, capsys):
+    data = _real()
+    data["benchmarks"][0]["stats"] = {"median": None}
+    path = _write(tmp_path, "bad", data)
+    assert main(["compare", path, path]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "malformed" in err
+
+
+def test_plain_pytest_benchmark_files_judge_their_timings(tmp_path):
+    data = json.loads((Path(__file__).parent / "data" / "pytest_benchmark_recorded.json").read_text())
+    slow = copy.deepcopy(data)
+    for b in slow["benchmarks"]:
+        b["stats"]["data"] = [v * 3 for v in b["stats"].get("data", [])] or b["stats"].get("data")
+        b["stats"]["median"] *= 3
+    diff = compare_runs([load_run(_write(tmp_path, "p", data))], [load_run(_write(tmp_path, "s", slow))])
+    assert diff.metrics and all(m["ratio"] == pytest.approx(3.0) for m in diff.metrics if m["metric"] == "median_ms")

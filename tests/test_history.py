@@ -105,3 +105,18 @@ def test_change_points_need_a_step_beyond_the_noise():
     assert abs(cp["index"] - 15) <= 1 and cp["ratio"] == pytest.approx(1.3, rel=0.1)
     # the same step hidden in rounds that spread 40 % within each run is not called
     assert change_points(step, within=[0.4] * 30) == []
+
+
+def test_a_count_that_starts_at_zero_is_followed(tmp_path, capsys):
+    """Graph breaks 0 for six nights, 1 since: a change toward worse (counts are judged by an
+    absolute step, not in logs)."""
+    folder = _history(tmp_path / "h", n=10, step_at=99, status_at=99, noisy_night=None)
+    for i, path in enumerate(sorted(folder.glob("*.json"))):
+        run = json.loads(path.read_text())
+        row = next(r for r in run["bench_rows"] if r["test"] == STABLE)
+        row["graph_breaks"] = 1 if i >= 6 else 0
+        path.write_text(json.dumps(run))
+    assert main(["history", str(folder), "--format", "json", "--recent", "4"]) == 1
+    (group,) = json.loads(capsys.readouterr().out)["groups"]
+    (change,) = [c for c in group["changes"] if c["metric"] == "graph_breaks"]
+    assert change["run_id"] == group["runs"][6] and change["direction"] == "worse" and change["ratio"] is None

@@ -358,3 +358,26 @@ def test_cuda_means_every_visible_device():
     assert dev.parse_devices("cpu,cuda", cuda_device_count=3) == ["cpu", "cuda:0", "cuda:1", "cuda:2"]
     assert dev.parse_devices("cuda", cuda_device_count=0) == ["cuda:0"]  # skipped with its reason
     assert dev.parse_devices("cuda:1,cuda", cuda_device_count=2) == ["cuda:1", "cuda:0"]
+
+
+# review findings: NaN must not hide a difference; a dtype mix-up is a defect, not a refusal
+def test_nan_on_one_side_is_an_infinite_difference():
+    a = torch.tensor([1.0, float("nan"), 3.0])
+    assert numerics.max_abs_diff([a], [torch.tensor([1.0, 2.0, 3.0])]) == float("inf")
+    assert numerics.max_abs_diff([a], [a.clone()]) == 0.0
+    err, excess = graphs.worst_error([torch.tensor([1.0, 2.0])], [torch.tensor([1.0, float("nan")])])
+    assert err == float("inf") and excess == float("inf")
+
+
+def test_a_dtype_mix_up_in_forward_is_a_failure_not_a_refusal():
+    from bench.ops import check_autograd
+
+    w = torch.randn(4)
+
+    def mixes(x):
+        if x.dtype == torch.bfloat16:
+            raise RuntimeError("expected both inputs to have same dtype, got BFloat16 and Float")
+        return x * w
+
+    report = check_autograd(mixes, torch.randn(3, 4), reference=lambda x: x * w, low_precision=("bf16",))
+    assert report.by_name("low_precision_bf16").status == "failed"

@@ -68,14 +68,21 @@ def upcasting(x):
     return (x.float() * 2)  # bf16 in, fp32 out
 
 
+_CALLS = [0]
+
+
 class NoisyBackward(torch.autograd.Function):
+    """Results that depend on something other than the inputs and the seed, like the order in
+    which atomics land in a CUDA reduction (a seeded RNG would be reproducible, and is)."""
+
     @staticmethod
     def forward(ctx, x):
         return x * 3
 
     @staticmethod
     def backward(ctx, g):
-        return g * 3 * (1 + 1e-6 * torch.rand_like(g))  # like an atomics-based CUDA reduction
+        _CALLS[0] += 1
+        return g * 3 * (1 + 1e-6 * _CALLS[0])
 
 
 def size_specialising(x):
@@ -95,7 +102,16 @@ def size_specialising(x):
 def test_planted_defect_is_caught(op, ref, check, kwargs):
     report = check_autograd(op, torch.randn(16, 16), reference=ref, low_precision=(), **kwargs)
     assert _status(report, check) == "failed", report
+    assert not report.by_name(check).message.startswith("op raised during the check"), report  # caught, not crashed
     assert not report.passed
+
+
+def test_a_seeded_random_op_is_deterministic():
+    def noisy_forward(x):
+        return x + 1e-3 * torch.randn_like(x)  # reproducible under the same seed
+
+    check = check_autograd(noisy_forward, torch.randn(6, 5), low_precision=(), deterministic=True)
+    assert check.by_name("determinism").status == "passed"
 
 
 def test_nondeterminism_is_reported_not_failed_unless_declared():

@@ -79,9 +79,19 @@ def rmse(ref: torch.Tensor, res: torch.Tensor) -> float:
     return float(torch.sqrt(torch.mean((ref.detach().double().cpu() - res.detach().double().cpu()) ** 2)))
 
 
+def abs_diff(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """|x - y| in fp64 on the CPU, NaN-aware: equal values (NaN at the same place, equal
+    infinities) differ by 0; a NaN or infinity on one side only differs by inf. Plain
+    ``(x - y).abs().max()`` would be NaN, and ``max(0.0, nan)`` is 0.0: a NaN output would pass."""
+    x, y = x.detach().double().cpu(), y.detach().double().cpu()
+    same = (x == y) | (x.isnan() & y.isnan())
+    d = (x - y).abs()
+    return torch.where(same, torch.zeros_like(d), d.nan_to_num(nan=float("inf")))
+
+
 def max_abs_diff(a, b) -> float:
     """Largest absolute difference over two sequences of tensors (inf on a shape mismatch
-    that a reshape cannot mend)."""
+    that a reshape cannot mend, or a NaN on one side only)."""
     worst = 0.0
     for x, y in zip(a, b):
         if x.shape != y.shape and y.numel() == x.numel():
@@ -89,7 +99,7 @@ def max_abs_diff(a, b) -> float:
         if x.shape != y.shape:
             return float("inf")
         if x.numel():
-            worst = max(worst, float((x.detach().double().cpu() - y.detach().double().cpu()).abs().max()))
+            worst = max(worst, float(abs_diff(x, y).max()))
     return worst
 
 

@@ -265,7 +265,10 @@ def _check_edges(fn, edge_inputs, reference) -> Check:
         if not all(torch.isfinite(t).all() for t in [*outs, *grads]):
             return Check("edge_inputs", FAILED, f"edge input {i}: non-finite output or gradient")
         if reference is not None:
-            r_outs, r_grads, _ = _run_grads(reference, V.detached(case, keep_grad=True), w)
+            try:
+                r_outs, r_grads, _ = _run_grads(reference, V.detached(case, keep_grad=True), w)
+            except Exception as exc:
+                return Check("edge_inputs", NA, f"edge input {i}: the reference composite raised {_err(exc)}")
             scale = max([1.0] + [float(t.detach().abs().max()) for t in r_outs if t.numel()])
             diff = max(_max_diff(r_outs, outs), _max_diff(r_grads, grads))
             if diff > numerics.OP_EDGE_TOL * scale:

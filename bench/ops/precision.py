@@ -3,6 +3,8 @@ composite by torch._dynamo's RMSE rule (``low_precision_*``), and CPU against CU
 copies of the inputs (``cuda_parity``)."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from bench.core import numerics
@@ -10,15 +12,18 @@ from bench.ops import variants as V
 from bench.ops.checker import FAILED, LOW_PRECISIONS, NA, PASSED, Check, _err, _max_diff, _rmse, _run_grads
 
 
-_DTYPE_WORDS = {torch.float32: ("float32", "'float'"), torch.bfloat16: ("bfloat16", "bf16"),
-                torch.float16: ("float16", "half", "fp16")}
+_DTYPE_NAMES = {torch.float32: ("float", "float32"), torch.bfloat16: ("bfloat16",),
+                torch.float16: ("half", "float16")}
 
 
 def _names_dtype(exc: BaseException, dtype: torch.dtype) -> bool:
-    """The error says the op does not take ``dtype`` (e.g. "not implemented for 'BFloat16'",
-    numpy's "unsupported ScalarType BFloat16"): the op's own refusal of that dtype."""
+    """The error is the op's refusal of ``dtype`` in PyTorch's or numpy's words ("... not
+    implemented for 'BFloat16'", "Got unsupported ScalarType BFloat16"). A dtype mix-up inside
+    the op ("expected ... same dtype, got BFloat16 and Float") is a defect, not a refusal."""
     text = str(exc).lower()
-    return any(word in text for word in _DTYPE_WORDS[dtype])
+    names = _DTYPE_NAMES[dtype]
+    return any(f"not implemented for '{n}'" in text or f"unsupported scalartype {n}" in text
+               or f"does not support {n}" in text for n in names)
 
 
 def check_low_precision(fn, inputs, reference, name, unsupported=()) -> Check:
@@ -72,7 +77,8 @@ def check_cuda(fn, inputs) -> Check:
     except Exception as exc:
         return Check("cuda_parity", NA, f"op does not run on CPU to compare against: {_err(exc)}")
     try:
-        cuda_outs, cuda_grads, _ = _run_grads(fn, V.to_device(cpu_inputs, cuda), list(V.to_device(w, cuda)))
+        with _no_tf32():  # full fp32 on the GPU too: TF32 rounding is not a device disagreement
+            cuda_outs, cuda_grads, _ = _run_grads(fn, V.to_device(cpu_inputs, cuda), list(V.to_device(w, cuda)))
     except Exception as exc:
         return Check("cuda_parity", FAILED, f"raised on {cuda}: {_err(exc)}")
     scale = max([1.0] + [float(t.detach().abs().max()) for t in cpu_outs if t.numel()])
@@ -80,3 +86,14 @@ def check_cuda(fn, inputs) -> Check:
     ok = diff <= numerics.OP_DEVICE_TOL * scale
     return Check("cuda_parity", PASSED if ok else FAILED, f"max abs diff {diff:.3g} (cpu vs {cuda})",
                  {"max_abs_diff": diff, "devices": ["cpu", str(cuda)]})
+
+
+@contextlib.contextmanager
+def _no_tf32():
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul

@@ -19,6 +19,7 @@ from bench.report.runs import Run, environment_diff, load_run, repro_command  # 
 
 # Worst first: a side's status over several runs is its worst one.
 STATUS_ORDER = ("error", "mismatch", "oom", "unsupported", "skipped", "ok")
+FAILING = ("error", "mismatch", "oom")
 TIMING_OTHER = Metric("ms", "lower", "timing", 0.10, "pytest-benchmark median (a benchmark without bench row)")
 
 
@@ -65,6 +66,11 @@ def _worst(statuses: list[str]) -> str:
     return min(statuses, key=lambda s: STATUS_ORDER.index(s) if s in STATUS_ORDER else 0)
 
 
+def _fraction_or_all(value) -> float:
+    f = _checks_fraction(value)
+    return 1.0 if f is None else f
+
+
 def _checks_fraction(value) -> float | None:
     try:
         done, total = str(value).split("/")
@@ -79,15 +85,18 @@ def correctness_diff(case: str, base_rows: list[dict], new_rows: list[dict]) -> 
     brow = next(r for r in base_rows if (r.get("status") or "error") == bs)
     nrow = next(r for r in new_rows if (r.get("status") or "error") == ns)
     change = None
+    rank = STATUS_ORDER.index
     if bs == "ok" and ns != "ok":
         change = "regressed"
     elif bs != "ok" and ns == "ok":
         change = "fixed"
+    elif bs != ns and ns in FAILING and rank(ns) < rank(bs):
+        change = "regressed"  # e.g. unsupported -> error, skipped -> mismatch: a failure appeared
     elif bs != ns:
         change = "changed"
     elif bs == "ok":
-        cb = min((_checks_fraction(r.get("checks_passed")) or 1.0) for r in base_rows)
-        cn = min((_checks_fraction(r.get("checks_passed")) or 1.0) for r in new_rows)
+        cb = min(_fraction_or_all(r.get("checks_passed")) for r in base_rows)
+        cn = min(_fraction_or_all(r.get("checks_passed")) for r in new_rows)
         if cn < cb:
             change = "regressed"
         elif cn > cb:
@@ -118,16 +127,23 @@ def _values(case: str, name: str, metric: Metric, runs: list[Run]) -> tuple[list
 
 def _judge(metric: Metric, base: list[float], new: list[float], raw_base, raw_new, threshold: float) -> dict:
     ratio = stats.ratio_of_medians(base, new)
-    if ratio is None:
-        bmed, nmed = statistics.median(base), statistics.median(new)
-        return {"ratio": None, "p_value": None, "test": "none", "verdict": "same" if bmed == nmed else "unsure",
-                "note": "base is zero"}
-    worse = stats.worse_ratio(ratio, metric.better)
-    if metric.kind == "exact":
+    if metric.kind == "exact":  # counts and accuracies: an absolute step, from 0 too
         step = statistics.median(new) - statistics.median(base)
         step = step if metric.better == "lower" else -step
         verdict = "regression" if step > threshold else "improvement" if step < -threshold else "same"
         return {"ratio": ratio, "p_value": None, "test": "exact", "verdict": verdict, "note": ""}
+    if ratio is None or ratio == 0:
+        bmed, nmed = statistics.median(base), statistics.median(new)
+        if bmed == nmed:
+            return {"ratio": ratio, "p_value": None, "test": "none", "verdict": "same", "note": ""}
+        worse_now = (nmed > bmed) == (metric.better == "lower")
+        if len(base) >= stats.MIN_RUNS and len(new) >= stats.MIN_RUNS:
+            return {"ratio": ratio, "p_value": stats.welch_log_p(base, new), "test": "welch-t(log run medians)",
+                    "verdict": "pending", "worse": math.inf if worse_now else 0.0, "note": "a side is zero"}
+        return {"ratio": ratio, "p_value": None, "test": "none", "verdict": "unsure",
+                "note": f"{'base' if ratio is None else 'new'} is zero; the change is toward "
+                        f"{'worse' if worse_now else 'better'}"}
+    worse = stats.worse_ratio(ratio, metric.better)
     if len(base) >= stats.MIN_RUNS and len(new) >= stats.MIN_RUNS:
         p = stats.welch_log_p(base, new)
         return {"ratio": ratio, "p_value": p, "test": "welch-t(log run medians)", "verdict": "pending",
@@ -175,7 +191,7 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
         c = correctness_diff(case, brows, nrows)
         if c:
             correctness.append(c)
-        suite = brows[0].get("suite")
+        suite = brows[0].get("suite") or "other"
         declared = METRICS.get(suite, {}) if suite != "other" else {"median_ms": TIMING_OTHER}
         for name, metric in declared.items():
             if metric.kind == "derived":
@@ -194,7 +210,7 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
             n = [r.get(col) for r in nrows if isinstance(r.get(col), (int, float))]
             if b and n and max(n) > DRIFT_FLOOR and max(n) > DRIFT_FACTOR * max(max(b), DRIFT_FLOOR / DRIFT_FACTOR):
                 drift.append({"case": case, "suite": suite, "metric": col, "base": max(b), "new": max(n),
-                              "factor": max(n) / max(b) if max(b) else math.inf})
+                              "factor": max(n) / max(max(b), DRIFT_FLOOR)})
     _decide_multi_run(metrics, alpha)
     for m in metrics:
         m.pop("worse", None)

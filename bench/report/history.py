@@ -105,6 +105,19 @@ def change_points(values: list[float], within: list[float] | None = None, thresh
     return out
 
 
+def level_steps(values: list[float], step: float) -> list[dict]:
+    """Steps in a deterministic series (counts such as graph breaks, from 0 too): the value
+    moves by more than ``step`` and the new value holds for MIN_SEGMENT runs."""
+    out, level = [], values[0]
+    for i in range(1, len(values) - MIN_SEGMENT + 1):
+        new = values[i:i + MIN_SEGMENT]
+        if all(abs(v - level) > step for v in new) and len(set(new)) == 1:
+            out.append({"index": i, "before": level, "after": new[0],
+                        "ratio": new[0] / level if level else None})
+            level = new[0]
+    return out
+
+
 @dataclasses.dataclass
 class Group:
     profile: str | None
@@ -138,7 +151,7 @@ def _analyse_group(profile, machine, runs: list[Run], threshold) -> Group:
                                        "direction": "worse" if STATUS_RANK.get(b, 5) > STATUS_RANK.get(a, 5)
                                        else "better", "reason": run.rows[case].get("reason"),
                                        "repro": repro_command(case, run, run.rows[case])})
-        suite = present[0].rows[case].get("suite")
+        suite = present[0].rows[case].get("suite") or "other"
         declared = METRICS.get(suite, {}) if suite != "other" else {"median_ms": TIMING_OTHER}
         for name, metric in declared.items():
             if metric.kind == "derived":
@@ -151,9 +164,11 @@ def _analyse_group(profile, machine, runs: list[Run], threshold) -> Group:
             spreads = [s for r, _ in points if (s := _spread(r, case)) is not None] if metric.kind == "timing" else []
             series[(case, name)] = {"values": values, "spreads": spreads, "runs": [r.run_id for r, _ in points]}
             thr = threshold if threshold is not None and metric.kind == "timing" else max(metric.threshold, 0.01)
-            for cp in change_points(values, spreads, thr):
+            found = level_steps(values, metric.threshold) if metric.kind == "exact" else \
+                change_points(values, spreads, thr)
+            for cp in found:
                 before_run, run = points[cp["index"] - 1][0], points[cp["index"]][0]
-                worse = (cp["ratio"] > 1) == (metric.better == "lower")
+                worse = (cp["after"] > cp["before"]) == (metric.better == "lower")
                 env = environment_diff([before_run], [run])
                 versions = "; ".join(f"{e['key']} {e['base']} -> {e['new']}" for e in env
                                      if e["key"] in ("torch", "transformers", "cuda", "driver", "git_commit"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from bench.report.io import load_results
+from bench.report.io import ResultsError, load_results
 from bench.report.tables import rows_from_results
 
 # Fingerprint keys that are measurements, not settings: shown in the report, not diffed.
@@ -25,6 +25,13 @@ class Run:
 
 def load_run(path: str | Path) -> Run:
     data = load_results(path)
+    try:
+        return _parse(path, data)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ResultsError(f"{path}: malformed results file ({type(exc).__name__}: {exc})") from None
+
+
+def _parse(path: str | Path, data: dict) -> Run:
     rows = {}
     for r in rows_from_results(data):
         rows[str(r.get("test"))] = r
