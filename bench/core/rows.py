@@ -99,6 +99,19 @@ METRICS: dict[str, dict[str, Metric]] = {
         "time_to_accuracy_s": Metric("s", "lower", "value", 0.50, "training time to the target accuracy"),
     },
 }
+# A plain pytest-benchmark entry (no bench row): judged by its median.
+TIMING_OTHER = Metric("ms", "lower", "timing", 0.10, "pytest-benchmark median (a benchmark without bench row)")
+
+
+def declared_metrics(suite: str | None) -> dict[str, Metric]:
+    """The judged metrics of a suite's rows (suite ``other``: a plain benchmark's median)."""
+    return {"median_ms": TIMING_OTHER} if suite in (None, "other") else METRICS.get(suite, {})
+
+
+def metric_of(suite: str | None, name: str) -> Metric:
+    return declared_metrics(suite).get(name) or TIMING_OTHER
+
+
 # Error columns: growth beyond DRIFT_FACTOR x (and above DRIFT_FLOOR) is reported as numeric
 # drift even while inside tolerance: a warning, not a regression.
 ERROR_COLUMNS = ("max_abs_err", "rel_err_vs_fp64", "grad_max_abs_diff", "param_max_abs_diff_across_ranks")

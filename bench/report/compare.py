@@ -12,7 +12,7 @@ import math
 import statistics
 from pathlib import Path
 
-from bench.core.rows import DRIFT_FACTOR, DRIFT_FLOOR, ERROR_COLUMNS, METRICS, Metric
+from bench.core.rows import DRIFT_FACTOR, DRIFT_FLOOR, ERROR_COLUMNS, Metric, declared_metrics, metric_of
 from bench.report import stats
 from bench.report.io import ResultsError
 from bench.report.runs import Run, environment_diff, load_run, repro_command  # noqa: F401
@@ -20,7 +20,6 @@ from bench.report.runs import Run, environment_diff, load_run, repro_command  # 
 # Worst first: a side's status over several runs is its worst one.
 STATUS_ORDER = ("error", "mismatch", "oom", "unsupported", "skipped", "ok")
 FAILING = ("error", "mismatch", "oom")
-TIMING_OTHER = Metric("ms", "lower", "timing", 0.10, "pytest-benchmark median (a benchmark without bench row)")
 
 
 @dataclasses.dataclass
@@ -192,7 +191,7 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
         if c:
             correctness.append(c)
         suite = brows[0].get("suite") or "other"
-        declared = METRICS.get(suite, {}) if suite != "other" else {"median_ms": TIMING_OTHER}
+        declared = declared_metrics(suite)
         for name, metric in declared.items():
             if metric.kind == "derived":
                 continue
@@ -241,12 +240,9 @@ def _decide_multi_run(metrics: list[dict], alpha: float) -> None:
 
 def geomean_time_ratio(metrics: list[dict]) -> dict[str, float]:
     """Per suite, the geometric mean of new/base for its timing metrics: the headline."""
-    from bench.core.rows import METRICS as M
-
     logs: dict[str, list[float]] = {}
     for m in metrics:
-        kind = (M.get(m["suite"], {}).get(m["metric"]) or TIMING_OTHER).kind
-        if kind == "timing" and m["ratio"]:
+        if metric_of(m["suite"], m["metric"]).kind == "timing" and m["ratio"]:
             logs.setdefault(m["suite"], []).append(math.log(m["ratio"]))
     return {s: math.exp(statistics.fmean(v)) for s, v in logs.items()}
 

@@ -7,6 +7,7 @@ import json
 
 import pandas as pd
 
+from bench.core.rows import metric_of
 from bench.report.compare import Diff
 
 METRIC_COLUMNS = ["verdict", "case", "metric", "unit", "base", "new", "ratio", "p_value", "runs_base", "runs_new",
@@ -82,11 +83,8 @@ def _ratio_chart(diff: Diff) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bench.core.rows import METRICS
-    from bench.report.compare import TIMING_OTHER
-
     timing = [m for m in diff.metrics if m["ratio"] and
-              (METRICS.get(m["suite"], {}).get(m["metric"]) or TIMING_OTHER).kind == "timing"]
+              metric_of(m["suite"], m["metric"]).kind == "timing"]
     suites = sorted({m["suite"] for m in timing})
     if not suites:
         return ""

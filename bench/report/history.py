@@ -18,9 +18,8 @@ import math
 import statistics
 from pathlib import Path
 
-from bench.core.rows import METRICS, Metric
+from bench.core.rows import declared_metrics
 from bench.report.compare import (
-    TIMING_OTHER,
     Run,
     _values,
     environment_diff,
@@ -152,7 +151,7 @@ def _analyse_group(profile, machine, runs: list[Run], threshold) -> Group:
                                        else "better", "reason": run.rows[case].get("reason"),
                                        "repro": repro_command(case, run, run.rows[case])})
         suite = present[0].rows[case].get("suite") or "other"
-        declared = METRICS.get(suite, {}) if suite != "other" else {"median_ms": TIMING_OTHER}
+        declared = declared_metrics(suite)
         for name, metric in declared.items():
             if metric.kind == "derived":
                 continue
@@ -194,6 +193,3 @@ def recent_worse(groups: list[Group], recent: int) -> list[dict]:
                 out.append(s)
     return out
 
-
-def metric_of(suite: str, name: str) -> Metric:
-    return METRICS.get(suite, {}).get(name) or TIMING_OTHER
