@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from bench.core import profiles as bench_settings
 from bench.core.hardware import parse_devices, probe
-from bench.core.profiles import PROFILES
+from bench.core.profiles import PROFILES, settings
 from bench.core.rows import Row
+from bench.core.session import Session
 from bench.run_state import RunState, benchmark_json, required_but_skipped
 
 ROW_KEY = pytest.StashKey[Row]()
 STATE_KEY = pytest.StashKey["RunState"]()
+SESSION_KEY = pytest.StashKey[Session]()
 
 
 def pytest_addoption(parser):
@@ -67,6 +68,8 @@ def _load_plugin(spec: str) -> None:
 def pytest_configure(config):
     config.addinivalue_line("markers", "bench_row(suite, **keys): the report row of this case")
     config.addinivalue_line("markers", "bench_profile(*names): run only in the named profiles")
+    config.addinivalue_line("markers", "bench_cases(factory, argname='c'): (set by bench.core.profiles.cases_from) parametrize argname with "
+                                       "factory(session), the cases of this run's profile and devices")
     for name, text in (("cuda", "needs a CUDA device"), ("multi_gpu", "needs two or more CUDA devices"),
                        ("distributed", "launches several processes through torch.distributed"),
                        ("compile", "uses torch.compile (slow on first call: 10-20 s per graph on CPU)"),
@@ -84,18 +87,37 @@ def pytest_configure(config):
                 f"--{opt.replace('_', '-')} {value!r}: no such file or folder. Valid: an existing local "
                 "path, or a hub id / datasets name (no leading /, ./ or ../)"
             )
-    bench_settings.configure(config.getoption("bench_profile"), devices, config.getoption("hf_model"),
-                             config.getoption("hf_dataset"))
+    session = config.stash[SESSION_KEY] = Session(settings(
+        config.getoption("bench_profile"), devices, config.getoption("hf_model"), config.getoption("hf_dataset")))
     for spec in config.getoption("bench_plugin"):
         _load_plugin(spec)
     report_dir = config.getoption("bench_report_dir")
     root = Path(report_dir).expanduser() if report_dir else Path(config.rootpath) / "reports"
-    state = config.stash[STATE_KEY] = RunState(root, config.getoption("bench_profile"))
+    state = config.stash[STATE_KEY] = RunState(root, session)
     config.pluginmanager.register(state, "bench-run-state")
 
 
+def session_of(config) -> Session:
+    """The ``Session`` this pytest run's plugin owns."""
+    return config.stash[SESSION_KEY]
+
+
+@pytest.fixture(scope="session")
+def bench_session(request) -> Session:
+    """This run's settings (profile, devices), roofs, weight hashes and shared results."""
+    return session_of(request.config)
+
+
+def pytest_generate_tests(metafunc):
+    """``@pytest.mark.bench_cases(factory)``: the cases come from ``factory(session)``, so a
+    suite's parametrisation follows this run's options without any module-level state."""
+    for marker in metafunc.definition.iter_markers("bench_cases"):
+        argname = marker.kwargs.get("argname", "c")
+        metafunc.parametrize(argname, marker.args[0](session_of(metafunc.config)))
+
+
 def pytest_report_header(config):
-    s = bench_settings.current()
+    s = session_of(config).settings
     caps = probe()
     return (f"bench: profile={s.profile.name} devices={','.join(s.devices)} cuda={caps.cuda_device_count} "
             f"torch_threads={caps.cpu_threads}")
@@ -120,7 +142,7 @@ def _skip_reason(item) -> str | None:
 
 
 def pytest_collection_modifyitems(config, items):
-    s = bench_settings.current()
+    s = session_of(config).settings
     keep, drop = [], []
     for item in items:
         prof = item.get_closest_marker("bench_profile")
@@ -187,19 +209,29 @@ def pytest_runtest_makereport(item, call):
     if fixture is not None:
         _take_samples(fixture, row)
     if report.when == "call" and report.passed:
-        _flag_wrong_weights(report, row)
+        _flag_wrong_weights(report, row, session_of(item.config))
     row.finalize(report.outcome, _message(report) if not report.passed else None)
     if fixture is not None:  # the row travels in pytest-benchmark's JSON too
         fixture.extra_info.update({k: v for k, v in row.items() if not isinstance(v, (list, dict)) and k != "test"})
     state.add(row)
 
 
-def _flag_wrong_weights(report, row: Row) -> None:
+def _flag_wrong_weights(report, row: Row, session: Session) -> None:
     """A row that ran weights other than the ones it names is not ``ok``: its status says
-    so and the test fails, whatever it measured."""
-    from bench.models.text import weights_problem
+    so and the test fails, whatever it measured. The packaged MiniLM's hash is recorded
+    in the session (and the report's environment) the first time a row names it."""
+    from bench.models.text import (
+        MINILM_ROW_NAMES,
+        minilm_path,
+        minilm_unavailable,
+        weights_problem,
+    )
 
-    problem = weights_problem(row.get("model"))
+    if row.get("model") not in MINILM_ROW_NAMES:
+        return
+    if "all-MiniLM-L6-v2" not in session.model_hashes and not minilm_unavailable():
+        session.record_weights("all-MiniLM-L6-v2", minilm_path())
+    problem = weights_problem(row.get("model"), session.model_hashes.get("all-MiniLM-L6-v2"))
     if problem:
         row.set_status("mismatch", problem)
         report.outcome, report.longrepr = "failed", f"mismatch: {problem}"
@@ -220,7 +252,7 @@ def _take_samples(fixture, row: Row) -> None:
 def pytest_benchmark_update_machine_info(config, machine_info):
     from bench.core.env import fingerprint
 
-    machine_info["bench"] = fingerprint()
+    machine_info["bench"] = fingerprint(session_of(config).learned())
 
 
 def pytest_sessionfinish(session, exitstatus):

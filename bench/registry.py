@@ -17,7 +17,8 @@ import torch
 class ModelSpec:
     name: str
     build: Callable[[], torch.nn.Module]
-    # make_batch(batch_size, device) -> (inputs tuple, targets); inputs are positional args
+    # make_batch(batch_size, device) -> (inputs tuple, targets); inputs are positional args.
+    # A text model's make_batch and probe_batch also take seq_len= (see ModelSpec.batch).
     make_batch: Callable[[int, str], tuple[tuple[Any, ...], torch.Tensor]]
     kind: str = "vision"            # "vision" (samples/s) or "text" (samples/s and tokens/s)
     description: str = ""
@@ -28,6 +29,20 @@ class ModelSpec:
     suites: tuple[str, ...] = ("devices", "graph_modes")  # suites whose zoo includes it
     count_tokens: Callable[[tuple], int] | None = None     # non-padding tokens in a batch
     expected_parity: dict | None = None  # {mode: status} a model is built to show (trace pitfalls)
+
+    def batch(self, batch_size: int, device: str, seq_len: int | None = None):
+        """``make_batch``, at ``seq_len`` tokens for a text model (its own default if None)."""
+        if self.kind == "text" and seq_len is not None:
+            return self.make_batch(batch_size, device, seq_len=seq_len)
+        return self.make_batch(batch_size, device)
+
+    def probe(self, device: str, seq_len: int | None = None):
+        """``probe_batch`` (None when the model has none), at ``seq_len`` for a text model."""
+        if self.probe_batch is None:
+            return None
+        if self.kind == "text" and seq_len is not None:
+            return self.probe_batch(device, seq_len=seq_len)
+        return self.probe_batch(device)
 
     def compute_loss(self, out: Any, target: torch.Tensor) -> torch.Tensor:
         if self.loss is not None:

@@ -14,10 +14,11 @@ class RunState:
     """The rows of this session, flushed to ``reports/<run-id>/results.json`` after every
     case, so an interrupted run still leaves what it finished."""
 
-    def __init__(self, root: Path, profile: str):
+    def __init__(self, root: Path, session):
         self.root = root
-        self.profile = profile
-        self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{profile}-{os.getpid()}"
+        self.session = session
+        self.profile = session.profile.name
+        self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{self.profile}-{os.getpid()}"
         self.rows: list[Row] = []
         self.notes: list[str] = []
         self._fingerprint = None
@@ -43,7 +44,7 @@ class RunState:
         if self._fingerprint is None:
             from bench.core.env import fingerprint
 
-            self._fingerprint = fingerprint()
+            self._fingerprint = fingerprint(self.session.learned())
         return self._fingerprint
 
     def add(self, row: Row) -> None:

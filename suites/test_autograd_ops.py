@@ -6,32 +6,43 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.core.numerics import OP_COMPILE_TOL
-from bench.core.profiles import current, devices
+from bench.core.profiles import cases_from
 from bench.ops import scenario as op_scenario
 from bench.ops.compile_export import compile_and_export_parity
 from bench.registry import get_op, ops
 
-PROFILE = current().profile
-OPS = sorted(ops())
+
+def _devices(session) -> list:
+    return [pytest.param(d, marks=[pytest.mark.cuda] if d != "cpu" else []) for d in session.devices]
 
 
-@pytest.mark.parametrize("device", [pytest.param(d, marks=[pytest.mark.cuda] if d != "cpu" else [])
-                                    for d in devices()])
-@pytest.mark.parametrize("op", OPS)
-@settings(max_examples=PROFILE.hypothesis_examples, derandomize=True, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(data=st.data())
-def test_op_is_correct(op, device, data):
+def _ops(session) -> list[str]:
+    return sorted(ops())
+
+
+def _custom_ops(session) -> list[str]:
+    return [o for o in sorted(ops()) if get_op(o).is_custom_op]
+
+
+@cases_from(_devices, argname="device")
+@cases_from(_ops, argname="op")
+def test_op_is_correct(op, device, bench_session):
     """Every check the op declares passes on hypothesis-drawn shapes (broadcasting included)."""
     spec = get_op(op)
-    params = data.draw(spec.params_strategy()) if spec.params_strategy else spec.check_params
-    report = op_scenario.report(spec, device, params, compile_checks=False)  # the benchmark case runs it once per op
-    assert report.passed, f"{op} {params}:\n{report}"
+
+    @settings(max_examples=bench_session.profile.hypothesis_examples, derandomize=True, deadline=None,
+              database=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(data=st.data())
+    def check(data):
+        params = data.draw(spec.params_strategy()) if spec.params_strategy else spec.check_params
+        report = op_scenario.report(spec, device, params, compile_checks=False)  # the benchmark case runs it once
+        assert report.passed, f"{op} {params}:\n{report}"
+
+    check()
 
 
-@pytest.mark.parametrize("device", [pytest.param(d, marks=[pytest.mark.cuda] if d != "cpu" else [])
-                                    for d in devices()])
-@pytest.mark.parametrize("op", [o for o in OPS if get_op(o).is_custom_op])
+@cases_from(_devices, argname="device")
+@cases_from(_custom_ops, argname="op")
 def test_opcheck(op, device):
     """torch.library.opcheck: schema, fake tensor, autograd registration, AOT dispatch."""
     spec = get_op(op)
@@ -41,20 +52,20 @@ def test_opcheck(op, device):
 
 
 @pytest.mark.compile
-@pytest.mark.parametrize("op", OPS)
-def test_op_compiles_and_exports(op):
+@cases_from(_ops, argname="op")
+def test_op_compiles_and_exports(op, bench_session):
     """The op under torch.compile (fullgraph) and torch.export matches eager, gradients too.
     smoke uses the aot_eager backend (traces the op, no code generation); other profiles
     inductor."""
     spec = get_op(op)
-    backend = "aot_eager" if PROFILE.name == "smoke" else "inductor"
+    backend = "aot_eager" if bench_session.profile.name == "smoke" else "inductor"
     result = compile_and_export_parity(spec, "cpu", backend)
     assert result["compile_max_abs_err"] <= OP_COMPILE_TOL, result
     assert result["export_max_abs_err"] <= OP_COMPILE_TOL, result
 
 
-@pytest.mark.parametrize("c", op_scenario.cases(PROFILE, OPS))
-def test_op_fwd_bwd(c, bench_row, benchmark):
+@cases_from(op_scenario.cases)
+def test_op_fwd_bwd(c, bench_row, benchmark, bench_session):
     """Checks first (a wrong op is never timed as a speed-up), then forward+backward of the
     custom op vs its native composite at the same precision."""
-    op_scenario.run_case(c, benchmark, bench_row, PROFILE)
+    op_scenario.run_case(c, benchmark, bench_row, bench_session.profile)

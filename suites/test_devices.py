@@ -1,7 +1,7 @@
 """Device throughput: model x device x precision x phase x batch size -> devices.csv."""
 import pytest
 
-from bench.core.profiles import case, current, current_seq_len, devices
+from bench.core.profiles import case, cases_from
 from bench.devices import calibration
 from bench.devices import scenario as throughput
 from bench.models.mlp import SeedMLP, train_digits
@@ -10,12 +10,11 @@ from bench.registry import get_model, models
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
-def _cases():
-    profile = current().profile
-    out = []
+def _cases(session) -> list:
+    profile, out = session.profile, []
     for spec in models("devices").values():
         sizes = profile.text_batch_sizes if spec.kind == "text" else profile.device_batch_sizes
-        for device in devices():
+        for device in session.devices:
             if spec.gpu_only and device == "cpu":
                 continue
             for dtype in PRECISIONS:
@@ -28,9 +27,9 @@ def _cases():
     return out
 
 
-@pytest.mark.parametrize("c", _cases())
-def test_throughput(c, bench_row, benchmark):
-    throughput.run_case(get_model(c["model"]), c, benchmark, bench_row, current().profile.budget)
+@cases_from(_cases)
+def test_throughput(c, bench_row, benchmark, bench_session):
+    throughput.run_case(get_model(c["model"]), c, benchmark, bench_row, bench_session)
 
 
 def test_mlp_learns_digits():
@@ -40,33 +39,33 @@ def test_mlp_learns_digits():
     assert result["test_accuracy"] >= 0.90, result
 
 
-def _calibration_cases():
+def _calibration_cases(session) -> list:
     missing = get_model("minilm").unavailable()
     return [case("devices", model="tiny_bert" if missing else "minilm", device=d, dtype="fp32",
-                 phase="calibration", batch_size=8) for d in devices()]
+                 phase="calibration", batch_size=8) for d in session.devices]
 
 
-@pytest.mark.parametrize("c", _calibration_cases())
-def test_timing_calibration(c, bench_row, benchmark):
+@cases_from(_calibration_cases)
+def test_timing_calibration(c, bench_row, benchmark, bench_session):
     """The suite's clock against torch.utils.benchmark on one reference case per device
     (MiniLM forward, batch 8, sequence 128); a ratio outside 0.95-1.05, confirmed by a second
     measurement, makes the row a mismatch and the summary says so at the top."""
     if c["model"] != "minilm":
         bench_row["note"] = (f"timing self-check ran on {c['model']}, not MiniLM: "
                              f"{get_model('minilm').unavailable()}")
-    with current_seq_len(128):
-        calibration.calibration(get_model(c["model"]), c["device"], c["batch_size"], benchmark, bench_row)
+    calibration.calibration(get_model(c["model"]), c["device"], c["batch_size"], benchmark, bench_row,
+                            bench_session.roofs, seq_len=128)
 
 
-def _cuda_event_cases():
+def _cuda_event_cases(session) -> list:
     cases = [case("devices", model="gemm_4096", device=d, dtype="fp32", phase="cuda_events_check", batch_size=1)
-             for d in devices() if d != "cpu"]
+             for d in session.devices if d != "cpu"]
     return cases or [pytest.param(None, id="no-cuda-device-selected",
                                   marks=pytest.mark.skip(reason="--bench-device selects no CUDA device"))]
 
 
-@pytest.mark.parametrize("c", _cuda_event_cases())
-def test_cuda_timing_agrees_with_cuda_events(c, bench_row, benchmark):
+@cases_from(_cuda_event_cases)
+def test_cuda_timing_agrees_with_cuda_events(c, bench_row, benchmark, bench_session):
     """The suite's synchronised host-clock timing of a kernel agrees with CUDA events around
     the same kernel within 5 %."""
-    calibration.cuda_events_check(c["device"], benchmark, bench_row)
+    calibration.cuda_events_check(c["device"], benchmark, bench_row, bench_session.roofs)

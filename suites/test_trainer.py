@@ -1,20 +1,18 @@
 """Hugging Face Trainer fine-tuning, timed from inside the run -> trainer.csv."""
 
+from pathlib import Path
+
 import pytest
 
-from bench.core.profiles import case, current, devices
+from bench.core.profiles import case, cases_from
 from bench.core.timing import record_step_samples
 from bench.trainer import finetune as trainer
 
-S = current()
-PROFILE = S.profile
-DEFAULT = S.hf_model is None and S.hf_dataset is None  # the built-in pair: quality is asserted
 
-
-def _cases():
+def _cases(session) -> list:
     base = dict(precision="fp32", batch_size=16, grad_accum=1, compile=False, optim="adamw_torch")
     out = []
-    for device in devices():
+    for device in session.devices:
         precisions = ("fp32",) if device == "cpu" else ("fp32", "bf16", "fp16")
         for precision in precisions:
             out.append(dict(base, runner="trainer", device=device, precision=precision, world_size=1))
@@ -24,8 +22,8 @@ def _cases():
                 dict(base, runner="trainer", device="cpu", optim="adamw_torch_fused", world_size=1),
                 dict(base, runner="trainer", device="cpu", batch_size=32, world_size=1),
                 dict(base, runner="trainer", device="cpu", compile=True, world_size=1)]
-    out += variants[:PROFILE.trainer_variants]
-    model = S.hf_model or trainer.DEFAULT_MODEL_NAME
+    out += variants[:session.profile.trainer_variants]
+    model = session.settings.hf_model or trainer.DEFAULT_MODEL_NAME
     return [case("trainer", model=model, marks=[pytest.mark.hf], id=_id(c), **c) for c in out]
 
 
@@ -34,33 +32,49 @@ def _id(c: dict) -> str:
             f"{'-compile' if c['compile'] else ''}-ws{c['world_size']}")
 
 
-def _config(c: dict) -> trainer.TrainerConfig:
+def _config(c: dict, s) -> trainer.TrainerConfig:
     first = c["runner"] == "trainer" and c["precision"] == "fp32" and c["grad_accum"] == 1 \
         and c["optim"] == "adamw_torch" and c["batch_size"] == 16 and not c["compile"]
     return trainer.TrainerConfig(
-        model=S.hf_model, dataset=S.hf_dataset, precision=c["precision"], batch_size=c["batch_size"],
-        grad_accum=c["grad_accum"], compile=c["compile"], optim=c["optim"], steps=PROFILE.trainer_steps,
+        model=s.hf_model, dataset=s.hf_dataset, precision=c["precision"], batch_size=c["batch_size"],
+        grad_accum=c["grad_accum"], compile=c["compile"], optim=c["optim"], steps=s.profile.trainer_steps,
         runner="plain_loop" if c["runner"] == "plain_loop" else "trainer",
-        device="cpu" if c["device"] == "cpu" else "cuda", eval_every=max(2, PROFILE.trainer_steps // 4) if first else 0)
+        device="cpu" if c["device"] == "cpu" else "cuda", eval_every=max(2, s.profile.trainer_steps // 4) if first else 0)
 
 
-@pytest.mark.parametrize("c", _cases())
-def test_trainer(c, bench_row, benchmark):
-    reason = trainer.unavailable(S.hf_model)
+def _record_weights(session) -> None:
+    """The weights the run fine-tunes, hashed into the report's environment."""
+    from bench.models.text import minilm_path
+
+    name = session.settings.hf_model
+    if (name or "all-MiniLM-L6-v2") in session.model_hashes:
+        return
+    if name is None:
+        session.record_weights("all-MiniLM-L6-v2", minilm_path())
+    elif Path(name).expanduser().is_dir():
+        session.record_weights(name, name)
+
+
+@cases_from(_cases)
+def test_trainer(c, bench_row, benchmark, bench_session):
+    s = bench_session.settings
+    reason = trainer.unavailable(s.hf_model)
     if reason:
         bench_row.end("skipped", reason)
-    cfg = _config(c)
+    _record_weights(bench_session)
+    cfg = _config(c, s)
     if c["runner"] == "trainer_torchrun":
         result = benchmark.pedantic(trainer.run_torchrun, args=(cfg, c["world_size"]), rounds=1, iterations=1)
     elif c["device"] != "cpu":  # alone on its GPU: see trainer.run_isolated
         result = benchmark.pedantic(trainer.run_isolated, args=(cfg, c["device"]), rounds=1, iterations=1)
     else:
-        result = benchmark.pedantic(trainer.run, args=(cfg,), rounds=1, iterations=1)
+        result = benchmark.pedantic(trainer.run, args=(cfg,), kwargs={"roofs": bench_session.roofs},
+                                    rounds=1, iterations=1)
     steady = result["step_ms_samples"][cfg.warmup_steps:]
     record_step_samples(benchmark, [ms / 1e3 for ms in steady])
     bench_row.update({k: v for k, v in result.items() if not isinstance(v, list)})
     bench_row["step_ms_samples"] = result["step_ms_samples"]  # the report's step chart (not a CSV column)
-    if DEFAULT:
+    if s.hf_model is None and s.hf_dataset is None:  # the built-in pair: quality is asserted
         bench_row.check(result["loss_last"] < result["loss_first"],
                         f"training loss did not fall ({result['loss_first']:.4f} -> {result['loss_last']:.4f})")
         bench_row.check(result["eval_accuracy"] >= 0.85,

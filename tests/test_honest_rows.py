@@ -8,6 +8,8 @@ import torch
 from bench.core import hardware as dev
 from bench.core import numerics
 from bench.core.rows import METRICS, CaseEnded, Row
+from bench.core.session import Roofs, Session
+from bench.core.timing import Budget
 from bench.devices import calibration
 from bench.devices import scenario as throughput
 from bench.graphs import parity as graphs
@@ -44,7 +46,7 @@ def test_failed_timing_self_check_is_a_mismatch_and_a_top_note(monkeypatch):
     monkeypatch.setattr("bench.core.timing.interleaved_check", off_by_30_percent)
     row = Row("devices", "t", model="tiny_bert", device="cpu", phase="calibration")
     with pytest.raises(AssertionError, match="timing self-check failed"):
-        calibration.calibration(get_model("tiny_bert"), "cpu", 2, FakeBenchmark(), row)
+        calibration.calibration(get_model("tiny_bert"), "cpu", 2, FakeBenchmark(), row, Roofs())
     assert row["status"] == "mismatch" and "1.300" in row["reason"]
     assert calls == [8, 16]  # confirmed by a second, longer measurement before failing
     notes = derive_notes([dict(row)])
@@ -58,7 +60,7 @@ def test_passing_timing_self_check_stays_ok(monkeypatch):
                         lambda fn, device, blocks=8, per_block=5: {"suite_median_ms": 1.0, "timer_median_ms": 1.01,
                                                                    "ratio": 0.99})
     row = Row("devices", "t", model="tiny_bert", device="cpu", phase="calibration")
-    calibration.calibration(get_model("tiny_bert"), "cpu", 2, FakeBenchmark(), row)
+    calibration.calibration(get_model("tiny_bert"), "cpu", 2, FakeBenchmark(), row, Roofs())
     assert row["status"] is None and row["calibration_attempts"] == 1
 
 
@@ -181,16 +183,18 @@ def test_low_precision_errors_are_failures_unless_the_dtype_is_refused():
 
 
 # 7. weights that are not upstream's make the rows that used them say so
-def test_wrong_minilm_weights_flag_the_rows(tmp_path, monkeypatch):
-    from bench.core import env
+def test_wrong_minilm_weights_flag_the_rows(tmp_path):
     from bench.models import text
 
-    monkeypatch.setattr(env, "MODEL_HASHES", {})
+    session = Session()
     (tmp_path / "model.safetensors").write_bytes(b"not the upstream weights")
-    text.record_model_hash("all-MiniLM-L6-v2", tmp_path)
-    assert "not upstream" in text.weights_problem("minilm")
-    assert text.weights_problem("all-MiniLM-L6-v2 (packaged)")
-    assert text.weights_problem("tiny_bert") is None
+    recorded = session.record_weights("all-MiniLM-L6-v2", tmp_path)
+    assert "differs from upstream" in session.model_hashes["all-MiniLM-L6-v2"] == recorded
+    assert "not upstream" in text.weights_problem("minilm", recorded)
+    assert text.weights_problem("all-MiniLM-L6-v2 (packaged)", recorded)
+    assert text.weights_problem("tiny_bert", recorded) is None
+    assert text.weights_problem("minilm", text.MINILM_SHA256) is None
+    assert Session().model_hashes == {}  # another session knows nothing of it
 
 
 def test_plugin_turns_a_row_with_wrong_weights_into_a_mismatch(bench_pytester):
@@ -202,9 +206,9 @@ def test_plugin_turns_a_row_with_wrong_weights_into_a_mismatch(bench_pytester):
         from bench.models import text
 
         @pytest.mark.parametrize("c", [case("devices", model="minilm", device="cpu")])
-        def test_case(c, bench_row, tmp_path):
+        def test_case(c, bench_row, bench_session, tmp_path):
             (tmp_path / "model.safetensors").write_bytes(b"other weights")
-            text.record_model_hash("all-MiniLM-L6-v2", tmp_path)
+            bench_session.record_weights("all-MiniLM-L6-v2", tmp_path)
             bench_row["samples_per_s"] = 1.0
     """)
     result = bench_pytester.runpytest_subprocess()
@@ -225,7 +229,7 @@ def test_memory_columns_have_one_meaning_each():
 def test_trainer_mfu_divides_by_the_peak_of_every_device_used(monkeypatch):
     from bench.trainer import finetune as trainer
 
-    monkeypatch.setattr("bench.core.flops.measured_peak", lambda device, dtype: {"tflops": 1.0})
+    monkeypatch.setattr("bench.core.flops.measured_peak", lambda device, dtype: {"tflops": 1.0})  # via Roofs
     monkeypatch.setattr(trainer, "_sum_over_ranks", lambda value, world: value * 3 if world > 1 else value)
 
     class Timer:
@@ -249,13 +253,13 @@ def test_scaling_efficiency_compares_like_devices(monkeypatch):
 
     asked = []
 
-    def fake_baseline(model, device, world_size):
+    def fake_baseline(session, model, device, world_size):
         asked.append(device)
         return LaunchResult(True, None, {"samples_per_s": 100.0, "world_size": world_size}, 1.0, "")
 
     monkeypatch.setattr(runs, "baseline", fake_baseline)
     launched = LaunchResult(True, None, {"samples_per_s": 150.0, "world_size": 2}, 1.0, "")
-    out = runs.efficiency_vs_baselines("mlp", "cuda", 2, launched)
+    out = runs.efficiency_vs_baselines(Session(), "mlp", "cuda", 2, launched)
     assert asked == ["cuda", "cuda"] and out["scaling_efficiency"] == pytest.approx(0.75)
 
 
@@ -348,7 +352,7 @@ def test_oom_releases_memory_outside_the_except_block(monkeypatch):
     monkeypatch.setattr(dev, "release_memory", lambda device: seen.append(sys.exc_info()))
     row = _devices_row(model="mlp", device="cpu", dtype="fp32", phase="inference", batch_size=8)
     with pytest.raises(CaseEnded):  # the case ends as oom; the run goes on
-        throughput.run_case(get_model("mlp"), dict(row), FakeBenchmark(), row, None)
+        throughput.run_case(get_model("mlp"), dict(row), FakeBenchmark(), row, Session(), Budget(1, 3))
     assert row["status"] == "oom" and "out of memory" in row["reason"]
     assert seen == [(None, None, None)]
 

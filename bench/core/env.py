@@ -13,12 +13,9 @@ import subprocess
 
 import torch
 
-# Filled by model loaders (bench.models.minilm) so the report records which weights ran.
-MODEL_HASHES: dict[str, str] = {}
-# Filled by bench.core.flops.measured_peak: the GEMM roofs pct_of_peak was computed against.
-MEASURED_PEAKS_TFLOPS: dict[str, float] = {}
-# Filled by bench.core.flops.measured_bandwidth: the copy roof of the report's roofline.
-MEASURED_BANDWIDTH_GBS: dict[str, float] = {}
+# What a run learns on the way (bench.core.session.Session.learned): the weights it ran and
+# the roofs pct_of_peak and the roofline were computed against.
+LEARNED_KEYS = ("model_hashes", "measured_peaks_tflops", "measured_bandwidth_gbs")
 
 
 def _version(dist: str) -> str | None:
@@ -60,7 +57,8 @@ def git_commit() -> str | None:
         return None
 
 
-def fingerprint() -> dict:
+def fingerprint(learned: dict | None = None) -> dict:
+    """This machine and software stack, plus what the run learned (``Session.learned()``)."""
     cuda = torch.cuda.is_available()
     nccl = None
     if cuda and torch.distributed.is_available() and torch.distributed.is_nccl_available():
@@ -93,7 +91,5 @@ def fingerprint() -> dict:
         "allocator": {k: os.environ.get(k) for k in ("PYTORCH_CUDA_ALLOC_CONF", "GLIBC_TUNABLES", "OMP_NUM_THREADS",
                                                      "CUDA_VISIBLE_DEVICES", "MKL_NUM_THREADS")
                       if os.environ.get(k)},
-        "model_hashes": dict(MODEL_HASHES),
-        "measured_peaks_tflops": dict(MEASURED_PEAKS_TFLOPS),
-        "measured_bandwidth_gbs": dict(MEASURED_BANDWIDTH_GBS),
+        **{k: dict((learned or {}).get(k) or {}) for k in LEARNED_KEYS},
     }

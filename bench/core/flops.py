@@ -3,17 +3,16 @@ dense peaks.
 
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` on one real call (no hand
 formulas). Peaks are of two kinds (PITFALLS 11): a *measured* roof from a large-GEMM probe
-per device and dtype, and the vendor's *dense* peak for GPUs known by name.
+per device and dtype (measured once per run by ``bench.core.session.Roofs``), and the
+vendor's *dense* peak for GPUs known by name.
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.core import env
 from bench.core.hardware import DTYPES
 from bench.core.timing import Budget, summarize_ms, time_callable
 
@@ -81,7 +80,6 @@ def count_flops_and_bytes(fn: Callable[[], Any]) -> tuple[int, int]:
     return int(counter.get_total_flops()), moved[0]
 
 
-@functools.lru_cache(maxsize=None)
 def measured_bandwidth(device: str, mib: int | None = None, rounds: int = 10) -> dict:
     """The measured memory roof: a large tensor copy (read + write), GB/s from the median."""
     mib = mib or (1024 if torch.device(device).type == "cuda" else 256)
@@ -90,7 +88,6 @@ def measured_bandwidth(device: str, mib: int | None = None, rounds: int = 10) ->
     samples = time_callable(lambda: dst.copy_(src), device, Budget(warmup_rounds=2, rounds=rounds))
     median_ms = summarize_ms(samples)["median_ms"]
     gbs = 2 * src.numel() * 4 / (median_ms / 1e3) / 1e9
-    env.MEASURED_BANDWIDTH_GBS[f"{device}/copy={mib}MiB"] = round(gbs, 2)
     return {"device": device, "mib": mib, "median_ms": median_ms, "gb_per_s": gbs}
 
 
@@ -105,7 +102,6 @@ def _gemm(device: str, dtype: str, n: int):
     return (lambda: torch.mm(a, b)), 2 * n**3
 
 
-@functools.lru_cache(maxsize=None)
 def measured_peak(device: str, dtype: str, n: int | None = None, rounds: int = 20) -> dict:
     """The measured GEMM roof: an n x n x n matmul timed with the suite's own timing.
     Returns tflops (from the median) and the raw figures."""
@@ -114,7 +110,6 @@ def measured_peak(device: str, dtype: str, n: int | None = None, rounds: int = 2
     samples = time_callable(fn, device, Budget(warmup_rounds=2, rounds=rounds), min_warmup_s=0.5)
     median_ms = summarize_ms(samples)["median_ms"]
     tflops = flops / (median_ms / 1e3) / 1e12
-    env.MEASURED_PEAKS_TFLOPS[f"{device}/{dtype}/n={n}"] = round(tflops, 4)
     return {"device": device, "dtype": dtype, "n": n, "flops": flops, "median_ms": median_ms, "tflops": tflops}
 
 

@@ -123,7 +123,7 @@ def peak_memory_mib(device: str | torch.device) -> float | None:
     dev = torch.device(device)
     if dev.type == "cuda":
         return torch.cuda.max_memory_allocated(dev) / 2**20
-    return _rss_high_water_mark_mib() if _HWM_RESETTABLE[0] else None
+    return _rss_high_water_mark_mib() if _hwm_resettable() else None
 
 
 def peak_memory_columns(device: str | torch.device) -> dict[str, float | None]:
@@ -140,24 +140,27 @@ def peak_memory_columns(device: str | torch.device) -> dict[str, float | None]:
             "cuda_peak_reserved_mib": None}
 
 
-_HWM_RESETTABLE = [False]
-
-
 def peak_reserved_mib(device: str | torch.device) -> float | None:
     """CUDA: max memory reserved by the caching allocator since the last reset."""
     dev = torch.device(device)
     return torch.cuda.max_memory_reserved(dev) / 2**20 if dev.type == "cuda" else None
 
 
-def _reset_rss_high_water_mark() -> None:
+def _reset_rss_high_water_mark() -> bool:
     # Writing "5" to clear_refs resets VmHWM to the current RSS (Linux >= 4.0). Without it
     # VmHWM is the lifetime maximum and would blame every case for the largest one before it.
     try:
         with open(f"/proc/{os.getpid()}/clear_refs", "w") as fh:
             fh.write("5")
-        _HWM_RESETTABLE[0] = True
+        return True
     except OSError:
-        _HWM_RESETTABLE[0] = False
+        return False
+
+
+@functools.lru_cache(maxsize=1)
+def _hwm_resettable() -> bool:
+    """Whether this kernel lets the process reset its RSS high-water mark (a machine fact)."""
+    return _reset_rss_high_water_mark()
 
 
 def _rss_high_water_mark_mib() -> float | None:

@@ -1,9 +1,8 @@
 """Profiles (how much each suite runs: ``smoke`` for CI, ``standard`` by default, ``full``
-for nightly GPUs), the session's settings that the pytest plugin sets before collection,
-and ``case(...)``: the parametrisation that carries a report row's identity."""
+for nightly GPUs), a run's ``Settings``, and ``case(...)``: the parametrisation that
+carries a report row's identity."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from typing import Any, Iterable
 
@@ -39,42 +38,25 @@ PROFILES = {
 }
 
 
-# ---- the session's settings ----
+# ---- a run's settings ----
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
+    """What one run was asked to do; held by its :class:`bench.core.session.Session`."""
+
     profile: Profile
     devices: tuple[str, ...]
     hf_model: str | None = None
     hf_dataset: str | None = None
 
 
-_current: list[Settings] = []
-
-
-def configure(profile: str = "standard", devices: list[str] | None = None, hf_model: str | None = None,
-              hf_dataset: str | None = None) -> Settings:
+def settings(profile: str = "standard", devices: list[str] | None = None, hf_model: str | None = None,
+             hf_dataset: str | None = None) -> Settings:
+    """Settings for ``profile`` (a name in PROFILES) on ``devices`` (default: cpu and every
+    CUDA device)."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
-    settings = Settings(PROFILES[profile], tuple(devices or default_devices()), hf_model, hf_dataset)
-    _current[:] = [settings]
-    return settings
-
-
-def current() -> Settings:
-    """This session's settings; the defaults when no plugin configured them (plain import)."""
-    return _current[0] if _current else configure()
-
-
-@contextlib.contextmanager
-def current_seq_len(seq_len: int):
-    """Temporarily run text models at ``seq_len`` (e.g. the calibration case's 128)."""
-    before = current()
-    _current[:] = [dataclasses.replace(before, profile=dataclasses.replace(before.profile, seq_len=seq_len))]
-    try:
-        yield
-    finally:
-        _current[:] = [before]
+    return Settings(PROFILES[profile], tuple(devices or default_devices()), hf_model, hf_dataset)
 
 
 # ---- cases: pytest params that carry their report row's identity ----
@@ -85,6 +67,13 @@ def case(suite: str, *, marks: Iterable[Any] = (), id: str | None = None, **keys
         marks.append(pytest.mark.cuda)
     ident = id or "-".join(_id_part(k, v) for k, v in keys.items() if v is not None)
     return pytest.param(dict(keys), id=ident, marks=marks)
+
+
+def cases_from(factory, argname: str = "c"):
+    """Parametrise a test's ``argname`` with ``factory(session)``: the cases of the run's
+    profile and devices, made at collection from the plugin's ``Session`` (no module-level
+    settings). A decorator: ``@cases_from(scenario.cases)``."""
+    return pytest.mark.bench_cases.with_args(factory, argname=argname)
 
 
 def _id_part(key: str, value: Any) -> str:
@@ -98,7 +87,3 @@ def _id_part(key: str, value: Any) -> str:
         return key if value else f"no_{key}"
     return str(value)
 
-
-def devices() -> tuple[str, ...]:
-    """The devices of this session (``--bench-device`` or cpu plus every CUDA device)."""
-    return current().devices

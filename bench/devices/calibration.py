@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import torch
 
-from bench.core.flops import count_flops, measured_peak
+from bench.core.flops import count_flops
 from bench.core.numerics import CALIBRATION_BAND, CUDA_EVENTS_BAND
 from bench.core.timing import Budget, run_benchmark, summarize_ms
 from bench.devices.scenario import metrics, prepare
 from bench.registry import ModelSpec
 
 
-def calibration(spec: ModelSpec, device: str, batch_size: int, benchmark, row) -> None:
+def calibration(spec: ModelSpec, device: str, batch_size: int, benchmark, row, roofs, seq_len: int = 128) -> None:
     """The timing self-check: one reference forward timed by the suite's clock and by
     torch.utils.benchmark.Timer in alternating blocks; both medians and their ratio. A ratio
     outside CALIBRATION_BAND is confirmed by a second, twice as long measurement (noise on a
@@ -20,7 +20,7 @@ def calibration(spec: ModelSpec, device: str, batch_size: int, benchmark, row) -
     the row a ``mismatch``: this machine's timings are not to be trusted."""
     from bench.core.timing import interleaved_check
 
-    case = prepare(spec, device, "fp32", "inference", batch_size)
+    case = prepare(spec, device, "fp32", "inference", batch_size, seq_len)
     row.check(case.check_reason is None, case.check_reason or "")
     lo, hi = CALIBRATION_BAND
     check = interleaved_check(case.step, device)
@@ -34,13 +34,13 @@ def calibration(spec: ModelSpec, device: str, batch_size: int, benchmark, row) -
     samples = run_benchmark(benchmark, case.step, device, Budget(warmup_rounds=1, rounds=10))
     if samples:
         row.update(summarize_ms(samples))
-        row.update(metrics(case, device, "fp32", row["median_ms"], flops))
+        row.update(metrics(case, device, "fp32", row["median_ms"], flops, roofs))
     row.check(lo <= check["ratio"] <= hi,
               f"timing self-check failed: the suite's median is {check['ratio']:.3f}x torch.utils.benchmark's "
               f"(allowed {lo}-{hi}; ratios measured: {', '.join(f'{r:.3f}' for r in attempts)})")
 
 
-def cuda_events_check(device: str, benchmark, row, n: int = 4096) -> None:
+def cuda_events_check(device: str, benchmark, row, roofs, n: int = 4096) -> None:
     from bench.core.timing import cuda_event_times
 
     a = torch.randn(n, n, device=device)
@@ -58,7 +58,7 @@ def cuda_events_check(device: str, benchmark, row, n: int = 4096) -> None:
     ratio = row["median_ms"] / events_ms
     tflops = 2 * n**3 / (row["median_ms"] / 1e3) / 1e12
     row.update(events_median_ms=events_ms, calibration_ratio=ratio, tflops=tflops,
-               pct_of_peak=100 * tflops / measured_peak(device, "fp32")["tflops"])
+               pct_of_peak=100 * tflops / roofs.peak(device, "fp32")["tflops"])
     lo, hi = CUDA_EVENTS_BAND
     row.check(lo <= ratio <= hi, f"suite timing {row['median_ms']:.3f} ms vs CUDA events {events_ms:.3f} ms "
                                  f"(ratio {ratio:.3f}, allowed {lo}-{hi})")

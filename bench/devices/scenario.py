@@ -13,12 +13,7 @@ import torch
 
 from bench.core import hardware as dev
 from bench.core import numerics
-from bench.core.flops import (
-    count_flops_and_bytes,
-    measured_bandwidth,
-    measured_peak,
-    vendor_peak_tflops,
-)
+from bench.core.flops import count_flops_and_bytes, vendor_peak_tflops
 from bench.core.hardware import DTYPES
 from bench.core.timing import Budget, run_benchmark, summarize_ms
 from bench.registry import ModelSpec
@@ -59,10 +54,11 @@ def _to(inputs: tuple, device: str | None = None, dtype: torch.dtype | None = No
     return tuple(out)
 
 
-def prepare(spec: ModelSpec, device: str, dtype: str, phase: str, batch_size: int) -> PreparedCase:
+def prepare(spec: ModelSpec, device: str, dtype: str, phase: str, batch_size: int,
+            seq_len: int | None = None) -> PreparedCase:
     torch.manual_seed(0)
     model = spec.build()
-    inputs, target = spec.make_batch(batch_size, "cpu")
+    inputs, target = spec.batch(batch_size, "cpu", seq_len)
     tokens = spec.count_tokens(inputs) if spec.count_tokens else None
     if phase == "inference":
         model.eval()
@@ -112,8 +108,10 @@ def prepare(spec: ModelSpec, device: str, dtype: str, phase: str, batch_size: in
     return PreparedCase(step, batch_size, tokens, None, reason)
 
 
-def metrics(case: PreparedCase, device: str, dtype: str, median_ms: float, flops: int,
+def metrics(case: PreparedCase, device: str, dtype: str, median_ms: float, flops: int, roofs,
             bytes_moved: int | None = None) -> dict:
+    """Throughput and roof figures of a timed case; ``roofs`` (a ``Session``'s) measures the
+    GEMM and copy roofs once per run."""
     seconds = median_ms / 1e3
     tflops = flops / seconds / 1e12 if flops else None
     out = {
@@ -126,8 +124,8 @@ def metrics(case: PreparedCase, device: str, dtype: str, median_ms: float, flops
         out["bytes_per_step"] = bytes_moved
         out["arithmetic_intensity"] = flops / bytes_moved if flops else None
         out["achieved_gb_per_s"] = bytes_moved / seconds / 1e9
-        out["bandwidth_gb_per_s"] = measured_bandwidth(device)["gb_per_s"]
-    peak = measured_peak(device, dtype)
+        out["bandwidth_gb_per_s"] = roofs.bandwidth(device)["gb_per_s"]
+    peak = roofs.peak(device, dtype)
     out["peak_tflops"] = peak["tflops"]
     out["pct_of_peak"] = 100 * tflops / peak["tflops"] if tflops else None
     if torch.device(device).type == "cuda":
@@ -137,8 +135,9 @@ def metrics(case: PreparedCase, device: str, dtype: str, median_ms: float, flops
     return out
 
 
-def run_case(spec: ModelSpec, c: dict, benchmark, row, budget) -> None:
-    """Check, then time one case into ``row``. An out-of-memory case ends as ``oom`` with
+def run_case(spec: ModelSpec, c: dict, benchmark, row, session, budget: Budget | None = None) -> None:
+    """Check, then time one case into ``row`` (``session``: its profile's sequence length and
+    budget unless ``budget`` is given, its roofs). An out-of-memory case ends as ``oom`` with
     its memory released, so the run goes on."""
     device, dtype = c["device"], c["dtype"]
     reason = spec.unavailable() if spec.unavailable else None
@@ -148,12 +147,12 @@ def run_case(spec: ModelSpec, c: dict, benchmark, row, budget) -> None:
         row.update(numerics.tf32_state())  # fp32 numerics and speed depend on them (PITFALLS 7)
     oom = None
     try:
-        case = prepare(spec, device, dtype, c["phase"], c["batch_size"])
+        case = prepare(spec, device, dtype, c["phase"], c["batch_size"], session.profile.seq_len)
         row["rel_err_vs_fp64"] = case.rel_err
         row.check(case.check_reason is None, case.check_reason or "")
         flops, bytes_moved = count_flops_and_bytes(case.step)
         dev.reset_peak_memory(device)
-        samples = run_benchmark(benchmark, case.step, device, budget)
+        samples = run_benchmark(benchmark, case.step, device, budget or session.profile.budget)
     except Exception as exc:
         if not dev.is_oom(exc):
             raise
@@ -168,7 +167,7 @@ def run_case(spec: ModelSpec, c: dict, benchmark, row, budget) -> None:
     row["flops_per_step"] = flops
     if samples:  # none under --benchmark-disable: checked, not timed
         row.update(summarize_ms(samples))
-        row.update(metrics(case, device, dtype, row["median_ms"], flops, bytes_moved))
+        row.update(metrics(case, device, dtype, row["median_ms"], flops, session.roofs, bytes_moved))
     row["optimizer"] = "sgd" if c["phase"] == "train" else None
 
 
@@ -184,16 +183,18 @@ class ThroughputConfig:
     budget: Budget = Budget(warmup_rounds=3, rounds=20)
 
 
-def run(cfg: ThroughputConfig) -> dict:
+def run(cfg: ThroughputConfig, session=None) -> dict:
     """Check, then time one case; returns its devices.csv row (``status`` and ``reason`` say
-    whether it was ok, a mismatch, out of memory or skipped)."""
+    whether it was ok, a mismatch, out of memory or skipped). Several calls can share one
+    ``bench.core.session.Session`` (its roofs are measured once)."""
     from bench.core.rows import CaseEnded, Row
+    from bench.core.session import Session
     from bench.registry import get_model
 
     keys = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "budget"}
     row = Row("devices", f"python:{cfg}", **keys)
     try:
-        run_case(get_model(cfg.model), keys, None, row, cfg.budget)
+        run_case(get_model(cfg.model), keys, None, row, session or Session(), cfg.budget)
         row.finalize("passed", None)
     except (AssertionError, CaseEnded):
         pass  # the row holds the status and reason the check or the case set

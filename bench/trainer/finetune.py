@@ -63,13 +63,12 @@ def load_model_and_tokenizer(name_or_path: str | None, num_labels: int):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from bench.models.text import minilm_path, record_model_hash
+    from bench.models.text import minilm_path
 
     if name_or_path is None:
-        source = str(minilm_path())  # records the packaged weights' hash itself
+        source = str(minilm_path())
     elif Path(name_or_path).expanduser().is_dir():
         source = str(Path(name_or_path).expanduser())
-        record_model_hash(name_or_path, Path(source))
     else:
         source = name_or_path  # a hub id: needs the network
     verbosity = hf_logging.get_verbosity()
@@ -113,8 +112,9 @@ def count_flops_per_sample(model, collator, train_ds, device, n: int = 8) -> flo
     return counter.get_total_flops() / len(batch["input_ids"])
 
 
-def run(cfg: TrainerConfig, world_size: int = 1) -> dict:
-    """Fine-tune once; every metric of a trainer.csv row."""
+def run(cfg: TrainerConfig, world_size: int = 1, roofs=None) -> dict:
+    """Fine-tune once; every metric of a trainer.csv row. ``roofs`` (a ``Session``'s) keeps
+    the GEMM roof MFU is computed against measured once per run."""
     import datasets
 
     datasets.disable_progress_bars()
@@ -137,7 +137,7 @@ def run(cfg: TrainerConfig, world_size: int = 1) -> dict:
     wall_s = time.perf_counter() - t0
     collator.recording = False
     return _metrics(cfg, timer, collator, flops_per_sample, trainer_metrics, wall_s, world_size,
-                    _accuracy_fn(model, data["eval"], collator, device)())
+                    _accuracy_fn(model, data["eval"], collator, device)(), roofs)
 
 
 def _training_args(cfg: TrainerConfig, out_dir: str, world_size: int):
@@ -216,8 +216,8 @@ def _sum_over_ranks(value: int, world_size: int) -> int:
     return int(t.item())
 
 
-def _metrics(cfg, timer, collator, flops_per_sample, extra, wall_s, world_size, eval_accuracy) -> dict:
-    from bench.core.flops import measured_peak
+def _metrics(cfg, timer, collator, flops_per_sample, extra, wall_s, world_size, eval_accuracy, roofs=None) -> dict:
+    from bench.core.session import Roofs
 
     w = min(cfg.warmup_steps, len(timer.steps) - 1)
     steady = timer.steps[w:]
@@ -227,7 +227,7 @@ def _metrics(cfg, timer, collator, flops_per_sample, extra, wall_s, world_size, 
     # every rank's own non-padding tokens (ranks see different batches), not rank 0's x ranks
     steady_tokens = _sum_over_ranks(sum(collator.tokens[w * micro: len(timer.steps) * micro]), world_size)
     samples_per_s = samples_per_step * len(steady) / steady_s
-    peak = measured_peak(cfg.torch_device, cfg.peak_dtype)
+    peak = (roofs or Roofs()).peak(cfg.torch_device, cfg.peak_dtype)
     # FLOPs of all ranks over the peak of all devices used (one per rank)
     peak_all_tflops = peak["tflops"] * world_size
     achieved_tflops = flops_per_sample * samples_per_s / 1e12

@@ -1,0 +1,97 @@
+"""One run's state: its settings, the roofs it measured, the weights it ran and results that
+several rows share (a model's parity results, DDP baselines). The pytest plugin owns one per
+pytest session (fixture ``bench_session``); a script makes its own. Nothing of it lives at
+module level, so two sessions in one process never see each other's state."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable, Hashable
+
+from bench.core.profiles import Profile, Settings, settings
+
+
+class Roofs:
+    """The hardware roofs one run measured: GEMM TFLOP/s per device and dtype, copy GB/s per
+    device. Each is measured once, on first use, and listed in the report's environment."""
+
+    def __init__(self) -> None:
+        self.peaks_tflops: dict[str, float] = {}
+        self.bandwidth_gbs: dict[str, float] = {}
+        self._measured: dict[tuple, dict] = {}
+
+    def peak(self, device: str, dtype: str) -> dict:
+        """``bench.core.flops.measured_peak`` for (device, dtype), measured once."""
+        key = ("peak", device, dtype)
+        if key not in self._measured:
+            from bench.core import flops
+
+            found = self._measured[key] = flops.measured_peak(device, dtype)
+            self.peaks_tflops[f"{device}/{dtype}/n={found.get('n')}"] = round(found["tflops"], 4)
+        return self._measured[key]
+
+    def bandwidth(self, device: str) -> dict:
+        """``bench.core.flops.measured_bandwidth`` for ``device``, measured once."""
+        key = ("bandwidth", device)
+        if key not in self._measured:
+            from bench.core import flops
+
+            found = self._measured[key] = flops.measured_bandwidth(device)
+            self.bandwidth_gbs[f"{device}/copy={found.get('mib')}MiB"] = round(found["gb_per_s"], 2)
+        return self._measured[key]
+
+
+@dataclasses.dataclass
+class Session:
+    """One run: ``Session()`` is the standard profile on this machine's devices."""
+
+    settings: Settings = dataclasses.field(default_factory=settings)
+    roofs: Roofs = dataclasses.field(default_factory=Roofs)
+    model_hashes: dict[str, str] = dataclasses.field(default_factory=dict)
+    _shared: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def profile(self) -> Profile:
+        return self.settings.profile
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        return self.settings.devices
+
+    def shared(self, key: Hashable, make: Callable[[], Any], slot: str | None = None) -> Any:
+        """``make()``, computed once per session under ``key`` (results several rows use).
+        With ``slot``, only the latest key of that slot is kept: the previous value (a model
+        and its compiled graphs, say) is released before the next one is made."""
+        if slot is None:
+            if key not in self._shared:
+                self._shared[key] = make()
+            return self._shared[key]
+        held = self._shared.get(("slot", slot))
+        if held is not None and held[0] == key:
+            return held[1]
+        del held  # no reference left to the previous value while the next one is made
+        self._shared.pop(("slot", slot), None)
+        value = make()
+        self._shared[("slot", slot)] = (key, value)
+        return value
+
+    def offer(self, key: Hashable, value: Any) -> None:
+        """Keep ``value`` under ``key`` unless one is kept already (a row's own measurement
+        doubling as a shared one: one measurement, not two)."""
+        self._shared.setdefault(key, value)
+
+    def record_weights(self, name: str, folder: str | Path) -> str | None:
+        """Hash ``folder``'s model.safetensors and list it under ``name`` in the report's
+        environment; returns what was recorded (None: no safetensors file there)."""
+        from bench.models.text import describe_weights
+
+        described = describe_weights(name, Path(folder).expanduser())
+        if described is not None:
+            self.model_hashes[name] = described
+        return described
+
+    def learned(self) -> dict:
+        """What this run measured about its machine and weights, for the fingerprint."""
+        return {"model_hashes": dict(self.model_hashes),
+                "measured_peaks_tflops": dict(self.roofs.peaks_tflops),
+                "measured_bandwidth_gbs": dict(self.roofs.bandwidth_gbs)}
