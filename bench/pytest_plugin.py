@@ -36,6 +36,9 @@ def pytest_addoption(parser):
                     help="datasets name or local csv/json/parquet with text and label columns")
     group.addoption("--bench-report-dir", default=None, metavar="DIR",
                     help="where reports go (default: <rootdir>/reports)")
+    group.addoption("--bench-compile-backend", default="inductor", metavar="NAME",
+                    help="torch.compile backend of the graph-modes suite (default inductor; eager / aot_eager "
+                         "bisect a compile mismatch to Dynamo, AOTAutograd or Inductor)")
     group.addoption("--bench-require", action="append", default=[], choices=("cuda",),
                     help="fail the run, naming the cases, when a case was skipped for lack of this "
                          "(e.g. a nightly GPU job that lost its GPU)")
@@ -87,13 +90,18 @@ def pytest_configure(config):
                 f"--{opt.replace('_', '-')} {value!r}: no such file or folder. Valid: an existing local "
                 "path, or a hub id / datasets name (no leading /, ./ or ../)"
             )
-    session = config.stash[SESSION_KEY] = Session(settings(
-        config.getoption("bench_profile"), devices, config.getoption("hf_model"), config.getoption("hf_dataset")))
+    try:
+        run_settings = settings(config.getoption("bench_profile"), devices, config.getoption("hf_model"),
+                                config.getoption("hf_dataset"), config.getoption("bench_compile_backend"))
+    except ValueError as exc:
+        raise pytest.UsageError(f"--bench-compile-backend: {exc}") from None
+    session = config.stash[SESSION_KEY] = Session(run_settings)
     for spec in config.getoption("bench_plugin"):
         _load_plugin(spec)
     report_dir = config.getoption("bench_report_dir")
     root = Path(report_dir).expanduser() if report_dir else Path(config.rootpath) / "reports"
     state = config.stash[STATE_KEY] = RunState(root, session)
+    session.out_dir = state.run_dir
     config.pluginmanager.register(state, "bench-run-state")
 
 

@@ -48,15 +48,22 @@ class Settings:
     devices: tuple[str, ...]
     hf_model: str | None = None
     hf_dataset: str | None = None
+    compile_backend: str = "inductor"  # torch.compile's backend in the graph-modes suite
 
 
 def settings(profile: str = "standard", devices: list[str] | None = None, hf_model: str | None = None,
-             hf_dataset: str | None = None) -> Settings:
+             hf_dataset: str | None = None, compile_backend: str = "inductor") -> Settings:
     """Settings for ``profile`` (a name in PROFILES) on ``devices`` (default: cpu and every
     CUDA device)."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
-    return Settings(PROFILES[profile], tuple(devices or default_devices()), hf_model, hf_dataset)
+    if compile_backend != "inductor":
+        import torch._dynamo
+
+        known = torch._dynamo.list_backends(exclude_tags=())
+        if compile_backend not in known:
+            raise ValueError(f"unknown torch.compile backend {compile_backend!r}; valid: {', '.join(known)}")
+    return Settings(PROFILES[profile], tuple(devices or default_devices()), hf_model, hf_dataset, compile_backend)
 
 
 # ---- cases: pytest params that carry their report row's identity ----

@@ -11,6 +11,9 @@ from typing import Any, Callable, Hashable
 from bench.core.profiles import Profile, Settings, settings
 
 
+MINIFIER_BUDGET_S = 900.0  # all of one run's compile minifications together (bench.graphs.minify)
+
+
 class Roofs:
     """The hardware roofs one run measured: GEMM TFLOP/s per device and dtype, copy GB/s per
     device. Each is measured once, on first use, and listed in the report's environment."""
@@ -48,6 +51,8 @@ class Session:
     settings: Settings = dataclasses.field(default_factory=settings)
     roofs: Roofs = dataclasses.field(default_factory=Roofs)
     model_hashes: dict[str, str] = dataclasses.field(default_factory=dict)
+    out_dir: Path | None = None          # the run's report folder: files rows point to (repros)
+    minifier_budget_s: float = MINIFIER_BUDGET_S  # what is left of it
     _shared: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @property

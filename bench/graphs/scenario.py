@@ -93,6 +93,15 @@ def cases(session) -> list:
     return out
 
 
+def _minimal_repro(c: dict, session) -> dict:
+    """torch's minifier on a compile mismatch, once per model and device (both phases)."""
+    from bench.graphs.minify import minimal_repro
+
+    backend = session.settings.compile_backend
+    return session.shared(("minimal_repro", c["model"], c["device"], backend), lambda: minimal_repro(
+        c["model"], c["device"], backend, session.profile.name, session))
+
+
 def run_case(c: dict, benchmark, bench_row, session) -> None:
     """Parity first (a mode that does not match eager is never timed), then the mode timed
     interleaved with eager on the same inputs; every column into ``bench_row``."""
@@ -105,16 +114,24 @@ def run_case(c: dict, benchmark, bench_row, session) -> None:
     if c["device"].startswith("cuda"):
         bench_row.update(tf32_state())  # parity tolerances for fp32 widen when TF32 is on
     profile, modes = session.profile, modes_for(c["model"], session.profile)
+    modes += (c["mode"],) if c["mode"] not in modes else ()  # a case that asks for a mode gets it
     model, example, target, results = session.shared(
         ("graph_parity", c["model"], c["device"], modes),
-        lambda: parity(c["model"], c["device"], modes, profile=profile), slot="graph_parity")
+        lambda: parity(c["model"], c["device"], modes, session.settings.compile_backend, profile),
+        slot="graph_parity")
     result = results[c["mode"]]
     bench_row.update(max_abs_err=result.max_abs_err, build_s=result.build_s, graph_breaks=result.graph_breaks,
                      compile_cache=result.compile_cache, recompiles=result.recompiles,
                      warnings="; ".join(result.warnings)[:500] or None, batch_size=batch_size(spec, profile))
     expected = (spec.expected_parity or {}).get(c["mode"])
+    if c["mode"] == "compile":
+        bench_row["compile_backend"] = session.settings.compile_backend
+    if c["mode"] == "compile" and result.status == "mismatch" and not expected:
+        bench_row.update(_minimal_repro(c, session))
     if result.status != "ok":
         reason = result.detail or result.status
+        if bench_row.get("minimal_repro"):
+            reason += f" (minimal repro: {bench_row['minimal_repro']})"
         if expected == result.status or result.status == "unsupported":
             bench_row.end(result.status, ("expected: " if expected else "") + reason)
         bench_row.check(False, reason, status=result.status)

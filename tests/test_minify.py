@@ -1,0 +1,114 @@
+"""A compile row that does not match eager gets a minimal repro from torch's own minifier,
+written next to the report and named in the row; bounded by the run's minifier budget."""
+import dataclasses
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.core.profiles import PROFILES, Settings
+from bench.core.rows import CaseEnded, Row
+from bench.core.session import Session
+from bench.graphs import scenario as gb
+
+PLUGIN = Path(__file__).parent / "data" / "relu_net_plugin.py"
+PLANTED = "relu_accuracy_error_TESTING_ONLY"  # Dynamo's test backend: relu becomes x + 1
+
+
+@pytest.fixture(scope="module")
+def relu_net():
+    if "relu_net_plugin" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("relu_net_plugin", PLUGIN)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["relu_net_plugin"] = module
+        spec.loader.exec_module(module)
+    return "relu_net"
+
+
+def _session(tmp_path, backend=PLANTED) -> Session:
+    profile = dataclasses.replace(PROFILES["smoke"], compile_models=("relu_net",))
+    return Session(Settings(profile, ("cpu",), compile_backend=backend), out_dir=tmp_path)
+
+
+def _row(phase="inference") -> Row:
+    return Row("graph_modes", "t", model="relu_net", mode="compile", device="cpu", dtype="fp32", phase=phase)
+
+
+def test_a_compile_mismatch_gets_a_minimal_repro(relu_net, tmp_path):
+    session = _session(tmp_path)
+    row = _row()
+    with pytest.raises(AssertionError):
+        gb.run_case(dict(row), None, row, session)
+    assert row["status"] == "mismatch" and row["compile_backend"] == PLANTED
+    repro = tmp_path / row["minimal_repro"]
+    assert repro.name == "repro.py" and repro.is_file(), row["minimal_repro_note"]
+    forward = repro.read_text().split("def forward", 1)[1].split("mod = Repro()", 1)[0]
+    # shrunk to the one op the planted backend breaks: no linear layers, no tanh
+    assert "torch.relu(" in forward and "torch.tanh(" not in forward and "_nn.linear(" not in forward
+    assert "graph nodes" in row["minimal_repro_note"] and row["minimal_repro"] in row["reason"]
+    spent = session.minifier_budget_s
+    other = _row("train")  # the other phase of the same model reuses the repro: no second minification
+    with pytest.raises(AssertionError):
+        gb.run_case(dict(other), None, other, session)
+    assert other["minimal_repro"] == row["minimal_repro"] and session.minifier_budget_s == spent
+
+
+def test_a_spent_budget_skips_the_minifier_with_its_reason(relu_net, tmp_path):
+    session = _session(tmp_path)
+    session.minifier_budget_s = 0.0
+    row = _row()
+    with pytest.raises(AssertionError):
+        gb.run_case(dict(row), None, row, session)
+    assert row["minimal_repro"] is None and "budget" in row["minimal_repro_note"]
+    assert not (tmp_path / "repros").exists()
+
+
+def test_a_matching_compile_row_runs_no_minifier(relu_net, tmp_path):
+    session = _session(tmp_path, backend="aot_eager")
+    row = _row()
+    try:
+        gb.run_case(dict(row), None, row, session)
+    except CaseEnded:
+        pass
+    assert row["status"] in (None, "ok") and "minimal_repro" not in row
+    assert not (tmp_path / "repros").exists()
+
+
+def test_an_unknown_backend_names_the_valid_ones():
+    from bench.core.profiles import settings
+
+    with pytest.raises(ValueError, match="unknown torch.compile backend 'inductr'.*aot_eager"):
+        settings("smoke", ["cpu"], compile_backend="inductr")
+
+
+def test_the_plugin_writes_the_repro_into_the_report(bench_pytester):
+    """--bench-compile-backend reaches the graph-modes rows; the repro lands in the run's
+    report folder (and reports/latest) under the path the row names."""
+    import json
+
+    bench_pytester.makepyfile(test_suite="""
+        import pytest
+        from bench.core.profiles import case
+        from bench.graphs import scenario as gb
+
+        @pytest.mark.parametrize("c", [case("graph_modes", model="relu_net", mode="compile", device="cpu",
+                                            dtype="fp32", phase="inference")])
+        def test_case(c, bench_row, benchmark, bench_session):
+            gb.run_case(c, benchmark, bench_row, bench_session)
+    """)
+    result = bench_pytester.runpytest_subprocess("--bench-device=cpu", f"--bench-plugin={PLUGIN}",
+                                                 f"--bench-compile-backend={PLANTED}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()[-2000:]
+    latest = bench_pytester.path / "reports" / "latest"
+    row = json.loads((latest / "results.json").read_text())["bench_rows"][0]
+    assert row["status"] == "mismatch" and row["compile_backend"] == PLANTED
+    assert (latest / row["minimal_repro"]).is_file()
+    assert "minimal_repro" in (latest / "graph_modes.csv").read_text().splitlines()[0]
+
+
+def test_an_unknown_backend_option_is_a_usage_error(bench_pytester):
+    bench_pytester.makepyfile(test_suite="def test_nothing():\n    pass\n")
+    result = bench_pytester.runpytest_subprocess("--bench-compile-backend=inductr")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "unknown torch.compile backend 'inductr'" in result.stderr.str()
