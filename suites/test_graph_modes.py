@@ -1,6 +1,5 @@
 """Graph modes: eager vs script / trace / compile / export, parity first, then speed ->
 graph_modes.csv."""
-import pytest
 
 from bench.core.profiles import cases_from
 from bench.graphs import scenario as gb

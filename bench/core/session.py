@@ -10,7 +10,6 @@ from typing import Any, Callable, Hashable
 
 from bench.core.profiles import Profile, Settings, settings
 
-
 MINIFIER_BUDGET_S = 900.0  # all of one run's compile minifications together (bench.graphs.minify)
 
 
