@@ -4,9 +4,6 @@ Loaded by the repository's conftest.py (``pytest_plugins = ["bench.pytest_plugin
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -50,17 +47,10 @@ def _looks_like_path(value: str) -> bool:
 
 def _load_plugin(spec: str) -> None:
     """Import a user plugin by module name or .py path; raise UsageError when it fails."""
+    from bench.registry import load_plugin
+
     try:
-        if spec.endswith(".py"):
-            path = Path(spec).expanduser()
-            if not path.is_file():
-                raise FileNotFoundError(f"no such file {path}")
-            mod_spec = importlib.util.spec_from_file_location(path.stem, path)
-            module = importlib.util.module_from_spec(mod_spec)
-            sys.modules[path.stem] = module
-            mod_spec.loader.exec_module(module)
-        else:
-            importlib.import_module(spec)
+        load_plugin(spec)
     except Exception as exc:  # any error in the user's module is a usage error naming it
         raise pytest.UsageError(
             f"--bench-plugin {spec!r} could not be imported: {type(exc).__name__}: {exc}. "
@@ -90,16 +80,18 @@ def pytest_configure(config):
                 f"--{opt.replace('_', '-')} {value!r}: no such file or folder. Valid: an existing local "
                 "path, or a hub id / datasets name (no leading /, ./ or ../)"
             )
+    plugins = tuple(str(Path(p).expanduser().resolve()) if p.endswith(".py") else p
+                    for p in config.getoption("bench_plugin"))
+    for spec in plugins:  # before the settings: a plugin may register a torch.compile backend
+        _load_plugin(spec)
     try:
         run_settings = settings(config.getoption("bench_profile"), devices, config.getoption("hf_model"),
-                                config.getoption("hf_dataset"), config.getoption("bench_compile_backend"))
+                                config.getoption("hf_dataset"), config.getoption("bench_compile_backend"), plugins)
     except ValueError as exc:
         raise pytest.UsageError(f"--bench-compile-backend: {exc}") from None
     session = config.stash[SESSION_KEY] = Session(run_settings)
-    for spec in config.getoption("bench_plugin"):
-        _load_plugin(spec)
     report_dir = config.getoption("bench_report_dir")
-    root = Path(report_dir).expanduser() if report_dir else Path(config.rootpath) / "reports"
+    root = (Path(report_dir).expanduser() if report_dir else Path(config.rootpath) / "reports").resolve()
     state = config.stash[STATE_KEY] = RunState(root, session)
     session.out_dir = state.run_dir
     config.pluginmanager.register(state, "bench-run-state")

@@ -8,9 +8,24 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
+import inspect
+import sys
 from typing import Any, Callable
 
 import torch
+
+
+def _seq_len_kwarg(fn: Callable, seq_len: int | None) -> dict:
+    """``{"seq_len": seq_len}`` when ``fn`` accepts it (a model's own choice), else nothing."""
+    if seq_len is None:
+        return {}
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return {}
+    takes = "seq_len" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return {"seq_len": seq_len} if takes else {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,7 +33,7 @@ class ModelSpec:
     name: str
     build: Callable[[], torch.nn.Module]
     # make_batch(batch_size, device) -> (inputs tuple, targets); inputs are positional args.
-    # A text model's make_batch and probe_batch also take seq_len= (see ModelSpec.batch).
+    # make_batch / probe_batch that accept seq_len= get the profile's (see ModelSpec.batch).
     make_batch: Callable[[int, str], tuple[tuple[Any, ...], torch.Tensor]]
     kind: str = "vision"            # "vision" (samples/s) or "text" (samples/s and tokens/s)
     description: str = ""
@@ -31,18 +46,14 @@ class ModelSpec:
     expected_parity: dict | None = None  # {mode: status} a model is built to show (trace pitfalls)
 
     def batch(self, batch_size: int, device: str, seq_len: int | None = None):
-        """``make_batch``, at ``seq_len`` tokens for a text model (its own default if None)."""
-        if self.kind == "text" and seq_len is not None:
-            return self.make_batch(batch_size, device, seq_len=seq_len)
-        return self.make_batch(batch_size, device)
+        """``make_batch``, at ``seq_len`` tokens when it takes ``seq_len=`` (text models)."""
+        return self.make_batch(batch_size, device, **_seq_len_kwarg(self.make_batch, seq_len))
 
     def probe(self, device: str, seq_len: int | None = None):
-        """``probe_batch`` (None when the model has none), at ``seq_len`` for a text model."""
+        """``probe_batch`` (None when the model has none), at ``seq_len`` when it takes it."""
         if self.probe_batch is None:
             return None
-        if self.kind == "text" and seq_len is not None:
-            return self.probe_batch(device, seq_len=seq_len)
-        return self.probe_batch(device)
+        return self.probe_batch(device, **_seq_len_kwarg(self.probe_batch, seq_len))
 
     def compute_loss(self, out: Any, target: torch.Tensor) -> torch.Tensor:
         if self.loss is not None:
@@ -76,6 +87,25 @@ _OPS: dict[str, OpSpec] = {}
 _BUILTIN_MODEL_MODULES = ("bench.models.mlp", "bench.models.cnn", "bench.models.custom_ops_mlp",
                           "bench.models.text", "bench.models.pitfalls")
 _BUILTIN_OP_MODULES = ("bench.ops.builtin",)
+
+
+def load_plugin(spec: str) -> None:
+    """Import a user plugin (a module name or a .py file) that registers ops and models.
+    Errors propagate: the caller says which ``--bench-plugin`` failed."""
+    from pathlib import Path
+
+    if spec.endswith(".py"):
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"no such file {path}")
+        if path.stem in sys.modules and getattr(sys.modules[path.stem], "__file__", None) == str(path):
+            return
+        mod_spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(mod_spec)
+        sys.modules[path.stem] = module
+        mod_spec.loader.exec_module(module)
+    else:
+        importlib.import_module(spec)
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:

@@ -44,8 +44,8 @@ class RunState:
         if self._fingerprint is None:
             from bench.core.env import fingerprint
 
-            self._fingerprint = fingerprint(self.session.learned())
-        return self._fingerprint
+            self._fingerprint = fingerprint()
+        return {**self._fingerprint, **self.session.learned()}  # what the run has learned so far
 
     def add(self, row: Row) -> None:
         if not any(r is row for r in self.rows):
@@ -56,7 +56,7 @@ class RunState:
         data = dict(benchmarks or {"machine_info": {"bench": self.fingerprint()}, "benchmarks": []})
         data["bench_rows"] = [dict(r) for r in self.rows]
         data["bench_run"] = {"run_id": self.run_id, "profile": self.profile, "complete": complete,
-                             "notes": self.notes}
+                             "notes": self.notes, "compile_backend": self.session.settings.compile_backend}
         return data
 
     def write(self, complete: bool, benchmarks: dict | None = None) -> None:

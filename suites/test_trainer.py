@@ -1,5 +1,6 @@
 """Hugging Face Trainer fine-tuning, timed from inside the run -> trainer.csv."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,8 @@ def test_trainer(c, bench_row, benchmark, bench_session):
         bench_row.end("skipped", reason)
     _record_weights(bench_session)
     cfg = _config(c, s)
+    if c["runner"] == "trainer_torchrun" or c["device"] != "cpu":  # a child process: the roof measured here
+        cfg = dataclasses.replace(cfg, peak_tflops=bench_session.roofs.peak(c["device"], cfg.peak_dtype)["tflops"])
     if c["runner"] == "trainer_torchrun":
         result = benchmark.pedantic(trainer.run_torchrun, args=(cfg, c["world_size"]), rounds=1, iterations=1)
     elif c["device"] != "cpu":  # alone on its GPU: see trainer.run_isolated

@@ -1,5 +1,6 @@
 """Every row means what it says: each test here fails on the behaviour of commit b6b8389
 (issue "Every row means what it says", points numbered as there)."""
+import subprocess
 import sys
 
 import pytest
@@ -212,8 +213,11 @@ def test_plugin_turns_a_row_with_wrong_weights_into_a_mismatch(bench_pytester):
             bench_row["samples_per_s"] = 1.0
     """)
     result = bench_pytester.runpytest_subprocess()
-    row = json.loads((bench_pytester.path / "reports" / "latest" / "results.json").read_text())["bench_rows"][0]
+    data = json.loads((bench_pytester.path / "reports" / "latest" / "results.json").read_text())
+    row = data["bench_rows"][0]
     assert row["status"] == "mismatch" and "not upstream" in row["reason"]
+    # what the session learned reaches the report's environment
+    assert "differs from upstream" in data["machine_info"]["bench"]["model_hashes"]["all-MiniLM-L6-v2"]
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
@@ -223,6 +227,17 @@ def test_memory_columns_have_one_meaning_each():
     cols = dev.peak_memory_columns("cpu")
     assert cols["cuda_peak_allocated_mib"] is None and cols["peak_mem_mib"] == cols["peak_rss_mib"]
     assert "peak_mem_mib" not in METRICS["devices"]  # judged through the named columns, not twice
+
+
+def test_the_first_cpu_row_of_a_process_sees_its_own_peak_rss():
+    """A fresh process (no probe of the kernel yet): reset, allocate 256 MiB, free, read."""
+    code = ("import torch\nfrom bench.core import hardware as dev\n"
+            "dev.reset_peak_memory('cpu')\nbase = dev._rss_high_water_mark_mib()\n"
+            "x = torch.ones(64 * 2**20)\nx.add_(1)\ndel x\n"
+            "print(dev.peak_memory_columns('cpu')['peak_rss_mib'], base)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    peak, base = map(float, out.stdout.split())
+    assert peak >= base + 250, out.stdout  # the step's peak, not the RSS after it
 
 
 # 10. MFU over all devices used, tokens of every rank

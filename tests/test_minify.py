@@ -1,7 +1,9 @@
 """A compile row that does not match eager gets a minimal repro from torch's own minifier,
 written next to the report and named in the row; bounded by the run's minifier budget."""
 import dataclasses
-import importlib.util
+import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,17 +20,15 @@ PLANTED = "relu_accuracy_error_TESTING_ONLY"  # Dynamo's test backend: relu beco
 
 @pytest.fixture(scope="module")
 def relu_net():
-    if "relu_net_plugin" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("relu_net_plugin", PLUGIN)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["relu_net_plugin"] = module
-        spec.loader.exec_module(module)
+    from bench.registry import load_plugin
+
+    load_plugin(str(PLUGIN))
     return "relu_net"
 
 
 def _session(tmp_path, backend=PLANTED) -> Session:
     profile = dataclasses.replace(PROFILES["smoke"], compile_models=("relu_net",))
-    return Session(Settings(profile, ("cpu",), compile_backend=backend), out_dir=tmp_path)
+    return Session(Settings(profile, ("cpu",), compile_backend=backend, plugins=(str(PLUGIN),)), out_dir=tmp_path)
 
 
 def _row(phase="inference") -> Row:
@@ -41,12 +41,18 @@ def test_a_compile_mismatch_gets_a_minimal_repro(relu_net, tmp_path):
     with pytest.raises(AssertionError):
         gb.run_case(dict(row), None, row, session)
     assert row["status"] == "mismatch" and row["compile_backend"] == PLANTED
+    assert not Path(row["minimal_repro"]).is_absolute()  # relative to the report folder
     repro = tmp_path / row["minimal_repro"]
     assert repro.name == "repro.py" and repro.is_file(), row["minimal_repro_note"]
     forward = repro.read_text().split("def forward", 1)[1].split("mod = Repro()", 1)[0]
     # shrunk to the one op the planted backend breaks: no linear layers, no tanh
     assert "torch.relu(" in forward and "torch.tanh(" not in forward and "_nn.linear(" not in forward
     assert "graph nodes" in row["minimal_repro_note"] and row["minimal_repro"] in row["reason"]
+    # the repro folder still reproduces the failure after it is moved (reports/latest, a CI artifact)
+    moved = shutil.copytree(repro.parent, tmp_path / "elsewhere")
+    shutil.rmtree(repro.parent)
+    ran = subprocess.run([sys.executable, "repro.py"], cwd=moved, capture_output=True, text=True, timeout=300)
+    assert ran.returncode != 0 and "AccuracyError" in ran.stderr, ran.stderr[-2000:]
     spent = session.minifier_budget_s
     other = _row("train")  # the other phase of the same model reuses the repro: no second minification
     with pytest.raises(AssertionError):
@@ -85,8 +91,6 @@ def test_an_unknown_backend_names_the_valid_ones():
 def test_the_plugin_writes_the_repro_into_the_report(bench_pytester):
     """--bench-compile-backend reaches the graph-modes rows; the repro lands in the run's
     report folder (and reports/latest) under the path the row names."""
-    import json
-
     bench_pytester.makepyfile(test_suite="""
         import pytest
         from bench.core.profiles import case
@@ -98,13 +102,15 @@ def test_the_plugin_writes_the_repro_into_the_report(bench_pytester):
             gb.run_case(c, benchmark, bench_row, bench_session)
     """)
     result = bench_pytester.runpytest_subprocess("--bench-device=cpu", f"--bench-plugin={PLUGIN}",
-                                                 f"--bench-compile-backend={PLANTED}")
+                                                 f"--bench-compile-backend={PLANTED}", "--bench-report-dir=rel")
     assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()[-2000:]
-    latest = bench_pytester.path / "reports" / "latest"
+    latest = bench_pytester.path / "rel" / "latest"  # a relative report folder works too
     row = json.loads((latest / "results.json").read_text())["bench_rows"][0]
     assert row["status"] == "mismatch" and row["compile_backend"] == PLANTED
     assert (latest / row["minimal_repro"]).is_file()
     assert "minimal_repro" in (latest / "graph_modes.csv").read_text().splitlines()[0]
+    data = json.loads((latest / "results.json").read_text())
+    assert data["machine_info"]["bench"]["compile_backend"] == PLANTED  # compare lists a backend change
 
 
 def test_an_unknown_backend_option_is_a_usage_error(bench_pytester):
@@ -112,3 +118,63 @@ def test_an_unknown_backend_option_is_a_usage_error(bench_pytester):
     result = bench_pytester.runpytest_subprocess("--bench-compile-backend=inductr")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "unknown torch.compile backend 'inductr'" in result.stderr.str()
+
+
+class FakeRun:
+    """Stands in for minify._run: each call pops the next outcome (or raises it)."""
+
+    def __init__(self, *outcomes):
+        self.outcomes, self.calls = list(outcomes), []
+
+    def __call__(self, cmd, cwd, env, deadline):
+        self.calls.append(cmd)
+        outcome = self.outcomes.pop(0)
+        if callable(outcome):
+            outcome = outcome(cwd)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+
+def _minimal(tmp_path, monkeypatch, fake):
+    from bench.graphs import minify
+
+    monkeypatch.setattr(minify, "_run", fake)
+    session = _session(tmp_path)
+    return minify.minimal_repro("relu_net", "cpu", PLANTED, "smoke", session), session
+
+
+def test_capture_past_the_time_limit_is_named(relu_net, tmp_path, monkeypatch):
+    out, session = _minimal(tmp_path, monkeypatch, FakeRun(subprocess.TimeoutExpired("x", 1)))
+    assert out["minimal_repro"] is None and "took longer than the 300 s limit" in out["minimal_repro_note"]
+    assert session.minifier_budget_s < 900
+
+
+def test_a_crashed_child_is_not_called_a_clean_pass(relu_net, tmp_path, monkeypatch):
+    fake = FakeRun((1, "{not json\n", "Traceback ...\nKeyError: 'model relu_net is not registered'"))
+    out, _ = _minimal(tmp_path, monkeypatch, fake)
+    assert "child failed (exit 1)" in out["minimal_repro_note"] and "KeyError" in out["minimal_repro_note"]
+    assert fake.calls[0][fake.calls[0].index("--plugin") + 1] == str(PLUGIN)  # the plugin reaches the child
+
+
+def test_shrinking_past_the_limit_keeps_what_it_shrank(relu_net, tmp_path, monkeypatch):
+    def launcher_found(cwd):
+        path = cwd / "dynamo" / "minifier_launcher.py"
+        path.parent.mkdir(parents=True)
+        path.write_text("# whole graph")
+        return 0, json.dumps({"launcher": str(path), "error": "AccuracyError"}) + "\n", ""
+
+    def partly_shrunk(cwd):
+        (cwd / "checkpoints").mkdir()
+        (cwd / "checkpoints" / "minified_6_nodes.py").write_text("")
+        (cwd / "repro.py").write_text("import os\nrun_repro(mod, save_dir='/abs/checkpoints')\n")
+        return subprocess.TimeoutExpired("x", 1)
+
+    out, _ = _minimal(tmp_path, monkeypatch, FakeRun(launcher_found, partly_shrunk))
+    assert out["minimal_repro"].endswith("repro.py") and "partly shrunk" in out["minimal_repro_note"]
+    assert "6 graph nodes" in out["minimal_repro_note"]
+    text = (tmp_path / out["minimal_repro"]).read_text()
+    assert "/abs/checkpoints" not in text and "os.path.dirname(os.path.abspath(__file__))" in text
+
+    out, _ = _minimal(tmp_path / "b", monkeypatch, FakeRun(launcher_found, subprocess.TimeoutExpired("x", 1)))
+    assert out["minimal_repro"].endswith("minifier_launcher.py") and "whole failing graph" in out["minimal_repro_note"]

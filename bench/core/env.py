@@ -91,5 +91,6 @@ def fingerprint(learned: dict | None = None) -> dict:
         "allocator": {k: os.environ.get(k) for k in ("PYTORCH_CUDA_ALLOC_CONF", "GLIBC_TUNABLES", "OMP_NUM_THREADS",
                                                      "CUDA_VISIBLE_DEVICES", "MKL_NUM_THREADS")
                       if os.environ.get(k)},
-        **{k: dict((learned or {}).get(k) or {}) for k in LEARNED_KEYS},
+        **{k: {} for k in LEARNED_KEYS},
+        **(learned or {}),
     }

@@ -112,7 +112,7 @@ def reset_peak_memory(device: str | torch.device) -> None:
     dev = torch.device(device)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    else:
+    elif _hwm_resettable():  # the first call probes by resetting; later calls reset here
         _reset_rss_high_water_mark()
 
 

@@ -49,10 +49,12 @@ class Settings:
     hf_model: str | None = None
     hf_dataset: str | None = None
     compile_backend: str = "inductor"  # torch.compile's backend in the graph-modes suite
+    plugins: tuple[str, ...] = ()      # --bench-plugin modules / files (child processes load them too)
 
 
 def settings(profile: str = "standard", devices: list[str] | None = None, hf_model: str | None = None,
-             hf_dataset: str | None = None, compile_backend: str = "inductor") -> Settings:
+             hf_dataset: str | None = None, compile_backend: str = "inductor",
+             plugins: tuple[str, ...] = ()) -> Settings:
     """Settings for ``profile`` (a name in PROFILES) on ``devices`` (default: cpu and every
     CUDA device)."""
     if profile not in PROFILES:
@@ -63,7 +65,8 @@ def settings(profile: str = "standard", devices: list[str] | None = None, hf_mod
         known = torch._dynamo.list_backends(exclude_tags=())
         if compile_backend not in known:
             raise ValueError(f"unknown torch.compile backend {compile_backend!r}; valid: {', '.join(known)}")
-    return Settings(PROFILES[profile], tuple(devices or default_devices()), hf_model, hf_dataset, compile_backend)
+    return Settings(PROFILES[profile], tuple(devices or default_devices()), hf_model, hf_dataset, compile_backend,
+                    tuple(plugins))
 
 
 # ---- cases: pytest params that carry their report row's identity ----

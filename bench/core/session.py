@@ -95,7 +95,10 @@ class Session:
         return described
 
     def learned(self) -> dict:
-        """What this run measured about its machine and weights, for the fingerprint."""
-        return {"model_hashes": dict(self.model_hashes),
+        """What this run measured about its machine and weights, and the one setting that
+        changes what a row measures without changing its case (the compile backend): for the
+        fingerprint, so ``compare`` lists a difference."""
+        return {"compile_backend": self.settings.compile_backend,
+                "model_hashes": dict(self.model_hashes),
                 "measured_peaks_tflops": dict(self.roofs.peaks_tflops),
                 "measured_bandwidth_gbs": dict(self.roofs.bandwidth_gbs)}

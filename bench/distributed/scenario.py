@@ -45,7 +45,7 @@ def in_temp_dir(fn):
 
 @in_temp_dir
 def run(model: str, world_size: int, device: str = "cpu", extra: list[str] | None = None,
-        timeout_s: float = 180.0, workdir: Path | None = None, profile: Profile = PROFILES["smoke"]) -> LaunchResult:
+        timeout_s: float = 180.0, workdir: Path | None = None, profile: Profile = PROFILES["standard"]) -> LaunchResult:
     """world_size 0 = the single process without DDP (plain ``python -m``); ``profile`` sets
     the number of steps."""
     out = workdir / f"{model}-ws{world_size}-{device}.json"
@@ -77,7 +77,7 @@ def free_port() -> int:
 
 @in_temp_dir
 def run_two_nodes_on_localhost(model: str, timeout_s: float = 180.0, workdir: Path | None = None,
-                               profile: Profile = PROFILES["smoke"]) -> LaunchResult:
+                               profile: Profile = PROFILES["standard"]) -> LaunchResult:
     """Two torchrun "nodes" (one rank each) on this host, joined by c10d rendezvous."""
     out = workdir / f"{model}-2nodes.json"
     args = worker_args(model, out, "cpu", profile, ["--threads", "1"])

@@ -11,8 +11,12 @@ writes the smallest failing graph as ``repro.py`` (with its inputs under ``check
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -27,53 +31,96 @@ def minimal_repro(model: str, device: str, backend: str, profile: str, session,
                   timeout_s: float = REPRO_TIMEOUT_S) -> dict:
     """``{"minimal_repro": path of repro.py relative to the session's report folder (None
     when there is none), "minimal_repro_note": what happened}``. Spends at most ``timeout_s``
-    and what is left of the session's minifier budget."""
+    and what is left of the session's minifier budget; never raises (a failure is the note)."""
     if session.out_dir is None:
-        return {"minimal_repro": None, "minimal_repro_note": "no report folder to write a repro into"}
+        return _note("no report folder to write a repro into")
     limit = min(timeout_s, session.minifier_budget_s)
-    if limit < 30:
-        return {"minimal_repro": None, "minimal_repro_note": (
-            f"not minified: this run's minifier budget ({MINIFIER_BUDGET_S:.0f} s) is spent")}
-    folder = Path(session.out_dir) / "repros" / f"{model}-{device.replace(':', '')}-{backend}"
-    folder.mkdir(parents=True, exist_ok=True)
+    if session.minifier_budget_s < MIN_TIME_S:
+        return _note(f"not minified: {session.minifier_budget_s:.0f} s left of this run's minifier budget "
+                     f"({MINIFIER_BUDGET_S:.0f} s)")
+    report_dir = Path(session.out_dir).resolve()
+    folder = report_dir / "repros" / f"{model}-{device.replace(':', '')}-{backend}"
     start = time.monotonic()
     try:
-        return _minify(model, device, backend, profile, folder, Path(session.out_dir), start + limit, limit)
+        folder.mkdir(parents=True, exist_ok=True)
+        return _minify(model, device, backend, profile, session.settings.plugins, folder, report_dir, limit)
+    except Exception as exc:  # the row keeps its own status; the minifier's failure is its note
+        return _note(f"the minifier failed: {type(exc).__name__}: {str(exc)[:200]}")
     finally:
         session.minifier_budget_s -= time.monotonic() - start
 
 
-def _minify(model, device, backend, profile, folder: Path, report_dir: Path, deadline: float, limit: float) -> dict:
-    def note(text: str) -> dict:
-        return {"minimal_repro": None, "minimal_repro_note": text}
+MIN_TIME_S = 30.0  # below this much budget, no minification is started
 
+
+def _note(text: str, path: str | None = None) -> dict:
+    return {"minimal_repro": path, "minimal_repro_note": text}
+
+
+def _minify(model, device, backend, profile, plugins, folder: Path, report_dir: Path, limit: float) -> dict:
+    deadline = time.monotonic() + limit
     paths = [_bench_root(), os.environ.get("PYTHONPATH")]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p))
     cmd = [sys.executable, "-m", "bench.graphs.minify", "--model", model, "--device", device, "--backend", backend,
-           "--profile", profile, "--out", str(folder / "dynamo")] + _plugin_args(model)
+           "--profile", profile, "--out", str(folder / "dynamo")] + [a for p in plugins for a in ("--plugin", p)]
     try:
-        found = subprocess.run(cmd, capture_output=True, text=True, env=env,
-                               timeout=max(1.0, deadline - time.monotonic()))
+        code, out, err = _run(cmd, folder, env, deadline)
     except subprocess.TimeoutExpired:
-        return note(f"not minified: capturing the failing graph took longer than the {limit:.0f} s limit")
-    lines = [ln for ln in found.stdout.splitlines() if ln.startswith("{")]
-    result = json.loads(lines[-1]) if lines else {"launcher": None, "error": found.stderr.strip()[-300:]}
-    if not result.get("launcher"):
-        return note("torch's minifier found no graph whose compiled output differs from eager on the example "
-                    f"inputs ({result.get('error') or 'every captured graph passed its accuracy check'})")
-    try:
-        shrink = subprocess.run([sys.executable, result["launcher"]], cwd=folder, capture_output=True, text=True,
-                                env=env, timeout=max(1.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        return {"minimal_repro": os.path.relpath(result["launcher"], report_dir),
-                "minimal_repro_note": "shrinking ran out of time: this is the whole failing graph's launcher"}
+        return _note(f"not minified: capturing the failing graph took longer than the {limit:.0f} s limit")
+    found = None
+    for line in reversed(out.splitlines()):
+        try:
+            found = json.loads(line)
+            break
+        except ValueError:
+            continue
+    if not isinstance(found, dict):
+        return _note(f"the minifier's child failed (exit {code}): {(err or out).strip()[-300:]}")
+    if not found.get("launcher"):
+        return _note("torch's minifier found no captured graph whose compiled output differs from eager on the "
+                     f"example inputs ({found.get('error') or 'each passed its accuracy check'})")
+    launcher = Path(found["launcher"]).resolve()
     repro = folder / "repro.py"
+    try:
+        code, out, err = _run([sys.executable, str(launcher)], folder, env, deadline)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        timed_out = True
     if not repro.is_file():
-        return {"minimal_repro": os.path.relpath(result["launcher"], report_dir),
-                "minimal_repro_note": "the minifier wrote no repro.py (its log's end: "
-                                      f"{(shrink.stderr or shrink.stdout).strip()[-200:]}); the launcher is kept"}
-    return {"minimal_repro": repro.relative_to(report_dir).as_posix(),
-            "minimal_repro_note": f"{_nodes(repro)} graph nodes; run: python {repro.name} (from its folder)"}
+        why = f"shrinking ran out of time ({limit:.0f} s)" if timed_out else \
+            f"the minifier wrote no repro.py ({(err or out).strip()[-200:]})"
+        return _note(f"{why}: this is the whole failing graph's launcher", launcher.relative_to(report_dir).as_posix())
+    _portable(repro)
+    shutil.rmtree(folder / "dynamo", ignore_errors=True)  # the whole graph's inputs again: not needed now
+    head = f"partly shrunk, time ran out ({limit:.0f} s): " if timed_out else ""
+    return _note(f"{head}{_nodes(repro)} graph nodes; run it from its folder: python repro.py",
+                 repro.relative_to(report_dir).as_posix())
+
+
+def _run(cmd: list[str], cwd: Path, env: dict, deadline: float) -> tuple[int, str, str]:
+    """Run ``cmd`` until ``deadline``; on time-out kill its whole process group (Inductor's
+    compile workers too) and raise ``subprocess.TimeoutExpired``."""
+    with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return proc.returncode, out, err
+
+
+def _portable(repro: Path) -> None:
+    """torch writes the absolute checkpoints folder into repro.py; make it the folder next to
+    the file, so the repro still runs from reports/latest or a downloaded CI artifact."""
+    text = repro.read_text()
+    text = re.sub(r"save_dir='[^']*'", "save_dir=os.path.join(os.path.dirname(os.path.abspath(__file__)), "
+                                       "'checkpoints')", text)
+    if "\nimport os\n" not in text:
+        text = "import os\n" + text
+    repro.write_text(text)
 
 
 def _nodes(repro: Path) -> str:
@@ -86,16 +133,6 @@ def _bench_root() -> str:
     return str(Path(__file__).resolve().parents[2])
 
 
-def _plugin_args(model: str) -> list[str]:
-    """The file of the module that registered ``model``, when it is not one of bench's own
-    (a --bench-plugin model must be registered in the child too)."""
-    from bench.registry import get_model
-
-    module = sys.modules.get(getattr(get_model(model).build, "__module__", ""), None)
-    path = getattr(module, "__file__", None)
-    return ["--plugin-file", path] if path and not module.__name__.startswith("bench.") else []
-
-
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description="Compile one registered model with Dynamo's accuracy minifier on "
                                             "and print the minifier launcher's path (JSON) when a graph fails.")
@@ -104,22 +141,17 @@ def main(argv=None) -> None:
     p.add_argument("--backend", default="inductor")
     p.add_argument("--profile", default="smoke")
     p.add_argument("--out", required=True, help="Dynamo's debug folder (the launcher goes under it)")
-    p.add_argument("--plugin-file", default=None, help=".py file that registers the model")
+    p.add_argument("--plugin", action="append", default=[], help="module or .py file registering the model")
     a = p.parse_args(argv)
     import torch
     from torch._dynamo import config
 
     from bench.core.profiles import PROFILES
     from bench.graphs.scenario import batch_size
-    from bench.registry import get_model
+    from bench.registry import get_model, load_plugin
 
-    if a.plugin_file:
-        import importlib.util
-
-        spec_ = importlib.util.spec_from_file_location(Path(a.plugin_file).stem, a.plugin_file)
-        module = importlib.util.module_from_spec(spec_)
-        sys.modules[spec_.name] = module
-        spec_.loader.exec_module(module)
+    for plugin in a.plugin:
+        load_plugin(plugin)
     config.repro_after, config.repro_level, config.debug_dir_root = "dynamo", 4, a.out
     profile, spec = PROFILES[a.profile], get_model(a.model)
     torch.manual_seed(0)

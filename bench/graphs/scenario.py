@@ -19,7 +19,7 @@ def batch_size(spec: ModelSpec, profile: Profile) -> int:
 
 
 def parity(model_name: str, device: str, modes: tuple[str, ...], backend: str = "inductor",
-           profile: Profile = PROFILES["smoke"]):
+           profile: Profile = PROFILES["standard"]):
     """(model, example inputs, target, {mode: ModeResult}) for one model on one device, at
     ``profile``'s batch size and sequence length."""
     spec = get_model(model_name)

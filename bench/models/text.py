@@ -5,6 +5,7 @@ Each is wrapped so it takes ``(input_ids, attention_mask)`` positionally and ret
 logits tensor: the same interface in eager, TorchScript, compile and export."""
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -144,7 +145,9 @@ def minilm() -> nn.Module:
     return LogitsOnly(model)
 
 
+@functools.lru_cache(maxsize=1)
 def minilm_tokenizer():
+    """The packaged tokenizer, loaded once per process (it never changes)."""
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(minilm_path()))

@@ -49,6 +49,8 @@ def _parse(path: str | Path, data: dict) -> Run:
     run = data.get("bench_run") or {}
     info = data.get("machine_info") or {}
     fp = info.get("bench") or {k: v for k, v in info.items() if not isinstance(v, (dict, list))}
+    if info.get("bench"):  # runs before the backend was recorded all compiled with inductor
+        fp = {"compile_backend": "inductor", **fp}
     return Run(str(path), run.get("run_id") or Path(path).stem, run.get("profile"), bool(run.get("complete", True)),
                fp, rows, samples)
 

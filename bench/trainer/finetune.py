@@ -43,6 +43,7 @@ class TrainerConfig:
     runner: str = "trainer"           # trainer or plain_loop
     device: str = "cpu"
     seed: int = 0
+    peak_tflops: float | None = None  # the GEMM roof MFU divides by, measured by the caller (else here)
 
     @property
     def torch_device(self) -> str:
@@ -227,7 +228,8 @@ def _metrics(cfg, timer, collator, flops_per_sample, extra, wall_s, world_size, 
     # every rank's own non-padding tokens (ranks see different batches), not rank 0's x ranks
     steady_tokens = _sum_over_ranks(sum(collator.tokens[w * micro: len(timer.steps) * micro]), world_size)
     samples_per_s = samples_per_step * len(steady) / steady_s
-    peak = (roofs or Roofs()).peak(cfg.torch_device, cfg.peak_dtype)
+    peak = {"tflops": cfg.peak_tflops} if cfg.peak_tflops else (roofs or Roofs()).peak(cfg.torch_device,
+                                                                                          cfg.peak_dtype)
     # FLOPs of all ranks over the peak of all devices used (one per rank)
     peak_all_tflops = peak["tflops"] * world_size
     achieved_tflops = flops_per_sample * samples_per_s / 1e12
