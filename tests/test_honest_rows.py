@@ -198,6 +198,15 @@ def test_wrong_minilm_weights_flag_the_rows(tmp_path):
     assert Session().model_hashes == {}  # another session knows nothing of it
 
 
+def test_other_minilm_weights_warn_as_they_load(tmp_path, monkeypatch):
+    from bench.models import text
+
+    (tmp_path / "model.safetensors").write_bytes(b"not the upstream weights")
+    monkeypatch.setattr(text, "minilm_path", lambda: tmp_path)
+    with pytest.warns(RuntimeWarning, match="not upstream all-MiniLM-L6-v2"):
+        assert text.checked_minilm_path() == tmp_path
+
+
 def test_plugin_turns_a_row_with_wrong_weights_into_a_mismatch(bench_pytester):
     import json
 

@@ -15,10 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # registry only (what --bench-plugin modules register, like pytest's own plugin manager).
 ALLOWED_MODULE_STATE = {("bench/registry.py", "_MODELS"), ("bench/registry.py", "_OPS")}
 # Caches of facts that no run changes: the machine (probe, the kernel's RSS reset), the git
-# commit, the bundled digits data set, the packaged tokenizer.
+# commit, the bundled digits data set, the packaged tokenizer, a file version's SHA-256.
 ALLOWED_CACHES = {("bench/core/hardware.py", "probe"), ("bench/core/hardware.py", "_hwm_resettable"),
                   ("bench/core/env.py", "git_commit"), ("bench/models/data.py", "digits_28x28"),
-                  ("bench/models/text.py", "minilm_tokenizer")}
+                  ("bench/models/text.py", "minilm_tokenizer"), ("bench/models/text.py", "_sha256")}
 
 
 def _is_empty_container(node: ast.expr) -> bool:

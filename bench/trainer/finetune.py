@@ -64,10 +64,10 @@ def load_model_and_tokenizer(name_or_path: str | None, num_labels: int):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from bench.models.text import minilm_path
+    from bench.models.text import checked_minilm_path
 
     if name_or_path is None:
-        source = str(minilm_path())
+        source = str(checked_minilm_path())
     elif Path(name_or_path).expanduser().is_dir():
         source = str(Path(name_or_path).expanduser())
     else:
