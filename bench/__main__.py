@@ -135,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
                                                         "run-level verdict)")
     p.add_argument("--out", default="reports/ab", help="folder for every run's report and the verdict")
     p.add_argument("--timeout-s", type=float, default=3600.0, help="bound on one run (default 3600)")
+    p.add_argument("--rerun-busy", type=int, default=1, metavar="N",
+                   help="run a run again, up to N times, when other processes took over 10%% of the CPU "
+                        "while it ran (default 1; 0: never)")
     p.add_argument("--threshold", type=float, default=None)
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")

@@ -118,10 +118,41 @@ while time.time()-t < 4: pass" &
 fi
 PYTHONPATH="{Path(__file__).resolve().parents[1]}" exec {sys.executable} "$@"''')
     out = folder / "ab"
-    main(["ab", "--a", env("py_a"), "--b", hog, "--runs", "1", "--out", str(out), "--", "test_tiny.py",
-          "--benchmark-only"])
+    main(["ab", "--a", env("py_a"), "--b", hog, "--runs", "1", "--out", str(out), "--rerun-busy", "0", "--",
+          "test_tiny.py", "--benchmark-only"])
     runs = json.loads((out / "ab.json").read_text())["runs"]
     b = next(r for r in runs if r["side"] == "b")
     assert b["foreign_cpu_share"] > 0.10, runs
     assert "other processes took" in capsys.readouterr().err
     assert "other processes took" in (out / "compare.md").read_text()
+
+
+def test_a_busy_run_is_run_again_in_its_place(tmp_path, monkeypatch):
+    """Run 2 (B) is busy on its first attempt and quiet on its second: the second is judged,
+    the first is kept in ab.json and named; a run still busy after --rerun-busy attempts
+    stands, with its warning. Crashed runs are not rerun (a crash may be the upgrade's)."""
+    from bench.report import ab
+
+    shares = {(1, 0): 0.01, (2, 0): 0.40, (2, 1): 0.02, (3, 0): 0.30, (3, 1): 0.35, (4, 0): 0.50}
+    calls = []
+
+    def fake_run(index, side, python, args, out, timeout_s, attempt=0):
+        calls.append((index, attempt))
+        problem = "pytest exited 3" if index == 4 else None
+        return ab.AbRun(index, side, python, 0, 1.0, None if problem else f"r{index}.{attempt}", problem,
+                        shares[(index, attempt)], attempt)
+
+    monkeypatch.setattr(ab, "_run_one", fake_run)
+    monkeypatch.setattr(ab, "check_environment", lambda python, label: "2.13.0")
+    lines = []
+    done, replaced = ab.run_experiment("pa", "pb", 2, tmp_path, log=lines.append)
+    assert calls == [(1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (4, 0)]
+    assert [r.results for r in done] == ["r1.0", "r2.1", "r3.1", None]  # judged: the last attempt of each
+    assert [(r.index, r.attempt) for r in replaced] == [(2, 0), (3, 0)]
+    assert any("took 40% of the CPU; running it again" in line for line in lines)
+    saved = json.loads((tmp_path / "ab.json").read_text())
+    assert [r["attempt"] for r in saved["replaced_busy_runs"]] == [0, 0]
+    done, replaced = ab.run_experiment("pa", "pb", 2, tmp_path / "never", log=lines.append, rerun_busy=0)
+    assert not replaced and done[1].busy
+    with pytest.raises(ab.ResultsError, match="--rerun-busy -1"):
+        ab.run_experiment("pa", "pb", 2, tmp_path, rerun_busy=-1)

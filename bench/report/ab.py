@@ -4,7 +4,10 @@ The same pytest selection runs N times under interpreter A and N times under int
 (two virtual environments), alternating in a balanced order (A B B A A B ...) so a slow
 drift of the machine hits both sides alike. Every run is a fresh process writing its own
 report; the verdict is ``compare`` over all runs, the run being the unit of replication.
-A run that crashes is recorded and named, and the experiment goes on.
+A run that crashes is recorded and named, and the experiment goes on. A run during which
+other processes took more than FOREIGN_LOAD_WARN of the CPU is run again in its place (same
+side, same slot of the order), up to ``rerun_busy`` times; the replaced attempts stay in
+``ab.json`` and are named in the verdict, but only the last attempt is judged.
 """
 from __future__ import annotations
 
@@ -33,6 +36,11 @@ class AbRun:
     results: str | None
     problem: str | None  # why this run gives no results, None when it does
     foreign_cpu_share: float | None = None  # CPU that other processes took during the run
+    attempt: int = 0                        # 0: the first; n: the n-th rerun of a busy run
+
+    @property
+    def busy(self) -> bool:
+        return self.foreign_cpu_share is not None and self.foreign_cpu_share > FOREIGN_LOAD_WARN
 
 
 def _busy_s() -> float | None:
@@ -69,8 +77,9 @@ def check_environment(python: str, label: str) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-def _run_one(index: int, side: str, python: str, pytest_args: list[str], out: Path, timeout_s: float) -> AbRun:
-    run_dir = out / "runs" / f"{index:02d}-{side}"
+def _run_one(index: int, side: str, python: str, pytest_args: list[str], out: Path, timeout_s: float,
+             attempt: int = 0) -> AbRun:
+    run_dir = out / "runs" / (f"{index:02d}-{side}" + (f"-rerun{attempt}" if attempt else ""))
     run_dir.mkdir(parents=True, exist_ok=True)
     cmd = [python, "-m", "pytest", *pytest_args, f"--bench-report-dir={run_dir}", "-p", "no:cacheprovider"]
     t0 = time.perf_counter()
@@ -95,13 +104,17 @@ def _run_one(index: int, side: str, python: str, pytest_args: list[str], out: Pa
         problem = f"pytest exited {code} (see {run_dir / 'pytest.log'})"
     elif not results.is_file():
         problem = f"pytest exited {code} but wrote no results.json (see {run_dir / 'pytest.log'})"
-    return AbRun(index, side, python, code, wall, str(results) if problem is None else None, problem, foreign)
+    return AbRun(index, side, python, code, wall, str(results) if problem is None else None, problem, foreign,
+                 attempt)
 
 
 def run_experiment(python_a: str, python_b: str, runs: int, out: Path, pytest_args: list[str] | None = None,
-                   timeout_s: float = 3600.0, log=print) -> list[AbRun]:
+                   timeout_s: float = 3600.0, log=print, rerun_busy: int = 1) -> tuple[list[AbRun], list[AbRun]]:
+    """(the judged runs, the busy attempts they replaced)."""
     if runs < 1:
         raise ResultsError(f"--runs {runs}: give at least 1 (3 or more a side for a verdict on timings)")
+    if rerun_busy < 0:
+        raise ResultsError(f"--rerun-busy {rerun_busy}: give 0 (never) or more")
     pythons = {"a": python_a, "b": python_b}
     versions = {side: check_environment(py, side) for side, py in pythons.items()}
     args = list(pytest_args or DEFAULT_PYTEST_ARGS)
@@ -110,25 +123,34 @@ def run_experiment(python_a: str, python_b: str, runs: int, out: Path, pytest_ar
     log(f"ab: {len(order)} runs of pytest {' '.join(args)}; A = {python_a} (torch {versions['a']}), "
         f"B = {python_b} (torch {versions['b']}); order {' '.join(s.upper() for s in order)}")
     done: list[AbRun] = []
+    replaced: list[AbRun] = []
     t0 = time.perf_counter()
     for i, side in enumerate(order, 1):
         run = _run_one(i, side, pythons[side], args, out, timeout_s)
+        while True:
+            elapsed = time.perf_counter() - t0
+            left = elapsed / (i + len(replaced)) * (len(order) - i)
+            status = "ok" if run.problem is None else f"CRASHED: {run.problem}"
+            rerun = run.busy and run.problem is None and run.attempt < rerun_busy
+            if run.busy:
+                status += f"; other processes took {run.foreign_cpu_share:.0%} of the CPU" + \
+                    ("; running it again" if rerun else "")
+            log(f"ab: run {i} of {len(order)} ({side.upper()}{f', rerun {run.attempt}' if run.attempt else ''}) "
+                f"{run.wall_s:.0f} s, {status}; elapsed {elapsed:.0f} s, about {left:.0f} s left")
+            if not rerun:
+                break
+            replaced.append(run)
+            run = _run_one(i, side, pythons[side], args, out, timeout_s, attempt=run.attempt + 1)
         done.append(run)
-        elapsed = time.perf_counter() - t0
-        left = elapsed / i * (len(order) - i)
-        status = "ok" if run.problem is None else f"CRASHED: {run.problem}"
-        if run.foreign_cpu_share is not None and run.foreign_cpu_share > FOREIGN_LOAD_WARN:
-            status += f"; other processes took {run.foreign_cpu_share:.0%} of the CPU"
-        log(f"ab: run {i} of {len(order)} ({side.upper()}) {run.wall_s:.0f} s, {status}; elapsed {elapsed:.0f} s, "
-            f"about {left:.0f} s left")
         atomic_write_json(out / "ab.json", {"python_a": python_a, "python_b": python_b, "torch": versions,
                                             "pytest_args": args, "order": order,
-                                            "runs": [dataclasses.asdict(r) for r in done]})
-    return done
+                                            "runs": [dataclasses.asdict(r) for r in done],
+                                            "replaced_busy_runs": [dataclasses.asdict(r) for r in replaced]})
+    return done, replaced
 
 
 def verdict(runs: list[AbRun], out: Path, fmt: str = "table", threshold: float | None = None,
-            alpha: float = 0.05) -> tuple[str, int]:
+            alpha: float = 0.05, replaced: list[AbRun] = ()) -> tuple[str, int]:
     """compare over all runs (A = base, B = new); writes compare.json/.md/.html into ``out``."""
     from bench.report.compare import compare_runs, load_run
     from bench.report.compare_render import render, render_html
@@ -143,7 +165,10 @@ def verdict(runs: list[AbRun], out: Path, fmt: str = "table", threshold: float |
     diff.warnings += [f"crashed: {c}" for c in crashed]
     diff.warnings += [f"run {r.index} ({r.side.upper()}): other processes took {r.foreign_cpu_share:.0%} of the CPU "
                       "while it ran; its timings are suspect (rerun on a quiet machine)" for r in runs
-                      if r.foreign_cpu_share is not None and r.foreign_cpu_share > FOREIGN_LOAD_WARN]
+                      if r.busy]
+    diff.warnings += [f"run {r.index} ({r.side.upper()}) was run again: other processes took "
+                      f"{r.foreign_cpu_share:.0%} of the CPU during attempt {r.attempt + 1} (not judged)"
+                      for r in replaced]
     atomic_write_text(out / "compare.json", render(diff, "json"))
     atomic_write_text(out / "compare.md", render(diff, "markdown"))
     atomic_write_text(out / "compare.html", render_html(diff))
@@ -152,9 +177,10 @@ def verdict(runs: list[AbRun], out: Path, fmt: str = "table", threshold: float |
 
 def main(args) -> int:
     out = Path(args.out)
-    runs = run_experiment(args.a, args.b, args.runs, out, args.pytest_args or None, args.timeout_s,
-                          log=lambda text: print(text, file=sys.stderr, flush=True))
-    text, code = verdict(runs, out, args.format, args.threshold, args.alpha)
+    runs, replaced = run_experiment(args.a, args.b, args.runs, out, args.pytest_args or None, args.timeout_s,
+                                    log=lambda text: print(text, file=sys.stderr, flush=True),
+                                    rerun_busy=args.rerun_busy)
+    text, code = verdict(runs, out, args.format, args.threshold, args.alpha, replaced)
     sys.stdout.write(text)
     print(f"ab: reports and compare.md / compare.json / compare.html in {out}", file=sys.stderr)
     return code
