@@ -144,6 +144,7 @@ def test_a_busy_run_is_run_again_in_its_place(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ab, "_run_one", fake_run)
     monkeypatch.setattr(ab, "check_environment", lambda python, label: "2.13.0")
+    monkeypatch.setattr(ab, "wait_for_quiet", lambda: 0.0)
     lines = []
     done, replaced = ab.run_experiment("pa", "pb", 2, tmp_path, log=lines.append)
     assert calls == [(1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (4, 0)]
@@ -156,3 +157,16 @@ def test_a_busy_run_is_run_again_in_its_place(tmp_path, monkeypatch):
     assert not replaced and done[1].busy
     with pytest.raises(ab.ResultsError, match="--rerun-busy -1"):
         ab.run_experiment("pa", "pb", 2, tmp_path, rerun_busy=-1)
+
+
+def test_a_rerun_waits_for_the_machine_to_be_quiet():
+    from bench.report import ab
+
+    cores = __import__("os").cpu_count() or 1
+    readings = iter([0.0, 1.6 * cores, 1.6 * cores, 1.7 * cores])  # 80 % busy, then 5 %
+    slept = []
+    share = ab.wait_for_quiet(max_s=10, window_s=2.0, sleep=slept.append, busy_s=lambda: next(readings))
+    assert slept == [2.0, 2.0] and share == pytest.approx(0.05)
+    always = iter(range(0, 1000, 2 * cores))  # 100 % busy: gives up after max_s
+    share = ab.wait_for_quiet(max_s=6, window_s=2.0, sleep=lambda s: None, busy_s=lambda: next(always))
+    assert share == pytest.approx(1.0)

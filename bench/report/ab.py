@@ -59,6 +59,25 @@ def _children_cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def wait_for_quiet(max_s: float = 120.0, window_s: float = 2.0, sleep=time.sleep, busy_s=None) -> float | None:
+    """Wait until the machine spends less than FOREIGN_LOAD_WARN of its CPU on anything (no
+    run of ours is going) over one ``window_s``, at most ``max_s``; returns the last window's
+    busy share (None where /proc/stat cannot be read)."""
+    busy_s = busy_s or _busy_s
+    share, waited = None, 0.0
+    while waited < max_s:
+        b0 = busy_s()
+        sleep(window_s)
+        b1 = busy_s()
+        waited += window_s
+        if b0 is None or b1 is None:
+            return None
+        share = (b1 - b0) / (window_s * (os.cpu_count() or 1))
+        if share <= FOREIGN_LOAD_WARN:
+            break
+    return share
+
+
 def balanced_order(runs: int) -> list[str]:
     """A B, B A, A B, ...: each pair swaps, so neither side always goes first."""
     return [side for i in range(runs) for side in (("a", "b") if i % 2 == 0 else ("b", "a"))]
@@ -140,6 +159,9 @@ def run_experiment(python_a: str, python_b: str, runs: int, out: Path, pytest_ar
             if not rerun:
                 break
             replaced.append(run)
+            share = wait_for_quiet()
+            if share is not None and share > FOREIGN_LOAD_WARN:
+                log(f"ab: the machine is still {share:.0%} busy after 120 s; running it again anyway")
             run = _run_one(i, side, pythons[side], args, out, timeout_s, attempt=run.attempt + 1)
         done.append(run)
         atomic_write_json(out / "ab.json", {"python_a": python_a, "python_b": python_b, "torch": versions,
