@@ -220,18 +220,11 @@ def _flag_wrong_weights(report, row: Row, session: Session) -> None:
     """A row that ran weights other than the ones it names is not ``ok``: its status says
     so and the test fails, whatever it measured. The packaged MiniLM's hash is recorded
     in the session (and the report's environment) the first time a row names it."""
-    from bench.models.text import (
-        MINILM_ROW_NAMES,
-        minilm_path,
-        minilm_unavailable,
-        weights_problem,
-    )
+    from bench.models.text import MINILM_ROW_NAMES, weights_problem
 
     if row.get("model") not in MINILM_ROW_NAMES:
         return
-    if "all-MiniLM-L6-v2" not in session.model_hashes and not minilm_unavailable():
-        session.record_weights("all-MiniLM-L6-v2", minilm_path())
-    problem = weights_problem(row.get("model"), session.model_hashes.get("all-MiniLM-L6-v2"))
+    problem = weights_problem(row.get("model"), session.packaged_minilm_weights())
     if problem:
         row.set_status("mismatch", problem)
         report.outcome, report.longrepr = "failed", f"mismatch: {problem}"

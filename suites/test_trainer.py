@@ -43,26 +43,16 @@ def _config(c: dict, s) -> trainer.TrainerConfig:
         device="cpu" if c["device"] == "cpu" else "cuda", eval_every=max(2, s.profile.trainer_steps // 4) if first else 0)
 
 
-def _record_weights(session) -> None:
-    """The weights the run fine-tunes, hashed into the report's environment."""
-    from bench.models.text import minilm_path
-
-    name = session.settings.hf_model
-    if (name or "all-MiniLM-L6-v2") in session.model_hashes:
-        return
-    if name is None:
-        session.record_weights("all-MiniLM-L6-v2", minilm_path())
-    elif Path(name).expanduser().is_dir():
-        session.record_weights(name, name)
-
-
 @cases_from(_cases)
 def test_trainer(c, bench_row, benchmark, bench_session):
     s = bench_session.settings
     reason = trainer.unavailable(s.hf_model)
     if reason:
         bench_row.end("skipped", reason)
-    _record_weights(bench_session)
+    if s.hf_model is None:  # the weights fine-tuned, hashed into the report's environment
+        bench_session.packaged_minilm_weights()
+    elif Path(s.hf_model).expanduser().is_dir():
+        bench_session.record_weights(s.hf_model, s.hf_model)
     cfg = _config(c, s)
     if c["runner"] == "trainer_torchrun" or c["device"] != "cpu":  # a child process: the roof measured here
         cfg = dataclasses.replace(cfg, peak_tflops=bench_session.roofs.peak(c["device"], cfg.peak_dtype)["tflops"])

@@ -141,7 +141,7 @@ def _minimal(tmp_path, monkeypatch, fake):
 
     monkeypatch.setattr(minify, "_run", fake)
     session = _session(tmp_path)
-    return minify.minimal_repro("relu_net", "cpu", PLANTED, "smoke", session), session
+    return minify.minimal_repro("relu_net", "cpu", session), session
 
 
 def test_capture_past_the_time_limit_is_named(relu_net, tmp_path, monkeypatch):

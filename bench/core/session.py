@@ -86,13 +86,23 @@ class Session:
 
     def record_weights(self, name: str, folder: str | Path) -> str | None:
         """Hash ``folder``'s model.safetensors and list it under ``name`` in the report's
-        environment; returns what was recorded (None: no safetensors file there)."""
+        environment, once per name; returns what is recorded (None: no safetensors file)."""
         from bench.models.text import describe_weights
 
-        described = describe_weights(name, Path(folder).expanduser())
-        if described is not None:
+        if name not in self.model_hashes:
+            described = describe_weights(name, Path(folder).expanduser())
+            if described is None:
+                return None
             self.model_hashes[name] = described
-        return described
+        return self.model_hashes[name]
+
+    def packaged_minilm_weights(self) -> str | None:
+        """The packaged MiniLM's weights hash, recorded on first use (None: not installed)."""
+        from bench.models.text import minilm_path, minilm_unavailable
+
+        if "all-MiniLM-L6-v2" in self.model_hashes:
+            return self.model_hashes["all-MiniLM-L6-v2"]
+        return None if minilm_unavailable() else self.record_weights("all-MiniLM-L6-v2", minilm_path())
 
     def learned(self) -> dict:
         """What this run measured about its machine and weights, and the one setting that

@@ -25,19 +25,21 @@ from pathlib import Path
 from bench.core.session import MINIFIER_BUDGET_S
 
 REPRO_TIMEOUT_S = 300.0  # one model's minification (capture + shrinking), both children together
+MIN_TIME_S = 30.0  # below this much budget, no minification is started
 
 
-def minimal_repro(model: str, device: str, backend: str, profile: str, session,
-                  timeout_s: float = REPRO_TIMEOUT_S) -> dict:
+def minimal_repro(model: str, device: str, session, timeout_s: float = REPRO_TIMEOUT_S) -> dict:
     """``{"minimal_repro": path of repro.py relative to the session's report folder (None
-    when there is none), "minimal_repro_note": what happened}``. Spends at most ``timeout_s``
-    and what is left of the session's minifier budget; never raises (a failure is the note)."""
+    when there is none), "minimal_repro_note": what happened}`` for ``model`` on ``device``
+    with the session's compile backend and profile. Spends at most ``timeout_s`` and what is
+    left of the session's minifier budget; never raises (a failure is the note)."""
     if session.out_dir is None:
         return _note("no report folder to write a repro into")
     limit = min(timeout_s, session.minifier_budget_s)
     if session.minifier_budget_s < MIN_TIME_S:
         return _note(f"not minified: {session.minifier_budget_s:.0f} s left of this run's minifier budget "
                      f"({MINIFIER_BUDGET_S:.0f} s)")
+    backend, profile = session.settings.compile_backend, session.profile.name
     report_dir = Path(session.out_dir).resolve()
     folder = report_dir / "repros" / f"{model}-{device.replace(':', '')}-{backend}"
     start = time.monotonic()
@@ -48,9 +50,6 @@ def minimal_repro(model: str, device: str, backend: str, profile: str, session,
         return _note(f"the minifier failed: {type(exc).__name__}: {str(exc)[:200]}")
     finally:
         session.minifier_budget_s -= time.monotonic() - start
-
-
-MIN_TIME_S = 30.0  # below this much budget, no minification is started
 
 
 def _note(text: str, path: str | None = None) -> dict:

@@ -97,9 +97,8 @@ def _minimal_repro(c: dict, session) -> dict:
     """torch's minifier on a compile mismatch, once per model and device (both phases)."""
     from bench.graphs.minify import minimal_repro
 
-    backend = session.settings.compile_backend
-    return session.shared(("minimal_repro", c["model"], c["device"], backend), lambda: minimal_repro(
-        c["model"], c["device"], backend, session.profile.name, session))
+    return session.shared(("minimal_repro", c["model"], c["device"]),
+                          lambda: minimal_repro(c["model"], c["device"], session))
 
 
 def run_case(c: dict, benchmark, bench_row, session) -> None:
