@@ -20,9 +20,10 @@ def _report(args) -> int:
 
 
 def _compare(args) -> int:
-    from bench.report.compare import compare_runs, latest_in_history, load_run
+    from bench.report.compare import compare_runs, latest_in_history
     from bench.report.compare_render import render, render_html
     from bench.report.io import atomic_write_text
+    from bench.report.runs import load_run
 
     if args.base or args.new:
         if args.files or not (args.base and args.new):

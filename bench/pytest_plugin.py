@@ -261,7 +261,6 @@ def pytest_sessionfinish(session, exitstatus):
     if missing:
         state.notes.append(f"--bench-require cuda: {len(missing)} case(s) skipped for lack of a CUDA device "
                            f"(first: {missing[0]}); this run fails")
-    state._fingerprint = None  # re-read: model hashes and measured peaks are known by now
     data = state.results(complete, benchmark_json(config))
     state.write(complete, data)
     build_report(data, state.run_dir)

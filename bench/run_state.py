@@ -56,7 +56,7 @@ class RunState:
         data = dict(benchmarks or {"machine_info": {"bench": self.fingerprint()}, "benchmarks": []})
         data["bench_rows"] = [dict(r) for r in self.rows]
         data["bench_run"] = {"run_id": self.run_id, "profile": self.profile, "complete": complete,
-                             "notes": self.notes, "compile_backend": self.session.settings.compile_backend}
+                             "notes": self.notes}
         return data
 
     def write(self, complete: bool, benchmarks: dict | None = None) -> None:

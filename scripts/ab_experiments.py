@@ -98,7 +98,8 @@ def planted(args) -> None:
 
 def detection(args) -> None:
     """Verdicts with the first k runs of each side, k = 1 .. all."""
-    from bench.report.compare import compare_runs, load_run
+    from bench.report.compare import compare_runs
+    from bench.report.runs import load_run
 
     manifest = json.loads((Path(args.out) / "ab" / "ab.json").read_text())
     runs = manifest["runs"]

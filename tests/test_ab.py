@@ -1,6 +1,7 @@
 """``python -m bench ab`` on a tiny suite with two small fake environments (wrapper scripts
 around this interpreter): order, progress, crash handling, outputs and exit codes."""
 import json
+import os
 import stat
 import sys
 from pathlib import Path
@@ -113,8 +114,10 @@ def test_a_run_perturbed_by_another_process_is_named(project, capsys):
     run's own CPU time) and named in the progress line and the verdict's warnings."""
     folder, env = project
     hog = _wrapper(folder, "py_hog", f'''if [ "$2" = pytest ]; then
-  {sys.executable} -c "import time; t=time.time()
+  for core in $(seq {os.cpu_count() or 1}); do  # every core, so the share is machine-independent
+    {sys.executable} -c "import time; t=time.time()
 while time.time()-t < 4: pass" &
+  done
 fi
 PYTHONPATH="{Path(__file__).resolve().parents[1]}" exec {sys.executable} "$@"''')
     out = folder / "ab"

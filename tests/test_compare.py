@@ -9,7 +9,8 @@ import pytest
 
 from bench.__main__ import main
 from bench.report import stats
-from bench.report.compare import compare_runs, load_run
+from bench.report.compare import compare_runs
+from bench.report.runs import load_run
 
 REAL = Path(__file__).parent / "data" / "results_smoke.json"
 OK_OP = "suites/test_autograd_ops.py::test_op_fwd_bwd[gelu_tanh-cpu-fp32]"

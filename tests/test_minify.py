@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.core.profiles import PROFILES, Settings
-from bench.core.rows import CaseEnded, Row
+from bench.core.rows import Row
 from bench.core.session import Session
 from bench.graphs import scenario as gb
 
@@ -73,11 +73,9 @@ def test_a_spent_budget_skips_the_minifier_with_its_reason(relu_net, tmp_path):
 def test_a_matching_compile_row_runs_no_minifier(relu_net, tmp_path):
     session = _session(tmp_path, backend="aot_eager")
     row = _row()
-    try:
-        gb.run_case(dict(row), None, row, session)
-    except CaseEnded:
-        pass
-    assert row["status"] in (None, "ok") and "minimal_repro" not in row
+    gb.run_case(dict(row), None, row, session)  # parity ok: the case runs to its end, nothing ends it early
+    assert row["status"] is None and row["compile_backend"] == "aot_eager" and row["max_abs_err"] is not None
+    assert "minimal_repro" not in row
     assert not (tmp_path / "repros").exists()
 
 
@@ -147,7 +145,7 @@ def _minimal(tmp_path, monkeypatch, fake):
 def test_capture_past_the_time_limit_is_named(relu_net, tmp_path, monkeypatch):
     out, session = _minimal(tmp_path, monkeypatch, FakeRun(subprocess.TimeoutExpired("x", 1)))
     assert out["minimal_repro"] is None and "took longer than the 300 s limit" in out["minimal_repro_note"]
-    assert session.minifier_budget_s < 900
+    assert 0 < 900 - session.minifier_budget_s < 1.0  # charged the time it took, not the limit
 
 
 def test_a_crashed_child_is_not_called_a_clean_pass(relu_net, tmp_path, monkeypatch):

@@ -13,9 +13,6 @@ import subprocess
 
 import torch
 
-# What a run learns on the way (bench.core.session.Session.learned): the weights it ran and
-# the roofs pct_of_peak and the roofline were computed against.
-LEARNED_KEYS = ("model_hashes", "measured_peaks_tflops", "measured_bandwidth_gbs")
 
 
 def _version(dist: str) -> str | None:
@@ -91,6 +88,5 @@ def fingerprint(learned: dict | None = None) -> dict:
         "allocator": {k: os.environ.get(k) for k in ("PYTORCH_CUDA_ALLOC_CONF", "GLIBC_TUNABLES", "OMP_NUM_THREADS",
                                                      "CUDA_VISIBLE_DEVICES", "MKL_NUM_THREADS")
                       if os.environ.get(k)},
-        **{k: {} for k in LEARNED_KEYS},
-        **(learned or {}),
+        **(learned or {}),  # what the run learned: weights, measured roofs (Session.learned)
     }

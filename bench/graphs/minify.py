@@ -146,21 +146,16 @@ def main(argv=None) -> None:
     from torch._dynamo import config
 
     from bench.core.profiles import PROFILES
-    from bench.graphs.scenario import batch_size
-    from bench.registry import get_model, load_plugin
+    from bench.graphs.scenario import model_and_inputs
+    from bench.registry import load_plugin
 
     for plugin in a.plugin:
         load_plugin(plugin)
     config.repro_after, config.repro_level, config.debug_dir_root = "dynamo", 4, a.out
-    profile, spec = PROFILES[a.profile], get_model(a.model)
-    torch.manual_seed(0)
-    model = spec.build().to(a.device).eval()
-    bs = batch_size(spec, profile)
-    example, _ = spec.batch(bs, a.device, profile.seq_len)
-    probe = spec.probe(a.device, profile.seq_len)
-    compiled = torch.compile(model, backend=a.backend)
+    model, example, _, probes = model_and_inputs(a.model, a.device, PROFILES[a.profile])
+    compiled = torch.compile(model.eval(), backend=a.backend)
     try:
-        for inputs in [example] + ([probe] if probe is not None else []):
+        for inputs in [example, *probes]:
             compiled(*inputs)
     except Exception as exc:  # Dynamo's AccuracyError, wrapped in BackendCompilerFailed
         inner = getattr(exc, "inner_exception", None)

@@ -22,6 +22,14 @@ def parity(model_name: str, device: str, modes: tuple[str, ...], backend: str = 
            profile: Profile = PROFILES["standard"]):
     """(model, example inputs, target, {mode: ModeResult}) for one model on one device, at
     ``profile``'s batch size and sequence length."""
+    model, example, target, probes = model_and_inputs(model_name, device, profile)
+    results = check_parity(model, example, probes, modes=modes, backend=backend)
+    return model, example, target, {r.mode: r for r in results}
+
+
+def model_and_inputs(model_name: str, device: str, profile: Profile):
+    """(model, example inputs, target, probe inputs) of a graph-modes case, seeded: what
+    parity checks and what the minifier's child compiles again."""
     spec = get_model(model_name)
     torch.manual_seed(0)
     model = spec.build().to(device)
@@ -29,8 +37,7 @@ def parity(model_name: str, device: str, modes: tuple[str, ...], backend: str = 
     example, target = spec.batch(bs, device, profile.seq_len)
     probe = spec.probe(device, profile.seq_len)
     probes = [probe] if probe is not None else [spec.batch(bs // 2 + 1, device, profile.seq_len)[0]]
-    results = check_parity(model, example, probes, modes=modes, backend=backend)
-    return model, example, target, {r.mode: r for r in results}
+    return model, example, target, probes
 
 
 def step_fn(spec: ModelSpec, result: ModeResult, model, example, target, phase: str) -> Callable[[], object]:
@@ -108,8 +115,9 @@ def run_case(c: dict, benchmark, bench_row, session) -> None:
     from bench.core.timing import run_benchmark, run_benchmark_against, summarize_ms
 
     spec = get_model(c["model"])
-    if spec.unavailable and spec.unavailable():
-        bench_row.end("skipped", spec.unavailable())
+    missing = spec.unavailable() if spec.unavailable else None
+    if missing:
+        bench_row.end("skipped", missing)
     if c["device"].startswith("cuda"):
         bench_row.update(tf32_state())  # parity tolerances for fp32 widen when TF32 is on
     profile, modes = session.profile, modes_for(c["model"], session.profile)

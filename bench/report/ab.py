@@ -23,6 +23,7 @@ from bench.report.io import ResultsError, atomic_write_json, atomic_write_text
 
 DEFAULT_PYTEST_ARGS = ("suites/", "--benchmark-only")
 FOREIGN_LOAD_WARN = 0.10  # share of all cores other processes may take before a run is suspect
+QUIET_WAIT_S = 120.0      # how long a rerun waits for the machine to be quiet
 PROBE = "import bench.pytest_plugin, pytest, pytest_benchmark, torch; print(torch.__version__)"
 
 
@@ -59,7 +60,12 @@ def _children_cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def wait_for_quiet(max_s: float = 120.0, window_s: float = 2.0, sleep=time.sleep, busy_s=None) -> float | None:
+def _share(cpu_s: float, wall_s: float) -> float:
+    """CPU seconds as a share of all this machine's cores over ``wall_s``."""
+    return cpu_s / (wall_s * (os.cpu_count() or 1))
+
+
+def wait_for_quiet(max_s: float = QUIET_WAIT_S, window_s: float = 2.0, sleep=time.sleep, busy_s=None) -> float | None:
     """Wait until the machine spends less than FOREIGN_LOAD_WARN of its CPU on anything (no
     run of ours is going) over one ``window_s``, at most ``max_s``; returns the last window's
     busy share (None where /proc/stat cannot be read)."""
@@ -72,7 +78,7 @@ def wait_for_quiet(max_s: float = 120.0, window_s: float = 2.0, sleep=time.sleep
         waited += window_s
         if b0 is None or b1 is None:
             return None
-        share = (b1 - b0) / (window_s * (os.cpu_count() or 1))
+        share = _share(b1 - b0, window_s)
         if share <= FOREIGN_LOAD_WARN:
             break
     return share
@@ -114,7 +120,7 @@ def _run_one(index: int, side: str, python: str, pytest_args: list[str], out: Pa
     # skews one side of the experiment (a load spanning the B B of A B B A hits B twice)
     foreign = None
     if busy0 is not None and busy1 is not None and wall > 0:
-        foreign = max(0.0, (busy1 - busy0) - (own1 - own0)) / (wall * (os.cpu_count() or 1))
+        foreign = _share(max(0.0, (busy1 - busy0) - (own1 - own0)), wall)
     results = run_dir / "latest" / "results.json"
     problem = None
     if code is None:
@@ -161,7 +167,7 @@ def run_experiment(python_a: str, python_b: str, runs: int, out: Path, pytest_ar
             replaced.append(run)
             share = wait_for_quiet()
             if share is not None and share > FOREIGN_LOAD_WARN:
-                log(f"ab: the machine is still {share:.0%} busy after 120 s; running it again anyway")
+                log(f"ab: the machine is still {share:.0%} busy after {QUIET_WAIT_S:.0f} s; running it again anyway")
             run = _run_one(i, side, pythons[side], args, out, timeout_s, attempt=run.attempt + 1)
         done.append(run)
         atomic_write_json(out / "ab.json", {"python_a": python_a, "python_b": python_b, "torch": versions,
@@ -174,8 +180,9 @@ def run_experiment(python_a: str, python_b: str, runs: int, out: Path, pytest_ar
 def verdict(runs: list[AbRun], out: Path, fmt: str = "table", threshold: float | None = None,
             alpha: float = 0.05, replaced: list[AbRun] = ()) -> tuple[str, int]:
     """compare over all runs (A = base, B = new); writes compare.json/.md/.html into ``out``."""
-    from bench.report.compare import compare_runs, load_run
+    from bench.report.compare import compare_runs
     from bench.report.compare_render import render, render_html
+    from bench.report.runs import load_run
 
     base = [load_run(r.results) for r in runs if r.side == "a" and r.results]
     new = [load_run(r.results) for r in runs if r.side == "b" and r.results]

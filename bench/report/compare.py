@@ -15,7 +15,7 @@ from pathlib import Path
 from bench.core.rows import DRIFT_FACTOR, DRIFT_FLOOR, ERROR_COLUMNS, Metric, declared_metrics, metric_of
 from bench.report import stats
 from bench.report.io import ResultsError
-from bench.report.runs import Run, environment_diff, load_run, repro_command  # noqa: F401
+from bench.report.runs import Run, environment_diff, load_run, metric_values, repro_command
 
 # Worst first: a side's status over several runs is its worst one.
 STATUS_ORDER = ("error", "mismatch", "oom", "unsupported", "skipped", "ok")
@@ -108,22 +108,6 @@ def correctness_diff(case: str, base_rows: list[dict], new_rows: list[dict]) -> 
             "change": change}
 
 
-def _values(case: str, name: str, metric: Metric, runs: list[Run]) -> tuple[list[float], list[float]]:
-    """Per-run statistics of one metric, and the raw samples of the last run (timing only)."""
-    per_run, raw = [], []
-    for r in runs:
-        row = r.rows.get(case) or {}
-        if row.get("status") != "ok":
-            continue
-        if metric.kind == "timing" and r.samples_ms.get(case):
-            raw = r.samples_ms[case]
-            per_run.append(statistics.median(raw))
-        elif isinstance(row.get(name), (int, float)) and not isinstance(row.get(name), bool) \
-                and math.isfinite(row[name]):
-            per_run.append(float(row[name]))
-    return per_run, raw
-
-
 def _judge(metric: Metric, base: list[float], new: list[float], raw_base, raw_new, threshold: float) -> dict:
     ratio = stats.ratio_of_medians(base, new)
     if metric.kind == "exact":  # counts and accuracies: an absolute step, from 0 too
@@ -195,8 +179,8 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
         for name, metric in declared.items():
             if metric.kind == "derived":
                 continue
-            b, rb = _values(case, name, metric, base)
-            n, rn = _values(case, name, metric, new)
+            b, rb = metric_values(case, name, metric, base)
+            n, rn = metric_values(case, name, metric, new)
             if not b or not n:
                 continue
             thr = threshold if (threshold is not None and metric.kind == "timing") else metric.threshold

@@ -19,14 +19,14 @@ import statistics
 from pathlib import Path
 
 from bench.core.rows import declared_metrics
-from bench.report.compare import (
+from bench.report.io import ResultsError
+from bench.report.runs import (
     Run,
-    _values,
     environment_diff,
     load_run,
+    metric_values,
     repro_command,
 )
-from bench.report.io import ResultsError
 
 MIN_SEGMENT = 2     # runs on each side of a change
 PENALTY = 4.0       # x sigma^2 x log(n): tuned on the synthetic validation (README table)
@@ -155,7 +155,7 @@ def _analyse_group(profile, machine, runs: list[Run], threshold) -> Group:
         for name, metric in declared.items():
             if metric.kind == "derived":
                 continue
-            points = [(r, _values(case, name, metric, [r])[0]) for r in present]
+            points = [(r, metric_values(case, name, metric, [r])[0]) for r in present]
             points = [(r, v[0]) for r, v in points if v]
             if len(points) < 2 * MIN_SEGMENT:
                 continue

@@ -1,10 +1,14 @@
 """Runs as compare, ab and history read them: a results file's rows, raw samples,
-fingerprint and profile; the environment difference between runs; a case's repro command."""
+fingerprint and profile; a metric's per-run values; the environment difference between runs; a
+case's repro command."""
 from __future__ import annotations
 
 import dataclasses
+import math
+import statistics
 from pathlib import Path
 
+from bench.core.rows import Metric
 from bench.report.io import ResultsError, load_results
 from bench.report.tables import rows_from_results
 
@@ -96,3 +100,19 @@ def repro_command(case: str, run: Run, row: dict) -> str:
     if row.get("device"):
         parts.append(f"--bench-device={row['device']}")
     return " ".join(parts)
+
+
+def metric_values(case: str, name: str, metric: Metric, runs: list[Run]) -> tuple[list[float], list[float]]:
+    """Per-run statistics of one metric, and the raw samples of the last run (timing only)."""
+    per_run, raw = [], []
+    for r in runs:
+        row = r.rows.get(case) or {}
+        if row.get("status") != "ok":
+            continue
+        if metric.kind == "timing" and r.samples_ms.get(case):
+            raw = r.samples_ms[case]
+            per_run.append(statistics.median(raw))
+        elif isinstance(row.get(name), (int, float)) and not isinstance(row.get(name), bool) \
+                and math.isfinite(row[name]):
+            per_run.append(float(row[name]))
+    return per_run, raw
