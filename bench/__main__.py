@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
 
 from bench.report.io import ResultsError
@@ -43,7 +44,8 @@ def _compare(args) -> int:
     if args.threshold is not None and not 0 < args.threshold < 10:
         raise ResultsError(f"--threshold {args.threshold}: must be a fraction above 0, e.g. 0.1 for 10 %")
     diff = compare_runs([load_run(p) for p in base_paths], [load_run(p) for p in new_paths], args.threshold,
-                        args.alpha, args.allow_profile_mismatch)
+                        args.alpha, args.allow_profile_mismatch, args.allow_machine_mismatch,
+                        args.allow_selection_mismatch)
     sys.stdout.write(render(diff, args.format))
     if args.html:
         atomic_write_text(args.html, render_html(diff))
@@ -93,9 +95,24 @@ def _history(args) -> int:
 
 
 def _ab(args) -> int:
-    from bench.report.ab import main as ab_main
+    from bench.experiments.ab import main as ab_main
 
     return ab_main(args)
+
+
+def _verdict_options(p: argparse.ArgumentParser) -> None:
+    """The options every verdict shares (compare and ab), declared once."""
+    p.add_argument("--threshold", type=float, default=None,
+                   help="change fraction that counts for timings (default: each metric's own, 0.10 for timings)")
+    p.add_argument("--alpha", type=float, default=0.05,
+                   help="false-discovery rate over the comparison's tests, for changes and for 'same' (default 0.05)")
+    p.add_argument("--allow-profile-mismatch", action="store_true",
+                   help="compare runs of different profiles (they measure different workloads)")
+    p.add_argument("--allow-machine-mismatch", action="store_true",
+                   help="compare runs of different machines (CPU or GPU model, device count)")
+    p.add_argument("--allow-selection-mismatch", action="store_true",
+                   help="a case missing from the new side is not a correctness change (you selected fewer cases)")
+    p.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,13 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline", choices=("latest",),
                    help="take BASE from reports/history: the newest earlier run of the same profile and machine")
     p.add_argument("--reports-dir", default="reports")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="slowdown fraction that counts for timings (default: each metric's own, 0.10 for timings)")
-    p.add_argument("--alpha", type=float, default=0.05,
-                   help="false-discovery rate over the comparison's run-level tests (default 0.05)")
-    p.add_argument("--allow-profile-mismatch", action="store_true",
-                   help="compare runs of different profiles (they measure different workloads)")
-    p.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
+    _verdict_options(p)
     p.add_argument("--html", metavar="PATH", help="also write a self-contained compare.html")
     p.set_defaults(func=_compare)
     p = sub.add_parser("ab", help="A/B experiment: the suites N times in each of two environments, alternating; "
@@ -139,9 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rerun-busy", type=int, default=1, metavar="N",
                    help="run a run again, up to N times, when other processes took over 10%% of the CPU "
                         "while it ran (default 1; 0: never)")
-    p.add_argument("--threshold", type=float, default=None)
-    p.add_argument("--alpha", type=float, default=0.05)
-    p.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
+    p.add_argument("--until-decided", action="store_true",
+                   help="after --runs, add A/B blocks while metrics are unsure and --max-runs / --budget allow")
+    p.add_argument("--max-runs", type=int, default=None, metavar="N",
+                   help="with --until-decided: most runs a side (default: 3 x --runs, at least 6)")
+    p.add_argument("--budget", type=float, default=None, metavar="MINUTES",
+                   help="with --until-decided: no new block starts after this many minutes")
+    p.add_argument("--noise", metavar="COMPARE.json",
+                   help="an earlier A/A's compare.json: its run-to-run spread sizes the plan printed first")
+    _verdict_options(p)
     p.set_defaults(func=_ab)
     p = sub.add_parser("history", help="trends and change points over every run; exit 1 on a change toward "
                                        "worse in the last --recent runs")
@@ -164,6 +181,14 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (ResultsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 -- a crash of the tool is never a verdict (exit 1)
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        print(f"error: unexpected {type(exc).__name__}: {exc} (at {Path(where.filename).name}:{where.lineno}; "
+              "please report it)", file=sys.stderr)
         return 2
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.__main__ import main
-from bench.report.ab import balanced_order
+from bench.experiments.ab import balanced_order
 
 TINY = """
 import os, time
@@ -90,13 +90,20 @@ PYTHONPATH="{Path(__file__).resolve().parents[1]}" exec {sys.executable} "$@"'''
     code = main(["ab", "--a", a, "--b", b, "--runs", "2", "--out", str(out), "--", "test_tiny.py",
                  "--benchmark-only"])
     captured = capsys.readouterr()
-    assert code == 0  # A A and one B still give a verdict
+    assert code == 1  # a crash of the new environment where the old one ran is a regression
     runs = json.loads((out / "ab.json").read_text())["runs"]
     assert len(runs) == 4
     crashed = [r for r in runs if r["problem"]]
     assert len(crashed) == 1 and crashed[0]["side"] == "b" and "exited 3" in crashed[0]["problem"]
     assert "CRASHED" in captured.err
     assert "crashed: run" in (out / "compare.md").read_text()
+    verdict = json.loads((out / "compare.json").read_text())
+    assert verdict["verdict"] == "regression" and verdict["crashes"][0]["side"] == "new"
+    assert "1 crashed new run" in verdict_headline(out)
+
+
+def verdict_headline(out: Path) -> str:
+    return (out / "compare.md").read_text().splitlines()[0]
 
 
 def test_an_environment_without_the_project_is_a_one_line_error(project, capsys):
@@ -134,7 +141,7 @@ def test_a_busy_run_is_run_again_in_its_place(tmp_path, monkeypatch):
     """Run 2 (B) is busy on its first attempt and quiet on its second: the second is judged,
     the first is kept in ab.json and named; a run still busy after --rerun-busy attempts
     stands, with its warning. Crashed runs are not rerun (a crash may be the upgrade's)."""
-    from bench.report import ab
+    from bench.experiments import ab
 
     shares = {(1, 0): 0.01, (2, 0): 0.40, (2, 1): 0.02, (3, 0): 0.30, (3, 1): 0.35, (4, 0): 0.50}
     calls = []
@@ -163,7 +170,7 @@ def test_a_busy_run_is_run_again_in_its_place(tmp_path, monkeypatch):
 
 
 def test_a_rerun_waits_for_the_machine_to_be_quiet():
-    from bench.report import ab
+    from bench.experiments import ab
 
     cores = __import__("os").cpu_count() or 1
     readings = iter([0.0, 1.6 * cores, 1.6 * cores, 1.7 * cores])  # 80 % busy, then 5 %
@@ -173,3 +180,50 @@ def test_a_rerun_waits_for_the_machine_to_be_quiet():
     always = iter(range(0, 1000, 2 * cores))  # 100 % busy: gives up after max_s
     share = ab.wait_for_quiet(max_s=6, window_s=2.0, sleep=lambda s: None, busy_s=lambda: next(always))
     assert share == pytest.approx(1.0)
+
+
+def test_until_decided_adds_blocks_while_unsure_and_stops_at_its_limits(tmp_path, monkeypatch):
+    """Blocks are added one at a time while the judge says metrics are unsure, never past
+    --max-runs a side; the looks split alpha."""
+    from bench.experiments import ab
+
+    calls = []
+
+    def fake_run(index, side, python, args, out, timeout_s, attempt=0):
+        calls.append(side)
+        return ab.AbRun(index, side, python, 0, 0.01, f"r{index}", None, 0.0, attempt)
+
+    monkeypatch.setattr(ab, "_run_one", fake_run)
+    monkeypatch.setattr(ab, "check_environment", lambda python, label: "2.13.0")
+    looks = []
+    plan = ab.Plan(2, until_decided=True, max_runs=4)
+    assert plan.looks == 3 and plan.alpha_per_look(0.06) == pytest.approx(0.02)
+    done, _ = ab.run_experiment("pa", "pb", plan, tmp_path, log=lambda t: None,
+                                judge=lambda runs: looks.append(len(runs)) or True)
+    assert len(done) == 8 and looks == [4, 6] and calls == ["a", "b", "b", "a", "a", "b", "b", "a"]
+    looks.clear()
+    done, _ = ab.run_experiment("pa", "pb", ab.Plan(2, until_decided=True, max_runs=4), tmp_path / "2",
+                                log=lambda t: None, judge=lambda runs: looks.append(len(runs)) or len(runs) < 6)
+    assert len(done) == 6 and looks == [4, 6]  # decided after the first added block
+    lines = []
+    done, _ = ab.run_experiment("pa", "pb", ab.Plan(2, until_decided=True, max_runs=10, budget_s=1e-6),
+                                tmp_path / "3", log=lines.append, judge=lambda runs: True)
+    assert len(done) == 4 and any("budget" in line for line in lines)
+    with pytest.raises(ab.ResultsError, match="--max-runs 1"):
+        ab.Plan(2, until_decided=True, max_runs=1)
+    with pytest.raises(ab.ResultsError, match="only apply with --until-decided"):
+        ab.Plan(2, max_runs=5)
+
+
+def test_plan_prints_the_detectable_change_from_an_earlier_aa(tmp_path):
+    from bench.experiments import ab
+
+    aa = tmp_path / "compare.json"
+    aa.write_text(json.dumps({"metrics": [{"case": "t[a]", "metric": "median_ms", "sd_log": 0.05},
+                                          {"case": "t[b]", "metric": "median_ms", "sd_log": 0.20},
+                                          {"case": "t[c]", "metric": "peak_rss_mib", "sd_log": None}]}))
+    text = ab.plan_text(ab.noise_from(str(aa)), 5, 0.05)
+    # (1.96 + 0.84) * sd * sqrt(2 / 5): 0.05 -> 1.093x, 0.20 -> 1.426x; median of the two 1.26x
+    assert "1.26x" in text and "1.43x" in text and "t[b]" in text
+    with pytest.raises(ab.ResultsError, match="--noise"):
+        ab.noise_from(str(tmp_path / "missing.json"))

@@ -94,18 +94,23 @@ def test_environment_profile_incomplete_and_missing_cases(tmp_path, capsys):
     new["bench_rows"] = [r for r in new["bench_rows"] if r["test"] != OK_OP]
     new["bench_run"]["complete"] = False
     a, b = _write(tmp_path, "a", base), _write(tmp_path, "b", new)
-    assert main(["compare", a, b, "--format", "json"]) == 0
+    # a case the new run lost is a correctness change (exit 1), unless fewer cases were selected
+    assert main(["compare", a, b, "--format", "json"]) == 1
     out = json.loads(capsys.readouterr().out)
     keys = {e["key"]: e for e in out["environment"]}
     assert keys["torch"]["new"] == "2.14.1" and "transformers" in keys and "model_hashes.all-MiniLM-L6-v2" in keys
     assert OK_OP in out["only_in_base"]
+    lost = [c for c in out["correctness"] if c["case"] == OK_OP][0]
+    assert lost["change"] == "regressed" and lost["new_status"] == "missing" and "absent" in lost["new_reason"]
     assert any("incomplete" in w for w in out["warnings"])
+    assert main(["compare", a, b, "--allow-selection-mismatch"]) == 0
+    capsys.readouterr()
     new["bench_run"]["profile"] = "standard"
     b = _write(tmp_path, "b", new)
     assert main(["compare", a, b]) == 2
     err = capsys.readouterr().err
     assert "smoke" in err and "standard" in err and err.strip().count("\n") == 0
-    assert main(["compare", a, b, "--allow-profile-mismatch"]) == 0
+    assert main(["compare", a, b, "--allow-profile-mismatch", "--allow-selection-mismatch"]) == 0
 
 
 def test_error_growth_is_drift_not_regression(tmp_path):

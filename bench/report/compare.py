@@ -12,10 +12,16 @@ import math
 import statistics
 from pathlib import Path
 
-from bench.core.rows import DRIFT_FACTOR, DRIFT_FLOOR, ERROR_COLUMNS, Metric, declared_metrics, metric_of
-from bench.report import stats
+from bench.core.rows import DRIFT_FACTOR, DRIFT_FLOOR, ERROR_COLUMNS, metric_of
 from bench.report.io import ResultsError
-from bench.report.runs import Run, environment_diff, load_run, metric_values, repro_command
+from bench.report.runs import (
+    Run,
+    environment_diff,
+    load_run,
+    machine_identity,
+    repro_command,
+)
+from bench.report.verdicts import decide, judge_case
 
 # Worst first: a side's status over several runs is its worst one.
 STATUS_ORDER = ("error", "mismatch", "oom", "unsupported", "skipped", "ok")
@@ -36,6 +42,16 @@ class Diff:
     warnings: list[str]
     geomean: dict[str, float]
     repro: dict[str, str]
+    crashes: list[dict] = dataclasses.field(default_factory=list)  # runs that gave no results (ab)
+    alpha: float = 0.05
+
+    @property
+    def crash_regressions(self) -> list[dict]:
+        """Crashes of the new side where the base side ran: an upgrade that crashes is the
+        worst regression."""
+        if any(c["side"] == "base" for c in self.crashes):
+            return []
+        return [c for c in self.crashes if c["side"] == "new"]
 
     @property
     def regressions(self) -> list[dict]:
@@ -47,7 +63,8 @@ class Diff:
 
     @property
     def verdict(self) -> str:
-        return "regression" if self.regressions or self.status_regressions else "no_regression"
+        bad = self.regressions or self.status_regressions or self.crash_regressions
+        return "regression" if bad else "no_regression"
 
     @property
     def exit_code(self) -> int:
@@ -57,8 +74,15 @@ class Diff:
         return {"verdict": self.verdict, "environment": self.environment, "correctness": self.correctness,
                 "metrics": self.metrics, "drift": self.drift, "only_in_base": self.only_in_base,
                 "only_in_new": self.only_in_new, "warnings": self.warnings, "new_warnings": self.new_warnings,
-                "geomean_time_ratio": self.geomean, "repro": self.repro,
-                "runs": {"base": self.runs_base, "new": self.runs_new}}
+                "geomean_time_ratio": self.geomean, "repro": self.repro, "crashes": self.crashes,
+                "runs": {"base": self.runs_base, "new": self.runs_new}, "method": method(self.alpha)}
+
+
+def method(alpha: float) -> str:
+    return (f"per metric: ratio of geometric means of run medians (new / base) with its {1 - 2 * alpha:.0%} "
+            f"interval (Welch t on log run medians); regression/improvement: Benjamini-Hochberg q < {alpha:g} and "
+            "the point estimate beyond the threshold; same: equivalence by two one-sided tests (q < "
+            f"{alpha:g}), i.e. the interval inside +/- the threshold; unsure: anything else")
 
 
 def _worst(statuses: list[str]) -> str:
@@ -68,6 +92,31 @@ def _worst(statuses: list[str]) -> str:
 def _fraction_or_all(value) -> float:
     f = _checks_fraction(value)
     return 1.0 if f is None else f
+
+
+def _not_applicable(row: dict) -> set[str]:
+    text = row.get("not_applicable") or ""
+    return {part.split(":", 1)[0].strip() for part in str(text).split("; ") if part.strip()}
+
+
+def _total_checks(row: dict) -> int | None:
+    try:
+        return int(str(row.get("checks_passed")).split("/")[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _checks_lost(base_rows: list[dict], new_rows: list[dict]) -> str:
+    """Checks that ran on the base side and no longer run on the new one (now not
+    applicable, or fewer checks in total): less is checked, a correctness change."""
+    newly_na = set().union(*map(_not_applicable, new_rows)) - set().union(*map(_not_applicable, base_rows))
+    if newly_na:
+        return ", ".join(sorted(newly_na)) + " (now not applicable)"
+    totals_b = [t for t in map(_total_checks, base_rows) if t is not None]
+    totals_n = [t for t in map(_total_checks, new_rows) if t is not None]
+    if totals_b and totals_n and min(totals_n) < max(totals_b):
+        return f"{max(totals_b) - min(totals_n)} check(s): {max(totals_b)} ran before, {min(totals_n)} now"
+    return ""
 
 
 def _checks_fraction(value) -> float | None:
@@ -96,10 +145,15 @@ def correctness_diff(case: str, base_rows: list[dict], new_rows: list[dict]) -> 
     elif bs == "ok":
         cb = min(_fraction_or_all(r.get("checks_passed")) for r in base_rows)
         cn = min(_fraction_or_all(r.get("checks_passed")) for r in new_rows)
-        if cn < cb:
+        lost = _checks_lost(base_rows, new_rows)
+        if cn < cb or lost:
             change = "regressed"
         elif cn > cb:
             change = "fixed"
+        if lost:
+            return {"case": case, "suite": brow.get("suite"), "base_status": bs, "new_status": ns,
+                    "base_reason": f"checks {brow.get('checks_passed')}",
+                    "new_reason": f"checks {nrow.get('checks_passed')}; no longer run: {lost}", "change": change}
     if change is None:
         return None
     return {"case": case, "suite": brow.get("suite"), "base_status": bs, "new_status": ns,
@@ -108,49 +162,10 @@ def correctness_diff(case: str, base_rows: list[dict], new_rows: list[dict]) -> 
             "change": change}
 
 
-def _judge(metric: Metric, base: list[float], new: list[float], raw_base, raw_new, threshold: float) -> dict:
-    ratio = stats.ratio_of_medians(base, new)
-    if metric.kind == "exact":  # counts and accuracies: an absolute step, from 0 too
-        step = statistics.median(new) - statistics.median(base)
-        step = step if metric.better == "lower" else -step
-        verdict = "regression" if step > threshold else "improvement" if step < -threshold else "same"
-        return {"ratio": ratio, "p_value": None, "test": "exact", "verdict": verdict, "note": ""}
-    if ratio is None or ratio == 0:
-        bmed, nmed = statistics.median(base), statistics.median(new)
-        if bmed == nmed:
-            return {"ratio": ratio, "p_value": None, "test": "none", "verdict": "same", "note": ""}
-        worse_now = (nmed > bmed) == (metric.better == "lower")
-        if len(base) >= stats.MIN_RUNS and len(new) >= stats.MIN_RUNS:
-            return {"ratio": ratio, "p_value": stats.welch_log_p(base, new), "test": "welch-t(log run medians)",
-                    "verdict": "pending", "worse": math.inf if worse_now else 0.0, "note": "a side is zero"}
-        return {"ratio": ratio, "p_value": None, "test": "none", "verdict": "unsure",
-                "note": f"{'base' if ratio is None else 'new'} is zero; the change is toward "
-                        f"{'worse' if worse_now else 'better'}"}
-    worse = stats.worse_ratio(ratio, metric.better)
-    if len(base) >= stats.MIN_RUNS and len(new) >= stats.MIN_RUNS:
-        p = stats.welch_log_p(base, new)
-        return {"ratio": ratio, "p_value": p, "test": "welch-t(log run medians)", "verdict": "pending",
-                "worse": worse, "note": ""}
-    # One or two runs a side: the between-run spread is unknown.
-    p = stats.mann_whitney_p(raw_base, raw_new) if metric.kind == "timing" else None
-    beyond = worse > 1 + threshold or worse < 1 / (1 + threshold)
-    if not beyond:
-        return {"ratio": ratio, "p_value": p, "test": "threshold", "verdict": "same", "note": ""}
-    floor = stats.SINGLE_RUN_FLOOR
-    big = worse >= floor or worse <= 1 / floor
-    # only raw samples can confirm a single-run change: a one-number metric stays unsure
-    confirmed = big and p is not None and p < 0.05
-    verdict = ("regression" if worse > 1 else "improvement") if confirmed else "unsure"
-    note = "" if confirmed else (f"beyond {threshold:.0%} but within the {floor:g}x that separates two runs of "
-                                 f"unchanged code; needs >= {stats.MIN_RUNS} runs a side (bench ab --runs)")
-    return {"ratio": ratio, "p_value": p, "test": "mann-whitney(rounds)" if p is not None else "threshold",
-            "verdict": verdict, "note": note}
-
-
-def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None, alpha: float = 0.05,
-                 allow_profile_mismatch: bool = False) -> Diff:
-    if not base or not new:
-        raise ResultsError("compare needs at least one run on each side")
+def _check_comparable(base: list[Run], new: list[Run], allow_profile_mismatch: bool,
+                      allow_machine_mismatch: bool) -> list[str]:
+    """Refuse runs of different profiles or machines (they measure different workloads or
+    hardware) unless allowed; returns the warnings for what was allowed or incomplete."""
     warnings: list[str] = []
     profiles = {r.profile for r in base + new if r.profile}
     if len(profiles) > 1:
@@ -159,15 +174,46 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
         if not allow_profile_mismatch:
             raise ResultsError(text + "; pass --allow-profile-mismatch to compare them anyway")
         warnings.append(text)
+    machines = {machine_identity(r.fingerprint) for r in base + new}
+    if len(machines) > 1:
+        text = f"runs come from different machines ({' vs '.join(sorted(machines))}): timings are not comparable"
+        if not allow_machine_mismatch:
+            raise ResultsError(text + "; pass --allow-machine-mismatch to compare them anyway")
+        warnings.append(text)
     for r in base + new:
         if not r.complete:
             warnings.append(f"run {r.run_id} is incomplete (interrupted): cases it did not reach are missing")
+    return warnings
+
+
+def _case_on_one_side(case: str, runs: list[Run], lost: bool) -> dict:
+    row = next(r.rows[case] for r in runs if case in r.rows)
+    status = row.get("status") or "error"
+    entry = {"case": case, "suite": row.get("suite"), "change": "regressed" if lost else "changed"}
+    if lost:
+        return {**entry, "base_status": status, "new_status": "missing", "base_reason": row.get("reason"),
+                "new_reason": "case absent from the new run(s): the run stopped or lost it"}
+    return {**entry, "base_status": "missing", "new_status": status,
+            "base_reason": "case absent from the base run(s)", "new_reason": row.get("reason")}
+
+
+def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None, alpha: float = 0.05,
+                 allow_profile_mismatch: bool = False, allow_machine_mismatch: bool = False,
+                 allow_selection_mismatch: bool = False) -> Diff:
+    if not base or not new:
+        raise ResultsError("compare needs at least one run on each side")
+    if not 0 < alpha < 0.5:
+        raise ResultsError(f"alpha {alpha}: give a level between 0 and 0.5, e.g. 0.05")
+    warnings = _check_comparable(base, new, allow_profile_mismatch, allow_machine_mismatch)
     base_cases = set().union(*(r.rows for r in base))
     new_cases = set().union(*(r.rows for r in new))
     common = sorted(base_cases & new_cases)
     if not common:
         raise ResultsError(f"the two sides have no case in common ({len(base_cases)} in base, {len(new_cases)} in new)")
     correctness, metrics, drift, repro = [], [], [], {}
+    if not allow_selection_mismatch:
+        correctness += [_case_on_one_side(case, base, lost=True) for case in sorted(base_cases - new_cases)]
+    correctness += [_case_on_one_side(case, new, lost=False) for case in sorted(new_cases - base_cases)]
     for case in common:
         brows = [r.rows[case] for r in base if case in r.rows]
         nrows = [r.rows[case] for r in new if case in r.rows]
@@ -175,51 +221,31 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
         if c:
             correctness.append(c)
         suite = brows[0].get("suite") or "other"
-        declared = declared_metrics(suite)
-        for name, metric in declared.items():
-            if metric.kind == "derived":
-                continue
-            b, rb = metric_values(case, name, metric, base)
-            n, rn = metric_values(case, name, metric, new)
-            if not b or not n:
-                continue
-            thr = threshold if (threshold is not None and metric.kind == "timing") else metric.threshold
-            judged = _judge(metric, b, n, rb, rn, thr)
-            metrics.append({"case": case, "suite": suite, "metric": name, "unit": metric.unit,
-                            "better": metric.better, "base": statistics.median(b), "new": statistics.median(n),
-                            "runs_base": len(b), "runs_new": len(n), "threshold": thr, **judged})
-        for col in ERROR_COLUMNS:
-            b = [r.get(col) for r in brows if isinstance(r.get(col), (int, float))]
-            n = [r.get(col) for r in nrows if isinstance(r.get(col), (int, float))]
-            if b and n and max(n) > DRIFT_FLOOR and max(n) > DRIFT_FACTOR * max(max(b), DRIFT_FLOOR / DRIFT_FACTOR):
-                drift.append({"case": case, "suite": suite, "metric": col, "base": max(b), "new": max(n),
-                              "factor": max(n) / max(max(b), DRIFT_FLOOR)})
-    _decide_multi_run(metrics, alpha)
+        same_status = c is None or c["base_status"] == c["new_status"]
+        metrics += judge_case(case, suite, base, new, threshold, alpha, same_status)
+        drift += _drift(case, suite, brows, nrows)
+    decide(metrics, alpha)
     for m in metrics:
         m.pop("worse", None)
     regressed = {m["case"] for m in metrics if m["verdict"] == "regression"} | \
         {c["case"] for c in correctness if c["change"] == "regressed"}
     for case in sorted(regressed):
-        repro[case] = repro_command(case, base[0], (new[0].rows.get(case) or {}))
+        run = next(r for r in new + base if case in r.rows)
+        repro[case] = repro_command(case, run, run.rows[case])
     return Diff([r.run_id for r in base], [r.run_id for r in new], environment_diff(base, new), correctness,
                 metrics, drift, sorted(base_cases - new_cases), sorted(new_cases - base_cases),
-                new_warnings(common, base, new), warnings, geomean_time_ratio(metrics), repro)
+                new_warnings(common, base, new), warnings, geomean_time_ratio(metrics), repro, alpha=alpha)
 
 
-def _decide_multi_run(metrics: list[dict], alpha: float) -> None:
-    """Benjamini-Hochberg over every run-level test of this comparison, then the threshold."""
-    pending = [m for m in metrics if m["verdict"] == "pending"]
-    qvalues = stats.benjamini_hochberg([m["p_value"] for m in pending])
-    for m, q in zip(pending, qvalues):
-        m["q_value"] = q
-        worse, thr = m["worse"], m["threshold"]
-        significant = q is not None and q < alpha
-        if significant and worse > 1 + thr:
-            m["verdict"] = "regression"
-        elif significant and worse < 1 / (1 + thr):
-            m["verdict"] = "improvement"
-        else:
-            m["verdict"] = "same"
+def _drift(case: str, suite: str, brows: list[dict], nrows: list[dict]) -> list[dict]:
+    out = []
+    for col in ERROR_COLUMNS:
+        b = [r.get(col) for r in brows if isinstance(r.get(col), (int, float))]
+        n = [r.get(col) for r in nrows if isinstance(r.get(col), (int, float))]
+        if b and n and max(n) > DRIFT_FLOOR and max(n) > DRIFT_FACTOR * max(max(b), DRIFT_FLOOR / DRIFT_FACTOR):
+            out.append({"case": case, "suite": suite, "metric": col, "base": max(b), "new": max(n),
+                        "factor": max(n) / max(max(b), DRIFT_FLOOR)})
+    return out
 
 
 def geomean_time_ratio(metrics: list[dict]) -> dict[str, float]:
@@ -248,7 +274,7 @@ def new_warnings(cases: list[str], base: list[Run], new: list[Run]) -> list[dict
 def latest_in_history(reports_dir: Path, new: Run) -> Path:
     """The newest earlier run in ``reports/history`` of the same profile and machine."""
     history = sorted((reports_dir / "history").glob("*.json"))
-    machine = _machine(new.fingerprint)
+    machine = machine_identity(new.fingerprint)
     for path in reversed(history):
         try:
             cand = load_run(path)
@@ -256,10 +282,6 @@ def latest_in_history(reports_dir: Path, new: Run) -> Path:
             continue
         if cand.run_id == new.run_id or Path(path).resolve() == Path(new.path).resolve():
             continue
-        if cand.profile == new.profile and _machine(cand.fingerprint) == machine and cand.run_id < new.run_id:
+        if cand.profile == new.profile and machine_identity(cand.fingerprint) == machine and cand.run_id < new.run_id:
             return path
     raise ResultsError(f"no earlier run of profile {new.profile} on {machine} in {reports_dir / 'history'}")
-
-
-def _machine(fp: dict) -> str:
-    return fp.get("gpu_name") or fp.get("cpu_model") or "unknown machine"

@@ -7,11 +7,11 @@ import json
 
 import pandas as pd
 
-from bench.core.rows import metric_of
-from bench.report.compare import Diff
+from bench.report.compare import Diff, method
 
-METRIC_COLUMNS = ["verdict", "case", "metric", "unit", "base", "new", "ratio", "p_value", "runs_base", "runs_new",
-                  "note"]
+METRIC_COLUMNS = ["verdict", "case", "metric", "unit", "base", "new", "ratio", "ci_low", "ci_high", "threshold",
+                  "q_value", "runs_base", "runs_new", "runs_needed", "note"]
+COLORS = {"regression": "#c0392b", "improvement": "#27ae60", "unsure": "#e67e22", "same": "#7f8c8d"}
 
 
 def _df(records: list[dict], columns: list[str]) -> pd.DataFrame:
@@ -21,19 +21,39 @@ def _df(records: list[dict], columns: list[str]) -> pd.DataFrame:
 
 def headline(diff: Diff) -> str:
     reg, st = diff.regressions, diff.status_regressions
-    unsure = sum(m["verdict"] == "unsure" for m in diff.metrics)
+    unsure = [m for m in diff.metrics if m["verdict"] == "unsure"]
     better = sum(m["verdict"] == "improvement" for m in diff.metrics)
+    same = sum(m["verdict"] == "same" for m in diff.metrics)
     runs = f"{len(diff.runs_base)} run(s) vs {len(diff.runs_new)} run(s)"
-    head = "REGRESSION" if diff.verdict == "regression" else "no regression"
-    return (f"{head}: {len(st)} correctness regression(s), {len(reg)} performance regression(s), "
-            f"{better} improvement(s), {unsure} unsure, {len(diff.drift)} numeric drift(s) ({runs})")
+    if diff.verdict == "regression":
+        head = "REGRESSION"
+    else:  # nothing worse was shown; whether everything is shown the same is another claim
+        head = "no regression shown" if unsure else "no regression"
+    crashed = f"{len(diff.crash_regressions)} crashed new run(s), " if diff.crash_regressions else ""
+    return (f"{head}: {crashed}{len(st)} correctness regression(s), {len(reg)} performance regression(s), "
+            f"{better} improvement(s), {same} same, {len(unsure)} unsure{_needed(unsure)}, "
+            f"{len(diff.drift)} numeric drift(s) ({runs})")
+
+
+def _needed(unsure: list[dict]) -> str:
+    """How many runs a side would likely decide the unsure metrics (median over them)."""
+    if not unsure:
+        return ""
+    need = sorted(m["runs_needed"] for m in unsure if m.get("runs_needed"))
+    if not need:
+        return " (run-to-run spread unknown: give >= 2 runs a side)"
+    return (f" (about {need[len(need) // 2]} runs a side would decide half of them; "
+            f"{len(unsure) - len(need)} out of reach)" if len(need) < len(unsure) else
+            f" (about {need[len(need) // 2]} runs a side would decide half of them)")
 
 
 def _sections(diff: Diff) -> list[tuple[str, pd.DataFrame | list[str]]]:
     judged = [m for m in diff.metrics if m["verdict"] != "same"]
     judged.sort(key=lambda m: ("regression", "unsure", "improvement").index(m["verdict"]))
+    crashes = [f"{c['run']} ({c['side']}): {c['problem']}" for c in diff.crashes]
     geo = [{"suite": s, "geomean_time_ratio": r} for s, r in sorted(diff.geomean.items())]
     return [
+        ("Crashed runs", crashes),
         ("What changed", _df(diff.environment, ["key", "base", "new"])),
         ("Correctness", _df(diff.correctness, ["change", "case", "base_status", "new_status", "base_reason",
                                                "new_reason"])),
@@ -56,6 +76,7 @@ def render(diff: Diff, fmt: str) -> str:
         return render_html(diff)
     md = fmt == "markdown"
     lines = [f"**{headline(diff)}**" if md else headline(diff)]
+    lines.append(f"_Method: {method(diff.alpha)}._" if md else f"method: {method(diff.alpha)}")
     lines += [(f"> **Warning**: {w}" if md else f"warning: {w}") for w in diff.warnings]
     for title, body in _sections(diff):
         if isinstance(body, list):
@@ -74,7 +95,9 @@ def render(diff: Diff, fmt: str) -> str:
 
 
 def _ratio_chart(diff: Diff) -> str:
-    """Per suite, the time ratio of each timing metric as an embedded PNG (matplotlib)."""
+    """Per suite, each judged metric's ratio new / base with its interval and the threshold
+    band, coloured by verdict, as an embedded PNG (matplotlib). Ratios are drawn as "worse"
+    ratios (> 1 is worse whichever way the metric is better) on a log axis."""
     import base64
     import io
 
@@ -83,25 +106,40 @@ def _ratio_chart(diff: Diff) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    timing = [m for m in diff.metrics if m["ratio"] and
-              metric_of(m["suite"], m["metric"]).kind == "timing"]
-    suites = sorted({m["suite"] for m in timing})
+    shown = [m for m in diff.metrics if m.get("ratio")]
+    suites = sorted({m["suite"] for m in shown})
     if not suites:
         return ""
-    fig, axes = plt.subplots(len(suites), 1, figsize=(10, 1.2 + 0.22 * max(len(timing), 4)), squeeze=False)
-    colors = {"regression": "#c0392b", "improvement": "#27ae60", "unsure": "#e67e22", "same": "#7f8c8d"}
+    heights = [max(len([m for m in shown if m["suite"] == s]), 3) for s in suites]
+    fig, axes = plt.subplots(len(suites), 1, figsize=(10, 0.8 * len(suites) + 0.2 * sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
     for ax, suite in zip(axes[:, 0], suites):
-        ms = sorted((m for m in timing if m["suite"] == suite), key=lambda m: m["ratio"])
-        ax.barh([m["case"].split("::")[-1][:60] for m in ms], [m["ratio"] for m in ms],
-                color=[colors.get(m["verdict"], "#7f8c8d") for m in ms])
-        ax.axvline(1.0, color="black", lw=0.8)
-        ax.set_title(f"{suite}: new / base time (red: regression, orange: unsure)", fontsize=9)
+        ms = sorted((m for m in shown if m["suite"] == suite), key=lambda m: _worse(m, m["ratio"]))
+        ys = range(len(ms))
+        for y, m in zip(ys, ms):
+            color = COLORS.get(m["verdict"], "#7f8c8d")
+            lo, hi = m.get("ci_low"), m.get("ci_high")
+            if lo and hi:
+                a, b = sorted((_worse(m, lo), _worse(m, hi)))
+                ax.plot([a, b], [y, y], color=color, lw=2, solid_capstyle="butt")
+            ax.plot([_worse(m, m["ratio"])], [y], "o", color=color, ms=4)
+        band = 1 + min(m["threshold"] for m in ms) if all(m.get("threshold") for m in ms) else 1.1
+        ax.axvspan(1 / band, band, color="#dfe6e9", zorder=0)
+        ax.axvline(1.0, color="black", lw=0.6)
+        ax.set_xscale("log")
+        ax.set_yticks(list(ys), [f"{m['case'].split('::')[-1][:50]} {m['metric']}" for m in ms])
+        ax.set_title(f"{suite}: new / base as 'worse' ratio (> 1 worse), {1 - 2 * diff.alpha:.0%} interval; "
+                     "grey band: threshold; red regression, green improvement, orange unsure, grey same", fontsize=8)
         ax.tick_params(labelsize=6)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
-    return f'<img alt="time ratios" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+    return f'<img alt="ratios with intervals" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def _worse(m: dict, ratio: float) -> float:
+    return ratio if m.get("better") != "higher" else 1 / ratio
 
 
 def render_html(diff: Diff) -> str:

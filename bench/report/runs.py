@@ -116,3 +116,18 @@ def metric_values(case: str, name: str, metric: Metric, runs: list[Run]) -> tupl
                 and math.isfinite(row[name]):
             per_run.append(float(row[name]))
     return per_run, raw
+
+
+def metric_declared_in(case: str, name: str, runs: list[Run]) -> bool:
+    """Whether an ok row of ``case`` carries the column ``name`` at all (with any value, None
+    and NaN included): a column the runs' code did not write yet is not a lost value."""
+    return any((r.rows.get(case) or {}).get("status") == "ok" and name in r.rows[case] for r in runs)
+
+
+def machine_identity(fp: dict) -> str:
+    """What makes two runs' timings comparable: CPU model and core count, GPU models and count."""
+    cpu = f"{fp.get('cpu_model') or 'unknown CPU'} x{fp.get('cpu_cores') or '?'}"
+    gpus = fp.get("gpu_names") or ([fp["gpu_name"]] if fp.get("gpu_name") else [])
+    if isinstance(gpus, str):
+        gpus = [gpus]
+    return cpu + (f" + {len(gpus)} GPU(s) {', '.join(sorted(set(map(str, gpus))))}" if gpus else "")

@@ -1,0 +1,1 @@
+"""Experiments that run the suites in fresh processes: the A/B runner (``python -m bench ab``)."""

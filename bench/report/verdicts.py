@@ -1,0 +1,110 @@
+"""Per-metric verdicts of a comparison: each declared metric of a case judged over the runs
+of both sides (``bench.report.stats`` has the tests), then decided together so the
+false-discovery rate holds over the whole comparison."""
+from __future__ import annotations
+
+import statistics
+
+from bench.core.rows import Metric, declared_metrics
+from bench.report import stats
+from bench.report.runs import Run, metric_declared_in, metric_values
+
+
+def judge_case(case: str, suite: str, base: list[Run], new: list[Run], threshold: float | None, alpha: float,
+                same_status: bool) -> list[dict]:
+    out = []
+    for name, metric in declared_metrics(suite).items():
+        if metric.kind == "derived":
+            continue
+        b, rb = metric_values(case, name, metric, base)
+        n, rn = metric_values(case, name, metric, new)
+        if not b and not n:
+            continue
+        if not b or not n:  # a value on one side only, while the case's status held
+            if same_status and (n or metric_declared_in(case, name, base)):
+                out.append(_missing_metric(case, suite, name, metric, "base" if b else "new", len(b), len(n)))
+            continue
+        thr = threshold if (threshold is not None and metric.kind == "timing") else metric.threshold
+        out.append({"case": case, "suite": suite, "metric": name, "unit": metric.unit, "better": metric.better,
+                    "base": statistics.median(b), "new": statistics.median(n), "runs_base": len(b),
+                    "runs_new": len(n), "threshold": thr, **_judge(metric, b, n, rb, rn, thr, alpha)})
+    return out
+
+
+def _judge(metric: Metric, base: list[float], new: list[float], raw_base, raw_new, threshold: float,
+           alpha: float) -> dict:
+    if metric.kind == "exact":  # counts and accuracies: an absolute step, from 0 too
+        step = statistics.median(new) - statistics.median(base)
+        step = step if metric.better == "lower" else -step
+        verdict = "regression" if step > threshold else "improvement" if step < -threshold else "same"
+        return {"ratio": stats.ratio_of_medians(base, new), "p_value": None, "test": "exact", "verdict": verdict,
+                "note": "deterministic: judged by the step of the medians"}
+    bmed, nmed = statistics.median(base), statistics.median(new)
+    if bmed <= 0 or nmed <= 0:  # a side at zero: no ratio, judged by consistency across runs
+        return _judge_zero(metric, base, new, bmed, nmed)
+    ev = stats.evidence(base, new, threshold, alpha)
+    worse = stats.worse_ratio(ev.ratio, metric.better)
+    out = {"ratio": ev.ratio, "ci_low": ev.ci_low, "ci_high": ev.ci_high, "p_value": ev.p_diff,
+           "p_same": ev.p_same, "sd_log": ev.sd_log, "test": ev.test, "worse": worse, "note": ""}
+    if ev.p_diff is not None:
+        return {**out, "verdict": "pending"}
+    # One run a side: the between-run spread is unknown, so no interval and never "same".
+    p = stats.mann_whitney_p(raw_base, raw_new) if metric.kind == "timing" else None
+    floor = stats.SINGLE_RUN_FLOOR
+    confirmed = (worse >= floor or worse <= 1 / floor) and p is not None and p < 0.05
+    if confirmed:
+        return {**out, "p_value": p, "test": "mann-whitney(rounds), beyond the single-run floor",
+                "verdict": "regression" if worse > 1 else "improvement",
+                "note": f"one run a side: called only because it exceeds the {floor:g}x that separates two runs "
+                        "of unchanged code and the rounds differ"}
+    return {**out, "verdict": "unsure",
+            "note": "one run a side: run-to-run spread unknown, so neither a change nor its absence is shown; "
+                    f"give >= 2 runs a side ({stats.MIN_RUNS} recommended: bench ab --runs)"}
+
+
+def _judge_zero(metric: Metric, base: list[float], new: list[float], bmed: float, nmed: float) -> dict:
+    if bmed == nmed:
+        return {"ratio": None, "p_value": None, "test": "none", "verdict": "same", "note": "zero on both sides"}
+    worse_now = (nmed > bmed) == (metric.better == "lower")
+    consistent = len(base) >= 2 and len(new) >= 2 and (max(base) < min(new) or max(new) < min(base))
+    verdict = ("regression" if worse_now else "improvement") if consistent else "unsure"
+    return {"ratio": nmed / bmed if bmed else None, "p_value": None, "test": "zero side, runs separated",
+            "verdict": verdict, "note": f"{'base' if bmed == 0 else 'new'} is zero; the change is toward "
+                                        f"{'worse' if worse_now else 'better'}"
+                                        + ("" if consistent else " (needs >= 2 runs a side, all separated)")}
+
+
+def _missing_metric(case: str, suite: str, name: str, metric: Metric, side_has: str, runs_b, runs_n) -> dict:
+    """A metric with values on one side and none (missing, None, NaN) on the other, while the
+    case itself stayed ok: a lost value is a change toward worse, never dropped."""
+    lost = side_has == "base"
+    return {"case": case, "suite": suite, "metric": name, "unit": metric.unit, "better": metric.better,
+            "base": None, "new": None, "runs_base": runs_b, "runs_new": runs_n, "threshold": metric.threshold,
+            "ratio": None, "p_value": None, "test": "presence",
+            "verdict": "regression" if lost else "improvement",
+            "note": ("missing, None or NaN in the new run(s) where base had a value" if lost else
+                     "base had no value (None or NaN) where the new run(s) have one")}
+
+
+def decide(metrics: list[dict], alpha: float) -> None:
+    """Benjamini-Hochberg over every run-level test of this comparison, separately for the
+    difference tests and for the equivalence tests; then the threshold."""
+    pending = [m for m in metrics if m["verdict"] == "pending"]
+    q_diff = stats.benjamini_hochberg([m["p_value"] for m in pending])
+    q_same = stats.benjamini_hochberg([m["p_same"] for m in pending])
+    for m, qd, qs in zip(pending, q_diff, q_same):
+        worse, thr = m["worse"], m["threshold"]
+        m["q_same"] = qs
+        if qd is not None and qd < alpha and worse > 1 + thr:
+            m["verdict"], m["q_value"] = "regression", qd
+        elif qd is not None and qd < alpha and worse < 1 / (1 + thr):
+            m["verdict"], m["q_value"] = "improvement", qd
+        elif qs is not None and qs < alpha:
+            m["verdict"], m["q_value"] = "same", qs
+            m["note"] = f"interval inside +/-{thr:.0%}"
+        else:
+            m["verdict"], m["q_value"] = "unsure", qd
+            m["note"] = "neither a change beyond the threshold nor equivalence within it is shown"
+    for m in metrics:
+        if m["verdict"] == "unsure" and m.get("ratio"):
+            m["runs_needed"] = stats.runs_needed(m["ratio"], m.get("sd_log"), m["threshold"], alpha)
