@@ -60,6 +60,8 @@ def _load_plugin(spec: str) -> None:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "bench_row(suite, **keys): the report row of this case")
+    config.addinivalue_line("markers", "bench_check(suite, check=NAME): a plain correctness test that gets a row "
+                                       "(its status from the outcome) and runs under --benchmark-only too")
     config.addinivalue_line("markers", "bench_profile(*names): run only in the named profiles")
     config.addinivalue_line("markers", "bench_cases(factory, argname='c'): (set by bench.core.profiles.cases_from) parametrize argname with "
                                        "factory(session), the cases of this run's profile and devices")
@@ -141,6 +143,34 @@ def _skip_reason(item) -> str | None:
     return None
 
 
+ONLY_SKIP = "Skipping non-benchmark (--benchmark-only active)."
+
+
+def row_keys(item) -> dict | None:
+    """The keys of an item's report row: a benchmark case's ``bench_row`` marker, or a plain
+    check's ``bench_check`` marker plus its scalar parameters (op, device, model); None
+    when the item has no row."""
+    marker = item.get_closest_marker("bench_row")
+    if marker:
+        return dict(marker.kwargs)
+    check = item.get_closest_marker("bench_check")
+    if not check:
+        return None
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    scalars = {k: v for k, v in params.items() if isinstance(v, (str, int, float, bool))}
+    return {"suite": check.args[0], **check.kwargs, **scalars}
+
+
+def _run_checks_under_benchmark_only(item) -> None:
+    """pytest-benchmark's --benchmark-only skips every test without the benchmark fixture; a
+    report made with it must still carry the correctness checks, so a ``bench_check`` test
+    keeps running (its row says what it found)."""
+    if item.get_closest_marker("bench_check"):
+        item.own_markers[:] = [m for m in item.own_markers
+                               if not (m.name == "skip" and m.kwargs.get("reason") == ONLY_SKIP)]
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-benchmark's own, which adds the --benchmark-only skips
 def pytest_collection_modifyitems(config, items):
     s = session_of(config).settings
     keep, drop = [], []
@@ -154,6 +184,7 @@ def pytest_collection_modifyitems(config, items):
             drop.append(item)  # a device the user did not ask for
             continue
         keep.append(item)
+        _run_checks_under_benchmark_only(item)
         reason = _skip_reason(item)
         if reason:
             item.add_marker(pytest.mark.skip(reason=reason))
@@ -173,9 +204,9 @@ def bench_row(request) -> Row:
 
 
 def pytest_runtest_setup(item):
-    marker = item.get_closest_marker("bench_row")
-    if marker and ROW_KEY not in item.stash:
-        item.stash[ROW_KEY] = Row(test=item.nodeid, **marker.kwargs)
+    keys = row_keys(item)
+    if keys is not None and ROW_KEY not in item.stash:
+        item.stash[ROW_KEY] = Row(test=item.nodeid, **keys)
 
 
 def _message(report) -> str:
@@ -191,12 +222,12 @@ def _message(report) -> str:
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
-    marker = item.get_closest_marker("bench_row")
-    if marker is None:
+    keys = row_keys(item)
+    if keys is None:
         return
     row = item.stash.get(ROW_KEY, None)
     if row is None:  # skipped at collection: setup never ran
-        row = item.stash[ROW_KEY] = Row(test=item.nodeid, **marker.kwargs)
+        row = item.stash[ROW_KEY] = Row(test=item.nodeid, **keys)
     state = item.config.stash[STATE_KEY]
     if report.when == "teardown":
         if report.failed and row["status"] in (None, "ok"):

@@ -41,6 +41,7 @@ def test_op_is_correct(op, device, bench_session):
     check()
 
 
+@pytest.mark.bench_check("autograd_ops", check="opcheck")
 @cases_from(_devices, argname="device")
 @cases_from(_custom_ops, argname="op")
 def test_opcheck(op, device):
@@ -52,6 +53,7 @@ def test_opcheck(op, device):
 
 
 @pytest.mark.compile
+@pytest.mark.bench_check("autograd_ops", check="compile_export_parity", device="cpu")
 @cases_from(_ops, argname="op")
 def test_op_compiles_and_exports(op, bench_session):
     """The op under torch.compile (fullgraph) and torch.export matches eager, gradients too.

@@ -32,6 +32,8 @@ def test_throughput(c, bench_row, benchmark, bench_session):
     throughput.run_case(get_model(c["model"]), c, benchmark, bench_row, bench_session)
 
 
+@pytest.mark.bench_check("devices", check="learns_digits", model="seed_mlp", device="cpu", dtype="fp32",
+                         phase="train")
 def test_mlp_learns_digits():
     """The seed MLP with the seed's SGD (lr 0.01) reaches at least 90 % test accuracy."""
     result = train_digits(SeedMLP(), epochs=10)

@@ -47,11 +47,12 @@ def build(tables: dict[str, pd.DataFrame], run: dict, notes: list[str]) -> Headl
     calibration = _calibration(tables.get("devices"))
     bad_cal = [c for c in calibration if not c[2]]
     incomplete = not run.get("complete", True)
-    good = not any(failures.values()) and not incomplete and not bad_cal
-    parts = [", ".join(f"{n} {s}" for s, n in failures.items() if n) or "no failures"]
     total = sum(len(df) for df in tables.values())
     ok = sum(int((df["status"] == "ok").sum()) for df in tables.values())
-    parts.append(f"{ok} of {total} cases ok")
+    # a run that measured nothing proves nothing: never GOOD (every case skipped, or none ok)
+    good = not any(failures.values()) and not incomplete and not bad_cal and ok > 0
+    parts = [", ".join(f"{n} {s}" for s, n in failures.items() if n) or "no failures"]
+    parts.append(f"{ok} of {total} cases ok" + ("; NOTHING WAS MEASURED" if ok == 0 else ""))
     if incomplete:
         parts.append("INCOMPLETE run")
     if calibration:

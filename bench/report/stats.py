@@ -104,22 +104,24 @@ def evidence(base: Sequence[float], new: Sequence[float], threshold: float, alph
 
 def runs_needed(ratio: float, sd_log: float | None, threshold: float, alpha: float = 0.05) -> int | None:
     """Runs a side that would likely (80 % power) decide a metric whose true ratio is the one
-    observed: equivalence when it lies inside the band, a difference when outside. None when
-    the spread is unknown or the ratio sits on the threshold (no run count decides it)."""
+    observed: its interval inside the band (``same``) when the ratio lies inside, its interval
+    clear of the band edge when outside (so the point estimate stays beyond the threshold and
+    the difference is significant). None when the spread is unknown or the ratio sits on the
+    threshold (no run count decides it). A normal approximation, one-sided at ``alpha``."""
     if sd_log is None or ratio is None or ratio <= 0:
         return None
-    d, margin = abs(math.log(ratio)), math.log(1 + threshold)
+    gap = abs(math.log(1 + threshold) - abs(math.log(ratio)))
+    if gap <= 1e-3:
+        return None
     if sd_log == 0:
         return 2
-    gap = margin - d if d < margin else d
-    z = (1.6449 if d < margin else 1.96) if alpha == 0.05 else _z(alpha, two_sided=d >= margin)
-    if gap <= 1e-9:
-        return None
-    n = math.ceil(2 * ((z + POWER_Z) * sd_log / gap) ** 2)
+    n = math.ceil(2 * ((_z(alpha) + POWER_Z) * sd_log / gap) ** 2)
     return max(2, n) if n <= MAX_RUNS_NEEDED else None
 
 
-def _z(alpha: float, two_sided: bool) -> float:
+def _z(alpha: float, two_sided: bool = False) -> float:
+    if alpha == 0.05:
+        return 1.959964 if two_sided else 1.644854
     from scipy.stats import norm
 
     return float(norm.ppf(1 - (alpha / 2 if two_sided else alpha)))

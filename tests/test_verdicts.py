@@ -1,0 +1,185 @@
+"""A verdict claims only what its runs show: synthetic run files built from a real smoke
+results file, each case below failed on the compare of before this change (which called
+"same" whatever was not significant, and dropped lost cases, values and checks)."""
+import copy
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from bench.__main__ import main
+from bench.report import stats
+from bench.report.compare import compare_runs
+from bench.report.runs import load_run
+
+REAL = Path(__file__).parent / "data" / "results_smoke.json"
+OP = "suites/test_autograd_ops.py::test_op_fwd_bwd[gelu_tanh-cpu-fp32]"
+
+
+def _real() -> dict:
+    return json.loads(REAL.read_text())
+
+
+def _run(tmp_path, name: str, medians: dict[str, float], edit=None) -> str:
+    """A results file whose case ``c`` has every round at ``medians[c]`` ms (others untouched)."""
+    data = _real()
+    data["bench_run"]["run_id"] = name
+    for b in data["benchmarks"]:
+        if b["fullname"] in medians:
+            b["stats"]["data"] = [medians[b["fullname"]] / 1e3] * len(b["stats"]["data"])
+    if edit:
+        edit(data)
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def _metric(diff, case=OP, name="fwd_bwd_median_ms") -> dict:
+    return next(m for m in diff.metrics if m["case"] == case and m["metric"] == name)
+
+
+def _diff(tmp_path, base: list[float], new: list[float], **kw):
+    a = [load_run(_run(tmp_path, f"a{i}", {OP: v})) for i, v in enumerate(base)]
+    b = [load_run(_run(tmp_path, f"b{i}", {OP: v})) for i, v in enumerate(new)]
+    return compare_runs(a, b, **kw)
+
+
+def test_a_1_93x_slowdown_at_three_runs_is_never_same(tmp_path):
+    """The issue's case: every new run slower, 1.93x, Welch not significant at 3 runs."""
+    m = _metric(_diff(tmp_path, [10, 14, 20], [22, 27, 41]))
+    assert m["verdict"] in ("unsure", "regression")
+    assert m["verdict"] != "same" and m["ci_low"] < m["ratio"] < m["ci_high"]
+    assert m["ratio"] == pytest.approx(math.exp((math.log(22 * 27 * 41) - math.log(10 * 14 * 20)) / 3))
+    if m["verdict"] == "unsure":
+        assert m["runs_needed"] and m["runs_needed"] > 3
+
+
+def test_a_3_percent_change_with_a_tight_interval_is_same(tmp_path):
+    diff = _diff(tmp_path, [10.0, 10.1, 9.9, 10.05], [10.3, 10.35, 10.25, 10.3])
+    m = _metric(diff)
+    assert m["verdict"] == "same" and 1.0 < m["ci_low"] < m["ci_high"] < 1.1
+    assert m["q_value"] < 0.05 and m["q_value"] == m["q_same"]
+
+
+def test_equivalence_needs_spread_not_a_point_estimate(tmp_path):
+    """One run a side: nothing is known of run-to-run noise, so even an identical value is
+    unsure; two runs a side with a wide spread stay unsure too."""
+    assert _metric(_diff(tmp_path, [10.0], [10.0]))["verdict"] == "unsure"
+    m = _metric(_diff(tmp_path, [10.0, 14.0], [11.0, 13.0]))
+    assert m["verdict"] == "unsure" and m["ci_high"] > 1.1
+
+
+def test_one_side_with_runs_lends_its_spread_to_the_other(tmp_path):
+    m = _metric(_diff(tmp_path, [10.0, 10.05, 9.95, 10.0, 10.02], [10.1]))
+    assert m["verdict"] == "same" and "spread of the side with runs" in m["test"]
+
+
+def test_a_clear_regression_is_called_with_its_interval(tmp_path):
+    m = _metric(_diff(tmp_path, [10.0, 10.2, 9.8], [13.0, 13.3, 12.8]))
+    assert m["verdict"] == "regression" and m["ci_low"] > 1.1 and m["q_value"] < 0.05
+
+
+def test_a_nan_or_missing_metric_in_new_is_a_change_toward_worse(tmp_path):
+    def nan_loss(data):
+        row = next(r for r in data["bench_rows"] if r["test"] == OP)
+        row["speedup_vs_native"] = float("nan")
+
+    base = load_run(_run(tmp_path, "a", {}))
+    new = load_run(_run(tmp_path, "b", {}, nan_loss))
+    diff = compare_runs([base], [new])
+    m = _metric(diff, name="speedup_vs_native")
+    assert m["verdict"] == "regression" and "NaN" in m["note"] and diff.exit_code == 1
+
+
+def test_checks_that_became_not_applicable_are_a_correctness_change(tmp_path):
+    def fewer(data):
+        row = next(r for r in data["bench_rows"] if r["test"] == OP)
+        row["checks_passed"] = "8/8"
+        row["not_applicable"] += "; gradgradcheck: double not supported; jvp: no rule"
+
+    diff = compare_runs([load_run(_run(tmp_path, "a", {}))], [load_run(_run(tmp_path, "b", {}, fewer))])
+    change = next(c for c in diff.correctness if c["case"] == OP)
+    assert change["change"] == "regressed" and "gradgradcheck" in change["new_reason"] \
+        and "jvp" in change["new_reason"]
+
+
+def test_runs_from_different_machines_are_refused_unless_allowed(tmp_path, capsys):
+    def other(data):
+        data["machine_info"]["bench"]["cpu_model"] = "Some other CPU"
+
+    a, b = _run(tmp_path, "a", {}), _run(tmp_path, "b", {}, other)
+    assert main(["compare", a, b]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "different machines" in err and "--allow-machine-mismatch" in err
+    assert main(["compare", a, b, "--allow-machine-mismatch"]) == 0
+
+
+def test_an_unexpected_crash_of_the_tool_is_exit_2_in_one_line(tmp_path, capsys, monkeypatch):
+    import bench.report.compare as compare
+
+    def boom(*a, **k):
+        raise ZeroDivisionError("float division by zero")
+
+    monkeypatch.setattr(compare, "compare_runs", boom)
+    path = _run(tmp_path, "a", {})
+    assert main(["compare", path, path]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "ZeroDivisionError" in err
+
+
+def test_an_all_skipped_or_no_ok_report_never_headlines_good():
+    import pandas as pd
+
+    from bench.report.headline import build
+
+    skipped = {"devices": pd.DataFrame([{"status": "skipped", "reason": "needs CUDA"}] * 3)}
+    head = build(skipped, {"complete": True}, [])
+    assert not head.good and head.verdict.startswith("NOT GOOD") and "0 of 3" in head.verdict
+
+
+def test_runs_needed_and_detectable_change_against_hand_counts():
+    # equivalence: ratio 1.02, sd 0.05, band log 1.1 = 0.0953: gap 0.0755;
+    # n = 2 * ((1.645 + 0.842) * 0.05 / 0.0755)^2 = 5.42 -> 6
+    assert stats.runs_needed(1.02, 0.05, 0.10) == 6
+    # beyond: ratio 1.3, sd 0.2, gap log 1.3 - log 1.1 = 0.1671: n = 2 * (2.487 * 0.2 / 0.1671)^2 = 17.7 -> 18
+    assert stats.runs_needed(1.3, 0.2, 0.10) == 18
+    assert stats.runs_needed(1.1, 0.2, 0.10) is None  # on the threshold: no run count decides it
+    assert stats.runs_needed(1.2, None, 0.10) is None
+    assert stats.detectable_change(0.1, 3) == pytest.approx(math.exp(2.8016 * 0.1 * math.sqrt(2 / 3)), rel=1e-3)
+
+
+def test_the_compare_page_draws_intervals_and_lists_unsure(tmp_path):
+    """The issue's new-user case: 1.35x slower at 3 runs a side is listed (not 'none'), and
+    the headline does not say plain 'no regression'."""
+    from bench.report.compare_render import render, render_html
+
+    diff = _diff(tmp_path, [10, 12, 9], [13.5, 16.2, 12.1])
+    m = _metric(diff)
+    assert m["verdict"] in ("unsure", "regression")
+    text = render(diff, "table")
+    assert "changed or unsure metrics ==\nnone" not in text and "ci_low" in text and "q_value" in text
+    if m["verdict"] == "unsure":
+        assert text.splitlines()[0].startswith("no regression shown") and "1 unsure" in text.splitlines()[0]
+    assert "data:image/png;base64" in render_html(diff)
+
+
+def test_the_json_keeps_the_contract_shape_and_adds_the_evidence(tmp_path, capsys):
+    a = [_run(tmp_path, f"a{i}", {OP: v}) for i, v in enumerate([10, 10.2, 9.9])]
+    b = [_run(tmp_path, f"b{i}", {OP: v}) for i, v in enumerate([10.1, 10.0, 10.1])]
+    main(["compare", "--base", *a, "--new", *b, "--format", "json"])
+    out = json.loads(capsys.readouterr().out)
+    m = next(m for m in out["metrics"] if m["case"] == OP and m["metric"] == "fwd_bwd_median_ms")
+    assert {"case", "suite", "metric", "unit", "better", "base", "new", "ratio", "p_value", "verdict", "ci_low",
+            "ci_high", "q_value"} <= set(m)
+    assert "interval" in out["method"]
+
+
+def test_a_crash_on_b_only_is_a_regression():
+    from bench.report.compare import Diff
+
+    diff = Diff(["a"], ["b"], [], [], [], [], [], [], [], [], {}, {})
+    diff.crashes = [{"run": "run 2", "side": "new", "problem": "pytest exited -11"}]
+    assert diff.exit_code == 1
+    diff.crashes.append({"run": "run 1", "side": "base", "problem": "pytest exited -11"})
+    assert diff.exit_code == 0  # both sides crash: the environment, not the upgrade
