@@ -2,6 +2,7 @@
 series with known steps (the README's table), and its false-change rate on a real A/A history.
 
     python scripts/history_validation.py synthetic
+    python scripts/history_validation.py rounds   # the same through analyse(): results with raw rounds
     python scripts/history_validation.py aa DIR [DIR ...]   # folders of results files of one unchanged environment
 """
 from __future__ import annotations
@@ -51,6 +52,41 @@ def synthetic(seed: int = 0) -> None:
               " | ".join(f"{sum(v) / len(v):.3f}" for v in per_noise.values()) + " |\n")
 
 
+def rounds(seed: int = 0, within: float = 0.30, n: int = 30, trials: int = 30) -> None:
+    """Recall through the path real timings take (Run objects with raw rounds, analyse()),
+    with rounds that spread ``within`` inside every run: the run medians carry the signal."""
+    from bench.report.history import MIN_SEGMENT, analyse
+    from bench.report.runs import Run
+
+    rng = random.Random(seed)
+    case = "suites/test_autograd_ops.py::test_op_fwd_bwd[x-cpu-fp32]"
+    print(f"Through analyse(): {n} runs, rounds spread {within:.0%} (uniform) inside each run, {trials} series "
+          "per cell; recall / precision.\n")
+    print("| step \\ run-to-run noise | " + " | ".join(f"{x:.0%}" for x in NOISES) + " |")
+    print("|---|" + "---|" * len(NOISES))
+    for step in (0.0, 0.10, 0.25, 0.50):
+        cells = []
+        for noise in NOISES:
+            hits = detections = 0
+            for _ in range(trials):
+                at = rng.randint(MIN_SEGMENT, n - MIN_SEGMENT)
+                runs = []
+                for i in range(n):
+                    med = 10 * math.exp(rng.gauss(0, noise)) * (1 + step if i >= at else 1.0)
+                    samples = [med * (1 + rng.uniform(-within, within)) for _ in range(9)]
+                    runs.append(Run(f"r{i}", f"20990101-{i:06d}", "smoke", True, {"cpu_model": "x"},
+                                    {case: {"suite": "autograd_ops", "test": case, "status": "ok"}}, {case: samples}))
+                (group,) = analyse(runs)
+                found = [c for c in group.changes if c["metric"] == "fwd_bwd_median_ms"]
+                detections += len(found)
+                hits += step > 0 and any(abs(int(c["run_id"][-6:]) - at) <= 1 for c in found)
+            if step == 0:
+                cells.append(f"{detections / trials:.3f} false per series")
+            else:
+                cells.append(f"{hits / trials:.2f} / {hits / detections if detections else float('nan'):.2f}")
+        print(f"| {step:.0%} | " + " | ".join(cells) + " |")
+
+
 def aa(folders: list[str]) -> None:
     from bench.report.history import analyse, find_runs
 
@@ -67,10 +103,10 @@ def aa(folders: list[str]) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("synthetic", "aa"))
+    p.add_argument("what", choices=("synthetic", "rounds", "aa"))
     p.add_argument("folders", nargs="*")
     a = p.parse_args()
-    synthetic() if a.what == "synthetic" else aa(a.folders)
+    {"synthetic": synthetic, "rounds": rounds}.get(a.what, lambda: aa(a.folders))()
 
 
 if __name__ == "__main__":

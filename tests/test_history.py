@@ -103,8 +103,37 @@ def test_change_points_need_a_step_beyond_the_noise():
     step = [v * (1.3 if i >= 15 else 1.0) for i, v in enumerate(flat)]
     (cp,) = change_points(step)
     assert abs(cp["index"] - 15) <= 1 and cp["ratio"] == pytest.approx(1.3, rel=0.1)
-    # the same step hidden in rounds that spread 40 % within each run is not called
-    assert change_points(step, within=[0.4] * 30) == []
+
+
+def test_a_step_hidden_in_rounds_that_spread_30_percent_is_found_from_run_medians():
+    """The timing path: each point is a run's median, judged by the spread between runs, so
+    a 25 % step in a case whose rounds spread 30 % inside every run is found where it began."""
+    from bench.report.history import analyse
+    from bench.report.runs import Run
+
+    rng = random.Random(3)
+    case = "suites/test_autograd_ops.py::test_op_fwd_bwd[x-cpu-fp32]"
+    runs = []
+    for i in range(12):
+        med = 10 * (1 + rng.gauss(0, 0.02)) * (1.25 if i >= 6 else 1.0)
+        rounds = [med * f for f in (0.7, 0.85, 1.0, 1.15, 1.3, 0.75, 1.25)]
+        row = {"suite": "autograd_ops", "test": case, "status": "ok"}
+        runs.append(Run(f"r{i}", f"20990101-0000{i:02d}-smoke", "smoke", True, {"cpu_model": "x"}, {case: row},
+                        {case: rounds}))
+    (group,) = analyse(runs)
+    (change,) = [c for c in group.changes if c["metric"] == "fwd_bwd_median_ms"]
+    assert change["run_id"] == runs[6].run_id and change["ratio"] == pytest.approx(1.25, rel=0.05)
+
+
+def test_a_step_whose_new_level_flickers_is_found_where_it_began():
+    from bench.report.history import level_steps
+
+    (acc,) = level_steps([0.95] * 5 + [0.90, 0.95, 0.90, 0.91, 0.90], 0.02)
+    assert acc["index"] == 5 and acc["after"] == pytest.approx(0.90)
+    (count,) = level_steps([0, 0, 0, 1, 0, 1, 1, 1], 0.0)
+    assert count["index"] == 3 and (count["before"], count["after"]) == (0, 1)
+    assert level_steps([0, 0, 0, 1, 0, 0, 0, 0], 0.0) == []  # one flicker is not a level
+    assert [c["index"] for c in level_steps([0] * 4 + [2] * 4 + [5] * 4, 0.0)] == [4, 8]
 
 
 def test_a_count_that_starts_at_zero_is_followed(tmp_path, capsys):

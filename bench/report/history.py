@@ -5,9 +5,11 @@ case and declared metric (``bench.core.rows.METRICS``) the per-run values form a
 which change points are found with ruptures' PELT (exact penalised segmentation; a
 maintained library with a small C core, chosen over Apache Otava's E-Divisive, which is a
 service-style tool with its own storage). The series is in logs, so a step is a ratio; the
-penalty scales with the series' noise, the larger of the run-to-run noise (from successive
-differences, robust to the steps themselves) and the within-run spread of the rounds, so a
-noisy benchmark needs a larger step. A step counts only when it also exceeds the metric's
+penalty scales with the series' run-to-run noise (from successive differences, robust to the
+steps themselves), so a noisy benchmark needs a larger step. The spread of the rounds inside
+one run plays no part: each point is a run's median, whose noise is the between-run spread
+(a run whose rounds spread 30 % can still have a median that moves 2 % between runs, and a
+25 % step in it must be found). A step counts only when it also exceeds the metric's
 threshold and at least ``MIN_SEGMENT`` runs stand on each side of it: one noisy night is
 not a change. Status transitions (``ok`` for 20 nights, ``mismatch`` since) are changes too.
 """
@@ -69,14 +71,15 @@ def _spread(run: Run, case: str) -> float | None:
     return (q3 - q1) / 1.349 / med if med > 0 else None
 
 
-def noise_of(logs: list[float], within: list[float]) -> float:
+def noise_of(logs: list[float]) -> float:
+    """Run-to-run noise of a log series: the median absolute successive difference scaled to a
+    standard deviation (MAD / 0.6745, and differences of two runs carry sqrt 2 of it)."""
     diffs = [b - a for a, b in zip(logs, logs[1:])]
     between = statistics.median([abs(d) for d in diffs]) / (0.6745 * math.sqrt(2)) if diffs else 0.0
-    inside = statistics.median(within) if within else 0.0
-    return max(between, inside, NOISE_FLOOR)
+    return max(between, NOISE_FLOOR)
 
 
-def change_points(values: list[float], within: list[float] | None = None, threshold: float = 0.10) -> list[dict]:
+def change_points(values: list[float], threshold: float = 0.10) -> list[dict]:
     """Steps in a positive series: [{"index", "before", "after", "ratio"}], ``index`` the
     first run of the new level."""
     import numpy as np
@@ -86,7 +89,7 @@ def change_points(values: list[float], within: list[float] | None = None, thresh
     if n < 2 * MIN_SEGMENT or any(v <= 0 for v in values):
         return []
     logs = [math.log(v) for v in values]
-    sigma = noise_of(logs, within or [])
+    sigma = noise_of(logs)
     algo = rpt.Pelt(model="l2", min_size=MIN_SEGMENT, jump=1).fit(np.array(logs).reshape(-1, 1))
     ends = algo.predict(pen=PENALTY * sigma**2 * math.log(n))
     starts = [0] + ends[:-1]
@@ -105,15 +108,43 @@ def change_points(values: list[float], within: list[float] | None = None, thresh
 
 
 def level_steps(values: list[float], step: float) -> list[dict]:
-    """Steps in a deterministic series (counts such as graph breaks, from 0 too): the value
-    moves by more than ``step`` and the new value holds for MIN_SEGMENT runs."""
-    out, level = [], values[0]
-    for i in range(1, len(values) - MIN_SEGMENT + 1):
-        new = values[i:i + MIN_SEGMENT]
-        if all(abs(v - level) > step for v in new) and len(set(new)) == 1:
-            out.append({"index": i, "before": level, "after": new[0],
-                        "ratio": new[0] / level if level else None})
-            level = new[0]
+    """Steps in a deterministic series (counts such as graph breaks, accuracies; from 0 too):
+    binary segmentation where each split puts the series' values on the side of the level
+    they are closest to with at most a quarter of them misplaced and each side mostly at
+    its own level (so a new level that flickers, 0 0 1 0 1 1 1, is still one step), the levels (medians) differ by more than
+    ``step``, and the split falls on the first run that shows the new level."""
+    found: list[int] = []
+
+    def split(lo: int, hi: int) -> None:
+        best = None
+        for i in range(lo + MIN_SEGMENT, hi - MIN_SEGMENT + 1):
+            before, after = statistics.median(values[lo:i]), statistics.median(values[i:hi])
+            if abs(after - before) <= step:
+                continue
+            mid = (before + after) / 2
+            toward_after = (lambda v: v > mid) if after > before else (lambda v: v < mid)
+            if not toward_after(values[i]):
+                continue  # a split starts on a run that shows the new level
+            wrong_before = sum(toward_after(v) for v in values[lo:i])
+            wrong_after = sum(not toward_after(v) for v in values[i:hi])
+            misplaced = wrong_before + wrong_after
+            clear = 2 * wrong_before < i - lo and 2 * wrong_after < hi - i  # each side mostly its own level
+            if clear and misplaced <= (hi - lo) // 4 and (best is None or misplaced < best[0]):
+                best = (misplaced, i)
+        if best is not None:
+            found.append(best[1])
+            split(lo, best[1])
+            split(best[1], hi)
+
+    split(0, len(values))
+    bounds = [0, *sorted(found), len(values)]
+    out = []
+    for k in range(1, len(bounds) - 1):
+        before = statistics.median(values[bounds[k - 1]:bounds[k]])
+        after = statistics.median(values[bounds[k]:bounds[k + 1]])
+        if abs(after - before) > step:
+            out.append({"index": bounds[k], "before": before, "after": after,
+                        "ratio": after / before if before else None})
     return out
 
 
@@ -164,7 +195,7 @@ def _analyse_group(profile, machine, runs: list[Run], threshold) -> Group:
             series[(case, name)] = {"values": values, "spreads": spreads, "runs": [r.run_id for r, _ in points]}
             thr = threshold if threshold is not None and metric.kind == "timing" else max(metric.threshold, 0.01)
             found = level_steps(values, metric.threshold) if metric.kind == "exact" else \
-                change_points(values, spreads, thr)
+                change_points(values, thr)
             for cp in found:
                 before_run, run = points[cp["index"] - 1][0], points[cp["index"]][0]
                 worse = (cp["after"] > cp["before"]) == (metric.better == "lower")
