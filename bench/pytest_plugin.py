@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.core.hardware import parse_devices, probe
+from bench.core.load import FOREIGN_LOAD_WARN, LoadProbe
 from bench.core.profiles import PROFILES, settings
 from bench.core.rows import Row
 from bench.core.session import Session
@@ -207,6 +208,24 @@ def pytest_runtest_setup(item):
     keys = row_keys(item)
     if keys is not None and ROW_KEY not in item.stash:
         item.stash[ROW_KEY] = Row(test=item.nodeid, **keys)
+
+
+LOAD_KEY = pytest.StashKey[LoadProbe]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """Per case, the share of the CPU other processes took while it ran: a burst of foreign
+    load slows the cases it overlaps, and an average over the run would hide which."""
+    item.stash[LOAD_KEY] = LoadProbe()
+    yield
+    row = item.stash.get(ROW_KEY, None)
+    foreign = item.stash[LOAD_KEY].foreign_share()
+    if row is not None and foreign is not None:
+        row["foreign_cpu_share"] = round(foreign, 4)
+        if foreign > FOREIGN_LOAD_WARN:
+            row["load_note"] = (f"other processes took {foreign:.0%} of the CPU while this case ran: "
+                                "its timings are suspect (rerun on a quiet machine)")
 
 
 def _message(report) -> str:

@@ -1,7 +1,6 @@
 """A verdict claims only what its runs show: synthetic run files built from a real smoke
 results file, each case below failed on the compare of before this change (which called
 "same" whatever was not significant, and dropped lost cases, values and checks)."""
-import copy
 import json
 import math
 from pathlib import Path
@@ -183,3 +182,38 @@ def test_a_crash_on_b_only_is_a_regression():
     assert diff.exit_code == 1
     diff.crashes.append({"run": "run 1", "side": "base", "problem": "pytest exited -11"})
     assert diff.exit_code == 0  # both sides crash: the environment, not the upgrade
+
+
+def test_a_burst_of_foreign_load_is_named_per_case(tmp_path):
+    """A case during which another process spins is flagged in its own row; the quiet case
+    next to it is not; compare names the busy case in its note."""
+    import subprocess
+    import sys
+
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["bench.pytest_plugin"]\n')
+    (tmp_path / "test_load.py").write_text('''
+import os, subprocess, sys, time
+import pytest
+from bench.core.profiles import case
+
+@pytest.mark.parametrize("c", [case("devices", model=m, device="cpu", dtype="fp32", phase="inference",
+                                    batch_size=1) for m in ("quiet", "busy")])
+def test_case(c, bench_row, benchmark):
+    hogs = []
+    if c["model"] == "busy":
+        code = "import time; t = time.time()\\nwhile time.time() - t < 1.5: pass"
+        hogs = [subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+                for _ in range(os.cpu_count() or 1)]
+    benchmark.pedantic(time.sleep, args=(0.3,), rounds=4, iterations=1)
+    for h in hogs:  # not waited for before the probe reads: reaped by init, not by us
+        pass
+''')
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**__import__("os").environ, "PYTHONPATH": root}
+    out = subprocess.run([sys.executable, "-m", "pytest", "test_load.py", "--benchmark-only", "-q",
+                          f"--bench-report-dir={tmp_path / 'r'}", "-p", "no:cacheprovider"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = {r["model"]: r for r in json.loads((tmp_path / "r" / "latest" / "results.json").read_text())["bench_rows"]}
+    assert rows["busy"]["foreign_cpu_share"] > 0.3 and "other processes" in rows["busy"]["load_note"]
+    assert rows["quiet"]["foreign_cpu_share"] < 0.10 and "load_note" not in rows["quiet"]

@@ -14,7 +14,6 @@ import subprocess
 import torch
 
 
-
 def _version(dist: str) -> str | None:
     try:
         return importlib.metadata.version(dist)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import resource
 import signal
 import statistics
 import subprocess
@@ -33,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench.core.load import FOREIGN_LOAD_WARN, LoadProbe, share
+from bench.core.load import busy_s as _busy_s
 from bench.report import stats
 from bench.report.compare import Diff, compare_runs
 from bench.report.compare_render import render, render_html
@@ -40,7 +41,6 @@ from bench.report.io import ResultsError, atomic_write_json, atomic_write_text
 from bench.report.runs import load_run
 
 DEFAULT_PYTEST_ARGS = ("suites/", "--benchmark-only")
-FOREIGN_LOAD_WARN = 0.10  # share of all cores other processes may take before a run is suspect
 QUIET_WAIT_S = 120.0      # how long a rerun waits for the machine to be quiet
 PROBE = "import bench.pytest_plugin, pytest, pytest_benchmark, torch; print(torch.__version__)"
 
@@ -62,33 +62,12 @@ class AbRun:
         return self.foreign_cpu_share is not None and self.foreign_cpu_share > FOREIGN_LOAD_WARN
 
 
-def _busy_s() -> float | None:
-    """Seconds of CPU time the whole machine has spent busy (all cores), from /proc/stat."""
-    try:
-        with open("/proc/stat") as fh:
-            fields = [int(v) for v in fh.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def _children_cpu_s() -> float:
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
-
-
-def _share(cpu_s: float, wall_s: float) -> float:
-    """CPU seconds as a share of all this machine's cores over ``wall_s``."""
-    return cpu_s / (wall_s * (os.cpu_count() or 1))
-
-
 def wait_for_quiet(max_s: float = QUIET_WAIT_S, window_s: float = 2.0, sleep=time.sleep, busy_s=None) -> float | None:
     """Wait until the machine spends less than FOREIGN_LOAD_WARN of its CPU on anything (no
     run of ours is going) over one ``window_s``, at most ``max_s``; returns the last window's
     busy share (None where /proc/stat cannot be read)."""
     busy_s = busy_s or _busy_s
-    share, waited = None, 0.0
+    last, waited = None, 0.0
     while waited < max_s:
         b0 = busy_s()
         sleep(window_s)
@@ -96,10 +75,10 @@ def wait_for_quiet(max_s: float = QUIET_WAIT_S, window_s: float = 2.0, sleep=tim
         waited += window_s
         if b0 is None or b1 is None:
             return None
-        share = _share(b1 - b0, window_s)
-        if share <= FOREIGN_LOAD_WARN:
+        last = share(b1 - b0, window_s)
+        if last <= FOREIGN_LOAD_WARN:
             break
-    return share
+    return last
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -134,7 +113,7 @@ def _run_one(index: int, side: str, python: str, pytest_args: list[str], out: Pa
     run_dir.mkdir(parents=True, exist_ok=True)
     cmd = [python, "-m", "pytest", *pytest_args, f"--bench-report-dir={run_dir}", "-p", "no:cacheprovider"]
     t0 = time.perf_counter()
-    busy0, own0 = _busy_s(), _children_cpu_s()
+    probe = LoadProbe(children_only=True)
     with open(run_dir / "pytest.log", "w") as log:
         # its own process group, so a time-out kills what the run started too (torchrun ranks,
         # the minifier's children), not only pytest
@@ -145,12 +124,9 @@ def _run_one(index: int, side: str, python: str, pytest_args: list[str], out: Pa
             _kill_group(proc)
             code = None
     wall = time.perf_counter() - t0
-    busy1, own1 = _busy_s(), _children_cpu_s()
     # CPU the machine spent on anything but this run: another job on a "quiet" machine
     # skews one side of the experiment (a load spanning the B B of A B B A hits B twice)
-    foreign = None
-    if busy0 is not None and busy1 is not None and wall > 0:
-        foreign = _share(max(0.0, (busy1 - busy0) - (own1 - own0)), wall)
+    foreign = probe.foreign_share()
     results = run_dir / "latest" / "results.json"
     problem = None
     if code is None:
@@ -246,9 +222,9 @@ def run_experiment(python_a: str, python_b: str, runs: int | Plan, out: Path, py
             if not rerun:
                 break
             replaced.append(run)
-            share = wait_for_quiet()
-            if share is not None and share > FOREIGN_LOAD_WARN:
-                log(f"ab: the machine is still {share:.0%} busy after {QUIET_WAIT_S:.0f} s; running it again anyway")
+            quiet = wait_for_quiet()
+            if quiet is not None and quiet > FOREIGN_LOAD_WARN:
+                log(f"ab: the machine is still {quiet:.0%} busy after {QUIET_WAIT_S:.0f} s; running it again anyway")
             run = _run_one(i, side, pythons[side], args, out, timeout_s, attempt=run.attempt + 1)
         done.append(run)
         atomic_write_json(out / "ab.json", {"python_a": python_a, "python_b": python_b, "torch": versions,

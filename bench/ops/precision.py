@@ -11,7 +11,6 @@ from bench.core import numerics
 from bench.ops import variants as V
 from bench.ops.checker import FAILED, LOW_PRECISIONS, NA, PASSED, Check, _err, _max_diff, _rmse, _run_grads
 
-
 _DTYPE_NAMES = {torch.float32: ("float", "float32"), torch.bfloat16: ("bfloat16",),
                 torch.float16: ("half", "float16")}
 

@@ -12,6 +12,7 @@ import math
 import statistics
 from pathlib import Path
 
+from bench.core.load import FOREIGN_LOAD_WARN
 from bench.core.rows import DRIFT_FACTOR, DRIFT_FLOOR, ERROR_COLUMNS, metric_of
 from bench.report.io import ResultsError
 from bench.report.runs import (
@@ -225,8 +226,14 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
         metrics += judge_case(case, suite, base, new, threshold, alpha, same_status)
         drift += _drift(case, suite, brows, nrows)
     decide(metrics, alpha)
+    busy = _busy_cases(base + new)
     for m in metrics:
         m.pop("worse", None)
+        if m["case"] in busy and m["verdict"] != "same":
+            m["note"] = (m.get("note") or "") + f" [timed under foreign load in {', '.join(busy[m['case']])}]"
+    if busy:
+        warnings.append(f"{len(busy)} case(s) ran while other processes took over {FOREIGN_LOAD_WARN:.0%} of the CPU "
+                        "(named in their notes): their timings are suspect")
     regressed = {m["case"] for m in metrics if m["verdict"] == "regression"} | \
         {c["case"] for c in correctness if c["change"] == "regressed"}
     for case in sorted(regressed):
@@ -235,6 +242,18 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
     return Diff([r.run_id for r in base], [r.run_id for r in new], environment_diff(base, new), correctness,
                 metrics, drift, sorted(base_cases - new_cases), sorted(new_cases - base_cases),
                 new_warnings(common, base, new), warnings, geomean_time_ratio(metrics), repro, alpha=alpha)
+
+
+def _busy_cases(runs: list[Run]) -> dict[str, list[str]]:
+    """Cases whose row says other processes took over FOREIGN_LOAD_WARN of the CPU while
+    they ran, with the runs where that happened."""
+    out: dict[str, list[str]] = {}
+    for r in runs:
+        for case, row in r.rows.items():
+            share = row.get("foreign_cpu_share")
+            if isinstance(share, (int, float)) and share > FOREIGN_LOAD_WARN:
+                out.setdefault(case, []).append(r.run_id)
+    return out
 
 
 def _drift(case: str, suite: str, brows: list[dict], nrows: list[dict]) -> list[dict]:

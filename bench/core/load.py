@@ -1,0 +1,57 @@
+"""How busy the machine was while something of ours ran: CPU time the whole machine spent
+(``/proc/stat``) minus the CPU time this process and its waited-for children spent
+(``getrusage``), as a share of all cores over the wall time. Another job on a "quiet"
+machine slows whatever is timed next to it; this names the cases it touched."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import resource
+import time
+
+FOREIGN_LOAD_WARN = 0.10  # share of all cores other processes may take before a timing is suspect
+
+
+def busy_s() -> float | None:
+    """Seconds of CPU time the whole machine has spent busy (all cores), from /proc/stat."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s(children_only: bool = False) -> float:
+    """CPU seconds of this process and its waited-for children (or of the children only)."""
+    total = 0.0
+    for who in ((resource.RUSAGE_CHILDREN,) if children_only else (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)):
+        ru = resource.getrusage(who)
+        total += ru.ru_utime + ru.ru_stime
+    return total
+
+
+def share(cpu_s: float, wall_s: float) -> float:
+    """CPU seconds as a share of all this machine's cores over ``wall_s``."""
+    return cpu_s / (wall_s * (os.cpu_count() or 1))
+
+
+@dataclasses.dataclass
+class LoadProbe:
+    """Start it before the work, ``foreign_share()`` after: the share of the machine's CPU
+    that other processes took meanwhile (None where /proc/stat cannot be read)."""
+
+    children_only: bool = False
+    t0: float = dataclasses.field(default_factory=time.perf_counter)
+    busy0: float | None = dataclasses.field(default_factory=busy_s)
+    own0: float = 0.0
+
+    def __post_init__(self):
+        self.own0 = own_cpu_s(self.children_only)
+
+    def foreign_share(self) -> float | None:
+        wall, busy1 = time.perf_counter() - self.t0, busy_s()
+        if self.busy0 is None or busy1 is None or wall <= 0:
+            return None
+        return share(max(0.0, (busy1 - self.busy0) - (own_cpu_s(self.children_only) - self.own0)), wall)
