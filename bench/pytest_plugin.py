@@ -13,6 +13,7 @@ from bench.core.load import FOREIGN_LOAD_WARN, LoadProbe
 from bench.core.profiles import PROFILES, settings
 from bench.core.rows import Row
 from bench.core.session import Session
+from bench.plugin_rows import flag_wrong_weights, message, row_keys, run_checks_under_benchmark_only, take_samples
 from bench.run_state import RunState, benchmark_json, required_but_skipped
 
 ROW_KEY = pytest.StashKey[Row]()
@@ -144,33 +145,6 @@ def _skip_reason(item) -> str | None:
     return None
 
 
-ONLY_SKIP = "Skipping non-benchmark (--benchmark-only active)."
-
-
-def row_keys(item) -> dict | None:
-    """The keys of an item's report row: a benchmark case's ``bench_row`` marker, or a plain
-    check's ``bench_check`` marker plus its scalar parameters (op, device, model); None
-    when the item has no row."""
-    marker = item.get_closest_marker("bench_row")
-    if marker:
-        return dict(marker.kwargs)
-    check = item.get_closest_marker("bench_check")
-    if not check:
-        return None
-    params = getattr(getattr(item, "callspec", None), "params", {})
-    scalars = {k: v for k, v in params.items() if isinstance(v, (str, int, float, bool))}
-    return {"suite": check.args[0], **check.kwargs, **scalars}
-
-
-def _run_checks_under_benchmark_only(item) -> None:
-    """pytest-benchmark's --benchmark-only skips every test without the benchmark fixture; a
-    report made with it must still carry the correctness checks, so a ``bench_check`` test
-    keeps running (its row says what it found)."""
-    if item.get_closest_marker("bench_check"):
-        item.own_markers[:] = [m for m in item.own_markers
-                               if not (m.name == "skip" and m.kwargs.get("reason") == ONLY_SKIP)]
-
-
 @pytest.hookimpl(trylast=True)  # after pytest-benchmark's own, which adds the --benchmark-only skips
 def pytest_collection_modifyitems(config, items):
     s = session_of(config).settings
@@ -185,7 +159,7 @@ def pytest_collection_modifyitems(config, items):
             drop.append(item)  # a device the user did not ask for
             continue
         keep.append(item)
-        _run_checks_under_benchmark_only(item)
+        run_checks_under_benchmark_only(item)
         reason = _skip_reason(item)
         if reason:
             item.add_marker(pytest.mark.skip(reason=reason))
@@ -228,15 +202,6 @@ def pytest_runtest_call(item):
                                 "its timings are suspect (rerun on a quiet machine)")
 
 
-def _message(report) -> str:
-    if report.skipped and isinstance(report.longrepr, tuple):
-        return str(report.longrepr[2]).removeprefix("Skipped: ")
-    crash = getattr(report.longrepr, "reprcrash", None)
-    if crash is not None:
-        return crash.message.strip().splitlines()[0][:500] if crash.message.strip() else "test failed"
-    return str(report.longrepr).strip().splitlines()[-1][:500] if report.longrepr else ""
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
@@ -250,46 +215,20 @@ def pytest_runtest_makereport(item, call):
     state = item.config.stash[STATE_KEY]
     if report.when == "teardown":
         if report.failed and row["status"] in (None, "ok"):
-            row.set_status("error", "teardown: " + _message(report))
+            row.set_status("error", "teardown: " + message(report))
             state.add(row)  # already listed when its call finished: rewritten, not added twice
         return
     if not (report.when == "call" or not report.passed):
         return
     fixture = getattr(item, "funcargs", {}).get("benchmark") if report.when == "call" else None
     if fixture is not None:
-        _take_samples(fixture, row)
+        take_samples(fixture, row)
     if report.when == "call" and report.passed:
-        _flag_wrong_weights(report, row, session_of(item.config))
-    row.finalize(report.outcome, _message(report) if not report.passed else None)
+        flag_wrong_weights(report, row, session_of(item.config))
+    row.finalize(report.outcome, message(report) if not report.passed else None)
     if fixture is not None:  # the row travels in pytest-benchmark's JSON too
         fixture.extra_info.update({k: v for k, v in row.items() if not isinstance(v, (list, dict)) and k != "test"})
     state.add(row)
-
-
-def _flag_wrong_weights(report, row: Row, session: Session) -> None:
-    """A row that ran weights other than the ones it names is not ``ok``: its status says
-    so and the test fails, whatever it measured. The packaged MiniLM's hash is recorded
-    in the session (and the report's environment) the first time a row names it."""
-    from bench.models.text import MINILM_ROW_NAMES, weights_problem
-
-    if row.get("model") not in MINILM_ROW_NAMES:
-        return
-    problem = weights_problem(row.get("model"), session.packaged_minilm_weights())
-    if problem:
-        row.set_status("mismatch", problem)
-        report.outcome, report.longrepr = "failed", f"mismatch: {problem}"
-
-
-def _take_samples(fixture, row: Row) -> None:
-    """Fill the row's timing columns from pytest-benchmark's raw samples, unless the test
-    already recorded them itself."""
-    from bench.core.timing import summarize_ms
-
-    stats = getattr(fixture, "stats", None)
-    if stats is not None and stats.stats.data:
-        for key, value in summarize_ms(list(stats.stats.data)).items():
-            if row.get(key) is None:
-                row[key] = value
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

@@ -216,14 +216,14 @@ def test_until_decided_adds_blocks_while_unsure_and_stops_at_its_limits(tmp_path
 
 
 def test_plan_prints_the_detectable_change_from_an_earlier_aa(tmp_path):
-    from bench.experiments import ab
+    from bench.experiments import plan
 
     aa = tmp_path / "compare.json"
     aa.write_text(json.dumps({"metrics": [{"case": "t[a]", "metric": "median_ms", "sd_log": 0.05},
                                           {"case": "t[b]", "metric": "median_ms", "sd_log": 0.20},
                                           {"case": "t[c]", "metric": "peak_rss_mib", "sd_log": None}]}))
-    text = ab.plan_text(ab.noise_from(str(aa)), 5, 0.05)
+    text = plan.plan_text(plan.noise_from(str(aa)), 5, 0.05)
     # (1.96 + 0.84) * sd * sqrt(2 / 5): 0.05 -> 1.093x, 0.20 -> 1.426x; median of the two 1.26x
     assert "1.26x" in text and "1.43x" in text and "t[b]" in text
-    with pytest.raises(ab.ResultsError, match="--noise"):
-        ab.noise_from(str(tmp_path / "missing.json"))
+    with pytest.raises(plan.ResultsError, match="--noise"):
+        plan.noise_from(str(tmp_path / "missing.json"))
