@@ -13,6 +13,7 @@ from bench.core.load import FOREIGN_LOAD_WARN, LoadProbe
 from bench.core.profiles import PROFILES, settings
 from bench.core.rows import Row
 from bench.core.session import Session
+from bench.plugin_progress import Watchdog, suite_estimates, terminal_writer
 from bench.plugin_rows import flag_wrong_weights, message, row_keys, run_checks_under_benchmark_only, take_samples
 from bench.run_state import RunState, benchmark_json, required_but_skipped
 
@@ -120,6 +121,13 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize(argname, marker.args[0](session_of(metafunc.config)))
 
 
+def pytest_collection_finish(session):
+    say = terminal_writer(session.config)
+    if say is not None and session.items:
+        for line in suite_estimates(session.items, session_of(session.config).profile.budget):
+            say(line)
+
+
 def pytest_report_header(config):
     s = session_of(config).settings
     caps = probe()
@@ -192,7 +200,13 @@ def pytest_runtest_call(item):
     """Per case, the share of the CPU other processes took while it ran: a burst of foreign
     load slows the cases it overlaps, and an average over the run would hide which."""
     item.stash[LOAD_KEY] = LoadProbe()
-    yield
+    say = terminal_writer(item.config)
+    watchdog = Watchdog(item.nodeid, session_of(item.config).profile.budget, say) if say else None
+    try:
+        yield
+    finally:
+        if watchdog is not None:
+            watchdog.stop()
     row = item.stash.get(ROW_KEY, None)
     foreign = item.stash[LOAD_KEY].foreign_share()
     if row is not None and foreign is not None:

@@ -54,6 +54,7 @@ def _nightly_layout(tmp_path, new_rows_edit=None):
     data = json.loads((ROOT / "tests" / "data" / "results_smoke.json").read_text())
     (tmp_path / "baseline" / "reports" / "latest").mkdir(parents=True)
     (tmp_path / "baseline" / "reports" / "latest" / "results.json").write_text(json.dumps(data))
+    data["bench_run"]["run_id"] = "29991231-000000-smoke-1"  # tonight's run is newer than the baseline
     (tmp_path / "baseline" / "compare.md").write_text("last night's comparison\n")
     if new_rows_edit:
         new_rows_edit(data)
@@ -159,3 +160,24 @@ def test_nightly_history_keeps_the_nights_and_fails_on_a_recent_step(tmp_path):
     assert len(list((tmp_path / "history").glob("*.json"))) == 9  # tonight joined the history
     assert case in (tmp_path / "history.md").read_text() and (tmp_path / "history.html").is_file()
     assert "## History (9 nights)" in (tmp_path / "summary.md").read_text()
+
+
+def test_nightly_takes_its_baseline_from_the_same_runner(tmp_path):
+    """Last night ran on another machine: not a baseline; an older night of this machine in
+    the rolling history is."""
+    import json
+
+    _nightly_layout(tmp_path)
+    other = tmp_path / "baseline" / "reports" / "latest" / "results.json"
+    data = json.loads(other.read_text())
+    data["machine_info"]["bench"]["cpu_model"] = "another runner's CPU"
+    data["bench_run"]["run_id"] = "29991230-000000-smoke-1"
+    other.write_text(json.dumps(data))
+    out = _run_nightly_compare(tmp_path)
+    assert out.returncode == 0 and "nothing to compare" in (tmp_path / "compare.md").read_text()
+    (tmp_path / "history").mkdir()
+    same = json.loads((ROOT / "tests" / "data" / "results_smoke.json").read_text())
+    (tmp_path / "history" / "older.json").write_text(json.dumps(same))
+    out = _run_nightly_compare(tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "history/older.json" in (tmp_path / "summary.md").read_text()

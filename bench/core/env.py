@@ -13,6 +13,8 @@ import subprocess
 
 import torch
 
+from bench.core.hardware import probe
+
 
 def _version(dist: str) -> str | None:
     try:
@@ -70,6 +72,7 @@ def fingerprint(learned: dict | None = None) -> dict:
         "gpu_count": torch.cuda.device_count() if cuda else 0,
         "cpu_model": _cpu_model(),
         "cpu_cores": os.cpu_count(),
+        "cpu_native_low_precision": list(probe().cpu_native),
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
         "transformers": _version("transformers"),

@@ -85,7 +85,7 @@ def measured_bandwidth(device: str, mib: int | None = None, rounds: int = 10) ->
     mib = mib or (1024 if torch.device(device).type == "cuda" else 256)
     src = torch.empty(mib * 2**20 // 4, dtype=torch.float32, device=device).fill_(1.0)
     dst = torch.empty_like(src)
-    samples = time_callable(lambda: dst.copy_(src), device, Budget(warmup_rounds=2, rounds=rounds))
+    samples = time_callable(lambda: dst.copy_(src), device, Budget.fixed(rounds, warmup_rounds=2))
     median_ms = summarize_ms(samples)["median_ms"]
     gbs = 2 * src.numel() * 4 / (median_ms / 1e3) / 1e9
     return {"device": device, "mib": mib, "median_ms": median_ms, "gb_per_s": gbs}
@@ -107,7 +107,7 @@ def measured_peak(device: str, dtype: str, n: int | None = None, rounds: int = 2
     Returns tflops (from the median) and the raw figures."""
     n = n or gemm_size(device)
     fn, flops = _gemm(device, dtype, n)
-    samples = time_callable(fn, device, Budget(warmup_rounds=2, rounds=rounds), min_warmup_s=0.5)
+    samples = time_callable(fn, device, Budget.fixed(rounds, warmup_rounds=2), min_warmup_s=0.5)
     median_ms = summarize_ms(samples)["median_ms"]
     tflops = flops / (median_ms / 1e3) / 1e12
     return {"device": device, "dtype": dtype, "n": n, "flops": flops, "median_ms": median_ms, "tflops": tflops}

@@ -25,6 +25,15 @@ class Capabilities:
     distributed: bool
     backends: tuple[str, ...]  # distributed backends this build offers: gloo, nccl, ...
     cpu_threads: int
+    cpu_native: tuple[str, ...] = ()  # low-precision dtypes this CPU computes natively (bf16, fp16)
+
+    def cpu_emulation_note(self, device: str, dtype: str) -> str | None:
+        """A note when ``dtype`` on the CPU is emulated (converted through fp32), else None."""
+        if device != "cpu" or dtype not in ("bf16", "fp16") or dtype in self.cpu_native:
+            return None
+        need = "AVX512-BF16 or AMX-BF16" if dtype == "bf16" else "AVX512-FP16 or AMX-FP16"
+        return (f"emulated: this CPU has no native {dtype} arithmetic ({need}); its speed is not the device's "
+                "low-precision throughput")
 
     def device_reason(self, device: str) -> str | None:
         """Why ``device`` cannot run here, or None when it can."""
@@ -75,7 +84,29 @@ def probe() -> Capabilities:
             backends.append("gloo")
         if torch.distributed.is_nccl_available() and cuda:
             backends.append("nccl")
-    return Capabilities(cuda, count, names, bf16, dist_ok, tuple(backends), torch.get_num_threads())
+    return Capabilities(cuda, count, names, bf16, dist_ok, tuple(backends), torch.get_num_threads(),
+                        cpu_native_low_precision())
+
+
+# CPU flags (Linux /proc/cpuinfo names) that give native arithmetic per dtype: x86 AVX512-BF16,
+# AMX-BF16, AVX512-FP16, AMX-FP16; Arm's BF16 extension (ARMv8.6) and half-precision SIMD.
+NATIVE_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16", "bf16"), "fp16": ("avx512_fp16", "amx_fp16", "asimdhp")}
+
+
+def cpu_native_low_precision(cpuinfo: str | None = None) -> tuple[str, ...]:
+    """The low-precision dtypes this CPU computes natively, from its flags (oneDNN and
+    PyTorch's CPU kernels fall back to converting through fp32 without them)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as fh:
+                cpuinfo = fh.read()
+        except OSError:
+            return ()
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.split(":")[0].strip() in ("flags", "Features"):
+            flags |= set(line.split(":", 1)[1].split())
+    return tuple(d for d, names in NATIVE_FLAGS.items() if flags & set(names))
 
 
 def parse_devices(text: str, cuda_device_count: int | None = None) -> list[str]:

@@ -15,7 +15,7 @@ from bench.core.timing import Budget
 @dataclasses.dataclass(frozen=True)
 class Profile:
     name: str
-    budget: Budget                     # rounds for operator / forward-pass timing
+    budget: Budget                     # time per operator / forward-pass case (rounds sized by it)
     device_batch_sizes: tuple[int, ...]
     text_batch_sizes: tuple[int, ...]
     seq_len: int
@@ -29,11 +29,15 @@ class Profile:
 
 
 PROFILES = {
-    "smoke": Profile("smoke", Budget(warmup_rounds=1, rounds=5), (64,), (4,), 32, False, ("mlp",), 5,
+    # Budgets: see the README ("Time budgets"): smoke keeps CI lean, standard fits the main job in
+    # minutes on 2 cores, full resolves small changes on a dedicated nightly runner.
+    "smoke": Profile("smoke", Budget(measure_s=0.5, min_rounds=5, max_rounds=30, warmup_s=0.2, warmup_rounds=1), (64,), (4,), 32, False, ("mlp",), 5,
                      (1, 2), 6, 16, 0),
-    "standard": Profile("standard", Budget(warmup_rounds=3, rounds=20), (64, 256), (8,), 128, False,
+    "standard": Profile("standard", Budget(measure_s=1.5, min_rounds=5, max_rounds=100, warmup_s=0.5,
+                                           warmup_rounds=2), (64, 256), (8,), 128, False,
                         ("mlp", "tiny_bert"), 20, (1, 2), 12, 40, 2),
-    "full": Profile("full", Budget(warmup_rounds=5, rounds=50), (64, 256, 1024), (8, 32), 128, True,
+    "full": Profile("full", Budget(measure_s=8.0, min_rounds=10, max_rounds=1000, warmup_s=2.0, warmup_rounds=3),
+                    (64, 256, 1024), (8, 32), 128, True,
                     ("mlp", "cnn", "tiny_bert", "custom_ops_mlp", "minilm"), 50, (1, 2, 4, 8), 30, 120, 99),
 }
 

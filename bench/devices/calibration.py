@@ -31,7 +31,7 @@ def calibration(spec: ModelSpec, device: str, batch_size: int, benchmark, row, r
     row.update(suite_median_ms=check["suite_median_ms"], timer_median_ms=check["timer_median_ms"],
                calibration_ratio=check["ratio"], calibration_attempts=len(attempts))
     flops = count_flops(case.step)
-    samples = run_benchmark(benchmark, case.step, device, Budget(warmup_rounds=1, rounds=10))
+    samples = run_benchmark(benchmark, case.step, device, Budget.fixed(10, warmup_rounds=1))
     if samples:
         row.update(summarize_ms(samples))
         row.update(metrics(case, device, "fp32", row["median_ms"], flops, roofs))
@@ -49,7 +49,7 @@ def cuda_events_check(device: str, benchmark, row, roofs, n: int = 4096) -> None
     def fn():
         return torch.mm(a, b)
 
-    budget = Budget(warmup_rounds=5, rounds=30)
+    budget = Budget.fixed(30, warmup_rounds=5)
     samples = run_benchmark(benchmark, fn, device, budget)
     if not samples:
         return

@@ -15,7 +15,7 @@ from bench.core import hardware as dev
 from bench.core import numerics
 from bench.core.flops import count_flops_and_bytes, vendor_peak_tflops
 from bench.core.hardware import DTYPES
-from bench.core.timing import Budget, run_benchmark, summarize_ms
+from bench.core.timing import Budget, budget_for, run_benchmark, summarize_ms
 from bench.registry import ModelSpec
 
 
@@ -152,7 +152,8 @@ def run_case(spec: ModelSpec, c: dict, benchmark, row, session, budget: Budget |
         row.check(case.check_reason is None, case.check_reason or "")
         flops, bytes_moved = count_flops_and_bytes(case.step)
         dev.reset_peak_memory(device)
-        samples = run_benchmark(benchmark, case.step, device, budget or session.profile.budget)
+        samples = run_benchmark(benchmark, case.step, device,
+                                budget_for(budget or session.profile.budget, device, dtype, row), record=row)
     except Exception as exc:
         if not dev.is_oom(exc):
             raise
@@ -180,7 +181,7 @@ class ThroughputConfig:
     dtype: str = "fp32"
     phase: str = "inference"
     batch_size: int = 64
-    budget: Budget = Budget(warmup_rounds=3, rounds=20)
+    budget: Budget = Budget()
 
 
 def run(cfg: ThroughputConfig, session=None) -> dict:

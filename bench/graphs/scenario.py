@@ -112,7 +112,7 @@ def run_case(c: dict, benchmark, bench_row, session) -> None:
     """Parity first (a mode that does not match eager is never timed), then the mode timed
     interleaved with eager on the same inputs; every column into ``bench_row``."""
     from bench.core.numerics import tf32_state
-    from bench.core.timing import run_benchmark, run_benchmark_against, summarize_ms
+    from bench.core.timing import budget_for, run_benchmark, run_benchmark_against, summarize_ms
 
     spec = get_model(c["model"])
     missing = spec.unavailable() if spec.unavailable else None
@@ -146,13 +146,14 @@ def run_case(c: dict, benchmark, bench_row, session) -> None:
                     status="error")
     fn = step_fn(spec, result, model, example, target, c["phase"])
     bench_row.update(peak_mem(fn, c["device"]))
+    budget = budget_for(profile.budget, c["device"], c["dtype"], bench_row)
     if c["mode"] == "eager":
-        samples = run_benchmark(benchmark, fn, c["device"], profile.budget)
+        samples = run_benchmark(benchmark, fn, c["device"], budget, record=bench_row)
         bench_row.update(summarize_ms(samples))
         bench_row["speedup_vs_eager"] = 1.0 if samples else None
         return
     eager_fn = step_fn(spec, results["eager"], model, example, target, c["phase"])
-    samples, eager = run_benchmark_against(benchmark, fn, eager_fn, c["device"], profile.budget)
+    samples, eager = run_benchmark_against(benchmark, fn, eager_fn, c["device"], budget, record=bench_row)
     if samples:
         bench_row.update(summarize_ms(samples))
         bench_row["eager_median_ms"] = summarize_ms(eager)["median_ms"]

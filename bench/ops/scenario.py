@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from bench.core.hardware import DTYPES
-from bench.core.timing import run_benchmark, run_benchmark_against, summarize_ms
+from bench.core.timing import budget_for, run_benchmark, run_benchmark_against, summarize_ms
 from bench.ops import check_autograd
 from bench.ops.measure import fwd_bwd_step, saved_tensor_mib
 from bench.registry import OpSpec, get_op
@@ -45,12 +45,13 @@ def run_case(c: dict, benchmark, bench_row, profile) -> None:
     inputs = spec.make_inputs(spec.bench_params, device, DTYPES[dtype])
     bench_row["saved_mib"] = saved_tensor_mib(spec.fn, inputs)
     step = fwd_bwd_step(spec.fn, inputs)
+    budget = budget_for(profile.budget, device, dtype, bench_row)
     if spec.reference is None:
-        samples = run_benchmark(benchmark, step, device, profile.budget)
+        samples = run_benchmark(benchmark, step, device, budget, record=bench_row)
         bench_row["fwd_bwd_median_ms"] = summarize_ms(samples).get("median_ms")
         return
     samples, native = run_benchmark_against(benchmark, step, fwd_bwd_step(spec.reference, inputs), device,
-                                            profile.budget)
+                                            budget, record=bench_row)
     bench_row["native_saved_mib"] = saved_tensor_mib(spec.reference, inputs)
     if samples:
         bench_row["fwd_bwd_median_ms"] = summarize_ms(samples)["median_ms"]

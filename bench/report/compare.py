@@ -292,15 +292,26 @@ def new_warnings(cases: list[str], base: list[Run], new: list[Run]) -> list[dict
 
 def latest_in_history(reports_dir: Path, new: Run) -> Path:
     """The newest earlier run in ``reports/history`` of the same profile and machine."""
-    history = sorted((reports_dir / "history").glob("*.json"))
+    found = latest_matching(sorted((reports_dir / "history").glob("*.json")), new)
+    if found is None:
+        raise ResultsError(f"no earlier run of profile {new.profile} on {machine_identity(new.fingerprint)} in "
+                           f"{reports_dir / 'history'}")
+    return found
+
+
+def latest_matching(paths: list[Path], new: Run) -> Path | None:
+    """Among results files, the newest run earlier than ``new`` with its profile and machine
+    (a nightly's baseline must come from the same runner), or None."""
     machine = machine_identity(new.fingerprint)
-    for path in reversed(history):
+    best: tuple[str, Path] | None = None
+    for path in paths:
         try:
             cand = load_run(path)
         except ResultsError:
             continue
         if cand.run_id == new.run_id or Path(path).resolve() == Path(new.path).resolve():
             continue
-        if cand.profile == new.profile and machine_identity(cand.fingerprint) == machine and cand.run_id < new.run_id:
-            return path
-    raise ResultsError(f"no earlier run of profile {new.profile} on {machine} in {reports_dir / 'history'}")
+        if cand.profile == new.profile and machine_identity(cand.fingerprint) == machine and cand.run_id < new.run_id \
+                and (best is None or cand.run_id > best[0]):
+            best = (cand.run_id, Path(path))
+    return best[1] if best else None

@@ -82,8 +82,10 @@ def _numbers(tables: dict[str, pd.DataFrame], calibration) -> list[tuple[str, st
             pct = f"{_fmt(best.get('pct_of_peak'), ' %')} of measured roof"
             if pd.notna(best.get("pct_of_vendor_peak", None)):
                 pct += f", {_fmt(best['pct_of_vendor_peak'], ' %')} of vendor peak"
-            out.append((f"best {device} {dtype}", f"{_fmt(best['tflops'])} TFLOP/s ({pct})",
-                        _case(best, ("model", "phase", "batch_size"))))
+            emulated = "emulated" in str(best.get("precision_note") or "")
+            what = f"best {device} {dtype}" + (" (EMULATED on this CPU: not its low-precision throughput)"
+                                               if emulated else "")
+            out.append((what, f"{_fmt(best['tflops'])} TFLOP/s ({pct})", _case(best, ("model", "phase", "batch_size"))))
     for device, ratio, good in calibration:
         out.append((f"timing self-check {device}", f"{ratio:.3f} ({'ok' if good else 'FAILED'}; 0.95-1.05)",
                     "suite clock / torch.utils.benchmark"))

@@ -1,0 +1,81 @@
+"""Time budgets: a case is timed for about its profile's time, not a fixed count of rounds;
+a slow call stops at the minimum rounds and says so; emulated low precision is named."""
+import time
+
+import pytest
+
+from bench.core.hardware import Capabilities, cpu_native_low_precision
+from bench.core.timing import Budget, run_benchmark, time_callable
+
+
+def test_a_slow_call_stops_at_its_budget_with_the_minimum_rounds_and_records_them():
+    budget = Budget(measure_s=0.2, min_rounds=3, max_rounds=50, warmup_s=0.05, warmup_rounds=1)
+    record: dict = {}
+    t0 = time.perf_counter()
+    samples = time_callable(lambda: time.sleep(0.15), "cpu", budget, record=record)
+    wall = time.perf_counter() - t0
+    assert len(samples) == 3 and record["rounds_planned"] == 3 and record["warmup_rounds"] == 1
+    assert "minimum" in record["budget_note"] and record["call_ms_estimate"] == pytest.approx(150, rel=0.3)
+    assert wall < 4 * 0.15 + 0.3  # one warm-up call and the three rounds, nothing more
+
+
+def test_a_fast_call_gets_rounds_up_to_its_time_and_the_cap():
+    budget = Budget(measure_s=0.2, min_rounds=3, max_rounds=40, warmup_s=0.05)
+    record: dict = {}
+    samples = time_callable(lambda: time.sleep(0.01), "cpu", budget, record=record)
+    assert 10 <= len(samples) <= 22 and "budget_note" not in record  # about 0.2 s / 10 ms
+    assert len(time_callable(lambda: None, "cpu", budget)) == 40  # a no-op stops at max_rounds
+
+
+def test_fixed_budgets_and_bad_budgets():
+    assert len(time_callable(lambda: None, "cpu", Budget.fixed(7))) == 7
+    with pytest.raises(ValueError, match="min_rounds"):
+        Budget(min_rounds=5, max_rounds=2)
+    reduced = Budget(measure_s=2.0, min_rounds=5, max_rounds=100).reduced()
+    assert reduced.measure_s == 0.5 and reduced.min_rounds == 3
+
+
+def test_the_benchmark_fixture_gets_the_planned_rounds_and_no_second_warm_up():
+    class Fake:
+        disabled = False
+
+        def pedantic(self, fn, rounds, warmup_rounds, iterations, setup=None):
+            self.rounds, self.warmup = rounds, warmup_rounds
+            for _ in range(rounds):
+                fn()
+
+    fake, record = Fake(), {}
+    run_benchmark(fake, lambda: time.sleep(0.12), "cpu", Budget(measure_s=0.1, min_rounds=4, warmup_s=0.0), record)
+    assert (fake.rounds, fake.warmup) == (4, 0) and record["rounds_planned"] == 4
+
+
+def test_native_low_precision_is_read_from_the_cpu_flags():
+    amd_avx2 = "processor : 0\nflags : fpu sse2 avx avx2 fma\n"
+    sapphire = "flags : avx2 avx512f avx512_bf16 amx_bf16 avx512_fp16 amx_tile\n"
+    graviton3 = "Features : fp asimd asimdhp bf16 sve\n"
+    assert cpu_native_low_precision(amd_avx2) == ()
+    assert cpu_native_low_precision(sapphire) == ("bf16", "fp16")
+    assert cpu_native_low_precision(graviton3) == ("bf16", "fp16")
+
+
+def test_an_emulated_bf16_row_says_so_and_gets_the_reduced_budget(monkeypatch):
+    """On a CPU without AVX512-BF16 (simulated here whatever this machine has) a bf16 row
+    notes the emulation, the headline does not present it as the device's bf16 throughput,
+    and the case is timed with the reduced budget."""
+    import pandas as pd
+
+    import bench.core.hardware as hardware
+    from bench.core.timing import budget_for
+    from bench.report.headline import build
+
+    caps = Capabilities(False, 0, (), (), True, ("gloo",), 2, cpu_native=())
+    monkeypatch.setattr(hardware, "probe", lambda: caps)
+    row: dict = {}
+    budget = budget_for(Budget(measure_s=2.0), "cpu", "bf16", row)
+    assert "emulated" in row["precision_note"] and budget.measure_s == 0.5
+    assert budget_for(Budget(measure_s=2.0), "cpu", "fp32", {}).measure_s == 2.0
+    assert Capabilities(False, 0, (), (), True, (), 2, cpu_native=("bf16",)).cpu_emulation_note("cpu", "bf16") is None
+    devices = pd.DataFrame([{"model": "mlp", "device": "cpu", "dtype": "bf16", "phase": "train", "batch_size": 256,
+                             "status": "ok", "tflops": 0.5, "pct_of_peak": 40.0, **row}])
+    head = build({"devices": devices}, {"complete": True}, [])
+    assert any("EMULATED" in what for what, _, _ in head.numbers)
