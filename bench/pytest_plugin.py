@@ -247,9 +247,12 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    from bench.core.env import fingerprint
+    from bench.core.env import safe_fingerprint
 
-    machine_info["bench"] = fingerprint(session_of(config).learned())
+    machine_info["bench"] = fp = safe_fingerprint(session_of(config).learned())
+    state = config.stash.get(STATE_KEY, None)
+    if "fingerprint_error" in fp and state is not None and fp["fingerprint_error"] not in state.notes:
+        state.notes.append(fp["fingerprint_error"])
 
 
 def pytest_sessionfinish(session, exitstatus):

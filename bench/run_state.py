@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from bench.core.rows import Row
+from bench.core.rows import RESULTS_SCHEMA, Row
 
 
 class RunState:
@@ -42,9 +42,9 @@ class RunState:
 
     def fingerprint(self) -> dict:
         if self._fingerprint is None:
-            from bench.core.env import fingerprint
+            from bench.core.env import safe_fingerprint
 
-            self._fingerprint = fingerprint()
+            self._fingerprint = safe_fingerprint()
         return {**self._fingerprint, **self.session.learned()}  # what the run has learned so far
 
     def add(self, row: Row) -> None:
@@ -55,8 +55,8 @@ class RunState:
     def results(self, complete: bool, benchmarks: dict | None = None) -> dict:
         data = dict(benchmarks or {"machine_info": {"bench": self.fingerprint()}, "benchmarks": []})
         data["bench_rows"] = [dict(r) for r in self.rows]
-        data["bench_run"] = {"run_id": self.run_id, "profile": self.profile, "complete": complete,
-                             "notes": self.notes}
+        data["bench_run"] = {"schema": RESULTS_SCHEMA, "run_id": self.run_id, "profile": self.profile,
+                             "complete": complete, "notes": self.notes}
         return data
 
     def write(self, complete: bool, benchmarks: dict | None = None) -> None:

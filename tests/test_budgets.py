@@ -79,3 +79,47 @@ def test_an_emulated_bf16_row_says_so_and_gets_the_reduced_budget(monkeypatch):
                              "status": "ok", "tflops": 0.5, "pct_of_peak": 40.0, **row}])
     head = build({"devices": devices}, {"complete": True}, [])
     assert any("EMULATED" in what for what, _, _ in head.numbers)
+
+
+def test_a_session_that_switched_to_the_new_fp32_precision_api_still_writes_its_report(tmp_path):
+    """transformers' Trainer sets torch.backends.fp32_precision; reading the legacy TF32 switch
+    then raises. The fingerprint reads the new API, and a fingerprint that fails anyway
+    becomes a note, never a lost report."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["bench.pytest_plugin"]\n')
+    (tmp_path / "test_tf32.py").write_text('''
+import time
+import pytest
+import torch
+from bench.core.profiles import case
+
+@pytest.mark.parametrize("c", [case("devices", model="m", device="cpu", dtype="fp32", phase="inference",
+                                    batch_size=1)])
+def test_sets_new_api(c, bench_row, benchmark):
+    torch.backends.fp32_precision = "tf32"
+    benchmark.pedantic(time.sleep, args=(0.001,), rounds=3, iterations=1)
+''')
+    env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run([sys.executable, "-m", "pytest", "test_tf32.py", "--benchmark-only", "-q",
+                          f"--bench-report-dir={tmp_path / 'r'}", "-p", "no:cacheprovider"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    data = json.loads((tmp_path / "r" / "latest" / "results.json").read_text())
+    assert data["bench_rows"][0]["status"] == "ok" and (tmp_path / "r" / "latest" / "summary.md").is_file()
+    fp = data["machine_info"]["bench"]
+    assert "fingerprint_error" not in fp and fp["float32_matmul_precision"].startswith("fp32_precision=")
+
+
+def test_a_fingerprint_that_raises_becomes_a_note(monkeypatch):
+    import bench.core.env as env
+
+    def broken(learned=None):
+        raise RuntimeError("driver query failed")
+
+    monkeypatch.setattr(env, "fingerprint", broken)
+    fp = env.safe_fingerprint({"model_hashes": {}})
+    assert "driver query failed" in fp["fingerprint_error"] and fp["model_hashes"] == {}

@@ -217,3 +217,19 @@ def test_case(c, bench_row, benchmark):
     rows = {r["model"]: r for r in json.loads((tmp_path / "r" / "latest" / "results.json").read_text())["bench_rows"]}
     assert rows["busy"]["foreign_cpu_share"] > 0.3 and "other processes" in rows["busy"]["load_note"]
     assert rows["quiet"]["foreign_cpu_share"] < 0.10 and "load_note" not in rows["quiet"]
+
+
+def test_results_files_carry_a_schema_older_ones_are_upgraded_newer_refused(tmp_path, capsys):
+    from bench.core.rows import RESULTS_SCHEMA
+    from bench.report.io import load_results
+
+    old = load_results(REAL)  # written before the schema existed
+    assert old["bench_run"]["schema"] == RESULTS_SCHEMA and old["bench_run"]["upgraded_from"] == 1
+
+    def newer(data):
+        data["bench_run"]["schema"] = RESULTS_SCHEMA + 1
+
+    path = _run(tmp_path, "future", {}, newer)
+    assert main(["compare", path, path]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "newer torch-hf-bench" in err and f"schema {RESULTS_SCHEMA + 1}" in err

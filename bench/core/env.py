@@ -14,6 +14,7 @@ import subprocess
 import torch
 
 from bench.core.hardware import probe
+from bench.core.numerics import float32_matmul_precision, tf32_state
 
 
 def _version(dist: str) -> str | None:
@@ -83,12 +84,22 @@ def fingerprint(learned: dict | None = None) -> dict:
         "pytest_benchmark": _version("pytest-benchmark"),
         "python": platform.python_version(),
         "git_commit": git_commit(),
-        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
-        "tf32_cudnn": torch.backends.cudnn.allow_tf32,
-        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        **tf32_state(),
+        "float32_matmul_precision": float32_matmul_precision(),
         "cudnn_benchmark": torch.backends.cudnn.benchmark,
         "allocator": {k: os.environ.get(k) for k in ("PYTORCH_CUDA_ALLOC_CONF", "GLIBC_TUNABLES", "OMP_NUM_THREADS",
                                                      "CUDA_VISIBLE_DEVICES", "MKL_NUM_THREADS")
                       if os.environ.get(k)},
         **(learned or {}),  # what the run learned: weights, measured roofs (Session.learned)
     }
+
+
+def safe_fingerprint(learned: dict | None = None) -> dict:
+    """``fingerprint``, or where reading the environment itself fails (a setting that raises
+    when read, a broken driver query) a one-key dict that says why: the run's report must
+    still be written."""
+    try:
+        return fingerprint(learned)
+    except Exception as exc:  # noqa: BLE001 -- anything here would cost the run its report
+        return {"fingerprint_error": f"environment fingerprint failed ({type(exc).__name__}: {str(exc)[:200]})",
+                **(learned or {})}

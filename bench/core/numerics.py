@@ -6,6 +6,8 @@ bounds from here, so a change of policy is one edit and the README's table stays
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 # Mode-vs-eager outputs and gradients (graph parity): |a - b| <= atol + rtol * |eager|.
@@ -48,9 +50,54 @@ OP_COMPILE_TOL = 1e-4       # compiled / exported op vs eager (absolute)
 
 
 def tf32_state() -> dict[str, bool]:
-    """Whether fp32 matmuls / cuDNN convolutions may run on TF32 tensor cores (CUDA only)."""
-    return {"tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
-            "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32)}
+    """Whether fp32 matmuls / cuDNN convolutions may run on TF32 tensor cores (CUDA only).
+
+    Read through either API: the legacy switches (``allow_tf32``) and, since torch 2.9, the
+    per-backend ``fp32_precision`` ("tf32" / "ieee" / "none"). Once a program (transformers'
+    Trainer does) sets the new one, reading the legacy switch raises a RuntimeError ("you have
+    used mix of the legacy and new APIs", torch/backends/cuda/__init__.py), so the new one is
+    read first."""
+    return {"tf32_matmul": _tf32(torch.backends.cuda.matmul), "tf32_cudnn": _tf32(torch.backends.cudnn)}
+
+
+def _tf32(backend) -> bool:
+    new = getattr(backend, "fp32_precision", None)
+    if new in ("tf32", "ieee"):
+        return new == "tf32"
+    try:
+        return bool(backend.allow_tf32)
+    except RuntimeError:
+        return False
+
+
+def float32_matmul_precision() -> str:
+    """``torch.get_float32_matmul_precision()``, or the new API's setting where that raises."""
+    try:
+        return torch.get_float32_matmul_precision()
+    except RuntimeError:
+        return f"fp32_precision={getattr(torch.backends.cuda.matmul, 'fp32_precision', 'unknown')}"
+
+
+@contextlib.contextmanager
+def tf32_disabled():
+    """fp32 matmuls and cuDNN convolutions in IEEE fp32 inside the block, restored after,
+    through whichever API this process already uses (see ``tf32_state``)."""
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    if getattr(matmul, "fp32_precision", "none") != "none" or getattr(cudnn, "fp32_precision", "none") != "none":
+        saved = matmul.fp32_precision, cudnn.fp32_precision
+        matmul.fp32_precision, cudnn.fp32_precision = "ieee", "ieee"
+        try:
+            yield
+        finally:
+            matmul.fp32_precision, cudnn.fp32_precision = saved
+        return
+    saved_matmul = matmul.allow_tf32
+    matmul.allow_tf32 = False
+    try:
+        with cudnn.flags(enabled=cudnn.enabled, allow_tf32=False):
+            yield
+    finally:
+        matmul.allow_tf32 = saved_matmul
 
 
 def tf32_active(device: str | torch.device) -> bool:

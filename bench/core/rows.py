@@ -13,6 +13,13 @@ import pytest
 
 STATUSES = ("ok", "mismatch", "unsupported", "error", "oom", "skipped")
 
+# The version of results.json's shape (``bench_run.schema``). 1: files written before the
+# field existed; 2: plain checks get rows (``check``), rows carry ``foreign_cpu_share``, timed
+# rows their budget (``rounds_planned``, ``warmup_rounds``). Readers upgrade older files on
+# read (``bench.report.io.upgrade``) and refuse newer ones: asv versions its results files the
+# same way (``api_version``, upgraded on load).
+RESULTS_SCHEMA = 2
+
 # Leading columns of each suite's CSV (the contract); other keys a test records follow them.
 SUITE_COLUMNS: dict[str, tuple[str, ...]] = {
     "autograd_ops": ("op", "device", "dtype", "status", "reason", "checks_passed", "fwd_bwd_median_ms",

@@ -3,8 +3,6 @@ composite by torch._dynamo's RMSE rule (``low_precision_*``), and CPU against CU
 copies of the inputs (``cuda_parity``)."""
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 from bench.core import numerics
@@ -76,7 +74,7 @@ def check_cuda(fn, inputs) -> Check:
     except Exception as exc:
         return Check("cuda_parity", NA, f"op does not run on CPU to compare against: {_err(exc)}")
     try:
-        with _no_tf32():  # full fp32 on the GPU too: TF32 rounding is not a device disagreement
+        with numerics.tf32_disabled():  # full fp32 on the GPU too: TF32 rounding is not a device disagreement
             cuda_outs, cuda_grads, _ = _run_grads(fn, V.to_device(cpu_inputs, cuda), list(V.to_device(w, cuda)))
     except Exception as exc:
         return Check("cuda_parity", FAILED, f"raised on {cuda}: {_err(exc)}")
@@ -85,14 +83,3 @@ def check_cuda(fn, inputs) -> Check:
     ok = diff <= numerics.OP_DEVICE_TOL * scale
     return Check("cuda_parity", PASSED if ok else FAILED, f"max abs diff {diff:.3g} (cpu vs {cuda})",
                  {"max_abs_diff": diff, "devices": ["cpu", str(cuda)]})
-
-
-@contextlib.contextmanager
-def _no_tf32():
-    matmul = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
-            yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = matmul

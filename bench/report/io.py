@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.core.rows import RESULTS_SCHEMA
+
 
 class ResultsError(Exception):
     """A results file that is missing, unreadable or not a results file."""
@@ -77,4 +79,21 @@ def load_results(path: str | Path) -> dict:
         raise ResultsError(f"{path}: not a pytest-benchmark or bench results file (no 'benchmarks' or 'bench_rows')")
     if not isinstance(data.get("benchmarks", []), list) or not isinstance(data.get("bench_rows", []), list):
         raise ResultsError(f"{path}: 'benchmarks' and 'bench_rows' must be lists")
-    return data
+    return upgrade(data, path)
+
+
+def upgrade(data: dict, path: str | Path = "results") -> dict:
+    """A results file in today's shape: older schemas are upgraded (1 -> 2 adds nothing a
+    reader needs: the new columns are optional), newer ones refused with one line."""
+    run = data.get("bench_run")
+    if not isinstance(run, dict):  # a plain pytest-benchmark file: no bench run to version
+        return data
+    schema = run.get("schema", 1)
+    if not isinstance(schema, int) or schema < 1:
+        raise ResultsError(f"{path}: bench_run.schema {schema!r} is not a schema version (a positive integer)")
+    if schema > RESULTS_SCHEMA:
+        raise ResultsError(f"{path}: written by a newer torch-hf-bench (results schema {schema}; this version reads "
+                           f"up to {RESULTS_SCHEMA}): upgrade torch-hf-bench to read it")
+    if schema == 1:
+        run = {**run, "schema": 2, "upgraded_from": 1}
+    return {**data, "bench_run": run}
