@@ -233,3 +233,19 @@ def test_results_files_carry_a_schema_older_ones_are_upgraded_newer_refused(tmp_
     assert main(["compare", path, path]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "newer torch-hf-bench" in err and f"schema {RESULTS_SCHEMA + 1}" in err
+
+
+def test_a_value_that_appears_is_judged_only_where_base_had_the_column(tmp_path):
+    """base None -> new value: an improvement (a time-to-accuracy now reached); a column the
+    base run's code never wrote is not a change."""
+    def none_speedup(data):
+        next(r for r in data["bench_rows"] if r["test"] == OP)["speedup_vs_native"] = None
+
+    def no_column(data):
+        del next(r for r in data["bench_rows"] if r["test"] == OP)["speedup_vs_native"]
+
+    new = load_run(_run(tmp_path, "b", {}))
+    diff = compare_runs([load_run(_run(tmp_path, "a", {}, none_speedup))], [new])
+    assert _metric(diff, name="speedup_vs_native")["verdict"] == "improvement"
+    diff = compare_runs([load_run(_run(tmp_path, "c", {}, no_column))], [new])
+    assert not [m for m in diff.metrics if m["case"] == OP and m["metric"] == "speedup_vs_native"]

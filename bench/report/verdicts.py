@@ -21,7 +21,7 @@ def judge_case(case: str, suite: str, base: list[Run], new: list[Run], threshold
         if not b and not n:
             continue
         if not b or not n:  # a value on one side only, while the case's status held
-            if same_status and (n or metric_declared_in(case, name, base)):
+            if same_status and (b or metric_declared_in(case, name, base)):
                 out.append(_missing_metric(case, suite, name, metric, "base" if b else "new", len(b), len(n)))
             continue
         thr = threshold if (threshold is not None and metric.kind == "timing") else metric.threshold
