@@ -12,6 +12,10 @@ from typing import Any
 import pytest
 
 STATUSES = ("ok", "mismatch", "unsupported", "error", "oom", "skipped")
+# How bad each status is (higher is worse) and which ones are failures: the one declaration
+# compare, history, the headline and the Markdown report read.
+SEVERITY = {"ok": 0, "skipped": 1, "unsupported": 2, "oom": 3, "mismatch": 4, "error": 5}
+FAILURES = ("error", "mismatch", "oom")
 
 # The version of results.json's shape (``bench_run.schema``). 1: files written before the
 # field existed; 2: plain checks get rows (``check``), rows carry ``foreign_cpu_share``, timed

@@ -13,7 +13,7 @@ import statistics
 from pathlib import Path
 
 from bench.core.load import FOREIGN_LOAD_WARN
-from bench.core.rows import DRIFT_FACTOR, DRIFT_FLOOR, ERROR_COLUMNS, metric_of
+from bench.core.rows import DRIFT_FACTOR, DRIFT_FLOOR, ERROR_COLUMNS, FAILURES, SEVERITY, metric_of
 from bench.report.io import ResultsError
 from bench.report.runs import (
     Run,
@@ -23,10 +23,6 @@ from bench.report.runs import (
     repro_command,
 )
 from bench.report.verdicts import decide, judge_case
-
-# Worst first: a side's status over several runs is its worst one.
-STATUS_ORDER = ("error", "mismatch", "oom", "unsupported", "skipped", "ok")
-FAILING = ("error", "mismatch", "oom")
 
 
 @dataclasses.dataclass
@@ -87,7 +83,8 @@ def method(alpha: float) -> str:
 
 
 def _worst(statuses: list[str]) -> str:
-    return min(statuses, key=lambda s: STATUS_ORDER.index(s) if s in STATUS_ORDER else 0)
+    """A side's status over several runs: its worst (an unknown status counts as worst)."""
+    return max(statuses, key=lambda s: SEVERITY.get(s, max(SEVERITY.values()) + 1))
 
 
 def _fraction_or_all(value) -> float:
@@ -134,12 +131,11 @@ def correctness_diff(case: str, base_rows: list[dict], new_rows: list[dict]) -> 
     brow = next(r for r in base_rows if (r.get("status") or "error") == bs)
     nrow = next(r for r in new_rows if (r.get("status") or "error") == ns)
     change = None
-    rank = STATUS_ORDER.index
     if bs == "ok" and ns != "ok":
         change = "regressed"
     elif bs != "ok" and ns == "ok":
         change = "fixed"
-    elif bs != ns and ns in FAILING and rank(ns) < rank(bs):
+    elif bs != ns and ns in FAILURES and SEVERITY.get(ns, 5) > SEVERITY.get(bs, 5):
         change = "regressed"  # e.g. unsupported -> error, skipped -> mismatch: a failure appeared
     elif bs != ns:
         change = "changed"

@@ -6,8 +6,10 @@ import dataclasses
 
 import pandas as pd
 
-FAILED = ("error", "mismatch", "oom")
-STATUS_ORDER = ("ok", "mismatch", "error", "oom", "unsupported", "skipped")
+from bench.core.rows import FAILURES, STATUSES
+
+FAILED = FAILURES
+STATUS_ORDER = STATUSES
 
 
 @dataclasses.dataclass

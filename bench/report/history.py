@@ -20,7 +20,7 @@ import math
 import statistics
 from pathlib import Path
 
-from bench.core.rows import declared_metrics
+from bench.core.rows import SEVERITY, declared_metrics
 from bench.report.io import ResultsError
 from bench.report.runs import (
     Run,
@@ -33,7 +33,6 @@ from bench.report.runs import (
 MIN_SEGMENT = 2     # runs on each side of a change
 PENALTY = 4.0       # x sigma^2 x log(n): tuned on the synthetic validation (README table)
 NOISE_FLOOR = 0.005  # log-scale noise never taken below 0.5 %
-STATUS_RANK = {"ok": 0, "skipped": 1, "unsupported": 2, "oom": 3, "mismatch": 4, "error": 5}
 
 
 def find_runs(folders: list[str]) -> list[Run]:
@@ -178,7 +177,7 @@ def _analyse_group(profile, machine, runs: list[Run], threshold) -> Group:
         for (prev, a), (run, b) in zip(statuses, statuses[1:]):
             if a != b:
                 status_changes.append({"case": case, "run_id": run.run_id, "from": a, "to": b,
-                                       "direction": "worse" if STATUS_RANK.get(b, 5) > STATUS_RANK.get(a, 5)
+                                       "direction": "worse" if SEVERITY.get(b, 5) > SEVERITY.get(a, 5)
                                        else "better", "reason": run.rows[case].get("reason"),
                                        "repro": repro_command(case, run, run.rows[case])})
         suite = present[0].rows[case].get("suite") or "other"

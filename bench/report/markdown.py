@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.core.rows import SUITE_COLUMNS
+from bench.core.rows import FAILURES, SUITE_COLUMNS
 
 # Columns shown per suite in the summary (the CSVs have all of them).
 HEADLINE = {
@@ -19,7 +19,7 @@ HEADLINE = {
                 "status", "samples_per_s", "step_ms_p50", "loss_first", "loss_last", "eval_accuracy", "mfu_pct"),
 }
 BAD = ("error", "mismatch", "oom", "unsupported")
-FAILED = ("error", "mismatch", "oom")
+FAILED = FAILURES
 
 
 def _md(df: pd.DataFrame) -> str:
