@@ -138,11 +138,16 @@ def test_an_all_skipped_or_no_ok_report_never_headlines_good():
 
 
 def test_runs_needed_and_detectable_change_against_hand_counts():
-    # equivalence: ratio 1.02, sd 0.05, band log 1.1 = 0.0953: gap 0.0755;
-    # n = 2 * ((1.645 + 0.842) * 0.05 / 0.0755)^2 = 5.42 -> 6
-    assert stats.runs_needed(1.02, 0.05, 0.10) == 6
-    # beyond: ratio 1.3, sd 0.2, gap log 1.3 - log 1.1 = 0.1671: n = 2 * (2.487 * 0.2 / 0.1671)^2 = 17.7 -> 18
-    assert stats.runs_needed(1.3, 0.2, 0.10) == 18
+    from scipy.stats import t
+
+    def need(ratio, sd, gap):  # the smallest n with (t(0.95, 2n - 2) + z(0.8)) * sd * sqrt(2 / n) <= gap
+        return next(n for n in range(2, 200) if (t.ppf(0.95, 2 * n - 2) + 0.8416) * sd * math.sqrt(2 / n) <= gap)
+
+    # inside the band: ratio 1.02, sd 0.05, gap log 1.1 - log 1.02 = 0.0755
+    assert stats.runs_needed(1.02, 0.05, 0.10) == need(1.02, 0.05, math.log(1.1) - math.log(1.02)) == 7
+    # beyond: ratio 1.3, sd 0.2, gap log 1.3 - log 1.1
+    assert stats.runs_needed(1.3, 0.2, 0.10) == need(1.3, 0.2, math.log(1.3) - math.log(1.1))
+    assert stats.runs_needed(1.02, 0.001, 0.10, more_than=3) == 4  # never fewer than the runs that left it open
     assert stats.runs_needed(1.1, 0.2, 0.10) is None  # on the threshold: no run count decides it
     assert stats.runs_needed(1.2, None, 0.10) is None
     assert stats.detectable_change(0.1, 3) == pytest.approx(math.exp(2.8016 * 0.1 * math.sqrt(2 / 3)), rel=1e-3)

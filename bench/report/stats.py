@@ -102,21 +102,27 @@ def evidence(base: Sequence[float], new: Sequence[float], threshold: float, alph
     return Evidence(math.exp(d), math.exp(d - crit * se), math.exp(d + crit * se), p_diff, p_same, sd, df, test)
 
 
-def runs_needed(ratio: float, sd_log: float | None, threshold: float, alpha: float = 0.05) -> int | None:
+def runs_needed(ratio: float, sd_log: float | None, threshold: float, alpha: float = 0.05,
+                more_than: int = 0) -> int | None:
     """Runs a side that would likely (80 % power) decide a metric whose true ratio is the one
     observed: its interval inside the band (``same``) when the ratio lies inside, its interval
     clear of the band edge when outside (so the point estimate stays beyond the threshold and
-    the difference is significant). None when the spread is unknown or the ratio sits on the
-    threshold (no run count decides it). A normal approximation, one-sided at ``alpha``."""
+    the difference is significant). Student's t at 2n - 2 degrees of freedom, one-sided at
+    ``alpha``; the Benjamini-Hochberg step over many metrics is not in it, so read it as a
+    lower bound. At least ``more_than`` + 1 (the runs that left it undecided). None when the
+    spread is unknown or the ratio sits on the threshold (no run count decides it)."""
     if sd_log is None or ratio is None or ratio <= 0:
         return None
     gap = abs(math.log(1 + threshold) - abs(math.log(ratio)))
     if gap <= 1e-3:
         return None
     if sd_log == 0:
-        return 2
-    n = math.ceil(2 * ((_z(alpha) + POWER_Z) * sd_log / gap) ** 2)
-    return max(2, n) if n <= MAX_RUNS_NEEDED else None
+        return max(2, more_than + 1)
+    t = _t()
+    for n in range(max(2, more_than + 1), MAX_RUNS_NEEDED + 1):
+        if (float(t.ppf(1 - alpha, 2 * n - 2)) + POWER_Z) * sd_log * math.sqrt(2 / n) <= gap:
+            return n
+    return None
 
 
 def _z(alpha: float, two_sided: bool = False) -> float:

@@ -107,4 +107,5 @@ def decide(metrics: list[dict], alpha: float) -> None:
             m["note"] = "neither a change beyond the threshold nor equivalence within it is shown"
     for m in metrics:
         if m["verdict"] == "unsure" and m.get("ratio"):
-            m["runs_needed"] = stats.runs_needed(m["ratio"], m.get("sd_log"), m["threshold"], alpha)
+            m["runs_needed"] = stats.runs_needed(m["ratio"], m.get("sd_log"), m["threshold"], alpha,
+                                                 more_than=min(m.get("runs_base", 0), m.get("runs_new", 0)))
