@@ -3,6 +3,7 @@
     python scripts/ab_experiments.py aa --repeats 3 --runs 3 --out /tmp/aa
     python scripts/ab_experiments.py planted --runs 3 --max-runs 10 --out /tmp/planted   # ab --until-decided
     python scripts/ab_experiments.py detection --out /tmp/planted   # re-reads planted runs: 1..N runs a side
+    python scripts/ab_experiments.py noise --out /tmp/aa   # between-run spread vs one run's sampling error
 
 aa: an A/A experiment (the same interpreter on both sides) over the ops and devices suites
 (smoke profile), repeated; every repeat must report 0 regressions; it says how many metrics are shown ``same`` and how
@@ -135,15 +136,41 @@ def detection(args) -> None:
           ", ".join(f"{FACTORS[n]}x: {decided_at.get(n, 'never')}" for n in FACTORS))
 
 
+def noise(args) -> None:
+    """Between-run spread of run medians against the sampling error of one run's median from
+    its own rounds, over every run under --out (an A/A): what more rounds could buy."""
+    import math
+    import statistics
+
+    from bench.report.runs import load_run
+
+    paths = [p for p in sorted(Path(args.out).rglob("runs/*/latest/results.json"))]
+    by_case: dict[str, tuple[list[float], list[float]]] = {}
+    for path in paths:
+        for case, samples in load_run(path).samples_ms.items():
+            if len(samples) >= 3 and min(samples) > 0:
+                logs = [math.log(v) for v in samples]
+                meds, within = by_case.setdefault(case, ([], []))
+                meds.append(math.log(statistics.median(samples)))
+                within.append(1.2533 * statistics.stdev(logs) / math.sqrt(len(logs)))  # s.e. of a median
+    between = {c: statistics.stdev(m) for c, (m, _) in by_case.items() if len(m) >= 4}
+    inside = {c: statistics.median(w) for c, (_, w) in by_case.items() if c in between}
+    ratios = sorted(between[c] / inside[c] for c in between if inside[c] > 0)
+    print(f"{len(paths)} runs, {len(between)} cases: between-run sd of log run medians, median "
+          f"{statistics.median(between.values()):.3f}; sampling error of one run's median from its rounds, median "
+          f"{statistics.median(inside.values()):.3f}; between / within: median {statistics.median(ratios):.1f} "
+          f"(p10 {ratios[len(ratios) // 10]:.1f}, p90 {ratios[9 * len(ratios) // 10]:.1f})")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("aa", "planted", "detection"))
+    p.add_argument("what", choices=("aa", "planted", "detection", "noise"))
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--max-runs", type=int, default=10)
     p.add_argument("--out", required=True)
     args = p.parse_args()
-    {"aa": aa, "planted": planted, "detection": detection}[args.what](args)
+    {"aa": aa, "planted": planted, "detection": detection, "noise": noise}[args.what](args)
 
 
 if __name__ == "__main__":
