@@ -41,8 +41,7 @@ def _compare(args) -> int:
             raise ResultsError("give two results files, BASE and NEW (or --base ... --new ..., "
                                "or --baseline latest NEW)")
         base_paths, new_paths = [args.files[0]], [args.files[1]]
-    if args.threshold is not None and not 0 < args.threshold < 10:
-        raise ResultsError(f"--threshold {args.threshold}: must be a fraction above 0, e.g. 0.1 for 10 %")
+    _check_verdict_options(args)
     diff = compare_runs([load_run(p) for p in base_paths], [load_run(p) for p in new_paths], args.threshold,
                         args.alpha, args.allow_profile_mismatch, args.allow_machine_mismatch,
                         args.allow_selection_mismatch)
@@ -97,7 +96,15 @@ def _history(args) -> int:
 def _ab(args) -> int:
     from bench.experiments.ab import main as ab_main
 
+    _check_verdict_options(args)
     return ab_main(args)
+
+
+def _check_verdict_options(args) -> None:
+    if args.threshold is not None and not 0 < args.threshold < 10:
+        raise ResultsError(f"--threshold {args.threshold}: must be a fraction above 0, e.g. 0.1 for 10 %")
+    if not 0 < args.alpha < 0.5:
+        raise ResultsError(f"--alpha {args.alpha}: give a level between 0 and 0.5, e.g. 0.05")
 
 
 def _verdict_options(p: argparse.ArgumentParser) -> None:

@@ -3,6 +3,8 @@ they take at this profile's budget; while a case runs past several times its bud
 that names it, so a user at the terminal knows the run is not hung."""
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from collections import Counter
@@ -55,21 +57,28 @@ class Watchdog:
         self._thread.join()
 
 
-def terminal_writer(config):
-    """``say(text)`` writing a line to the terminal even while pytest captures output (as
-    pytest's live logging does), or None without a terminal reporter."""
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    capman = config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None:
+def terminal_fd() -> int | None:
+    """A duplicate of the terminal's stdout, taken while pytest's capture is suspended (at
+    configure time): lines written to it reach the user even while a test's output is
+    captured, from any thread, without touching pytest's capture state (which is not
+    thread-safe)."""
+    try:
+        return os.dup(sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # no real stdout (embedded runs, some IDEs)
+        return None
+
+
+def terminal_writer(fd: int | None):
+    """``say(text)`` writing a line to ``fd`` (from ``terminal_fd``), or None without one."""
+    if fd is None:
         return None
     lock = threading.Lock()
 
     def say(text: str) -> None:
         with lock:
-            if capman is not None:
-                with capman.global_and_fixture_disabled():
-                    reporter.write_line(text)
-            else:
-                reporter.write_line(text)
+            try:
+                os.write(fd, f"\n{text}\n".encode())
+            except OSError:
+                pass  # the terminal went away: progress is a courtesy, never a failure
 
     return say

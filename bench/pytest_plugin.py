@@ -4,6 +4,7 @@ Loaded by the repository's conftest.py (``pytest_plugins = ["bench.pytest_plugin
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,13 +14,14 @@ from bench.core.load import FOREIGN_LOAD_WARN, LoadProbe
 from bench.core.profiles import PROFILES, settings
 from bench.core.rows import Row
 from bench.core.session import Session
-from bench.plugin_progress import Watchdog, suite_estimates, terminal_writer
+from bench.plugin_progress import Watchdog, suite_estimates, terminal_fd, terminal_writer
 from bench.plugin_rows import flag_wrong_weights, message, row_keys, run_checks_under_benchmark_only, take_samples
 from bench.run_state import RunState, benchmark_json, required_but_skipped
 
 ROW_KEY = pytest.StashKey[Row]()
 STATE_KEY = pytest.StashKey["RunState"]()
 SESSION_KEY = pytest.StashKey[Session]()
+TTY_KEY = pytest.StashKey["int | None"]()
 
 
 def pytest_addoption(parser):
@@ -100,6 +102,14 @@ def pytest_configure(config):
     state = config.stash[STATE_KEY] = RunState(root, session)
     session.out_dir = state.run_dir
     config.pluginmanager.register(state, "bench-run-state")
+    config.stash[TTY_KEY] = terminal_fd()
+
+
+def pytest_unconfigure(config):
+    fd = config.stash.get(TTY_KEY, None)
+    if fd is not None:
+        os.close(fd)
+        config.stash[TTY_KEY] = None
 
 
 def session_of(config) -> Session:
@@ -122,7 +132,7 @@ def pytest_generate_tests(metafunc):
 
 
 def pytest_collection_finish(session):
-    say = terminal_writer(session.config)
+    say = terminal_writer(session.config.stash.get(TTY_KEY, None))
     if say is not None and session.items:
         for line in suite_estimates(session.items, session_of(session.config).profile.budget):
             say(line)
@@ -200,7 +210,7 @@ def pytest_runtest_call(item):
     """Per case, the share of the CPU other processes took while it ran: a burst of foreign
     load slows the cases it overlaps, and an average over the run would hide which."""
     item.stash[LOAD_KEY] = LoadProbe()
-    say = terminal_writer(item.config)
+    say = terminal_writer(item.config.stash.get(TTY_KEY, None))
     timed = row_keys(item) is not None  # suite cases; the library's own tests stay quiet
     watchdog = Watchdog(item.nodeid, session_of(item.config).profile.budget, say) if say and timed else None
     try:

@@ -254,3 +254,33 @@ def test_a_value_that_appears_is_judged_only_where_base_had_the_column(tmp_path)
     assert _metric(diff, name="speedup_vs_native")["verdict"] == "improvement"
     diff = compare_runs([load_run(_run(tmp_path, "c", {}, no_column))], [new])
     assert not [m for m in diff.metrics if m["case"] == OP and m["metric"] == "speedup_vs_native"]
+
+
+def test_review_findings_single_runs_zero_sides_partial_loss_and_all_b_crashed(tmp_path):
+    """A one-run change beyond the floor is decided with the others (BH); a zero median never
+    claims a change without a test, and 'same' only when every value is zero; a value lost in
+    one of several new runs is a regression; every B run crashing is exit 1, not a tool error."""
+    from bench.experiments.ab import AbRun, compare_experiment
+    from bench.report.verdicts import _judge_zero
+    from bench.core.rows import metric_of
+
+    comm = metric_of("ddp", "comm_share")
+    assert _judge_zero(comm, [0, 0], [1e-6, 2e-6], 0.0, 1.5e-6)["verdict"] == "unsure"
+    assert _judge_zero(comm, [0, 0, 0], [0, 0, 9], 0.0, 0.0)["verdict"] == "unsure"
+    assert _judge_zero(comm, [0, 0], [0, 0], 0.0, 0.0)["verdict"] == "same"
+
+    def lose_one(data):
+        next(r for r in data["bench_rows"] if r["test"] == OP)["speedup_vs_native"] = float("nan")
+
+    base = [load_run(_run(tmp_path, f"a{i}", {})) for i in range(3)]
+    new = [load_run(_run(tmp_path, "b0", {})), load_run(_run(tmp_path, "b1", {}, lose_one)),
+           load_run(_run(tmp_path, "b2", {}))]
+    m = _metric(compare_runs(base, new), name="speedup_vs_native")
+    assert m["verdict"] == "regression" and "1 of 3" in m["note"]
+
+    a = [AbRun(i, "a", "pa", 0, 1.0, _run(tmp_path, f"r{i}", {}), None) for i in (1, 4)]
+    b = [AbRun(i, "b", "pb", -11, 1.0, None, "pytest exited -11") for i in (2, 3)]
+    diff = compare_experiment(a + b)
+    assert diff.exit_code == 1 and len(diff.crash_regressions) == 2
+    a_crash = AbRun(5, "a", "pa", -11, 1.0, None, "pytest exited -11")
+    assert compare_experiment(a + b + [a_crash]).exit_code == 1  # 2 crashes of B against 1 of A

@@ -285,7 +285,8 @@ def run_benchmark_against(benchmark, fn: Callable[[], Any], baseline: Callable[[
     benchmark.pedantic(call, setup=setup, rounds=rounds, warmup_rounds=0, iterations=1)
     stats = getattr(benchmark, "stats", None)
     samples = list(stats.stats.data) if stats is not None else []
-    return samples, base_samples if samples else []
+    # pytest-benchmark calls setup once more for --benchmark-cprofile: keep the paired rounds
+    return samples, base_samples[:len(samples)] if samples else []
 
 
 def _interleaved_plain(fn, baseline, device, budget: Budget, record=None) -> tuple[list[float], list[float]]:

@@ -31,7 +31,7 @@ def calibration(spec: ModelSpec, device: str, batch_size: int, benchmark, row, r
     row.update(suite_median_ms=check["suite_median_ms"], timer_median_ms=check["timer_median_ms"],
                calibration_ratio=check["ratio"], calibration_attempts=len(attempts))
     flops = count_flops(case.step)
-    samples = run_benchmark(benchmark, case.step, device, Budget.fixed(10, warmup_rounds=1))
+    samples = run_benchmark(benchmark, case.step, device, Budget.fixed(10, warmup_rounds=1), record=row)
     if samples:
         row.update(summarize_ms(samples))
         row.update(metrics(case, device, "fp32", row["median_ms"], flops, roofs))
@@ -50,7 +50,7 @@ def cuda_events_check(device: str, benchmark, row, roofs, n: int = 4096) -> None
         return torch.mm(a, b)
 
     budget = Budget.fixed(30, warmup_rounds=5)
-    samples = run_benchmark(benchmark, fn, device, budget)
+    samples = run_benchmark(benchmark, fn, device, budget, record=row)
     if not samples:
         return
     row.update(summarize_ms(samples))

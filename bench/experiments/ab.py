@@ -121,6 +121,9 @@ def _run_one(index: int, side: str, python: str, pytest_args: list[str], out: Pa
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             code = None
+        except BaseException:  # Ctrl-C or any error here: the run's own session would outlive us
+            _kill_group(proc)
+            raise
     wall = time.perf_counter() - t0
     # CPU the machine spent on anything but this run: another job on a "quiet" machine
     # skews one side of the experiment (a load spanning the B B of A B B A hits B twice)
@@ -207,12 +210,17 @@ def compare_experiment(runs: list[AbRun], threshold: float | None = None, alpha:
     base = [load_run(r.results) for r in runs if r.side == "a" and r.results]
     new = [load_run(r.results) for r in runs if r.side == "b" and r.results]
     crashed = [f"run {r.index} ({r.side.upper()}): {r.problem}" for r in runs if r.problem]
-    if not base or not new:
-        raise ResultsError("no usable run on side " + ("A" if not base else "B") + (": " + "; ".join(crashed)
-                                                                                     if crashed else ""))
+    if not base:  # the old environment does not run: no baseline, no verdict
+        raise ResultsError("no usable run on side A" + (": " + "; ".join(crashed) if crashed else ""))
+    crashes = [{"run": f"run {r.index}", "side": "base" if r.side == "a" else "new", "problem": r.problem}
+               for r in runs if r.problem]
+    if not new:  # every B run crashed: the verdict is the crash itself
+        ids = [r.run_id for r in base]
+        diff = Diff(ids, [], [], [], [], [], [], [], [], [f"crashed: {c}" for c in crashed], {}, {}, crashes,
+                    alpha=alpha)
+        return diff
     diff = compare_runs(base, new, threshold, alpha, **allow)
-    diff.crashes = [{"run": f"run {r.index}", "side": "base" if r.side == "a" else "new", "problem": r.problem}
-                    for r in runs if r.problem]
+    diff.crashes = crashes
     diff.warnings += [f"crashed: {c}" for c in crashed]
     diff.warnings += [f"run {r.index} ({r.side.upper()}): other processes took {r.foreign_cpu_share:.0%} of the CPU "
                       "while it ran; its timings are suspect (rerun on a quiet machine)" for r in runs
@@ -242,7 +250,7 @@ def verdict(runs: list[AbRun], out: Path, fmt: str = "table", threshold: float |
 def main(args) -> int:
     out = Path(args.out)
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
-    plan = Plan(args.runs, args.until_decided, args.max_runs, args.budget * 60 if args.budget else None)
+    plan = Plan(args.runs, args.until_decided, args.max_runs, args.budget * 60 if args.budget is not None else None)
     allow = {"allow_profile_mismatch": args.allow_profile_mismatch,
              "allow_machine_mismatch": args.allow_machine_mismatch,
              "allow_selection_mismatch": args.allow_selection_mismatch}

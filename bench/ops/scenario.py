@@ -41,6 +41,8 @@ def run_case(c: dict, benchmark, bench_row, profile) -> None:
     bench_row["checks_passed"] = checked.checks_passed
     bench_row["not_applicable"] = "; ".join(f"{x.name}: {x.message}" for x in checked.checks
                                             if x.status == "not_applicable")[:500]
+    # the names alone, whole, for compare (the text above is cut and its messages vary by version)
+    bench_row["not_applicable_checks"] = ",".join(x.name for x in checked.checks if x.status == "not_applicable")
     bench_row.check(checked.passed, "; ".join(str(f) for f in checked.failures)[:500])
     inputs = spec.make_inputs(spec.bench_params, device, DTYPES[dtype])
     bench_row["saved_mib"] = saved_tensor_mib(spec.fn, inputs)

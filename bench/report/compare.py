@@ -44,11 +44,10 @@ class Diff:
 
     @property
     def crash_regressions(self) -> list[dict]:
-        """Crashes of the new side where the base side ran: an upgrade that crashes is the
-        worst regression."""
-        if any(c["side"] == "base" for c in self.crashes):
-            return []
-        return [c for c in self.crashes if c["side"] == "new"]
+        """Crashes of the new side beyond those of the base side (an upgrade that crashes more
+        often is the worst regression; a flaky base that crashed as often is not the upgrade's)."""
+        new = [c for c in self.crashes if c["side"] == "new"]
+        return new if len(new) > sum(c["side"] == "base" for c in self.crashes) else []
 
     @property
     def regressions(self) -> list[dict]:
@@ -93,6 +92,11 @@ def _fraction_or_all(value) -> float:
 
 
 def _not_applicable(row: dict) -> set[str]:
+    """The checks a row says were not applicable: its ``not_applicable_checks`` names, or
+    (rows written before that column) the names in front of the ``not_applicable`` texts."""
+    names = row.get("not_applicable_checks")
+    if names is not None:
+        return {n.strip() for n in str(names).split(",") if n.strip()}
     text = row.get("not_applicable") or ""
     return {part.split(":", 1)[0].strip() for part in str(text).split("; ") if part.strip()}
 

@@ -131,3 +131,8 @@ def machine_identity(fp: dict) -> str:
     if isinstance(gpus, str):
         gpus = [gpus]
     return cpu + (f" + {len(gpus)} GPU(s) {', '.join(sorted(set(map(str, gpus))))}" if gpus else "")
+
+
+def ok_runs(case: str, runs: list[Run]) -> int:
+    """How many of ``runs`` have ``case`` with status ok (the runs whose metrics count)."""
+    return sum((r.rows.get(case) or {}).get("status") == "ok" for r in runs)

@@ -91,6 +91,8 @@ def evidence(base: Sequence[float], new: Sequence[float], threshold: float, alph
     else:
         return Evidence(math.exp(d), None, None, None, None, None, None, "none (one run a side)")
     margin = math.log(1 + threshold)
+    if se == 0 and (na < 2 or nb < 2):  # one identical pair of runs is no evidence of zero spread
+        return Evidence(math.exp(d), None, None, None, None, None, None, "none (no spread measured)")
     if se == 0:  # identical runs on each side: the difference is known exactly
         inside = abs(d) < margin
         return Evidence(math.exp(d), math.exp(d), math.exp(d), 0.0 if d else 1.0, 0.0 if inside else 1.0, sd, df,

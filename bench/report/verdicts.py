@@ -7,7 +7,7 @@ import statistics
 
 from bench.core.rows import Metric, declared_metrics
 from bench.report import stats
-from bench.report.runs import Run, metric_declared_in, metric_values
+from bench.report.runs import Run, metric_declared_in, metric_values, ok_runs
 
 
 def judge_case(case: str, suite: str, base: list[Run], new: list[Run], threshold: float | None, alpha: float,
@@ -23,6 +23,12 @@ def judge_case(case: str, suite: str, base: list[Run], new: list[Run], threshold
         if not b or not n:  # a value on one side only, while the case's status held
             if same_status and (b or metric_declared_in(case, name, base)):
                 out.append(_missing_metric(case, suite, name, metric, "base" if b else "new", len(b), len(n)))
+            continue
+        ok_new = ok_runs(case, new)
+        if len(b) == ok_runs(case, base) and len(n) < ok_new:  # lost in some new runs, not all
+            out.append(_missing_metric(case, suite, name, metric, "base", len(b), len(n),
+                                       f"missing, None or NaN in {ok_new - len(n)} of {ok_new} new runs (ok rows) "
+                                       "where every base run had a value"))
             continue
         thr = threshold if (threshold is not None and metric.kind == "timing") else metric.threshold
         out.append({"case": case, "suite": suite, "metric": name, "unit": metric.unit, "better": metric.better,
@@ -51,30 +57,28 @@ def _judge(metric: Metric, base: list[float], new: list[float], raw_base, raw_ne
     # One run a side: the between-run spread is unknown, so no interval and never "same".
     p = stats.mann_whitney_p(raw_base, raw_new) if metric.kind == "timing" else None
     floor = stats.SINGLE_RUN_FLOOR
-    confirmed = (worse >= floor or worse <= 1 / floor) and p is not None and p < 0.05
-    if confirmed:
+    if (worse >= floor or worse <= 1 / floor) and p is not None:  # decided with the others (BH, alpha)
         return {**out, "p_value": p, "test": "mann-whitney(rounds), beyond the single-run floor",
-                "verdict": "regression" if worse > 1 else "improvement",
-                "note": f"one run a side: called only because it exceeds the {floor:g}x that separates two runs "
-                        "of unchanged code and the rounds differ"}
+                "verdict": "pending", "floor": floor,
+                "note": f"one run a side: can be called only beyond the {floor:g}x that separates two runs of "
+                        "unchanged code, when the rounds differ"}
     return {**out, "verdict": "unsure",
             "note": "one run a side: run-to-run spread unknown, so neither a change nor its absence is shown; "
                     f"give >= 2 runs a side ({stats.MIN_RUNS} recommended: bench ab --runs)"}
 
 
 def _judge_zero(metric: Metric, base: list[float], new: list[float], bmed: float, nmed: float) -> dict:
-    if bmed == nmed:
-        return {"ratio": None, "p_value": None, "test": "none", "verdict": "same", "note": "zero on both sides"}
+    """A side whose median is zero has no ratio: ``same`` only when every value is zero."""
+    if not any(base) and not any(new):
+        return {"ratio": None, "p_value": None, "test": "none", "verdict": "same", "note": "zero in every run"}
     worse_now = (nmed > bmed) == (metric.better == "lower")
-    consistent = len(base) >= 2 and len(new) >= 2 and (max(base) < min(new) or max(new) < min(base))
-    verdict = ("regression" if worse_now else "improvement") if consistent else "unsure"
-    return {"ratio": nmed / bmed if bmed else None, "p_value": None, "test": "zero side, runs separated",
-            "verdict": verdict, "note": f"{'base' if bmed == 0 else 'new'} is zero; the change is toward "
-                                        f"{'worse' if worse_now else 'better'}"
-                                        + ("" if consistent else " (needs >= 2 runs a side, all separated)")}
+    return {"ratio": nmed / bmed if bmed else None, "p_value": None, "test": "none (a side is zero)",
+            "verdict": "unsure", "note": f"{'base' if bmed == 0 else 'new'} median is zero; toward "
+                                         f"{'worse' if worse_now else 'better'}, no ratio to test"}
 
 
-def _missing_metric(case: str, suite: str, name: str, metric: Metric, side_has: str, runs_b, runs_n) -> dict:
+def _missing_metric(case: str, suite: str, name: str, metric: Metric, side_has: str, runs_b, runs_n,
+                    note: str | None = None) -> dict:
     """A metric with values on one side and none (missing, None, NaN) on the other, while the
     case itself stayed ok: a lost value is a change toward worse, never dropped."""
     lost = side_has == "base"
@@ -82,8 +86,8 @@ def _missing_metric(case: str, suite: str, name: str, metric: Metric, side_has: 
             "base": None, "new": None, "runs_base": runs_b, "runs_new": runs_n, "threshold": metric.threshold,
             "ratio": None, "p_value": None, "test": "presence",
             "verdict": "regression" if lost else "improvement",
-            "note": ("missing, None or NaN in the new run(s) where base had a value" if lost else
-                     "base had no value (None or NaN) where the new run(s) have one")}
+            "note": note or ("missing, None or NaN in the new run(s) where base had a value" if lost else
+                             "base had no value (None or NaN) where the new run(s) have one")}
 
 
 def decide(metrics: list[dict], alpha: float) -> None:
@@ -95,6 +99,8 @@ def decide(metrics: list[dict], alpha: float) -> None:
     for m, qd, qs in zip(pending, q_diff, q_same):
         worse, thr = m["worse"], m["threshold"]
         m["q_same"] = qs
+        if m.get("floor"):  # one run a side: beyond the floor, or nothing
+            thr = m.pop("floor") - 1
         if qd is not None and qd < alpha and worse > 1 + thr:
             m["verdict"], m["q_value"] = "regression", qd
         elif qd is not None and qd < alpha and worse < 1 / (1 + thr):
@@ -104,7 +110,7 @@ def decide(metrics: list[dict], alpha: float) -> None:
             m["note"] = f"interval inside +/-{thr:.0%}"
         else:
             m["verdict"], m["q_value"] = "unsure", qd
-            m["note"] = "neither a change beyond the threshold nor equivalence within it is shown"
+            m["note"] = m.get("note") or "neither a change beyond the threshold nor equivalence within it is shown"
     for m in metrics:
         if m["verdict"] == "unsure" and m.get("ratio"):
             m["runs_needed"] = stats.runs_needed(m["ratio"], m.get("sd_log"), m["threshold"], alpha,
