@@ -68,7 +68,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "bench_check(suite, check=NAME): a plain correctness test that gets a row "
                                        "(its status from the outcome) and runs under --benchmark-only too")
     config.addinivalue_line("markers", "bench_profile(*names): run only in the named profiles")
-    config.addinivalue_line("markers", "bench_cases(factory, argname='c'): (set by bench.core.profiles.cases_from) parametrize argname with "
+    config.addinivalue_line("markers", "bench_cases(factory, argname='c'): (set by bench.core.profiles.cases_from) "
+                                       "parametrize argname with "
                                        "factory(session), the cases of this run's profile and devices")
     for name, text in (("cuda", "needs a CUDA device"), ("multi_gpu", "needs two or more CUDA devices"),
                        ("distributed", "launches several processes through torch.distributed"),
@@ -294,7 +295,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     run_dir = getattr(config, "_bench_report_dir", None)
     if run_dir:
         terminalreporter.write_sep("-", f"bench report: {run_dir} (also {run_dir.parent / 'latest'})")
-        if getattr(config, "_bench_all_skipped", False):  # PITFALLS 13: a run that measured nothing
+        if getattr(config, "_bench_all_skipped", False):  # a run that measured nothing must not pass silently
             terminalreporter.write_line("bench: every case was skipped, nothing was measured "
                                         "(see the reasons in summary.md)", red=True, bold=True)
         missing = getattr(config, "_bench_missing_required", [])

@@ -64,7 +64,8 @@ def _env(folder: Path, factor_of: dict[str, float]) -> Path:
     reps = {name: int(round(BASE_REPS * factor_of.get(name, 1.0))) for name in FACTORS}
     (folder / "planted_ops.py").write_text(PLUGIN.format(reps=reps))
     wrapper = folder / "python"
-    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{folder}:{ROOT}${{PYTHONPATH:+:$PYTHONPATH}}" exec {sys.executable} "$@"\n')
+    path = f'PYTHONPATH="{folder}:{ROOT}${{PYTHONPATH:+:$PYTHONPATH}}"'
+    wrapper.write_text(f'#!/bin/sh\n{path} exec {sys.executable} "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
     return wrapper
 

@@ -40,7 +40,8 @@ def _config(c: dict, s) -> trainer.TrainerConfig:
         model=s.hf_model, dataset=s.hf_dataset, precision=c["precision"], batch_size=c["batch_size"],
         grad_accum=c["grad_accum"], compile=c["compile"], optim=c["optim"], steps=s.profile.trainer_steps,
         runner="plain_loop" if c["runner"] == "plain_loop" else "trainer",
-        device="cpu" if c["device"] == "cpu" else "cuda", eval_every=max(2, s.profile.trainer_steps // 4) if first else 0)
+        device="cpu" if c["device"] == "cpu" else "cuda",
+        eval_every=max(2, s.profile.trainer_steps // 4) if first else 0)
 
 
 @cases_from(_cases)

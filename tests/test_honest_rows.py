@@ -376,7 +376,8 @@ def test_oom_releases_memory_outside_the_except_block(monkeypatch):
     monkeypatch.setattr(dev, "release_memory", lambda device: seen.append(sys.exc_info()))
     row = _devices_row(model="mlp", device="cpu", dtype="fp32", phase="inference", batch_size=8)
     with pytest.raises(CaseEnded):  # the case ends as oom; the run goes on
-        throughput.run_case(get_model("mlp"), dict(row), FakeBenchmark(), row, Session(), Budget.fixed(3, warmup_rounds=1))
+        throughput.run_case(get_model("mlp"), dict(row), FakeBenchmark(), row, Session(),
+                            Budget.fixed(3, warmup_rounds=1))
     assert row["status"] == "oom" and "out of memory" in row["reason"]
     assert seen == [(None, None, None)]
 

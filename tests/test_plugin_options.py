@@ -31,7 +31,8 @@ def test_plugin_module_registers_models(bench_pytester):
         import torch
         from bench.registry import ModelSpec, register_model
         register_model(ModelSpec(name="user_linear", build=lambda: torch.nn.Linear(4, 2),
-                                 make_batch=lambda b, d: ((torch.randn(b, 4, device=d),), torch.zeros(b, dtype=torch.long, device=d))))
+                                 make_batch=lambda b, d: ((torch.randn(b, 4, device=d),),
+                                                          torch.zeros(b, dtype=torch.long, device=d))))
     """)
     bench_pytester.makepyfile(test_it="""
         from bench.registry import models

@@ -260,9 +260,9 @@ def test_review_findings_single_runs_zero_sides_partial_loss_and_all_b_crashed(t
     """A one-run change beyond the floor is decided with the others (BH); a zero median never
     claims a change without a test, and 'same' only when every value is zero; a value lost in
     one of several new runs is a regression; every B run crashing is exit 1, not a tool error."""
+    from bench.core.rows import metric_of
     from bench.experiments.ab import AbRun, compare_experiment
     from bench.report.verdicts import _judge_zero
-    from bench.core.rows import metric_of
 
     comm = metric_of("ddp", "comm_share")
     assert _judge_zero(comm, [0, 0], [1e-6, 2e-6], 0.0, 1.5e-6)["verdict"] == "unsure"

@@ -35,7 +35,8 @@ def test_commands_exist():
             for script in re.findall(r"bash (\S+)", run):
                 assert (ROOT / script).is_file(), f"{wf.name}: {script} missing"
             for sub in re.findall(r"python3? -m bench (\w+)", run):
-                assert sub in ("report", "compare", "ab", "history", "peak"), f"{wf.name}: python -m bench {sub} does not exist"
+                assert sub in ("report", "compare", "ab", "history", "peak"), \
+                    f"{wf.name}: python -m bench {sub} does not exist"
     assert "pytest" in tox["testenv:gpu"]["commands"] and "--bench-profile=full" in tox["testenv:gpu"]["commands"]
 
 

@@ -1,4 +1,4 @@
-"""Environment fingerprint: everything that changes speed or numerics (PITFALLS 7).
+"""Environment fingerprint: everything that changes speed or numerics (versions, TF32, cudnn.benchmark, allocator).
 
 Added to pytest-benchmark's machine_info, so every results file says where it came from,
 and compared by ``python -m bench compare`` to warn when two runs are not like for like.

@@ -2,8 +2,9 @@
 dense peaks.
 
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` on one real call (no hand
-formulas). Peaks are of two kinds (PITFALLS 11): a *measured* roof from a large-GEMM probe
-per device and dtype (measured once per run by ``bench.core.session.Roofs``), and the
+formulas). Peaks are of two kinds (vendor figures are dense, not the 2:4-sparse ones a
+datasheet headlines): a *measured* roof from a large-GEMM probe per device and dtype
+(measured once per run by ``bench.core.session.Roofs``), and the
 vendor's *dense* peak for GPUs known by name.
 """
 from __future__ import annotations

@@ -31,7 +31,8 @@ class Profile:
 PROFILES = {
     # Budgets: see the README ("Time budgets"): smoke keeps CI lean, standard fits the main job in
     # minutes on 2 cores, full resolves small changes on a dedicated nightly runner.
-    "smoke": Profile("smoke", Budget(measure_s=0.5, min_rounds=5, max_rounds=30, warmup_s=0.2, warmup_rounds=1), (64,), (4,), 32, False, ("mlp",), 5,
+    "smoke": Profile("smoke", Budget(measure_s=0.5, min_rounds=5, max_rounds=30, warmup_s=0.2, warmup_rounds=1),
+                     (64,), (4,), 32, False, ("mlp",), 5,
                      (1, 2), 6, 16, 0),
     "standard": Profile("standard", Budget(measure_s=1.5, min_rounds=5, max_rounds=100, warmup_s=0.5,
                                            warmup_rounds=2), (64, 256), (8,), 128, False,

@@ -2,7 +2,7 @@
 
 A row is created for every collected case that declares one (``bench_row`` marker), so a
 case that is skipped, fails, runs out of memory or never reaches the timer is still in the
-report with a status and a reason (PITFALLS 13).
+report with a status and a reason (a failed case that vanishes from a report hides the failure).
 """
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 pytest-benchmark reads the host clock. On CUDA a kernel launch returns before the kernel
 has run, so every callable handed to the timer here synchronises *inside* the timed call
-(PITFALLS 1); warm-up runs happen before the timer starts (PITFALLS 2).
+(without it the host clock measures kernel launches); warm-up runs happen before the timer
+starts, so compilation, CUDA initialisation and autotuning are not counted as speed.
 """
 from __future__ import annotations
 
@@ -248,7 +249,7 @@ def interleaved_check(fn: Callable[[], Any], device: str | torch.device, blocks:
 def record_step_samples(benchmark, samples_s: list[float]) -> None:
     """Replace the samples of a ``benchmark.pedantic(run, rounds=1)`` call (one whole run:
     start-up, loading, warm-up) with the run's own steady-state per-step times, so the
-    report and ``compare`` see step statistics (DESIGN.md, "Timing long runs")."""
+    report and ``compare`` see step statistics (as the README's "How each number is obtained" says)."""
     from pytest_benchmark.stats import Stats
 
     meta = getattr(benchmark, "stats", None)

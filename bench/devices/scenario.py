@@ -144,7 +144,7 @@ def run_case(spec: ModelSpec, c: dict, benchmark, row, session, budget: Budget |
     if reason:
         row.end("skipped", reason)
     if torch.device(device).type == "cuda":
-        row.update(numerics.tf32_state())  # fp32 numerics and speed depend on them (PITFALLS 7)
+        row.update(numerics.tf32_state())  # fp32 numerics and speed depend on them
     oom = None
     try:
         case = prepare(spec, device, dtype, c["phase"], c["batch_size"], session.profile.seq_len)

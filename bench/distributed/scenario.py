@@ -28,7 +28,7 @@ def worker_args(model: str, out: Path, device: str, profile: Profile, extra: lis
 
 def in_temp_dir(fn):
     """Give ``fn`` a temporary ``workdir`` (removed afterwards) unless the caller passes one:
-    a benchmark leaves no files behind but its report (PITFALLS 14)."""
+    a benchmark leaves no files behind but its report."""
 
     @functools.wraps(fn)
     def wrapper(*args, workdir: Path | None = None, **kwargs):

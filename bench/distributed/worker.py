@@ -3,7 +3,7 @@ for the single-process baseline).
 
 Weak scaling: every rank trains on its own fixed-size shard (``--batch-per-rank``); the
 global batch is ``world_size`` shards. Per step it records its own time; rank 0 gathers all
-ranks' times and takes the slowest rank per step (PITFALLS 9). It also checks that DDP's
+ranks' times and takes the slowest rank per step (a step ends when the slowest rank ends). It also checks that DDP's
 gradients after one step equal single-process gradients on the concatenated batch, and
 that parameters are identical on every rank after the timed steps.
 
@@ -192,7 +192,7 @@ def _write_result(out: Path, a, gathered: list[dict], world: int, backend: str, 
         "warmup_steps": a.warmup, "bucket_cap_mb": a.bucket_cap_mb if backend != "none" else None,
         "scaling": "weak (fixed per-rank batch)",
         "step_ms_p50": p50 * 1e3, "step_ms_p90": percentile(slowest, 90) * 1e3,
-        # samples processed over the time spent processing them (PITFALLS 3)
+        # samples processed over the time spent processing them (not over a mean step time)
         "samples_per_s": a.batch_per_rank * world * a.steps / sum(slowest),
         "grad_max_abs_diff": None if backend == "none" else max(r["grad_max_abs_diff"] for r in gathered),
         "param_max_abs_diff_across_ranks": param_diff,

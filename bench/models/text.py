@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from bench.registry import ModelSpec, register_model
 
-# Upstream sentence-transformers/all-MiniLM-L6-v2, revision 1110a243 (see DESIGN.md).
+# Upstream sentence-transformers/all-MiniLM-L6-v2, revision 1110a243 (model.safetensors on the Hugging Face hub).
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 
 

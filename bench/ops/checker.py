@@ -97,7 +97,7 @@ def check_autograd(fn: Callable, *inputs: Any, reference: Callable | None = None
                    check_cuda: bool = True, forward_ad: bool = True, atol: float = 1e-5,
                    rtol: float = 1e-3, unsupported_dtypes: Sequence[str] = (), deterministic: bool = False,
                    compile_checks: bool = True) -> AutogradReport:
-    """Check ``fn(*inputs)``; see the module docstring and DESIGN.md's contract.
+    """Check ``fn(*inputs)``; see the module docstring; the README's "Check your own op" is the contract.
 
     reference: a native composite computing the same thing (enables the low-precision verdict
     and is compared on edge inputs). mutates: indices of inputs the op declares it writes.

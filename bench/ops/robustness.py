@@ -84,7 +84,8 @@ def check_grad_layouts(fn, inputs) -> Check:
         return Check("grad_layouts", NA, "outputs too small for non-contiguous gradients")
     if worst > numerics.OP_GRAD_LAYOUT_TOL:
         return Check("grad_layouts", FAILED, f"{worst_case} grad_output: gradients differ from the contiguous "
-                                             f"case by {worst:.3g} (relative; backward assumes a contiguous grad_output?)",
+                                             f"case by {worst:.3g} (relative; backward assumes a contiguous "
+                                             "grad_output?)",
                      {"variants": tried})
     return Check("grad_layouts", PASSED, detail={"variants": tried})
 

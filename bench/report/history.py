@@ -110,7 +110,8 @@ def level_steps(values: list[float], step: float) -> list[dict]:
     """Steps in a deterministic series (counts such as graph breaks, accuracies; from 0 too):
     binary segmentation where each split puts the series' values on the side of the level
     they are closest to with at most a quarter of them misplaced and each side mostly at
-    its own level (so a new level that flickers, 0 0 1 0 1 1 1, is still one step), the levels (medians) differ by more than
+    its own level (so a new level that flickers, 0 0 1 0 1 1 1, is still one step), the levels
+    (medians) differ by more than
     ``step``, and the split falls on the first run that shows the new level."""
     found: list[int] = []
 

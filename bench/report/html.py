@@ -49,7 +49,8 @@ window.addEventListener('load',()=>{
  const m=location.hash.match(/^#filter=([^:]+):(.*)$/);
  if(m){const i=document.querySelector('input.filter[data-table="table-'+m[1]+'"]');
   if(i){i.value=decodeURIComponent(m[2]);filterTable(i);}}
- const v=document.getElementById('verdict').getBoundingClientRect(),n=document.getElementById('numbers').getBoundingClientRect();
+ const v=document.getElementById('verdict').getBoundingClientRect(),
+  n=document.getElementById('numbers').getBoundingClientRect();
  document.body.dataset.verdictBottom=Math.round(v.bottom);document.body.dataset.numbersBottom=Math.round(n.bottom);
  document.body.dataset.scrollWidth=document.documentElement.scrollWidth;
  document.body.dataset.clientWidth=document.documentElement.clientWidth;});

@@ -74,7 +74,8 @@ def load_results(path: str | Path) -> dict:
     except (OSError, UnicodeDecodeError) as exc:
         raise ResultsError(f"{path}: cannot read ({exc})") from None
     except json.JSONDecodeError as exc:
-        raise ResultsError(f"{path}: not valid JSON (truncated or corrupted?) at line {exc.lineno}: {exc.msg}") from None
+        raise ResultsError(f"{path}: not valid JSON (truncated or corrupted?) at line {exc.lineno}: "
+                           f"{exc.msg}") from None
     if not isinstance(data, dict) or not ("benchmarks" in data or "bench_rows" in data):
         raise ResultsError(f"{path}: not a pytest-benchmark or bench results file (no 'benchmarks' or 'bench_rows')")
     if not isinstance(data.get("benchmarks", []), list) or not isinstance(data.get("bench_rows", []), list):

@@ -1,9 +1,11 @@
 """Hugging Face Trainer fine-tuning, timed from inside the run.
 
 Per-step times come from a TrainerCallback (synchronised on CUDA); the first
-``warmup_steps`` are reported apart (compilation, allocator warm-up: PITFALLS 2, 10) and
+``warmup_steps`` are reported apart (compilation and allocator warm-up would otherwise count
+as throughput; Trainer's own ``train_runtime`` includes them) and
 every throughput figure is computed from what was counted over the time it took:
-samples/s = samples in the steady-state steps / the steady-state steps' time (PITFALLS 3).
+samples/s = samples in the steady-state steps / the steady-state steps' time (not all samples over
+the mean step time, which inflates throughput when the first steps are slow).
 """
 from __future__ import annotations
 
