@@ -28,18 +28,27 @@ class Profile:
     trainer_variants: int              # Trainer variants beyond the base run
 
 
+# Budgets: see the README ("Time budgets"): smoke keeps CI lean, standard fits the main job in
+# minutes on 2 cores, full resolves small changes on a dedicated nightly runner.
 PROFILES = {
-    # Budgets: see the README ("Time budgets"): smoke keeps CI lean, standard fits the main job in
-    # minutes on 2 cores, full resolves small changes on a dedicated nightly runner.
-    "smoke": Profile("smoke", Budget(measure_s=0.5, min_rounds=5, max_rounds=30, warmup_s=0.2, warmup_rounds=1),
-                     (64,), (4,), 32, False, ("mlp",), 5,
-                     (1, 2), 6, 16, 0),
-    "standard": Profile("standard", Budget(measure_s=1.5, min_rounds=5, max_rounds=100, warmup_s=0.5,
-                                           warmup_rounds=2), (64, 256), (8,), 128, False,
-                        ("mlp", "tiny_bert"), 20, (1, 2), 12, 40, 2),
-    "full": Profile("full", Budget(measure_s=8.0, min_rounds=10, max_rounds=1000, warmup_s=2.0, warmup_rounds=3),
-                    (64, 256, 1024), (8, 32), 128, True,
-                    ("mlp", "cnn", "tiny_bert", "custom_ops_mlp", "minilm"), 50, (1, 2, 4, 8), 30, 120, 99),
+    "smoke": Profile(
+        name="smoke",
+        budget=Budget(measure_s=0.5, min_rounds=5, max_rounds=30, warmup_s=0.2, warmup_rounds=1),
+        device_batch_sizes=(64,), text_batch_sizes=(4,), seq_len=32, cpu_fp16=False,
+        compile_models=("mlp",), hypothesis_examples=5,
+        ddp_world_sizes=(1, 2), ddp_steps=6, trainer_steps=16, trainer_variants=0),
+    "standard": Profile(
+        name="standard",
+        budget=Budget(measure_s=1.5, min_rounds=5, max_rounds=100, warmup_s=0.5, warmup_rounds=2),
+        device_batch_sizes=(64, 256), text_batch_sizes=(8,), seq_len=128, cpu_fp16=False,
+        compile_models=("mlp", "tiny_bert"), hypothesis_examples=20,
+        ddp_world_sizes=(1, 2), ddp_steps=12, trainer_steps=40, trainer_variants=2),
+    "full": Profile(
+        name="full",
+        budget=Budget(measure_s=8.0, min_rounds=10, max_rounds=1000, warmup_s=2.0, warmup_rounds=3),
+        device_batch_sizes=(64, 256, 1024), text_batch_sizes=(8, 32), seq_len=128, cpu_fp16=True,
+        compile_models=("mlp", "cnn", "tiny_bert", "custom_ops_mlp", "minilm"), hypothesis_examples=50,
+        ddp_world_sizes=(1, 2, 4, 8), ddp_steps=30, trainer_steps=120, trainer_variants=99),
 }
 
 
