@@ -227,3 +227,29 @@ def test_plan_prints_the_detectable_change_from_an_earlier_aa(tmp_path):
     assert "1.26x" in text and "1.43x" in text and "t[b]" in text
     with pytest.raises(plan.ResultsError, match="--noise"):
         plan.noise_from(str(tmp_path / "missing.json"))
+
+
+def test_a_terminated_ab_takes_its_run_with_it(project):
+    """SIGTERM to ab (a cancelled CI job) kills the pytest run it started, which lives in its
+    own process group, instead of leaving it running."""
+    import signal
+    import subprocess
+    import time
+
+    folder, env = project
+    a, b = env("py_a", "TINY_DELAY_S=30"), env("py_b", "TINY_DELAY_S=30")
+    root = str(Path(__file__).resolve().parents[1])
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "ab", "--a", a, "--b", b, "--runs", "1", "--out",
+                             str(folder / "ab"), "--", "test_tiny.py", "--benchmark-only"], cwd=folder,
+                            env={**os.environ, "PYTHONPATH": root}, stderr=subprocess.PIPE, text=True)
+    pattern = "bench-report-dir=" + str(folder / "ab" / "runs" / "01-a")
+    deadline = time.time() + 120
+    while time.time() < deadline and not subprocess.run(["pgrep", "-f", pattern], capture_output=True).stdout:
+        time.sleep(0.5)
+    assert subprocess.run(["pgrep", "-f", pattern], capture_output=True).stdout, "the run did not start"
+    time.sleep(2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 2
+    time.sleep(1)
+    left = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+    assert not left, f"run processes left behind: {left}"

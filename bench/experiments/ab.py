@@ -247,7 +247,14 @@ def verdict(runs: list[AbRun], out: Path, fmt: str = "table", threshold: float |
     return render(diff, fmt), diff.exit_code
 
 
+def _terminate_like_ctrl_c(signum, frame):
+    """SIGTERM (a CI job cancelled, ``kill``) ends ab as Ctrl-C does, so the running run's
+    process group is killed with it instead of living on in its own session."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(args) -> int:
+    signal.signal(signal.SIGTERM, _terminate_like_ctrl_c)
     out = Path(args.out)
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     plan = Plan(args.runs, args.until_decided, args.max_runs, args.budget * 60 if args.budget is not None else None)
