@@ -254,7 +254,14 @@ def _terminate_like_ctrl_c(signum, frame):
 
 
 def main(args) -> int:
-    signal.signal(signal.SIGTERM, _terminate_like_ctrl_c)
+    previous = signal.signal(signal.SIGTERM, _terminate_like_ctrl_c)
+    try:
+        return _main(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(args) -> int:
     out = Path(args.out)
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     plan = Plan(args.runs, args.until_decided, args.max_runs, args.budget * 60 if args.budget is not None else None)
