@@ -123,3 +123,15 @@ def test_a_fingerprint_that_raises_becomes_a_note(monkeypatch):
     monkeypatch.setattr(env, "fingerprint", broken)
     fp = env.safe_fingerprint({"model_hashes": {}})
     assert "driver query failed" in fp["fingerprint_error"] and fp["model_hashes"] == {}
+
+
+def test_the_load_probe_never_reports_an_impossible_share():
+    """/proc/stat counts in 10 ms ticks: a few-ms case once read as 770 % foreign load. Work
+    shorter than the probe's minimum is not judged, and a share never leaves [0, 1]."""
+    from bench.core.load import LoadProbe
+
+    probe = LoadProbe()
+    assert probe.foreign_share() is None  # far shorter than MIN_WALL_S
+    probe.t0 -= 5.0  # as if 5 s had passed
+    share = probe.foreign_share()
+    assert share is None or 0.0 <= share <= 1.0

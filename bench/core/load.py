@@ -10,6 +10,7 @@ import resource
 import time
 
 FOREIGN_LOAD_WARN = 0.10  # share of all cores other processes may take before a timing is suspect
+MIN_WALL_S = 1.0          # shorter work is not judged: 100 ticks a second resolve no finer than ~1 %/s
 
 
 def busy_s() -> float | None:
@@ -51,7 +52,11 @@ class LoadProbe:
         self.own0 = own_cpu_s(self.children_only)
 
     def foreign_share(self) -> float | None:
+        """None where /proc/stat cannot be read or the work was too short to judge: the
+        kernel counts CPU time in ticks (10 ms at USER_HZ 100), so a call of a few ms would
+        read as several times the machine's capacity."""
         wall, busy1 = time.perf_counter() - self.t0, busy_s()
-        if self.busy0 is None or busy1 is None or wall <= 0:
+        if self.busy0 is None or busy1 is None or wall < MIN_WALL_S:
             return None
-        return share(max(0.0, (busy1 - self.busy0) - (own_cpu_s(self.children_only) - self.own0)), wall)
+        foreign = (busy1 - self.busy0) - (own_cpu_s(self.children_only) - self.own0)
+        return min(1.0, max(0.0, share(foreign, wall)))
