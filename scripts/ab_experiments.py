@@ -96,8 +96,9 @@ def planted(args) -> None:
     a = _env(out / "env_a", {})
     b = _env(out / "env_b", FACTORS)
     t0 = time.perf_counter()
+    extra = [arg for name in args.plugin for arg in ("--bench-plugin", name)]
     code = _ab(a, b, args.runs, out / "ab", ["suites/test_autograd_ops.py", "-k", "test_op_fwd_bwd", "--benchmark-only",
-                                             "--bench-profile=smoke", "--bench-plugin", "planted_ops"],
+                                             "--bench-profile=smoke", "--bench-plugin", "planted_ops", *extra],
                ["--until-decided", "--max-runs", str(args.max_runs)])
     print(f"planted: bench ab --until-decided exit {code}, {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
     detection(args)
@@ -169,6 +170,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--max-runs", type=int, default=10)
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="planted: another --bench-plugin for both sides (e.g. one that sets the old fixed rounds)")
     p.add_argument("--out", required=True)
     args = p.parse_args()
     {"aa": aa, "planted": planted, "detection": detection, "noise": noise}[args.what](args)
