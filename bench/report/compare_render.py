@@ -8,6 +8,7 @@ import json
 import pandas as pd
 
 from bench.report.compare import Diff, method
+from bench.report.stats import worse_ratio
 
 METRIC_COLUMNS = ["verdict", "case", "metric", "unit", "base", "new", "ratio", "ci_low", "ci_high", "threshold",
                   "q_value", "runs_base", "runs_new", "runs_needed", "note"]
@@ -114,15 +115,15 @@ def _ratio_chart(diff: Diff) -> str:
     fig, axes = plt.subplots(len(suites), 1, figsize=(10, 0.8 * len(suites) + 0.2 * sum(heights)), squeeze=False,
                              gridspec_kw={"height_ratios": heights})
     for ax, suite in zip(axes[:, 0], suites):
-        ms = sorted((m for m in shown if m["suite"] == suite), key=lambda m: _worse(m, m["ratio"]))
+        ms = sorted((m for m in shown if m["suite"] == suite), key=lambda m: worse_ratio(m["ratio"], m["better"]))
         ys = range(len(ms))
         for y, m in zip(ys, ms):
             color = COLORS.get(m["verdict"], "#7f8c8d")
             lo, hi = m.get("ci_low"), m.get("ci_high")
             if lo and hi:
-                a, b = sorted((_worse(m, lo), _worse(m, hi)))
+                a, b = sorted((worse_ratio(lo, m["better"]), worse_ratio(hi, m["better"])))
                 ax.plot([a, b], [y, y], color=color, lw=2, solid_capstyle="butt")
-            ax.plot([_worse(m, m["ratio"])], [y], "o", color=color, ms=4)
+            ax.plot([worse_ratio(m["ratio"], m["better"])], [y], "o", color=color, ms=4)
         band = 1 + min(m["threshold"] for m in ms) if all(m.get("threshold") for m in ms) else 1.1
         ax.axvspan(1 / band, band, color="#dfe6e9", zorder=0)
         ax.axvline(1.0, color="black", lw=0.6)
@@ -136,10 +137,6 @@ def _ratio_chart(diff: Diff) -> str:
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
     return f'<img alt="ratios with intervals" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
-
-
-def _worse(m: dict, ratio: float) -> float:
-    return ratio if m.get("better") != "higher" else 1 / ratio
 
 
 def render_html(diff: Diff) -> str:
