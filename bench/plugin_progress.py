@@ -13,18 +13,25 @@ from bench.core.timing import Budget
 
 FIRST_NOTICE_S = 20.0  # never before this: short cases stay quiet
 REPEAT_S = 60.0
+STEP_TIMED = ("ddp", "trainer")  # suites whose cases run a fixed number of steps
 
 
 def suite_estimates(items, budget: Budget) -> list[str]:
     """One line per suite file: its timed cases and their time at ``budget`` (warm-up plus
     measured time per case; builds, DDP and Trainer runs are extra)."""
-    counts = Counter(item.nodeid.split("::")[0] for item in items if item.get_closest_marker("bench_row")
-                     and not any(m.name == "skip" for m in item.iter_markers()))
+    counts: Counter = Counter()
+    for item in items:
+        row = item.get_closest_marker("bench_row")
+        if row and not any(m.name == "skip" for m in item.iter_markers()):
+            stepped = row.kwargs.get("suite") in STEP_TIMED  # timed per step inside a run, not by the budget
+            counts[(item.nodeid.split("::")[0], stepped)] += 1
     per_case = budget.estimate_s()
-    return [f"bench: {suite}: {n} timed case(s), about {_duration(n * per_case)} at this profile's budget "
+    return [f"bench: {suite}: {n} run(s) timed per step (a fixed number of steps each, not the per-case budget)"
+            if stepped else
+            f"bench: {suite}: {n} timed case(s), about {_duration(n * per_case)} at this profile's budget "
             f"({budget.measure_s:g} s measured + up to {budget.warmup_s:g} s warm-up a case; a slow call gets its "
-            f"{budget.min_rounds} minimum rounds; builds, DDP and Trainer runs come on top)"
-            for suite, n in sorted(counts.items())]
+            f"{budget.min_rounds} minimum rounds; checks and builds come on top)"
+            for (suite, stepped), n in sorted(counts.items())]
 
 
 def _duration(seconds: float) -> str:
