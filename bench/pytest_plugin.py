@@ -275,6 +275,11 @@ def pytest_sessionfinish(session, exitstatus):
     from bench.report.io import atomic_write_json
 
     complete = exitstatus not in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
+    if complete:
+        try:  # the roofs again at the end: one measured under load at the start shows here
+            state.notes.extend(session_of(config).roofs.recheck())
+        except Exception as exc:  # a failed re-measure costs a note, never the report
+            state.notes.append(f"could not re-measure the roofs at the end of the run: {exc!r}"[:300])
     missing = required_but_skipped(state.rows, config.getoption("bench_require"))
     if missing:
         state.notes.append(f"--bench-require cuda: {len(missing)} case(s) skipped for lack of a CUDA device "

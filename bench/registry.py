@@ -80,6 +80,17 @@ class OpSpec:
     forward_ad: bool = True
     is_custom_op: bool = False               # a torch.library op: opcheck applies
     description: str = ""
+    # Declared properties, each checked (check_autograd's arguments of the same names):
+    deterministic: bool = False              # bitwise-reproducible: non-determinism fails
+    unsupported_dtypes: tuple[str, ...] = ()  # "bf16" / "fp16" / "fp32" it documents it does not take
+    once_differentiable: bool = False        # backward not differentiable again: no second order
+    compile_once: bool = False               # one torch.compile graph for every batch size
+
+    def declared(self) -> dict:
+        """The properties this op declares away from their defaults (for the rows)."""
+        return {k: getattr(self, k) for k in ("deterministic", "unsupported_dtypes", "once_differentiable",
+                                              "compile_once", "forward_ad") if getattr(self, k) !=
+                dataclasses.fields(self)[[f.name for f in dataclasses.fields(self)].index(k)].default}
 
 
 _MODELS: dict[str, ModelSpec] = {}

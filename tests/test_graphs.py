@@ -90,3 +90,60 @@ def test_compile_rows_count_recompiles_for_probe_shapes():
         results = {r.mode: r for r in check_parity(model, (torch.randn(4, 3),), probes, modes=("eager", "compile"),
                                                    backend="aot_eager")}
         assert results["compile"].recompiles == expected, results["compile"]
+
+
+class _Wide(torch.nn.Module):
+    """Logits of scale ~1e4 (eager's fp32 rounding is large there) and a bias of scale 1e-3."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = torch.nn.Linear(256, 2000)
+        with torch.no_grad():
+            self.lin.weight.mul_(3000.0)
+
+    def forward(self, x):
+        return torch.nn.functional.linear(x, self.lin.weight) + 1e-3 * self.lin.bias
+
+
+class _NegatedGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return -g
+
+
+class _WrongBiasGrad(torch.nn.Module):
+    """The same parameters; the bias gradient comes back negated."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.lin = model.lin
+
+    def forward(self, x):
+        return torch.nn.functional.linear(x, self.lin.weight) + 1e-3 * _NegatedGrad.apply(self.lin.bias)
+
+
+def test_a_wrong_small_gradient_cannot_hide_behind_large_logits(monkeypatch):
+    """The fp64 rule is applied per tensor: the negated bias gradient is a mismatch named by
+    its parameter, although its RMSE is below eager's own RMSE on the logits."""
+    from bench.graphs import builders
+
+    model = _Wide()
+    monkeypatch.setattr(builders, "build", lambda mode, m, inputs, backend="inductor": (_WrongBiasGrad(m), None))
+    result = check_parity(model, (torch.randn(8, 256),), modes=("eager", "trace"))[1]
+    assert result.status == "mismatch", result
+    assert "grad of lin.bias" in result.detail, result.detail
+
+
+def test_the_fp64_rule_is_judged_per_tensor():
+    from bench.graphs.parity import _within_fp64_rule
+
+    gold = [torch.full((1000,), 1e4, dtype=torch.float64), torch.full((10,), 1e-3, dtype=torch.float64)]
+    eager = [gold[0] + 1.0, gold[1].clone()]
+    wrong = [gold[0] - 1.0, -gold[1]]  # bias error 2e-3, far below the logits' rmse of 1
+    within, note = _within_fp64_rule(gold, eager, wrong, ["logits", "grad of bias"])
+    assert not within and note.startswith("grad of bias"), note

@@ -281,10 +281,61 @@ def test_scaling_efficiency_compares_like_devices(monkeypatch):
         asked.append(device)
         return LaunchResult(True, None, {"samples_per_s": 100.0, "world_size": world_size}, 1.0, "")
 
+    def fake_run(model, world_size, device="cpu", extra=None, **kwargs):  # the adjacent no-DDP baseline
+        return fake_baseline(None, model, device, world_size)
+
     monkeypatch.setattr(runs, "baseline", fake_baseline)
+    monkeypatch.setattr(runs, "run", fake_run)
     launched = LaunchResult(True, None, {"samples_per_s": 150.0, "world_size": 2}, 1.0, "")
     out = runs.efficiency_vs_baselines(Session(), "mlp", "cuda", 2, launched)
     assert asked == ["cuda", "cuda"] and out["scaling_efficiency"] == pytest.approx(0.75)
+
+
+def test_the_no_ddp_baseline_is_timed_next_to_each_ddp_run(monkeypatch):
+    """Not the session's earlier measurement: every DDP row runs its own baseline after it."""
+    from bench.distributed import scenario as runs
+    from bench.distributed.launcher import LaunchResult
+
+    launches = []
+
+    def fake_run(model, world_size, device="cpu", extra=None, **kwargs):
+        launches.append(world_size)
+        return LaunchResult(True, None, {"samples_per_s": 100.0, "world_size": 1, "step_ms_p50": 5.0}, 1.0, "")
+
+    monkeypatch.setattr(runs, "run", fake_run)
+    session = Session()
+    runs.remember(session, "mlp", "cpu", 0, LaunchResult(True, None, {"samples_per_s": 1.0, "world_size": 1},
+                                                           1.0, ""))
+    launched = LaunchResult(True, None, {"samples_per_s": 190.0, "world_size": 2}, 1.0, "")
+    for _ in range(2):
+        out = runs.efficiency_vs_baselines(session, "mlp", "cpu", 2, launched)
+    assert launches.count(0) == 2 and out["scaling_efficiency"] == pytest.approx(0.95)
+    assert out["baseline_step_ms_p50"] == 5.0
+
+
+def test_an_impossible_value_is_named_in_the_row_and_kept_out_of_the_headline():
+    """A slow baseline (efficiency 5.2) and a roof measured under load (1820 % of it) are
+    findings in the row and the verdict, never a best figure."""
+    import pandas as pd
+
+    from bench.core.rows import Row
+    from bench.report import headline
+
+    ddp = Row("ddp", "t", model="mlp", backend="gloo", world_size=2)
+    ddp.update(scaling_efficiency=5.22)
+    ddp.finalize("passed", None)
+    dev = Row("devices", "t", model="mlp", device="cpu", dtype="bf16", phase="train", batch_size=256)
+    dev.update(tflops=0.0144, pct_of_peak=1820.0)
+    dev.finalize("passed", None)
+    fine = Row("devices", "t", model="mlp", device="cpu", dtype="bf16", phase="inference", batch_size=256)
+    fine.update(tflops=0.001, pct_of_peak=12.0)
+    fine.finalize("passed", None)
+    assert "scaling_efficiency 5.22 > 1.1" in ddp["implausible"] and "pct_of_peak" in dev["implausible"]
+    tables = {"ddp": pd.DataFrame([ddp]), "devices": pd.DataFrame([dev, fine])}
+    head = headline.build(tables, {"complete": True}, [])
+    assert "2 IMPOSSIBLE value(s)" in head.verdict, head.verdict
+    figures = " ".join(v for _, v, _ in head.numbers)
+    assert "5.22" not in figures and "0.0144" not in figures and "0.001" in figures, head.numbers
 
 
 # 12. comm_share is documented as the estimate it is

@@ -176,3 +176,23 @@ def test_shrinking_past_the_limit_keeps_what_it_shrank(relu_net, tmp_path, monke
 
     out, _ = _minimal(tmp_path / "b", monkeypatch, FakeRun(launcher_found, subprocess.TimeoutExpired("x", 1)))
     assert out["minimal_repro"].endswith("minifier_launcher.py") and "whole failing graph" in out["minimal_repro_note"]
+
+
+def test_a_mismatch_dynamo_cannot_reproduce_says_what_was_compared(relu_net, tmp_path, monkeypatch):
+    """Dynamo's accuracy check compares compiled graphs with the captured graphs run eagerly,
+    not with the model: the note says so, and under the eager backend names capture."""
+    def clean(cwd):
+        (cwd / "captured").mkdir()
+        (cwd / "captured" / "graph_0.py").write_text("class GraphModule: ...")
+        return 0, json.dumps({"launcher": None, "error": None}) + "\n", ""
+
+    out, session = _minimal(tmp_path, monkeypatch, FakeRun(clean))
+    note = out["minimal_repro_note"]
+    assert "not a comparison with the original model" in note and "--bench-compile-backend eager" in note, note
+    assert out["minimal_repro"].endswith("captured") and (tmp_path / out["minimal_repro"] / "graph_0.py").is_file()
+    session.settings = dataclasses.replace(session.settings, compile_backend="eager")
+    from bench.graphs import minify
+
+    monkeypatch.setattr(minify, "_run", FakeRun(clean))
+    out = minify.minimal_repro("relu_net", "cpu", session)
+    assert "capture (Dynamo's tracing) is the suspect" in out["minimal_repro_note"], out

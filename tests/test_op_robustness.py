@@ -103,7 +103,18 @@ def test_planted_defect_is_caught(op, ref, check, kwargs):
     report = check_autograd(op, torch.randn(16, 16), reference=ref, low_precision=(), **kwargs)
     assert _status(report, check) == "failed", report
     assert not report.by_name(check).message.startswith("op raised during the check"), report  # caught, not crashed
-    assert not report.passed
+    if check in ("saved_memory", "recompiles"):
+        # cost, not correctness: a finding of its own; the op computes the right thing
+        assert report.passed and [f.name for f in report.findings] == [check], report
+        assert report.by_name(check).kind == "cost"
+    else:
+        assert not report.passed
+
+
+def test_a_recompile_fails_an_op_that_declares_it_compiles_once():
+    report = check_autograd(size_specialising, torch.randn(16, 16), reference=lambda x: x * 2, low_precision=(),
+                            compile_once=True)
+    assert not report.passed and [f.name for f in report.failures] == ["recompiles"], report
 
 
 def test_a_seeded_random_op_is_deterministic():

@@ -82,6 +82,9 @@ def float32_matmul_precision() -> str:
 def tf32_disabled():
     """fp32 matmuls and cuDNN convolutions in IEEE fp32 inside the block, restored after,
     through whichever API this process already uses (see ``tf32_state``)."""
+    if not torch.cuda.is_available():  # TF32 is a CUDA setting; leave the flags alone
+        yield
+        return
     matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
     if getattr(matmul, "fp32_precision", "none") != "none" or getattr(cudnn, "fp32_precision", "none") != "none":
         saved = matmul.fp32_precision, cudnn.fp32_precision
@@ -155,3 +158,44 @@ def within_rmse_rule(gold_rmse_res: float, gold_rmse_ref: float, precision: str 
     """torch._dynamo's accuracy rule: the result's RMSE against fp64 may be at most
     ``multiplier`` x the reference's own RMSE, plus tol/10."""
     return gold_rmse_res <= multiplier * gold_rmse_ref + RMSE_RULE_TOL[precision] / 10
+
+
+def rmse_multiplier(dtype: torch.dtype, numel: int, precision: str = "fp32") -> float:
+    """torch._dynamo.utils.same's multiplier for one tensor, with its
+    ``use_larger_multiplier_for_smaller_tensor`` rule on (judged per tensor, an RMSE over a
+    handful of elements is mostly noise): 10 for <= 10 elements, 8 for <= 500; then 3.0 for
+    fp16/bf16, for tensors of fewer than 1000 elements and for loose tolerances (>= 2e-2);
+    2.0 otherwise."""
+    if numel <= 10:
+        return 10.0
+    if numel <= 500:
+        return 8.0
+    if dtype in (torch.float16, torch.bfloat16) or numel < 1000 or RMSE_RULE_TOL[precision] >= 2e-2:
+        return 3.0
+    return 2.0
+
+
+def worst_by_rmse_rule(names, gold, ref, res, precision: str = "fp32") -> tuple[bool, str, dict]:
+    """The fp64 RMSE rule applied to each tensor on its own (as torch._dynamo's ``same()``
+    does per output): (all within, text naming the worst tensor, per-tensor detail).
+
+    Comparing the worst error over all tensors once would let a wrong small tensor (a bias
+    gradient of scale 1e-3) hide behind a large one's honest rounding (logits of scale 10)."""
+    worst, worst_ratio, detail = None, -1.0, {}
+    for name, g, a, b in zip(names, gold, ref, res):
+        if not g.numel() or not g.is_floating_point():
+            continue
+        res_err, ref_err = rmse(g, b), rmse(g, a)
+        mult = rmse_multiplier(b.dtype, g.numel(), precision)
+        allowed = mult * ref_err + RMSE_RULE_TOL[precision] / 10
+        ratio = res_err / allowed if allowed > 0 else float("inf")
+        if ratio != ratio:  # NaN error: treat as the worst
+            ratio = float("inf")
+        detail[name] = {"rmse": res_err, "reference_rmse": ref_err, "multiplier": mult}
+        if ratio > worst_ratio:
+            worst, worst_ratio = (name, res_err, ref_err, mult), ratio
+    if worst is None:
+        return True, "nothing to compare", detail
+    name, res_err, ref_err, mult = worst
+    text = f"{name}: rmse vs fp64 {res_err:.3g}, reference's {ref_err:.3g} (allowed {mult:g}x + tol/10)"
+    return worst_ratio <= 1.0, text, detail

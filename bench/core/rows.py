@@ -130,6 +130,24 @@ DRIFT_FACTOR = 10.0
 DRIFT_FLOOR = 1e-7
 
 
+# Physical bounds: a value beyond one cannot be true (more than a roof's or the vendor's peak,
+# a weak-scaling efficiency above ~1.1 where cache effects end). It says the timing behind it
+# is wrong (a baseline timed while the machine was busy, a roof measured on a slower kernel):
+# the row names it (``implausible``) and the headline never shows it as a best figure.
+PHYSICAL_BOUNDS = {"pct_of_peak": 100.0, "pct_of_vendor_peak": 100.0, "mfu_pct": 100.0,
+                   "scaling_efficiency": 1.1, "scaling_efficiency_vs_ddp1": 1.1}
+
+
+def implausible(row: dict) -> str:
+    """The values of ``row`` beyond their physical bound, as text ("" when none)."""
+    out = []
+    for col, bound in PHYSICAL_BOUNDS.items():
+        value = row.get(col)
+        if isinstance(value, (int, float)) and value == value and value > bound:
+            out.append(f"{col} {value:.3g} > {bound:g}")
+    return "; ".join(out)
+
+
 class CaseEnded(pytest.skip.Exception):
     """Raised by :meth:`Row.end` to stop a case that has a final non-ok status (oom,
     unsupported): pytest shows it as skipped, the row keeps the real status."""
@@ -164,6 +182,9 @@ class Row(dict):
 
     def finalize(self, outcome: str, message: str | None) -> None:
         """Set the status from the pytest outcome unless the test set one itself."""
+        beyond = implausible(self)
+        if beyond:
+            self["implausible"] = beyond + " (impossible: the timing behind it is suspect)"
         if self["status"] not in (None, "ok"):
             return
         if outcome == "passed":

@@ -29,8 +29,28 @@ class Roofs:
             from bench.core import flops
 
             found = self._measured[key] = flops.measured_peak(device, dtype)
-            self.peaks_tflops[f"{device}/{dtype}/n={found.get('n')}"] = round(found["tflops"], 4)
+            kernel = f"/{found['kernel']}" if found.get("kernel") else ""
+            self.peaks_tflops[f"{device}/{dtype}/n={found.get('n')}{kernel}"] = round(found["tflops"], 4)
         return self._measured[key]
+
+    def recheck(self, moved_by: float = 0.15) -> list[str]:
+        """Measure every GEMM roof of this run again (at its end): a roof that moved by more
+        than ``moved_by`` between the start and the end is a note (the rows' percentages were
+        computed against the first)."""
+        from bench.core import flops
+
+        notes = []
+        for key, first in list(self._measured.items()):
+            if key[0] != "peak":
+                continue
+            again = flops.measured_peak(key[1], key[2], first.get("n"))
+            ratio = again["tflops"] / first["tflops"]
+            if abs(ratio - 1) > moved_by:
+                notes.append(f"the {key[1]} {key[2]} GEMM roof moved from {first['tflops']:.4g} to "
+                             f"{again['tflops']:.4g} TFLOP/s between the start and the end of the run "
+                             f"({ratio:.2f}x): the machine's speed changed; percentages of the roof are uncertain")
+            first["tflops_at_end"] = again["tflops"]
+        return notes
 
     def bandwidth(self, device: str) -> dict:
         """``bench.core.flops.measured_bandwidth`` for ``device``, measured once."""

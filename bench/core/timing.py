@@ -236,12 +236,15 @@ def interleaved_check(fn: Callable[[], Any], device: str | torch.device, blocks:
     ours, theirs = [], []
     for _ in range(blocks):
         # the same statistic on both sides: the mean call time of each block of per_block
-        # calls, then the median over blocks (Timer.timeit reports a block's mean)
+        # synchronised calls, then the median over blocks
         ours.append(statistics.fmean(time_callable(fn, device, Budget.fixed(per_block))))
         # Timer synchronises the *current* CUDA device around its ``number`` calls: make
         # ``device`` current, or on cuda:1 and above it would time kernel launches.
+        # Like with like: Timer synchronises once around ``number`` calls, so number=per_block
+        # would overlap the launches of a launch-bound CUDA case that the suite's synchronised
+        # per-call clock does not; one call per measurement on both sides, then the block mean.
         with current_device(device):
-            theirs.append(timer.timeit(number=per_block).median)
+            theirs.append(statistics.fmean(timer.timeit(number=1).median for _ in range(per_block)))
     suite_ms, timer_ms = statistics.median(ours) * 1e3, statistics.median(theirs) * 1e3
     return {"suite_median_ms": suite_ms, "timer_median_ms": timer_ms, "ratio": suite_ms / timer_ms}
 

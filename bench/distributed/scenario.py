@@ -88,10 +88,17 @@ def run_two_nodes_on_localhost(model: str, timeout_s: float = 180.0, workdir: Pa
 
 def efficiency_vs_baselines(session, model: str, device: str, world_size: int, launched: LaunchResult) -> dict:
     """Scaling efficiency of a DDP run against the no-DDP process and 1-rank DDP, both on
-    the run's own device (an nccl run is never compared with a CPU process)."""
-    single = baseline(session, model, device, 0)
+    the run's own device (an nccl run is never compared with a CPU process).
+
+    The no-DDP baseline is run again right after the DDP run, not taken from earlier in the
+    session: a baseline timed minutes apart, while the machine was busy, once gave an
+    "efficiency" of 5.2 (a ratio of two moments, not of two setups)."""
+    single = run(model, 0, device, profile=session.profile)
     ddp1 = launched if world_size == 1 else baseline(session, model, device, 1)
-    return efficiency(launched.result, single.result if single.ok else None, ddp1.result if ddp1.ok else None)
+    out = efficiency(launched.result, single.result if single.ok else None, ddp1.result if ddp1.ok else None)
+    if single.ok:
+        out["baseline_step_ms_p50"] = single.result.get("step_ms_p50")
+    return out
 
 
 def efficiency(result: dict, single: dict | None, ddp1: dict | None) -> dict:

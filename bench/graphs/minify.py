@@ -76,8 +76,7 @@ def _minify(model, device, backend, profile, plugins, folder: Path, report_dir: 
     if not isinstance(found, dict):
         return _note(f"the minifier's child failed (exit {code}): {(err or out).strip()[-300:]}")
     if not found.get("launcher"):
-        return _note("torch's minifier found no captured graph whose compiled output differs from eager on the "
-                     f"example inputs ({found.get('error') or 'each passed its accuracy check'})")
+        return _no_launcher(found, backend, folder, report_dir)
     launcher = Path(found["launcher"]).resolve()
     repro = folder / "repro.py"
     try:
@@ -94,6 +93,22 @@ def _minify(model, device, backend, profile, plugins, folder: Path, report_dir: 
     head = f"partly shrunk, time ran out ({limit:.0f} s): " if timed_out else ""
     return _note(f"{head}{_nodes(repro)} graph nodes; run it from its folder: python repro.py",
                  repro.relative_to(report_dir).as_posix())
+
+
+def _no_launcher(found: dict, backend: str, folder: Path, report_dir: Path) -> dict:
+    """Dynamo's accuracy check compares each captured graph compiled against *that captured
+    graph* run eagerly, not against the original model: passing it clears code generation,
+    not capture (guards, graph breaks, side effects, what was traced)."""
+    graphs = sorted((folder / "captured").glob("graph_*.py"))
+    where = graphs[0].parent.relative_to(report_dir).as_posix() if graphs else None
+    what = (f"each of the {len(graphs)} captured graph(s) compiled matches the same captured graph run eagerly "
+            f"({found.get('error') or 'Dynamo accuracy check passed'}); that is not a comparison with the "
+            "original model")
+    if backend == "eager":
+        return _note(f"{what}. The eager backend generates no code and the mismatch remains: capture "
+                     f"(Dynamo's tracing) is the suspect; the captured graph(s) are in {where}", where)
+    return _note(f"{what}. Run again with --bench-compile-backend eager: if the mismatch remains, capture is "
+                 f"the suspect, not {backend}'s code; the captured graph(s) are in {where}", where)
 
 
 def _run(cmd: list[str], cwd: Path, env: dict, deadline: float) -> tuple[int, str, str]:
@@ -162,7 +177,17 @@ def main(argv=None) -> None:
         launcher = getattr(exc, "minifier_path", None) or getattr(inner, "minifier_path", None)
         print(json.dumps({"launcher": launcher, "error": f"{type(inner or exc).__name__}: {inner or exc}"[:300]}))
         return
+    _save_captured(model, example, Path(a.out).parent / "captured")
     print(json.dumps({"launcher": None, "error": None}))
+
+
+def _save_captured(model, example, folder: Path) -> None:
+    """Dynamo's captured graphs of ``model`` (torch._dynamo.explain: tracing only), as code."""
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, graph in enumerate(torch._dynamo.explain(model)(*example).graphs):
+        (folder / f"graph_{i}.py").write_text(graph.print_readable(print_output=False))
 
 
 if __name__ == "__main__":

@@ -15,13 +15,14 @@ beyond the derivatives. Each returns a ``Check`` (passed / failed / not_applicab
 """
 from __future__ import annotations
 
+import dataclasses
 import types
 
 import torch
 
 from bench.core import numerics
 from bench.ops import variants as V
-from bench.ops.checker import FAILED, NA, PASSED, Check, _err, _max_diff
+from bench.ops.checks import FAILED, NA, PASSED, Check, err, max_diff
 
 SAVED_FACTOR = 2.0        # fail above 2x the composite's saved bytes ...
 SAVED_SLACK_BYTES = 1024  # ... plus this much (scalars, shapes, small buffers)
@@ -57,6 +58,12 @@ def _layouts(g: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
 
 
 def check_grad_layouts(fn, inputs) -> Check:
+    # in full fp32: cuDNN's TF32 default would round differently per layout (a 1e-5 bound)
+    with numerics.tf32_disabled():
+        return _grad_layouts(fn, inputs)
+
+
+def _grad_layouts(fn, inputs) -> Check:
     _, outs, diff = _graph(fn, inputs)
     if not outs or not diff:
         return Check("grad_layouts", NA, "no differentiable output and input")
@@ -73,10 +80,10 @@ def check_grad_layouts(fn, inputs) -> Check:
             try:
                 got = _grads(outs, diff, grads_out)
             except Exception as exc:
-                return Check("grad_layouts", FAILED, f"backward raised on a {label} grad_output: {_err(exc)}")
+                return Check("grad_layouts", FAILED, f"backward raised on a {label} grad_output: {err(exc)}")
             tried.append(label)
             # each gradient against its own magnitude (not the outputs')
-            d = max((_max_diff([w], [g]) / max(1.0, float(w.detach().abs().max())) for w, g in zip(want, got)
+            d = max((max_diff([w], [g]) / max(1.0, float(w.detach().abs().max())) for w, g in zip(want, got)
                      if w.numel()), default=0.0)
             if d > worst:
                 worst, worst_case = d, label
@@ -117,49 +124,82 @@ def _nodes(root, limit: int = 256):
         stack += [n for n, _ in getattr(node, "next_functions", ())]
 
 
-def _holds_tensor(value, depth: int = 0) -> bool:
+def _attr_tensors(value, path: str, depth: int = 0):
+    """(path, tensor) for every tensor inside ``value``: containers, dataclasses and
+    namespaces (``types.SimpleNamespace``, ``argparse.Namespace``) are looked into."""
     if isinstance(value, torch.Tensor):
-        return True
+        yield path, value
+        return
     if depth > 3:
-        return False
+        return
     if isinstance(value, dict):
-        value = list(value.values())
-    if isinstance(value, (list, tuple, set)):
-        return any(_holds_tensor(v, depth + 1) for v in value)
-    return False
+        for k, v in value.items():
+            yield from _attr_tensors(v, f"{path}[{k!r}]", depth + 1)
+    elif isinstance(value, (list, tuple, set)):
+        for k, v in enumerate(value):
+            yield from _attr_tensors(v, f"{path}[{k}]", depth + 1)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type) or \
+            isinstance(value, types.SimpleNamespace) or type(value).__name__ == "Namespace":
+        for k, v in vars(value).items():
+            yield from _attr_tensors(v, f"{path}.{k}", depth + 1)
 
 
-def _tensor_attrs(node) -> list[str]:
-    try:
-        attrs = vars(node)
-    except TypeError:  # a built-in C++ node: it saves through the engine, never on attributes
-        return []
-    return [name for name, value in attrs.items() if _holds_tensor(value)]
-
-
-def check_saved_tensors(fn, inputs) -> Check:
-    _, outs, _ = _graph(fn, inputs)
+def _ctx_tensors(fn, inputs) -> tuple[list[tuple[str, torch.Tensor]], int] | None:
+    """Tensors kept as attributes of the Python autograd nodes of one call, in graph order,
+    and the number of such nodes; None when the output has no graph."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        _, outs, _ = _graph(fn, inputs)
     roots = [o.grad_fn for o in outs if o.grad_fn is not None]
     if not roots:
-        return Check("saved_tensors", NA, "output has no autograd graph")
-    python_nodes, hidden, seen = 0, [], set()
+        return None
+    found, python_nodes, seen = [], 0, set()
     for node in (n for root in roots for n in _nodes(root)):
         if id(node) in seen:
             continue
         seen.add(id(node))
         try:
-            vars(node)
-        except TypeError:
+            attrs = vars(node)
+        except TypeError:  # a built-in C++ node: it saves through the engine, never on attributes
             continue
         python_nodes += 1
-        hidden += [f"{type(node).__name__}: ctx.{a}" for a in _tensor_attrs(node)]
+        for name, value in attrs.items():
+            found += [(f"{type(node).__name__}: ctx.{path}", t.detach().clone())
+                      for path, t in _attr_tensors(value, name)]
+    return found, python_nodes
+
+
+def _other_values(inputs) -> tuple:
+    gen = torch.Generator().manual_seed(7)
+    return tuple(x + torch.randn(x.shape, generator=gen).to(x.device, x.dtype)
+                 if isinstance(x, torch.Tensor) and x.is_floating_point() else x for x in V.detached(inputs))
+
+
+def check_saved_tensors(fn, inputs) -> Check:
+    first = _ctx_tensors(fn, inputs)
+    if first is None:
+        return Check("saved_tensors", NA, "output has no autograd graph")
+    found, python_nodes = first
+    if not python_nodes:
+        return Check("saved_tensors", NA, "no autograd.Function node in the graph (built-in ops only)")
+    # A tensor that does not change when the inputs do (an RNG state from torch.get_rng_state,
+    # as torch.utils.checkpoint keeps; a dropout seed) is not derived from the inputs: no
+    # activation escapes the saved-tensor hooks through it.
+    again = dict(_ctx_tensors(fn, _other_values(inputs))[0]) if found else {}
+    hidden, state = [], []
+    for where, t in found:
+        other = again.get(where)
+        if other is not None and other.shape == t.shape and other.dtype == t.dtype and torch.equal(other, t) \
+                and not t.requires_grad:
+            state.append(where)
+        else:
+            hidden.append(where)
     if hidden:
         return Check("saved_tensors", FAILED, f"tensors kept as ctx attributes ({', '.join(hidden[:4])}): they bypass "
                                               "saved-tensor hooks (activation checkpointing, CPU offload) and live "
                                               "as long as the graph; use ctx.save_for_backward")
-    if not python_nodes:
-        return Check("saved_tensors", NA, "no autograd.Function node in the graph (built-in ops only)")
-    return Check("saved_tensors", PASSED)
+    note = f"ctx keeps state not derived from the inputs ({', '.join(state[:3])}): allowed" if state else ""
+    return Check("saved_tensors", PASSED, note, {"state_tensors": state})
 
 
 def check_saved_memory(fn, inputs, reference) -> Check:
@@ -173,7 +213,7 @@ def check_saved_memory(fn, inputs, reference) -> Check:
     try:
         ref = saved_tensor_mib(reference, V.detached(inputs)) * 2**20
     except Exception as exc:
-        return Check("saved_memory", NA, f"the reference composite does not run: {_err(exc)}", detail)
+        return Check("saved_memory", NA, f"the reference composite does not run: {err(exc)}", detail)
     detail["reference_saved_bytes"] = ref
     if saved > SAVED_FACTOR * ref + SAVED_SLACK_BYTES:
         return Check("saved_memory", FAILED, f"keeps {saved:.0f} bytes for backward, the composite {ref:.0f} "
@@ -199,11 +239,15 @@ def check_output_dtype(fn, inputs, reference) -> Check:
         except Exception:
             continue  # the reference has no kernel for this dtype: nothing to compare
         tried.append(str(dtype).removeprefix("torch."))
-        if got != want:
+        # the outputs the composite has: an op may return extras (``(y, rstd)``) it lacks
+        if len(got) < len(want) or got[:len(want)] != want:
             return Check("output_dtype", FAILED, f"on {dtype} inputs the op returns {got}, the composite {want}")
+        compared = len(want)
     if not tried:
         return Check("output_dtype", NA, "the op ran on none of the dtypes tried")
-    return Check("output_dtype", PASSED, detail={"dtypes": tried})
+    extra = f"; the op's {len(got) - compared} extra output(s) have no counterpart" if len(got) > compared else ""
+    return Check("output_dtype", PASSED, f"output(s) 0-{compared - 1} compared on {', '.join(tried)}{extra}",
+                 {"dtypes": tried, "outputs_compared": compared})
 
 
 def check_determinism(fn, inputs, deterministic: bool) -> Check:
@@ -218,7 +262,7 @@ def check_determinism(fn, inputs, deterministic: bool) -> Check:
             runs.append([o.detach().clone() for o in outs] + [g.clone() for g in _grads(outs, diff,
                                                                                          _grad_outputs(outs))])
     same = all(a.shape == b.shape for a, b in zip(*runs))
-    worst = _max_diff(*runs) if same else float("inf")
+    worst = max_diff(*runs) if same else float("inf")
     if worst == 0:  # bitwise: NaN-aware (a NaN on one side only is an infinite difference)
         return Check("determinism", PASSED, "outputs and gradients bitwise equal over two runs")
     text = f"outputs or gradients differ between two runs by {worst:.3g}"
@@ -267,7 +311,7 @@ def check_recompiles(fn, inputs) -> Check:
             compiled(*_resized(inputs, batch, n))
             after.append(compiles[0])
     except Exception as exc:
-        return Check("recompiles", NA, f"torch.compile cannot trace the op: {_err(exc)}")
+        return Check("recompiles", NA, f"torch.compile cannot trace the op: {err(exc)}")
     detail = {"graphs_after_each_batch_size": after}
     if after[0] == 0:
         return Check("recompiles", NA, "torch.compile captured no graph of the op", detail)

@@ -17,7 +17,31 @@ def report(spec: OpSpec, device: str, params, dtype: str = "fp32", low_precision
     inputs = spec.make_inputs(params, device, DTYPES[dtype])
     edges = [spec.make_inputs(p, device, torch.float64) for p in spec.edge_params]
     return check_autograd(spec.fn, *inputs, reference=spec.reference, mutates=spec.mutates, edge_inputs=edges,
-                          forward_ad=spec.forward_ad, low_precision=low_precision, compile_checks=compile_checks)
+                          forward_ad=spec.forward_ad, low_precision=low_precision, compile_checks=compile_checks,
+                          deterministic=spec.deterministic, unsupported_dtypes=spec.unsupported_dtypes,
+                          once_differentiable=spec.once_differentiable, compile_once=spec.compile_once)
+
+
+# what each declaration is checked by (for the row's ``declared`` column)
+_DECLARED_BY = {"deterministic": "determinism", "unsupported_dtypes": "low_precision_*",
+                "once_differentiable": "gradgradcheck", "compile_once": "recompiles", "forward_ad": "forward_ad"}
+
+
+def record_checks(checked, spec: OpSpec, bench_row) -> None:
+    """The verdict and its evidence: correctness checks passed, those not applicable (with and
+    without reasons), cost findings apart, and which declared properties were checked."""
+    bench_row["checks_passed"] = checked.checks_passed
+    bench_row["not_applicable"] = "; ".join(f"{x.name}: {x.message}" for x in checked.checks
+                                            if x.status == "not_applicable")[:500]
+    # the names alone, whole, for compare (the text above is cut and its messages vary by version)
+    bench_row["not_applicable_checks"] = ",".join(x.name for x in checked.checks if x.status == "not_applicable")
+    bench_row["cost_checks"] = checked.cost_checks
+    bench_row["cost_findings"] = "; ".join(str(f) for f in checked.findings)[:500]
+    graphs = next((c.detail.get("graphs_after_each_batch_size") for c in checked.checks if c.name == "recompiles"),
+                  None)
+    bench_row["compile_graphs"] = "/".join(map(str, graphs)) if graphs else None
+    bench_row["declared"] = ", ".join(f"{k}={v} (by {_DECLARED_BY[k]})" for k, v in spec.declared().items())
+    bench_row.check(checked.passed, "; ".join(str(f) for f in checked.failures)[:500])
 
 
 def cases(session) -> list:
@@ -38,12 +62,7 @@ def cases(session) -> list:
 def run_case(c: dict, benchmark, bench_row, profile) -> None:
     spec, device, dtype = get_op(c["op"]), c["device"], c["dtype"]
     checked = report(spec, device, spec.check_params, low_precision=(dtype,))
-    bench_row["checks_passed"] = checked.checks_passed
-    bench_row["not_applicable"] = "; ".join(f"{x.name}: {x.message}" for x in checked.checks
-                                            if x.status == "not_applicable")[:500]
-    # the names alone, whole, for compare (the text above is cut and its messages vary by version)
-    bench_row["not_applicable_checks"] = ",".join(x.name for x in checked.checks if x.status == "not_applicable")
-    bench_row.check(checked.passed, "; ".join(str(f) for f in checked.failures)[:500])
+    record_checks(checked, spec, bench_row)
     inputs = spec.make_inputs(spec.bench_params, device, DTYPES[dtype])
     bench_row["saved_mib"] = saved_tensor_mib(spec.fn, inputs)
     step = fwd_bwd_step(spec.fn, inputs)

@@ -102,10 +102,16 @@ def _not_applicable(row: dict) -> set[str]:
 
 
 def _total_checks(row: dict) -> int | None:
+    """Checks that ran: correctness (``checks_passed``) plus cost checks (``cost_checks``;
+    rows written before that column counted both in ``checks_passed``)."""
     try:
-        return int(str(row.get("checks_passed")).split("/")[1])
+        total = int(str(row.get("checks_passed")).split("/")[1])
     except (IndexError, ValueError):
         return None
+    try:
+        return total + int(str(row.get("cost_checks")).split("/")[1])
+    except (IndexError, ValueError):
+        return total
 
 
 def _checks_lost(base_rows: list[dict], new_rows: list[dict]) -> str:

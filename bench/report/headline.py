@@ -6,7 +6,7 @@ import dataclasses
 
 import pandas as pd
 
-from bench.core.rows import FAILURES, STATUSES
+from bench.core.rows import FAILURES, STATUSES, SUITE_COLUMNS, implausible
 
 FAILED = FAILURES
 STATUS_ORDER = STATUSES
@@ -29,9 +29,26 @@ def _fmt(v: float, unit: str = "") -> str:
 
 
 def _ok(df: pd.DataFrame, col: str) -> pd.DataFrame:
+    """Rows fit for a headline figure: ok, with a value, and no value beyond a physical bound."""
     if col not in df.columns:
         return df.iloc[0:0]
-    return df[(df["status"] == "ok") & pd.to_numeric(df[col], errors="coerce").notna()]
+    keep = (df["status"] == "ok") & pd.to_numeric(df[col], errors="coerce").notna()
+    if not df.empty:
+        keep &= df.apply(lambda r: not implausible(r.dropna().to_dict()), axis=1).astype(bool)
+    return df[keep]
+
+
+def _implausible(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """Every row whose value is beyond a physical bound, recomputed from the values (older
+    files have no ``implausible`` column): "suite case: what"."""
+    out = []
+    for suite, df in tables.items():
+        for _, r in df.iterrows():
+            beyond = implausible({k: v for k, v in r.items() if pd.notna(v)})
+            if beyond:
+                keys = [k for k in SUITE_COLUMNS.get(suite, ()) if k not in ("status", "reason")][:4]
+                out.append(f"{suite} {_case(r, tuple(keys))}: {beyond}")
+    return out
 
 
 def _case(row: pd.Series, keys: tuple[str, ...]) -> str:
@@ -62,6 +79,10 @@ def build(tables: dict[str, pd.DataFrame], run: dict, notes: list[str]) -> Headl
                      ", ".join(f"{d} {r:.3f}" for d, r, _ in calibration) + ")")
     else:
         parts.append("no timing self-check in this run")
+    impossible = _implausible(tables)
+    if impossible:
+        parts.append(f"{len(impossible)} IMPOSSIBLE value(s), left out of the figures below "
+                     f"(first: {impossible[0]})")
     verdict = ("GOOD: " if good else "NOT GOOD: ") + "; ".join(parts)
     return Headline(good, verdict, counts, _numbers(tables, calibration))
 
