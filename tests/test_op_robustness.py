@@ -132,7 +132,7 @@ def test_nondeterminism_is_reported_not_failed_unless_declared():
 
 
 def test_saved_memory_is_a_measured_column():
-    from bench.ops.robustness import check_saved_memory
+    from bench.ops.cost import check_saved_memory
 
     detail = check_saved_memory(Hoarder.apply, (torch.randn(64, 64),), lambda x: x * x).detail
     assert detail["saved_bytes"] >= 4 * 64 * 64 * 4 and detail["reference_saved_bytes"] <= 64 * 64 * 4
@@ -166,7 +166,7 @@ def test_finds_that_two_of_pytorchs_functions_recompile_for_every_batch_size():
     0. expected 4, actual 5" after the automatic-dynamic recompile), so a model using such an
     op under torch.compile keeps compiling; MulGenVmap, NumpyCube, NumpyMul and SelectGenVmap
     do not (test below)."""
-    from bench.ops.robustness import check_recompiles
+    from bench.ops.cost import check_recompiles
 
     db = _db()
     x = torch.randn(3, 4, dtype=torch.float64)

@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from bench.core import numerics
+from bench.ops import cost as C
 from bench.ops import derivatives as D
 from bench.ops import precision as P
 from bench.ops import robustness as R
@@ -100,10 +101,10 @@ def check_autograd(fn: Callable, *inputs: Any, reference: Callable | None = None
     checks += [_guard("grad_layouts", R.check_grad_layouts, call, inputs),
                _guard("grad_not_modified", R.check_grad_not_modified, call, inputs),
                _guard("saved_tensors", R.check_saved_tensors, call, inputs),
-               _guard("saved_memory", R.check_saved_memory, call, inputs, reference),
+               _guard("saved_memory", C.check_saved_memory, call, inputs, reference),
                _guard("output_dtype", R.check_output_dtype, call, inputs, reference),
                _guard("determinism", R.check_determinism, call, inputs, deterministic)]
-    checks.append(_guard("recompiles", R.check_recompiles, call, inputs) if compile_checks
+    checks.append(_guard("recompiles", C.check_recompiles, call, inputs) if compile_checks
                   else Check("recompiles", NA, "disabled by compile_checks=False"))
     for c in checks:
         if c.name in COST_CHECKS and not (c.name == "recompiles" and compile_once):

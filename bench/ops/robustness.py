@@ -6,12 +6,11 @@ beyond the derivatives. Each returns a ``Check`` (passed / failed / not_applicab
 - ``grad_not_modified``: backward must not write into ``grad_output`` (autograd may share it).
 - ``saved_tensors``: tensors kept as ``ctx`` attributes bypass saved-tensor hooks
   (checkpointing, CPU offload) and stay alive with the graph (``out.grad_fn.<attr>``).
-- ``saved_memory``: bytes kept for backward against the native composite's.
 - ``output_dtype``: the op's output dtype against the composite's (a silent fp32 upcast).
 - ``determinism``: two backward passes bitwise equal; a failure only for ops that declare
   ``deterministic=True``.
-- ``recompiles``: under ``torch.compile(dynamic=None)`` a third batch size must not compile
-  again (the second may: that is how automatic dynamic shapes start).
+
+The cost checks (``saved_memory``, ``recompiles``) live in ``bench.ops.cost``.
 """
 from __future__ import annotations
 
@@ -23,9 +22,6 @@ import torch
 from bench.core import numerics
 from bench.ops import variants as V
 from bench.ops.checks import FAILED, NA, PASSED, Check, err, max_diff
-
-SAVED_FACTOR = 2.0        # fail above 2x the composite's saved bytes ...
-SAVED_SLACK_BYTES = 1024  # ... plus this much (scalars, shapes, small buffers)
 
 
 def _graph(fn, inputs):
@@ -202,25 +198,6 @@ def check_saved_tensors(fn, inputs) -> Check:
     return Check("saved_tensors", PASSED, note, {"state_tensors": state})
 
 
-def check_saved_memory(fn, inputs, reference) -> Check:
-    from bench.ops.measure import saved_tensor_mib
-
-    saved = saved_tensor_mib(fn, V.detached(inputs)) * 2**20
-    detail = {"saved_bytes": saved}
-    if reference is None:
-        return Check("saved_memory", NA, f"keeps {saved:.0f} bytes for backward; no reference composite to judge it",
-                     detail)
-    try:
-        ref = saved_tensor_mib(reference, V.detached(inputs)) * 2**20
-    except Exception as exc:
-        return Check("saved_memory", NA, f"the reference composite does not run: {err(exc)}", detail)
-    detail["reference_saved_bytes"] = ref
-    if saved > SAVED_FACTOR * ref + SAVED_SLACK_BYTES:
-        return Check("saved_memory", FAILED, f"keeps {saved:.0f} bytes for backward, the composite {ref:.0f} "
-                                             f"(allowed {SAVED_FACTOR:g}x + {SAVED_SLACK_BYTES} bytes)", detail)
-    return Check("saved_memory", PASSED, f"{saved:.0f} bytes vs composite's {ref:.0f}", detail)
-
-
 def check_output_dtype(fn, inputs, reference) -> Check:
     if reference is None:
         return Check("output_dtype", NA, "no reference composite to compare dtypes with")
@@ -270,52 +247,3 @@ def check_determinism(fn, inputs, deterministic: bool) -> Check:
         return Check("determinism", FAILED, text + " (the op declares deterministic=True)")
     return Check("determinism", NA, text + "; a failure only for ops that declare deterministic=True",
                  {"deterministic": False})
-
-
-def _fresh(fn):
-    """A wrapper with its own code object: Dynamo caches per code object, so every check
-    starts from an empty cache without resetting anyone else's compiled code."""
-    def call(*args):
-        return fn(*args)
-
-    return types.FunctionType(call.__code__.replace(), call.__globals__, "call", None, call.__closure__)
-
-
-def _resized(inputs, batch: int, n: int) -> tuple:
-    """The inputs with their batch dimension (dim 0 of size ``n``, 2-D or more) at ``batch``;
-    weights and per-feature tensors stay as they are."""
-    out = []
-    for x in inputs:
-        if isinstance(x, torch.Tensor) and x.dim() >= 2 and x.shape[0] == n:
-            reps = -(-batch // x.shape[0])
-            x = x.detach().repeat(reps, *([1] * (x.dim() - 1)))[:batch].clone()
-        out.append(x)
-    return tuple(out)
-
-
-def check_recompiles(fn, inputs) -> Check:
-    sized = [i for i, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.dim() >= 2]
-    if not sized:
-        return Check("recompiles", NA, "no batch-like (2-D or more) input to vary")
-    n = inputs[sized[0]].shape[0]
-    compiles = [0]
-
-    def counting_backend(gm, example_inputs):
-        compiles[0] += 1
-        return gm.forward
-
-    compiled = torch.compile(_fresh(fn), backend=counting_backend, dynamic=None)
-    after = []
-    try:
-        for batch in (n, n + 1, n + 2):
-            compiled(*_resized(inputs, batch, n))
-            after.append(compiles[0])
-    except Exception as exc:
-        return Check("recompiles", NA, f"torch.compile cannot trace the op: {err(exc)}")
-    detail = {"graphs_after_each_batch_size": after}
-    if after[0] == 0:
-        return Check("recompiles", NA, "torch.compile captured no graph of the op", detail)
-    if after[2] > after[1]:
-        return Check("recompiles", FAILED, f"compiled again for every new batch size ({n}, {n + 1}, {n + 2}: "
-                                           f"{after} graphs): it specialises on the batch size", detail)
-    return Check("recompiles", PASSED, f"graphs after batch sizes {n}, {n + 1}, {n + 2}: {after}", detail)

@@ -1,0 +1,92 @@
+"""The correctness side of ``compare``: a case's worst status on each side, and whether it
+regressed, was fixed or lost checks (newly not applicable, or fewer checks ran)."""
+from __future__ import annotations
+
+from bench.core.rows import FAILURES, SEVERITY
+
+
+def _worst(statuses: list[str]) -> str:
+    """A side's status over several runs: its worst (an unknown status counts as worst)."""
+    return max(statuses, key=lambda s: SEVERITY.get(s, max(SEVERITY.values()) + 1))
+
+
+def _fraction_or_all(value) -> float:
+    f = _checks_fraction(value)
+    return 1.0 if f is None else f
+
+
+def _not_applicable(row: dict) -> set[str]:
+    """The checks a row says were not applicable: its ``not_applicable_checks`` names, or
+    (rows written before that column) the names in front of the ``not_applicable`` texts."""
+    names = row.get("not_applicable_checks")
+    if names is not None:
+        return {n.strip() for n in str(names).split(",") if n.strip()}
+    text = row.get("not_applicable") or ""
+    return {part.split(":", 1)[0].strip() for part in str(text).split("; ") if part.strip()}
+
+
+def _total_checks(row: dict) -> int | None:
+    """Checks that ran: correctness (``checks_passed``) plus cost checks (``cost_checks``;
+    rows written before that column counted both in ``checks_passed``)."""
+    counts = [_denominator(row.get(k)) for k in ("checks_passed", "cost_checks")]
+    return None if counts[0] is None else counts[0] + (counts[1] or 0)
+
+
+def _denominator(value) -> int | None:
+    parts = str(value).split("/")
+    return int(parts[1]) if len(parts) == 2 and parts[1].isdigit() else None
+
+
+def _checks_lost(base_rows: list[dict], new_rows: list[dict]) -> str:
+    """Checks that ran on the base side and no longer run on the new one (now not
+    applicable, or fewer checks in total): less is checked, a correctness change."""
+    newly_na = set().union(*map(_not_applicable, new_rows)) - set().union(*map(_not_applicable, base_rows))
+    if newly_na:
+        return ", ".join(sorted(newly_na)) + " (now not applicable)"
+    totals_b = [t for t in map(_total_checks, base_rows) if t is not None]
+    totals_n = [t for t in map(_total_checks, new_rows) if t is not None]
+    if totals_b and totals_n and min(totals_n) < max(totals_b):
+        return f"{max(totals_b) - min(totals_n)} check(s): {max(totals_b)} ran before, {min(totals_n)} now"
+    return ""
+
+
+def _checks_fraction(value) -> float | None:
+    try:
+        done, total = str(value).split("/")
+        return int(done) / int(total) if int(total) else None
+    except ValueError:
+        return None
+
+
+def correctness_diff(case: str, base_rows: list[dict], new_rows: list[dict]) -> dict | None:
+    bs, ns = _worst([r.get("status") or "error" for r in base_rows]), _worst([r.get("status") or "error"
+                                                                             for r in new_rows])
+    brow = next(r for r in base_rows if (r.get("status") or "error") == bs)
+    nrow = next(r for r in new_rows if (r.get("status") or "error") == ns)
+    change = None
+    if bs == "ok" and ns != "ok":
+        change = "regressed"
+    elif bs != "ok" and ns == "ok":
+        change = "fixed"
+    elif bs != ns and ns in FAILURES and SEVERITY.get(ns, 5) > SEVERITY.get(bs, 5):
+        change = "regressed"  # e.g. unsupported -> error, skipped -> mismatch: a failure appeared
+    elif bs != ns:
+        change = "changed"
+    elif bs == "ok":
+        cb = min(_fraction_or_all(r.get("checks_passed")) for r in base_rows)
+        cn = min(_fraction_or_all(r.get("checks_passed")) for r in new_rows)
+        lost = _checks_lost(base_rows, new_rows)
+        if cn < cb or lost:
+            change = "regressed"
+        elif cn > cb:
+            change = "fixed"
+        if lost:
+            return {"case": case, "suite": brow.get("suite"), "base_status": bs, "new_status": ns,
+                    "base_reason": f"checks {brow.get('checks_passed')}",
+                    "new_reason": f"checks {nrow.get('checks_passed')}; no longer run: {lost}", "change": change}
+    if change is None:
+        return None
+    return {"case": case, "suite": brow.get("suite"), "base_status": bs, "new_status": ns,
+            "base_reason": brow.get("reason") or (f"checks {brow.get('checks_passed')}" if bs == "ok" else None),
+            "new_reason": nrow.get("reason") or (f"checks {nrow.get('checks_passed')}" if ns == "ok" else None),
+            "change": change}
