@@ -69,18 +69,38 @@ def check_recompiles(fn, inputs) -> Check:
         compiles[0] += 1
         return gm.forward
 
-    compiled = torch.compile(_fresh(fn), backend=counting_backend, dynamic=None)
+    fresh = _fresh(fn)
+    compiled = torch.compile(fresh, backend=counting_backend, dynamic=None)
     after = []
     try:
         for batch in (n, n + 1, n + 2):
             compiled(*_resized(inputs, batch, n))
             after.append(compiles[0])
     except Exception as exc:
-        return Check("recompiles", NA, f"torch.compile cannot trace the op: {err(exc)}")
+        # only Dynamo's own refusal is "cannot trace"; the op's exception under compile is a failure
+        from torch._dynamo import exc as dynamo_exc
+
+        if isinstance(exc, (dynamo_exc.Unsupported, dynamo_exc.TorchDynamoException)):
+            return Check("recompiles", NA, f"torch.compile cannot trace the op: {err(exc)}")
+        return Check("recompiles", FAILED, f"raised under torch.compile: {err(exc)}")
     detail = {"graphs_after_each_batch_size": after}
     if after[0] == 0:
         return Check("recompiles", NA, "torch.compile captured no graph of the op", detail)
     if after[2] > after[1]:
+        detail["guard"] = _guard_failure(fresh)
         return Check("recompiles", FAILED, f"compiled again for every new batch size ({n}, {n + 1}, {n + 2}: "
-                                           f"{after} graphs): it specialises on the batch size", detail)
+                                           f"{after} graphs): it specialises on the batch size"
+                                           + (f"; guard that failed: {detail['guard']}" if detail["guard"] else ""),
+                     detail)
     return Check("recompiles", PASSED, f"graphs after batch sizes {n}, {n + 1}, {n + 2}: {after}", detail)
+
+
+def _guard_failure(fn) -> str:
+    """The last guard Dynamo recorded as failing for ``fn``'s code (torch._dynamo.utils.guard_failures)."""
+    try:
+        from torch._dynamo.utils import guard_failures
+
+        reasons = guard_failures.get(fn.__code__) or []
+        return str(reasons[-1]).splitlines()[0][:200] if reasons else ""
+    except Exception:  # a private structure: its absence costs the detail, not the check
+        return ""
