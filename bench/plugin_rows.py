@@ -46,11 +46,11 @@ def flag_wrong_weights(report, row: Row, session: Session) -> None:
     """A row that ran weights other than the ones it names is not ``ok``: its status says
     so and the test fails, whatever it measured. The packaged MiniLM's hash is recorded
     in the session (and the report's environment) the first time a row names it."""
-    from bench.models.text import MINILM_ROW_NAMES, weights_problem
+    from bench.models.text import MINILM_ROW_NAMES, packaged_minilm_weights, weights_problem
 
     if row.get("model") not in MINILM_ROW_NAMES:
         return
-    problem = weights_problem(row.get("model"), session.packaged_minilm_weights())
+    problem = weights_problem(row.get("model"), packaged_minilm_weights(session))
     if problem:
         row.set_status("mismatch", problem)
         report.outcome, report.longrepr = "failed", f"mismatch: {problem}"

@@ -271,8 +271,8 @@ def pytest_sessionfinish(session, exitstatus):
     state = config.stash.get(STATE_KEY, None)
     if state is None or not state.rows:
         return
+    from bench.core.files import atomic_write_json
     from bench.report import build_report, publish_latest
-    from bench.report.io import atomic_write_json
 
     complete = exitstatus not in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
     if complete:

@@ -95,8 +95,10 @@ class OpSpec:
 
 _MODELS: dict[str, ModelSpec] = {}
 _OPS: dict[str, OpSpec] = {}
-_BUILTIN_MODEL_MODULES = ("bench.models.mlp", "bench.models.cnn", "bench.models.custom_ops_mlp",
-                          "bench.models.text", "bench.models.pitfalls")
+# Built-ins register themselves when imported: every module of these packages is found by
+# package discovery (pkgutil), so a new model module needs no edit here; the registry never
+# imports a module above it by a hard-coded name.
+_BUILTIN_PACKAGES = ("bench.models",)
 _BUILTIN_OP_MODULES = ("bench.ops.builtin",)
 
 
@@ -134,7 +136,13 @@ def register_op(spec: OpSpec) -> OpSpec:
 
 
 def _load_builtins() -> None:
-    for mod in _BUILTIN_MODEL_MODULES + _BUILTIN_OP_MODULES:
+    import pkgutil
+
+    for package in _BUILTIN_PACKAGES:
+        path = importlib.import_module(package).__path__
+        for info in pkgutil.iter_modules(path, prefix=f"{package}."):
+            importlib.import_module(info.name)
+    for mod in _BUILTIN_OP_MODULES:
         importlib.import_module(mod)
 
 

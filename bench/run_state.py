@@ -60,7 +60,7 @@ class RunState:
         return data
 
     def write(self, complete: bool, benchmarks: dict | None = None) -> None:
-        from bench.report.io import atomic_write_json
+        from bench.core.files import atomic_write_json
 
         atomic_write_json(self.run_dir / "results.json", self.results(complete, benchmarks))
 

@@ -70,4 +70,4 @@ def test_op_compiles_and_exports(op, bench_session):
 def test_op_fwd_bwd(c, bench_row, benchmark, bench_session):
     """Checks first (a wrong op is never timed as a speed-up), then forward+backward of the
     custom op vs its native composite at the same precision."""
-    op_scenario.run_case(c, benchmark, bench_row, bench_session.profile)
+    op_scenario.run_case(c, benchmark, bench_row, bench_session)

@@ -5,31 +5,12 @@ from bench.core.profiles import case, cases_from
 from bench.devices import calibration
 from bench.devices import scenario as throughput
 from bench.models.mlp import SeedMLP, train_digits
-from bench.registry import get_model, models
-
-PRECISIONS = ("fp32", "bf16", "fp16")
+from bench.registry import get_model
 
 
-def _cases(session) -> list:
-    profile, out = session.profile, []
-    for spec in models("devices").values():
-        sizes = profile.text_batch_sizes if spec.kind == "text" else profile.device_batch_sizes
-        for device in session.devices:
-            if spec.gpu_only and device == "cpu":
-                continue
-            for dtype in PRECISIONS:
-                if device == "cpu" and dtype == "fp16" and not profile.cpu_fp16:
-                    continue
-                for phase in ("inference", "train"):
-                    for bs in sizes:
-                        out.append(case("devices", model=spec.name, device=device, dtype=dtype, phase=phase,
-                                        batch_size=bs))
-    return out
-
-
-@cases_from(_cases)
+@cases_from(throughput.cases)
 def test_throughput(c, bench_row, benchmark, bench_session):
-    throughput.run_case(get_model(c["model"]), c, benchmark, bench_row, bench_session)
+    throughput.run_case(c, benchmark, bench_row, bench_session)
 
 
 @pytest.mark.bench_check("devices", check="learns_digits", model="seed_mlp", device="cpu", dtype="fp32",

@@ -24,7 +24,8 @@ def _processes_mentioning(text: str) -> list[int]:
 
 def test_crashing_rank_is_reported_with_its_error(tmp_path):
     t0 = time.perf_counter()
-    launched = runs.run("mlp", 2, "cpu", extra=["--fault", "raise:1", "--steps", "2"], timeout_s=90, workdir=tmp_path)
+    launched = runs.launch_run("mlp", 2, "cpu", extra=["--fault", "raise:1", "--steps", "2"], timeout_s=90,
+                               workdir=tmp_path)
     assert not launched.ok
     assert "injected failure on rank 1" in launched.reason, launched.reason + launched.log_tail
     assert time.perf_counter() - t0 < 90
@@ -34,7 +35,7 @@ def test_crashing_rank_is_reported_with_its_error(tmp_path):
 def test_hanging_rank_is_killed_within_the_bound(tmp_path):
     bound = 30
     t0 = time.perf_counter()
-    launched = runs.run("mlp", 2, "cpu", extra=["--fault", "hang:1", "--timeout-s", "600"], timeout_s=bound,
+    launched = runs.launch_run("mlp", 2, "cpu", extra=["--fault", "hang:1", "--timeout-s", "600"], timeout_s=bound,
                         workdir=tmp_path)
     elapsed = time.perf_counter() - t0
     assert not launched.ok

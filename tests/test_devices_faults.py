@@ -24,7 +24,8 @@ SPECS = {"huge": OOM, "gone": GONE, "fine": FINE}
 @pytest.mark.parametrize("c", [case("devices", model=m, device="cpu", dtype="fp32", phase="inference", batch_size=8)
                                for m in SPECS])
 def test_case(c, bench_row, benchmark, bench_session):
-    throughput.run_case(SPECS[c["model"]], c, benchmark, bench_row, bench_session, Budget.fixed(3, warmup_rounds=1))
+    throughput.run_case(c, benchmark, bench_row, bench_session, budget=Budget.fixed(3, warmup_rounds=1),
+                        spec=SPECS[c["model"]])
 """
 
 

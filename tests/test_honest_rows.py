@@ -70,7 +70,7 @@ def test_passing_timing_self_check_stays_ok(monkeypatch):
 def test_single_process_ddp_row_leaves_comparisons_empty_with_a_reason():
     from bench.distributed import scenario as runs
 
-    launched = runs.run("mlp", 0, "cpu", ["--steps", "3", "--warmup", "1"])
+    launched = runs.launch_run("mlp", 0, "cpu", ["--steps", "3", "--warmup", "1"])
     assert launched.ok, launched.reason
     r = launched.result
     assert r["param_max_abs_diff_across_ranks"] is None and r["grad_max_abs_diff"] is None
@@ -189,7 +189,7 @@ def test_wrong_minilm_weights_flag_the_rows(tmp_path):
 
     session = Session()
     (tmp_path / "model.safetensors").write_bytes(b"not the upstream weights")
-    recorded = session.record_weights("all-MiniLM-L6-v2", tmp_path)
+    recorded = session.record_weights("all-MiniLM-L6-v2", tmp_path, describe=text.describe_weights)
     assert "differs from upstream" in session.model_hashes["all-MiniLM-L6-v2"] == recorded
     assert "not upstream" in text.weights_problem("minilm", recorded)
     assert text.weights_problem("all-MiniLM-L6-v2 (packaged)", recorded)
@@ -218,7 +218,7 @@ def test_plugin_turns_a_row_with_wrong_weights_into_a_mismatch(bench_pytester):
         @pytest.mark.parametrize("c", [case("devices", model="minilm", device="cpu")])
         def test_case(c, bench_row, bench_session, tmp_path):
             (tmp_path / "model.safetensors").write_bytes(b"other weights")
-            bench_session.record_weights("all-MiniLM-L6-v2", tmp_path)
+            bench_session.record_weights("all-MiniLM-L6-v2", tmp_path, describe=text.describe_weights)
             bench_row["samples_per_s"] = 1.0
     """)
     result = bench_pytester.runpytest_subprocess()
@@ -285,7 +285,7 @@ def test_scaling_efficiency_compares_like_devices(monkeypatch):
         return fake_baseline(None, model, device, world_size)
 
     monkeypatch.setattr(runs, "baseline", fake_baseline)
-    monkeypatch.setattr(runs, "run", fake_run)
+    monkeypatch.setattr(runs, "launch_run", fake_run)
     launched = LaunchResult(True, None, {"samples_per_s": 150.0, "world_size": 2}, 1.0, "")
     out = runs.efficiency_vs_baselines(Session(), "mlp", "cuda", 2, launched)
     assert asked == ["cuda", "cuda"] and out["scaling_efficiency"] == pytest.approx(0.75)
@@ -302,7 +302,7 @@ def test_the_no_ddp_baseline_is_timed_next_to_each_ddp_run(monkeypatch):
         launches.append(world_size)
         return LaunchResult(True, None, {"samples_per_s": 100.0, "world_size": 1, "step_ms_p50": 5.0}, 1.0, "")
 
-    monkeypatch.setattr(runs, "run", fake_run)
+    monkeypatch.setattr(runs, "launch_run", fake_run)
     session = Session()
     runs.remember(session, "mlp", "cpu", 0, LaunchResult(True, None, {"samples_per_s": 1.0, "world_size": 1},
                                                            1.0, ""))
@@ -416,7 +416,6 @@ def test_parameter_tolerance_per_backend():
 
 # 20. an OOM frees memory after the except block, when the traceback is gone
 def test_oom_releases_memory_outside_the_except_block(monkeypatch):
-    from bench.registry import get_model
 
     seen = []
 
@@ -427,8 +426,7 @@ def test_oom_releases_memory_outside_the_except_block(monkeypatch):
     monkeypatch.setattr(dev, "release_memory", lambda device: seen.append(sys.exc_info()))
     row = _devices_row(model="mlp", device="cpu", dtype="fp32", phase="inference", batch_size=8)
     with pytest.raises(CaseEnded):  # the case ends as oom; the run goes on
-        throughput.run_case(get_model("mlp"), dict(row), FakeBenchmark(), row, Session(),
-                            Budget.fixed(3, warmup_rounds=1))
+        throughput.run_case(dict(row), FakeBenchmark(), row, Session(), budget=Budget.fixed(3, warmup_rounds=1))
     assert row["status"] == "oom" and "out of memory" in row["reason"]
     assert seen == [(None, None, None)]
 

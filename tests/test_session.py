@@ -18,7 +18,7 @@ ALLOWED_MODULE_STATE = {("bench/registry.py", "_MODELS"), ("bench/registry.py", 
 # commit, the bundled digits data set, the packaged tokenizer, a file version's SHA-256.
 ALLOWED_CACHES = {("bench/core/hardware.py", "probe"), ("bench/core/hardware.py", "_hwm_resettable"),
                   ("bench/core/env.py", "git_commit"), ("bench/models/data.py", "digits_28x28"),
-                  ("bench/models/text.py", "minilm_tokenizer"), ("bench/models/text.py", "_sha256")}
+                  ("bench/models/text.py", "minilm_tokenizer"), ("bench/core/files.py", "_sha256")}
 
 
 def _is_empty_container(node: ast.expr) -> bool:

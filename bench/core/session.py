@@ -104,25 +104,21 @@ class Session:
         doubling as a shared one: one measurement, not two)."""
         self._shared.setdefault(key, value)
 
-    def record_weights(self, name: str, folder: str | Path) -> str | None:
+    def record_weights(self, name: str, folder: str | Path,
+                       describe: Callable[[str, Path], str | None] | None = None) -> str | None:
         """Hash ``folder``'s model.safetensors and list it under ``name`` in the report's
-        environment, once per name; returns what is recorded (None: no safetensors file)."""
-        from bench.models.text import describe_weights
+        environment, once per name; returns what is recorded (None: no safetensors file).
+        ``describe(name, folder)`` may add to the hash (a model module's check against the
+        upstream weights)."""
+        from bench.core.files import weights_sha256
 
         if name not in self.model_hashes:
-            described = describe_weights(name, Path(folder).expanduser())
+            folder = Path(folder).expanduser()
+            described = describe(name, folder) if describe else weights_sha256(folder)
             if described is None:
                 return None
             self.model_hashes[name] = described
         return self.model_hashes[name]
-
-    def packaged_minilm_weights(self) -> str | None:
-        """The packaged MiniLM's weights hash, recorded on first use (None: not installed)."""
-        from bench.models.text import minilm_path, minilm_unavailable
-
-        if "all-MiniLM-L6-v2" in self.model_hashes:
-            return self.model_hashes["all-MiniLM-L6-v2"]
-        return None if minilm_unavailable() else self.record_weights("all-MiniLM-L6-v2", minilm_path())
 
     def learned(self) -> dict:
         """What this run measured about its machine and weights, and the one setting that

@@ -135,10 +135,37 @@ def metrics(case: PreparedCase, device: str, dtype: str, median_ms: float, flops
     return out
 
 
-def run_case(spec: ModelSpec, c: dict, benchmark, row, session, budget: Budget | None = None) -> None:
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def cases(session) -> list:
+    """Every model x device x precision x phase x batch size of the devices suite."""
+    from bench.core.profiles import case
+    from bench.registry import models
+
+    profile, out = session.profile, []
+    for spec in models("devices").values():
+        sizes = profile.text_batch_sizes if spec.kind == "text" else profile.device_batch_sizes
+        for device in session.devices:
+            if spec.gpu_only and device == "cpu":
+                continue
+            for dtype in PRECISIONS:
+                if device == "cpu" and dtype == "fp16" and not profile.cpu_fp16:
+                    continue
+                for phase in ("inference", "train"):
+                    out += [case("devices", model=spec.name, device=device, dtype=dtype, phase=phase, batch_size=bs)
+                            for bs in sizes]
+    return out
+
+
+def run_case(case: dict, benchmark, row, session, *, budget: Budget | None = None,
+             spec: ModelSpec | None = None) -> None:
     """Check, then time one case into ``row`` (``session``: its profile's sequence length and
-    budget unless ``budget`` is given, its roofs). An out-of-memory case ends as ``oom`` with
-    its memory released, so the run goes on."""
+    budget unless ``budget`` is given, its roofs; ``spec``: the registered model unless given).
+    An out-of-memory case ends as ``oom`` with its memory released, so the run goes on."""
+    from bench.registry import get_model
+
+    c, spec = case, spec or get_model(case["model"])
     device, dtype = c["device"], c["dtype"]
     reason = spec.unavailable() if spec.unavailable else None
     if reason:
@@ -183,20 +210,25 @@ class ThroughputConfig:
     batch_size: int = 64
     budget: Budget = Budget()
 
+    def __post_init__(self):
+        from bench.core.face import one_of
+        from bench.registry import get_model
+
+        get_model(self.model)  # KeyError naming the registered models
+        one_of("dtype", self.dtype, PRECISIONS)
+        one_of("phase", self.phase, ("inference", "train"))
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+Config = ThroughputConfig
+
 
 def run(cfg: ThroughputConfig, session=None) -> dict:
     """Check, then time one case; returns its devices.csv row (``status`` and ``reason`` say
     whether it was ok, a mismatch, out of memory or skipped). Several calls can share one
     ``bench.core.session.Session`` (its roofs are measured once)."""
-    from bench.core.rows import CaseEnded, Row
-    from bench.core.session import Session
-    from bench.registry import get_model
+    from bench.core.face import run_as_row
 
     keys = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "budget"}
-    row = Row("devices", f"python:{cfg}", **keys)
-    try:
-        run_case(get_model(cfg.model), keys, None, row, session or Session(), cfg.budget)
-        row.finalize("passed", None)
-    except (AssertionError, CaseEnded):
-        pass  # the row holds the status and reason the check or the case set
-    return dict(row)
+    return run_as_row("devices", keys, run_case, session, budget=cfg.budget)

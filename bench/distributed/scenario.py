@@ -3,6 +3,7 @@ DDP baselines each run once per session (kept by the ``Session``), and derive sc
 efficiency from them."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import shutil
@@ -44,8 +45,9 @@ def in_temp_dir(fn):
 
 
 @in_temp_dir
-def run(model: str, world_size: int, device: str = "cpu", extra: list[str] | None = None,
-        timeout_s: float = 180.0, workdir: Path | None = None, profile: Profile = PROFILES["standard"]) -> LaunchResult:
+def launch_run(model: str, world_size: int, device: str = "cpu", extra: list[str] | None = None,
+               timeout_s: float = 180.0, workdir: Path | None = None,
+               profile: Profile = PROFILES["standard"]) -> LaunchResult:
     """world_size 0 = the single process without DDP (plain ``python -m``); ``profile`` sets
     the number of steps."""
     out = workdir / f"{model}-ws{world_size}-{device}.json"
@@ -66,7 +68,7 @@ def remember(session, model: str, device: str, world_size: int, result: LaunchRe
 def baseline(session, model: str, device: str, world_size: int) -> LaunchResult:
     """The session's run of ``model`` at ``world_size`` (0: no DDP) on ``device``, run once."""
     return session.shared(("ddp_baseline", model, device, world_size),
-                          lambda: run(model, world_size, device, profile=session.profile))
+                          lambda: launch_run(model, world_size, device, profile=session.profile))
 
 
 def free_port() -> int:
@@ -93,7 +95,7 @@ def efficiency_vs_baselines(session, model: str, device: str, world_size: int, l
     The no-DDP baseline is run again right after the DDP run, not taken from earlier in the
     session: a baseline timed minutes apart, while the machine was busy, once gave an
     "efficiency" of 5.2 (a ratio of two moments, not of two setups)."""
-    single = run(model, 0, device, profile=session.profile)
+    single = launch_run(model, 0, device, profile=session.profile)
     ddp1 = launched if world_size == 1 else baseline(session, model, device, 1)
     out = efficiency(launched.result, single.result if single.ok else None, ddp1.result if ddp1.ok else None)
     if single.ok:
@@ -149,3 +151,71 @@ def cases(session) -> list:
                                                      f"found {caps.cuda_device_count}"))
             out.append(case("ddp", marks=marks, model=model, backend="nccl", world_size=ws, device="cuda:0"))
     return out
+
+
+def run_case(case: dict, benchmark, row, session) -> None:
+    """Launch one configuration (``backend`` none: the single process), record its steady
+    steps, then check DDP's gradients against one process and the parameters across ranks."""
+    from bench.core.hardware import probe
+    from bench.core.timing import record_step_samples
+
+    c = case
+    device = "cpu" if c["backend"] in ("none", "gloo") else "cuda"
+    ws = 0 if c["backend"] == "none" else c["world_size"]
+    extra = ["--bucket-cap-mb", str(c["bucket_cap_mb"])] if c.get("bucket_cap_mb") else None
+    args, kwargs = (c["model"], ws, device, extra), {"profile": session.profile}
+    launched = benchmark.pedantic(launch_run, args=args, kwargs=kwargs, rounds=1, iterations=1) \
+        if benchmark is not None else launch_run(*args, **kwargs)
+    if not launched.ok:
+        row.check(False, launched.reason, status="error")
+    # the benchmark's samples are the steady-state steps (slowest rank per step), not the launch
+    if benchmark is not None:
+        record_step_samples(benchmark, [ms / 1e3 for ms in launched.result["step_ms_slowest_rank"]])
+    if not c.get("bucket_cap_mb"):
+        remember(session, c["model"], device, ws, launched)
+    result = launched.result
+    row.update({k: result.get(k) for k in (
+        "threads_per_rank", "step_ms_p50", "step_ms_p90", "samples_per_s", "comm_share", "grad_max_abs_diff",
+        "param_max_abs_diff_across_ranks", "bucket_cap_mb", "batch_per_rank", "global_batch", "steps", "scaling",
+        "checks_note")})
+    row["launch_wall_s"] = launched.wall_s
+    if c["backend"] == "none":
+        row["scaling_efficiency"] = 1.0
+        return  # the reference itself: nothing to compare (checks_note says so)
+    row.update(efficiency_vs_baselines(session, c["model"], device, ws, launched))
+    if device == "cuda" and probe().cuda_device_count == 1:
+        row["note"] = "one GPU on this machine: nccl ran at world size 1 only"
+    row.check(result["grad_max_abs_diff"] <= GRAD_TOL,
+              f"DDP gradients differ from single-process ones by {result['grad_max_abs_diff']:.3g} (> {GRAD_TOL:g})")
+    tol = PARAM_TOL[c["backend"]]
+    row["param_tol"] = tol
+    row.check(result["param_max_abs_diff_across_ranks"] <= tol,
+              f"parameters differ across ranks by {result['param_max_abs_diff_across_ranks']:.3g} "
+              f"(> {tol:g} for {c['backend']})")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One DDP case: ``backend`` "none" is the single process (world size 1)."""
+
+    model: str = "mlp"
+    backend: str = "gloo"
+    world_size: int = 2
+    device: str = "cpu"
+    bucket_cap_mb: int | None = None
+
+    def __post_init__(self):
+        from bench.core.face import one_of
+
+        one_of("model", self.model, tuple(BATCH_PER_RANK))
+        one_of("backend", self.backend, ("none", "gloo", "nccl"))
+        if self.world_size < 1 or self.backend == "none" and self.world_size != 1:
+            raise ValueError(f"world_size={self.world_size} does not fit backend={self.backend!r} "
+                             "(none: 1; gloo / nccl: 1 or more)")
+
+
+def run(config: Config, session=None) -> dict:
+    """The case's ddp.csv row, without pytest."""
+    from bench.core.face import run_as_row
+
+    return run_as_row("ddp", dataclasses.asdict(config), run_case, session)

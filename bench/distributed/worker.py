@@ -27,13 +27,13 @@ import torch
 import torch.distributed as dist
 from torch.distributed.elastic.multiprocessing.errors import record
 
+from bench.core.files import atomic_write_json
 from bench.core.hardware import synchronize
 from bench.core.profiles import PROFILES
+from bench.core.steps import StepTimer
 from bench.core.timing import percentile
 from bench.distributed.launcher import threads_per_rank
 from bench.registry import get_model
-from bench.report.io import atomic_write_json
-from bench.trainer.steps import StepTimer
 
 
 def _args(argv=None):

@@ -30,12 +30,13 @@ import sys
 import time
 from pathlib import Path
 
+from bench.core.files import atomic_write_json, atomic_write_text
 from bench.core.load import FOREIGN_LOAD_WARN, LoadProbe, share
 from bench.core.load import busy_s as _busy_s
 from bench.experiments.plan import Plan, noise_from, plan_text
 from bench.report.compare import Diff, compare_runs
 from bench.report.compare_render import render, render_html
-from bench.report.io import ResultsError, atomic_write_json, atomic_write_text
+from bench.report.io import ResultsError
 from bench.report.runs import load_run
 
 DEFAULT_PYTEST_ARGS = ("suites/", "--benchmark-only")

@@ -161,7 +161,7 @@ def main(argv=None) -> None:
     from torch._dynamo import config
 
     from bench.core.profiles import PROFILES
-    from bench.graphs.scenario import model_and_inputs
+    from bench.graphs.inputs import model_and_inputs
     from bench.registry import load_plugin
 
     for plugin in a.plugin:

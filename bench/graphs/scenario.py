@@ -2,20 +2,20 @@
 modes whose parity is ``ok``, against eager on the same inputs."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import torch
 
+from bench.core.face import one_of
 from bench.core.hardware import peak_memory_columns, reset_peak_memory, synchronize
 from bench.core.profiles import PROFILES, Profile
+from bench.graphs.inputs import batch_size, model_and_inputs
+from bench.graphs.minify import minimal_repro
 from bench.graphs.parity import MODES, ModeResult, check_parity, params_of
 from bench.registry import ModelSpec, get_model
 
 PHASES = ("inference", "train")
-
-
-def batch_size(spec: ModelSpec, profile: Profile) -> int:
-    return profile.text_batch_sizes[0] if spec.kind == "text" else profile.device_batch_sizes[0]
 
 
 def parity(model_name: str, device: str, modes: tuple[str, ...], backend: str = "inductor",
@@ -25,19 +25,6 @@ def parity(model_name: str, device: str, modes: tuple[str, ...], backend: str = 
     model, example, target, probes = model_and_inputs(model_name, device, profile)
     results = check_parity(model, example, probes, modes=modes, backend=backend)
     return model, example, target, {r.mode: r for r in results}
-
-
-def model_and_inputs(model_name: str, device: str, profile: Profile):
-    """(model, example inputs, target, probe inputs) of a graph-modes case, seeded: what
-    parity checks and what the minifier's child compiles again."""
-    spec = get_model(model_name)
-    torch.manual_seed(0)
-    model = spec.build().to(device)
-    bs = batch_size(spec, profile)
-    example, target = spec.batch(bs, device, profile.seq_len)
-    probe = spec.probe(device, profile.seq_len)
-    probes = [probe] if probe is not None else [spec.batch(bs // 2 + 1, device, profile.seq_len)[0]]
-    return model, example, target, probes
 
 
 def step_fn(spec: ModelSpec, result: ModeResult, model, example, target, phase: str) -> Callable[[], object]:
@@ -102,15 +89,14 @@ def cases(session) -> list:
 
 def _minimal_repro(c: dict, session) -> dict:
     """torch's minifier on a compile mismatch, once per model and device (both phases)."""
-    from bench.graphs.minify import minimal_repro
-
     return session.shared(("minimal_repro", c["model"], c["device"]),
                           lambda: minimal_repro(c["model"], c["device"], session))
 
 
-def run_case(c: dict, benchmark, bench_row, session) -> None:
+def run_case(case: dict, benchmark, row, session) -> None:
     """Parity first (a mode that does not match eager is never timed), then the mode timed
-    interleaved with eager on the same inputs; every column into ``bench_row``."""
+    interleaved with eager on the same inputs; every column into ``row``."""
+    c, bench_row = case, row
     from bench.core.numerics import tf32_state
     from bench.core.timing import budget_for, run_benchmark, run_benchmark_against, summarize_ms
 
@@ -158,3 +144,27 @@ def run_case(c: dict, benchmark, bench_row, session) -> None:
         bench_row.update(summarize_ms(samples))
         bench_row["eager_median_ms"] = summarize_ms(eager)["median_ms"]
         bench_row["speedup_vs_eager"] = bench_row["eager_median_ms"] / bench_row["median_ms"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One graph-modes case: a registered model in one mode, device and phase."""
+
+    model: str = "mlp"
+    mode: str = "eager"
+    device: str = "cpu"
+    phase: str = "inference"
+    dtype: str = "fp32"
+
+    def __post_init__(self):
+        get_model(self.model)  # KeyError naming the registered models
+        one_of("mode", self.mode, MODES)
+        one_of("phase", self.phase, PHASES)
+        one_of("dtype", self.dtype, ("fp32",))
+
+
+def run(config: Config, session=None) -> dict:
+    """The case's graph_modes.csv row (parity, then timing), without pytest."""
+    from bench.core.face import run_as_row
+
+    return run_as_row("graph_modes", dataclasses.asdict(config), run_case, session)

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from bench.models.mlp import make_batch
-from bench.ops.library import AddBias, GELUTanh, RMSNorm, SwiGLU
+from bench.models.op_library import AddBias, GELUTanh, RMSNorm, SwiGLU
 from bench.registry import ModelSpec, register_model
 
 

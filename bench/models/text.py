@@ -6,14 +6,13 @@ logits tensor: the same interface in eager, TorchScript, compile and export."""
 from __future__ import annotations
 
 import functools
-import hashlib
-import os
 import warnings
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
+from bench.core.files import sha256_of
 from bench.registry import ModelSpec, register_model
 
 # Upstream sentence-transformers/all-MiniLM-L6-v2, revision 1110a243 (model.safetensors on the Hugging Face hub).
@@ -89,21 +88,6 @@ def minilm_unavailable() -> str | None:
     return None
 
 
-def sha256_of(path: str | Path) -> str:
-    """SHA-256 of a file, computed once per file version (path, size, modification time)."""
-    st = os.stat(path)
-    return _sha256(str(path), st.st_size, st.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=16)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def minilm_path() -> Path:
     """The packaged model folder (its weights' hash: ``describe_weights``)."""
     reason = minilm_unavailable()
@@ -135,6 +119,16 @@ def describe_weights(name: str, folder: Path) -> str | None:
     if name == "all-MiniLM-L6-v2" and sha != MINILM_SHA256:
         return f"{sha} (differs from upstream {MINILM_SHA256[:12]}...)"
     return sha
+
+
+def packaged_minilm_weights(session) -> str | None:
+    """The packaged MiniLM's weights hash, recorded in ``session`` on first use (None: not
+    installed); the note says when it is not upstream's."""
+    if "all-MiniLM-L6-v2" in session.model_hashes:
+        return session.model_hashes["all-MiniLM-L6-v2"]
+    if minilm_unavailable():
+        return None
+    return session.record_weights("all-MiniLM-L6-v2", minilm_path(), describe=describe_weights)
 
 
 # Names under which a report row says it ran the packaged MiniLM weights.

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import strategies as st
 
-from bench.ops.library import (
+from bench.models.op_library import (
     AddBias,
     GELUTanh,
     RMSNorm,

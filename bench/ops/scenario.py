@@ -3,8 +3,11 @@ forward+backward timed interleaved with the native composite, with the bytes eac
 for backward -> autograd_ops.csv."""
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
+from bench.core.face import one_of, run_as_row
 from bench.core.hardware import DTYPES
 from bench.core.timing import budget_for, run_benchmark, run_benchmark_against, summarize_ms
 from bench.ops import check_autograd
@@ -59,7 +62,10 @@ def cases(session) -> list:
     return out
 
 
-def run_case(c: dict, benchmark, bench_row, profile) -> None:
+def run_case(case: dict, benchmark, row, session) -> None:
+    """Every check of ``check_autograd`` on the op's fixed inputs, then forward+backward timed
+    interleaved with the native composite (when the op has one)."""
+    c, bench_row, profile = case, row, session.profile
     spec, device, dtype = get_op(c["op"]), c["device"], c["dtype"]
     checked = report(spec, device, spec.check_params, low_precision=(dtype,))
     record_checks(checked, spec, bench_row)
@@ -78,3 +84,21 @@ def run_case(c: dict, benchmark, bench_row, profile) -> None:
         bench_row["fwd_bwd_median_ms"] = summarize_ms(samples)["median_ms"]
         bench_row["native_median_ms"] = summarize_ms(native)["median_ms"]
         bench_row["speedup_vs_native"] = bench_row["native_median_ms"] / bench_row["fwd_bwd_median_ms"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One custom-op case: a registered op on a device in a precision."""
+
+    op: str
+    device: str = "cpu"
+    dtype: str = "fp32"
+
+    def __post_init__(self):
+        get_op(self.op)  # KeyError naming the registered ops
+        one_of("dtype", self.dtype, ("fp32", "bf16", "fp16"))
+
+
+def run(config: Config, session=None) -> dict:
+    """The op's autograd_ops.csv row, without pytest."""
+    return run_as_row("autograd_ops", dataclasses.asdict(config), run_case, session)

@@ -6,49 +6,16 @@ folder and renamed into place, which is atomic on POSIX file systems.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Any
 
+from bench.core.files import _clean, atomic_write_json, atomic_write_text  # noqa: F401  (re-exported)
 from bench.core.rows import RESULTS_SCHEMA
 
 
 class ResultsError(Exception):
     """A results file that is missing, unreadable or not a results file."""
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _clean(obj: Any) -> Any:
-    """JSON has no NaN/inf: write them as null so every reader can load the file."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
-
-
-def atomic_write_json(path: str | Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(_clean(data), indent=1, default=str, allow_nan=False))
 
 
 def replace_dir(src: Path, dst: Path) -> None:

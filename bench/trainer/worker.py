@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from torch.distributed.elastic.multiprocessing.errors import record
 
+from bench.core.files import atomic_write_json
 from bench.distributed.launcher import threads_per_rank
-from bench.report.io import atomic_write_json
 from bench.trainer.finetune import TrainerConfig, run
 
 

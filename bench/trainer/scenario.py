@@ -1,0 +1,124 @@
+"""Trainer rows: one fine-tune per case (Hugging Face ``Trainer``, the plain loop it is
+checked against, torchrun with two ranks, or alone on its GPU), timed from inside the run,
+its quality asserted on the built-in data -> trainer.csv."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from bench.core.face import one_of, run_as_row
+from bench.core.profiles import case
+from bench.core.timing import record_step_samples
+from bench.models.text import packaged_minilm_weights
+from bench.trainer import finetune as trainer
+
+RUNNERS = ("trainer", "plain_loop", "trainer_torchrun")
+MIN_ACCURACY = 0.85  # eval accuracy the built-in fine-tune must reach: below it, it did not learn
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One Trainer case (``model`` None: the packaged MiniLM or ``--hf-model``)."""
+
+    runner: str = "trainer"
+    device: str = "cpu"
+    precision: str = "fp32"
+    batch_size: int = 16
+    grad_accum: int = 1
+    compile: bool = False
+    optim: str = "adamw_torch"
+    world_size: int = 1
+    model: str | None = None
+
+    def __post_init__(self):
+        one_of("runner", self.runner, RUNNERS)
+        one_of("precision", self.precision, ("fp32", "bf16", "fp16"))
+        if self.runner == "trainer_torchrun" and self.world_size < 2 or \
+                self.runner != "trainer_torchrun" and self.world_size != 1:
+            raise ValueError(f"world_size={self.world_size} does not fit runner={self.runner!r}: "
+                             "trainer_torchrun takes 2 or more, the others 1")
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError(f"batch_size and grad_accum must be >= 1, got {self.batch_size}, {self.grad_accum}")
+
+
+def cases(session) -> list:
+    import pytest
+
+    base = dict(precision="fp32", batch_size=16, grad_accum=1, compile=False, optim="adamw_torch")
+    out = []
+    for device in session.devices:
+        precisions = ("fp32",) if device == "cpu" else ("fp32", "bf16", "fp16")
+        for precision in precisions:
+            out.append(dict(base, runner="trainer", device=device, precision=precision, world_size=1))
+        out.append(dict(base, runner="plain_loop", device=device, world_size=1))
+    variants = [dict(base, runner="trainer", device="cpu", grad_accum=2, world_size=1),
+                dict(base, runner="trainer_torchrun", device="cpu", world_size=2),
+                dict(base, runner="trainer", device="cpu", optim="adamw_torch_fused", world_size=1),
+                dict(base, runner="trainer", device="cpu", batch_size=32, world_size=1),
+                dict(base, runner="trainer", device="cpu", compile=True, world_size=1)]
+    out += variants[:session.profile.trainer_variants]
+    model = session.settings.hf_model or trainer.DEFAULT_MODEL_NAME
+    return [case("trainer", model=model, marks=[pytest.mark.hf], id=_id(c), **c) for c in out]
+
+
+def _id(c: dict) -> str:
+    return (f"{c['runner']}-{c['device']}-{c['precision']}-bs{c['batch_size']}-ga{c['grad_accum']}-{c['optim']}"
+            f"{'-compile' if c['compile'] else ''}-ws{c['world_size']}")
+
+
+def finetune_config(c: dict, s) -> trainer.TrainerConfig:
+    """The fine-tune a case runs (``s``: the run's settings: model, data, profile)."""
+    first = c["runner"] == "trainer" and c["precision"] == "fp32" and c["grad_accum"] == 1 \
+        and c["optim"] == "adamw_torch" and c["batch_size"] == 16 and not c["compile"]
+    return trainer.TrainerConfig(
+        model=s.hf_model, dataset=s.hf_dataset, precision=c["precision"], batch_size=c["batch_size"],
+        grad_accum=c["grad_accum"], compile=c["compile"], optim=c["optim"], steps=s.profile.trainer_steps,
+        runner="plain_loop" if c["runner"] == "plain_loop" else "trainer",
+        device="cpu" if c["device"] == "cpu" else "cuda",
+        eval_every=max(2, s.profile.trainer_steps // 4) if first else 0)
+
+
+def run_case(case: dict, benchmark, row, session) -> None:
+    c, s = case, session.settings
+    reason = trainer.unavailable(s.hf_model)
+    if reason:
+        row.end("skipped", reason)
+    if s.hf_model is None:  # the weights fine-tuned, hashed into the report's environment
+        packaged_minilm_weights(session)
+    elif Path(s.hf_model).expanduser().is_dir():
+        session.record_weights(s.hf_model, s.hf_model)
+    cfg = finetune_config(c, s)
+    if c["runner"] == "trainer_torchrun" or c["device"] != "cpu":  # a child process: the roof measured here
+        cfg = dataclasses.replace(cfg, peak_tflops=session.roofs.peak(c["device"], cfg.peak_dtype)["tflops"])
+    result = _once(benchmark, c, cfg, session)
+    steady = result["step_ms_samples"][cfg.warmup_steps:]
+    if benchmark is not None:
+        record_step_samples(benchmark, [ms / 1e3 for ms in steady])
+    row.update({k: v for k, v in result.items() if not isinstance(v, list)})
+    row["step_ms_samples"] = result["step_ms_samples"]  # the report's step chart (not a CSV column)
+    if s.hf_model is None and s.hf_dataset is None:  # the built-in pair: quality is asserted
+        row.check(result["loss_last"] < result["loss_first"],
+                  f"training loss did not fall ({result['loss_first']:.4f} -> {result['loss_last']:.4f})")
+        row.check(result["eval_accuracy"] >= MIN_ACCURACY,
+                  f"eval accuracy {result['eval_accuracy']:.3f} < {MIN_ACCURACY} on the built-in set")
+
+
+def _once(benchmark, c: dict, cfg, session) -> dict:
+    """One fine-tune, through pytest-benchmark's fixture when there is one (rounds=1: the run
+    is the measurement; its steady steps replace the samples)."""
+    if c["runner"] == "trainer_torchrun":
+        fn, args, kwargs = trainer.run_torchrun, (cfg, c["world_size"]), {}
+    elif c["device"] != "cpu":  # alone on its GPU: see trainer.run_isolated
+        fn, args, kwargs = trainer.run_isolated, (cfg, c["device"]), {}
+    else:
+        fn, args, kwargs = trainer.run, (cfg,), {"roofs": session.roofs}
+    if benchmark is None:
+        return fn(*args, **kwargs)
+    return benchmark.pedantic(fn, args=args, kwargs=kwargs, rounds=1, iterations=1)
+
+
+def run(config: Config, session=None) -> dict:
+    """The case's trainer.csv row, without pytest."""
+    keys = dataclasses.asdict(config)
+    keys["model"] = keys["model"] or trainer.DEFAULT_MODEL_NAME
+    return run_as_row("trainer", keys, run_case, session)
