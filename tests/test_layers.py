@@ -13,6 +13,7 @@ from bench.core.face import QUESTIONS
 ROOT = Path(__file__).resolve().parents[1]
 # Lowest first: a module may import its own package and any package listed before it.
 LAYERS = ("bench.core", "bench.registry", "bench.models", "bench.graphs", "bench.ops", "bench.devices",
+          "bench.generation",
           "bench.distributed", "bench.trainer", "bench.report", "bench.experiments",
           ("bench.plugin_progress", "bench.plugin_rows", "bench.run_state"), "bench.pytest_plugin", "bench.__main__")
 

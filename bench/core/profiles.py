@@ -26,6 +26,13 @@ class Profile:
     ddp_steps: int
     trainer_steps: int
     trainer_variants: int              # Trainer variants beyond the base run
+    # generation: the decoder zoo's size (bench.generation.zoo.SIZES), batch sizes, prompt
+    # length, tokens generated per request, and whether compile / export rows run
+    gen_size: str = "standard"
+    gen_batch_sizes: tuple[int, ...] = (1, 4)
+    gen_prompt_len: int = 64
+    gen_new_tokens: int = 32
+    gen_graphs: bool = True            # torch.compile and torch.export rows (10-30 s each on CPU)
 
 
 # Budgets: see the README ("Time budgets"): smoke keeps CI lean, standard fits the main job in
@@ -36,7 +43,8 @@ PROFILES = {
         budget=Budget(measure_s=0.5, min_rounds=5, max_rounds=30, warmup_s=0.2, warmup_rounds=1),
         device_batch_sizes=(64,), text_batch_sizes=(4,), seq_len=32, cpu_fp16=False,
         compile_models=("mlp",), hypothesis_examples=5,
-        ddp_world_sizes=(1, 2), ddp_steps=6, trainer_steps=16, trainer_variants=0),
+        ddp_world_sizes=(1, 2), ddp_steps=6, trainer_steps=16, trainer_variants=0,
+        gen_size="smoke", gen_batch_sizes=(2,), gen_prompt_len=16, gen_new_tokens=8, gen_graphs=False),
     "standard": Profile(
         name="standard",
         budget=Budget(measure_s=1.5, min_rounds=5, max_rounds=100, warmup_s=0.5, warmup_rounds=2),
@@ -48,7 +56,8 @@ PROFILES = {
         budget=Budget(measure_s=8.0, min_rounds=10, max_rounds=1000, warmup_s=2.0, warmup_rounds=3),
         device_batch_sizes=(64, 256, 1024), text_batch_sizes=(8, 32), seq_len=128, cpu_fp16=True,
         compile_models=("mlp", "cnn", "tiny_bert", "custom_ops_mlp", "minilm"), hypothesis_examples=50,
-        ddp_world_sizes=(1, 2, 4, 8), ddp_steps=30, trainer_steps=120, trainer_variants=99),
+        ddp_world_sizes=(1, 2, 4, 8), ddp_steps=30, trainer_steps=120, trainer_variants=99,
+        gen_size="full", gen_batch_sizes=(1, 8), gen_prompt_len=512, gen_new_tokens=128),
 }
 
 

@@ -38,6 +38,9 @@ SUITE_COLUMNS: dict[str, tuple[str, ...]] = {
     "trainer": ("model", "precision", "batch_size", "grad_accum", "compile", "optim", "status", "reason",
                 "samples_per_s", "tokens_per_s", "step_ms_p50", "step_ms_p95", "warmup_s", "train_runtime_s",
                 "loss_first", "loss_last", "eval_accuracy", "time_to_accuracy_s", "mfu_pct"),
+    "generation": ("model", "mode", "cache", "attn", "device", "dtype", "batch_size", "status", "reason",
+                   "token_parity", "ttft_ms", "decode_ms_p50", "decode_ms_p95", "decode_tokens_per_s",
+                   "tokens_per_s", "kv_bytes_per_token", "kv_bytes_formula", "build_s", "recompiles", "sdpa_kernel"),
 }
 
 
@@ -108,6 +111,20 @@ METRICS: dict[str, dict[str, Metric]] = {
         "loss_last": Metric("loss", "lower", "value", 0.25, "training loss at the last step"),
         "eval_accuracy": Metric("accuracy", "higher", "exact", 0.02, "accuracy on the held-out split"),
         "time_to_accuracy_s": Metric("s", "lower", "value", 0.50, "training time to the target accuracy"),
+    },
+    "generation": {
+        "decode_ms_p50": Metric("ms", "lower", "timing", 0.10, "one decode step (one token per sequence), "
+                                "steady state (first 2 steps left out), median over calls"),
+        "decode_ms_p95": Metric("ms", "lower", "value", 0.25, "one decode step, 95th percentile"),
+        "ttft_ms": Metric("ms", "lower", "value", 0.15, "time to first token (prefill), median over calls"),
+        "decode_tokens_per_s": Metric("tokens/s", "higher", "derived", doc="batch size / median decode step"),
+        "tokens_per_s": Metric("tokens/s", "higher", "value", 0.15,
+                               "generated tokens of the batch / median generate() time (prefill included)"),
+        "kv_bytes_per_token": Metric("bytes", "lower", "exact", 0.0,
+                                     "KV cache bytes per position per sequence (static: positions allocated)"),
+        "build_s": Metric("s", "lower", "value", 0.50, "compile / export time, first call included"),
+        "recompiles": Metric("count", "lower", "exact", 0.0, "frames compiled again for a shorter prompt"),
+        **_COMMON,
     },
 }
 # A plain pytest-benchmark entry (no bench row): judged by its median.

@@ -1,0 +1,148 @@
+"""Greedy generation, timed per token: ``generate()`` with a logits processor that stamps the
+clock (device synchronised) after every forward, so the first stamp is the time to first token
+(prefill) and the gaps between stamps are the decode steps; and the same greedy loop on an
+exported decoder (``transformers.integrations.executorch``, one token per call)."""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import torch
+
+from bench.core.hardware import synchronize
+
+
+@dataclasses.dataclass
+class Generated:
+    tokens: torch.Tensor          # (batch, new_tokens)
+    logits: list[torch.Tensor]    # per generated position: (batch, vocab), fp32 on the CPU
+    ttft_s: float                 # start -> first token's logits (prefill)
+    step_s: list[float]           # each decode step after the first token
+    cache: object = None          # the KV cache generate() returned (None for exported decoders)
+
+
+def prompts(batch: int, prompt_len: int, vocab: int, device: str, seed: int = 0):
+    """(input_ids, attention_mask, lengths): a left-padded batch (pad id 0) whose prompts get
+    shorter along the batch, so every row but the first carries padding."""
+    gen = torch.Generator().manual_seed(seed)
+    step = max(1, prompt_len // (2 * batch)) if batch > 1 else 0
+    lengths = [max(2, prompt_len - i * step) for i in range(batch)]
+    ids = torch.zeros(batch, prompt_len, dtype=torch.long)
+    mask = torch.zeros(batch, prompt_len, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        ids[i, prompt_len - n:] = torch.randint(1, vocab, (n,), generator=gen)
+        mask[i, prompt_len - n:] = 1
+    return ids.to(device), mask.to(device), lengths
+
+
+def _clock(device: str, stamps: list[float]):
+    from transformers import LogitsProcessor
+
+    class StepClock(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            synchronize(device)
+            stamps.append(time.perf_counter())
+            return scores
+
+    return StepClock()
+
+
+def generate(model, input_ids, attention_mask, new_tokens: int, cache: str = "dynamic",
+             compile_backend: str | None = None, device: str = "cpu") -> Generated:
+    """Greedy ``model.generate`` of exactly ``new_tokens`` tokens. ``cache``: "dynamic" or
+    "static"; ``compile_backend``: torch.compile the decode forward (static cache only) through
+    transformers' own ``CompileConfig`` (mode "default": no CUDA graphs)."""
+    from transformers import CompileConfig, LogitsProcessorList
+
+    stamps: list[float] = []
+    kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                  return_dict_in_generate=True, output_logits=True,
+                  logits_processor=LogitsProcessorList([_clock(device, stamps)]))
+    if cache == "static":
+        kwargs["cache_implementation"] = "static"
+    if compile_backend:
+        cfg = CompileConfig(backend=compile_backend, mode="default", fullgraph=False, dynamic=False)
+        cfg._compile_all_devices = True  # transformers compiles on GPUs only unless told
+        kwargs["compile_config"] = cfg
+    else:
+        kwargs["disable_compile"] = True
+    synchronize(device)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        out = model.generate(input_ids, attention_mask=attention_mask, **kwargs)
+    steps = [b - a for a, b in zip(stamps, stamps[1:])]
+    return Generated(out.sequences[:, input_ids.shape[1]:].cpu(), [x.float().cpu() for x in out.logits],
+                     stamps[0] - t0, steps, getattr(out, "cache", None) or getattr(out, "past_key_values", None))
+
+
+def export_decoder(model, max_len: int):
+    """torch.export of the decoder with a static cache of ``max_len`` positions, batch 1,
+    through transformers' ExecuTorch recipe (``convert_and_export_with_cache``)."""
+    from transformers.integrations.executorch import convert_and_export_with_cache
+
+    model.generation_config.cache_implementation = "static"
+    model.generation_config.cache_config = {"batch_size": 1, "max_cache_len": max_len}
+    return convert_and_export_with_cache(model)
+
+
+def generate_exported(program, input_ids, new_tokens: int, device: str = "cpu") -> Generated:
+    """The exported decoder's greedy loop (as transformers' recipe runs it: the prompt one
+    token at a time, so the time to first token is a sequential prefill)."""
+    module = program.module()
+    logits, tokens = [], []
+    synchronize(device)
+    t0, stamps = time.perf_counter(), []
+    with torch.no_grad():
+        for pos in range(input_ids.shape[1]):
+            out = module(input_ids=input_ids[:, pos:pos + 1],
+                         cache_position=torch.tensor([pos], dtype=torch.long, device=device))
+        pos = input_ids.shape[1]
+        for _ in range(new_tokens):
+            step_logits = out[:, -1, :]
+            synchronize(device)
+            stamps.append(time.perf_counter())
+            logits.append(step_logits.float().cpu())
+            token = step_logits.argmax(-1, keepdim=True)
+            tokens.append(token)
+            if len(tokens) == new_tokens:
+                break
+            out = module(input_ids=token, cache_position=torch.tensor([pos], dtype=torch.long, device=device))
+            pos += 1
+    steps = [b - a for a, b in zip(stamps, stamps[1:])]
+    return Generated(torch.cat(tokens, dim=1).cpu(), logits, stamps[0] - t0, steps)
+
+
+def cache_tensors(cache) -> list[torch.Tensor]:
+    """Every key and value tensor a transformers cache holds (layered API, or the older lists)."""
+    if cache is None:
+        return []
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        return [t for layer in layers for t in (getattr(layer, "keys", None), getattr(layer, "values", None))
+                if isinstance(t, torch.Tensor)]
+    return [t for t in (*getattr(cache, "key_cache", ()), *getattr(cache, "value_cache", ()))
+            if isinstance(t, torch.Tensor)]
+
+
+def kv_bytes_per_token(cache, batch: int) -> float | None:
+    """Bytes the cache holds per sequence position per sequence (a static cache counts the
+    positions it allocated)."""
+    tensors = cache_tensors(cache)
+    if not tensors:
+        return None
+    positions = max(t.shape[-2] for t in tensors)
+    return sum(t.numel() * t.element_size() for t in tensors) / (batch * positions)
+
+
+def sdpa_kernels(model, input_ids, attention_mask) -> str:
+    """The attention kernels one prefill forward ran, as PyTorch's profiler names them (not
+    assumed from the settings): e.g. aten::_scaled_dot_product_flash_attention_for_cpu."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if input_ids.is_cuda else [])
+    with torch.no_grad(), profile(activities=activities) as prof:
+        model(input_ids, attention_mask=attention_mask)
+    words = ("scaled_dot_product", "flash_attention", "efficient_attention", "cudnn_attention", "flex_attention")
+    names = sorted({e.name for e in prof.events() if any(w in e.name for w in words)})
+    specific = [n for n in names if n not in ("aten::scaled_dot_product_attention",)]
+    return ", ".join(specific or names) or "none (attention as matmul + softmax)"

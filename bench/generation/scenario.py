@@ -1,0 +1,211 @@
+"""Generation rows: one decoder x mode x cache x attention implementation x batch, correctness
+first (greedy tokens of every sequence of a left-padded batch against eager's tokens for that
+sequence alone; first-token logits against an fp64 copy, tensor by tensor), then ``generate()``
+timed per token: time to first token, decode latency p50/p95 in steady state, tokens/s, KV
+cache bytes per token against the analytic size -> generation.csv."""
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+
+import torch
+
+from bench.core.face import one_of, run_as_row
+from bench.core.hardware import DTYPES, peak_memory_columns, reset_peak_memory
+from bench.core.timing import budget_for, percentile, record_step_samples
+from bench.generation import decode as D
+from bench.generation import zoo
+from bench.generation.parity import judge_prefill, judge_tokens
+
+MODES = ("eager", "compile", "compile_cudagraphs", "export")
+CACHES = ("dynamic", "static")
+ATTENTION = ("sdpa", "eager", "flex_attention")
+STEADY_AFTER = 2  # decode steps left out of the steady-state statistics (allocator, cache growth start)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One generation case (``model`` "hf": the ``--hf-model`` causal LM)."""
+
+    model: str = "llama"
+    mode: str = "eager"
+    cache: str = "dynamic"
+    attn: str = "sdpa"
+    device: str = "cpu"
+    dtype: str = "fp32"
+    batch_size: int = 1
+
+    def __post_init__(self):
+        one_of("model", self.model, zoo.DECODERS + ("hf",))
+        one_of("mode", self.mode, MODES)
+        one_of("cache", self.cache, CACHES)
+        one_of("attn", self.attn, ATTENTION)
+        one_of("dtype", self.dtype, ("fp32", "bf16", "fp16"))
+        if self.mode != "eager" and self.cache != "static":
+            raise ValueError(f"mode={self.mode!r} needs cache='static' (a compiled or exported decoder has fixed "
+                             "shapes); valid with cache='dynamic': mode='eager'")
+        if self.mode == "export" and self.batch_size != 1:
+            raise ValueError("mode='export' runs batch_size=1 (transformers' ExecuTorch recipe)")
+
+
+def cases(session) -> list:
+    import pytest
+
+    from bench.core.profiles import case
+
+    p, out = session.profile, []
+    models = zoo.DECODERS + (("hf",) if session.settings.hf_model else ())
+    for model in models:
+        for device in session.devices:
+            dtype = "fp32" if device == "cpu" else "bf16"
+            variants = [("eager", "dynamic", "sdpa", bs) for bs in p.gen_batch_sizes]
+            variants.append(("eager", "static", "sdpa", p.gen_batch_sizes[-1]))
+            if model == "llama":
+                variants += [("eager", "dynamic", "eager", p.gen_batch_sizes[-1]),
+                             ("eager", "dynamic", "flex_attention", p.gen_batch_sizes[-1]),
+                             ("compile", "static", "sdpa", p.gen_batch_sizes[-1]),
+                             ("compile_cudagraphs", "static", "sdpa", p.gen_batch_sizes[-1]),
+                             ("export", "static", "sdpa", 1)]
+            for mode, cache, attn, bs in variants:
+                marks = []
+                if (mode != "eager" or attn == "flex_attention") and not p.gen_graphs:
+                    # flex_attention is compiled by Inductor even in eager mode
+                    what = "flex_attention" if attn == "flex_attention" else mode
+                    marks.append(pytest.mark.skip(reason=f"generation {what} rows run in the standard and full "
+                                                         f"profiles (10-30 s per graph on CPU; this is {p.name})"))
+                elif mode == "compile_cudagraphs" and device == "cpu":
+                    marks.append(pytest.mark.skip(reason="CUDA graphs (mode reduce-overhead) need a CUDA device"))
+                out.append(case("generation", marks=marks, model=model, mode=mode, cache=cache, attn=attn,
+                                device=device, dtype=dtype, batch_size=bs))
+    return out
+
+
+def _build(c: dict, session, attn: str | None = None, dtype: str | None = None):
+    return zoo.build(c["model"], session.profile.gen_size, attn or c["attn"], c["device"],
+                     DTYPES[dtype or c["dtype"]], session.settings.hf_model)
+
+
+def _reference(c: dict, session, ids, mask, lengths) -> dict:
+    """Eager's greedy tokens and logits for each sequence alone (no padding, eager attention,
+    dynamic cache, the case's dtype), and the fp64 copy's first-token logits: built once per
+    decoder, device, dtype and batch of prompts."""
+    def make():
+        model, _ = _build(c, session, attn="eager")
+        p = session.profile
+        runs = [D.generate(model, ids[i:i + 1, -n:], mask[i:i + 1, -n:], p.gen_new_tokens, device=c["device"])
+                for i, n in enumerate(lengths)]
+        gold, why = _fp64_logits(model, ids, lengths)
+        del model
+        return {"tokens": [r.tokens[0] for r in runs], "logits": [[x[0] for x in r.logits] for r in runs],
+                "gold": gold, "no_gold": why}
+
+    key = ("generation_reference", c["model"], c["device"], c["dtype"], tuple(lengths), ids.shape[1])
+    return session.shared(key, make, slot="generation_reference")
+
+
+def _fp64_logits(model, ids, lengths) -> tuple[list | None, str | None]:
+    """The fp64 copy's last-position logits per sequence, or None and why it cannot run."""
+    try:
+        gold_model = model.to(torch.float64)
+        if hasattr(gold_model, "set_experts_implementation") and getattr(gold_model.config, "num_local_experts", 0):
+            gold_model.set_experts_implementation("eager")  # grouped_mm kernels refuse float64
+        with torch.no_grad():
+            return [gold_model(ids[i:i + 1, -n:]).logits[0, -1].cpu() for i, n in enumerate(lengths)], None
+    except (RuntimeError, ValueError, NotImplementedError) as exc:
+        return None, f"no fp64 reference: {type(exc).__name__}: {str(exc)[:150]}"
+
+
+def _once(model, c: dict, session, ids, mask, exported=None) -> D.Generated:
+    new = session.profile.gen_new_tokens
+    if c["mode"] == "export":
+        return D.generate_exported(exported, ids, new, c["device"])
+    backend = {"compile": session.settings.compile_backend, "compile_cudagraphs": "inductor"}.get(c["mode"])
+    if c["mode"] == "compile_cudagraphs":  # transformers' CompileConfig default mode: CUDA graphs
+        from transformers import CompileConfig
+
+        model.generation_config.compile_config = CompileConfig(mode="reduce-overhead")
+    return D.generate(model, ids, mask, new, c["cache"], backend, c["device"])
+
+
+def _dynamo_counts() -> tuple[int, int]:
+    from torch._dynamo.utils import counters
+
+    return counters["frames"]["ok"], counters["stats"]["calls_captured"]
+
+
+def run_case(case: dict, benchmark, row, session) -> None:
+    c, p = case, session.profile
+    try:
+        model, weights = _build(c, session)
+    except (ValueError, ImportError, NotImplementedError) as exc:  # e.g. an attention this build lacks
+        row.end("unsupported", f"{type(exc).__name__}: {str(exc)[:300]}")
+    vocab = model.config.vocab_size
+    ids, mask, lengths = D.prompts(c["batch_size"], p.gen_prompt_len, vocab, c["device"])
+    row.update(weights=weights, prompt_len=p.gen_prompt_len, new_tokens=p.gen_new_tokens,
+               params_m=sum(x.numel() for x in model.parameters()) / 1e6, prompt_lengths="/".join(map(str, lengths)))
+    ref = _reference(c, session, ids, mask, lengths)
+    exported = None
+    frames0, captured0 = _dynamo_counts()
+    t0 = time.perf_counter()
+    if c["mode"] == "export":
+        exported = D.export_decoder(model, p.gen_prompt_len + p.gen_new_tokens)
+    first = _once(model, c, session, ids, mask, exported)
+    row["build_s"] = time.perf_counter() - t0 if c["mode"] != "eager" else None
+    frames1, captured1 = _dynamo_counts()
+    if c["mode"].startswith("compile") and captured1 == captured0:
+        row.check(False, "torch.compile captured no graph: generate() ran eager code", status="error")
+    # correctness first: tokens, then first-token logits
+    tokens = judge_tokens(first.tokens, ref["tokens"], ref["logits"], DTYPES[c["dtype"]])
+    row.update(token_parity="tie" if tokens.tie else "equal" if tokens.ok else "differs",
+               first_diff_position=tokens.first_diff, logit_margin=tokens.margin, parity_note=tokens.text or None)
+    row.check(tokens.ok, f"tokens differ from eager's: {tokens.text}")
+    if ref["gold"] is None:
+        row["prefill_vs_fp64"] = ref["no_gold"]  # the tokens were still compared with eager's
+    else:
+        eager_first = [ref["logits"][i][0] for i in range(len(lengths))]
+        within, note = judge_prefill(ref["gold"], eager_first, [first.logits[0][i] for i in range(len(lengths))],
+                                     c["dtype"])
+        row["prefill_vs_fp64"] = note
+        row.check(within, f"first-token logits beyond the fp64 rule: {note}")
+    _time(model, c, session, ids, mask, exported, first, benchmark, row)
+    if c["mode"].startswith("compile"):  # recompiles over prompt lengths: a shorter prompt
+        short = max(2, p.gen_prompt_len // 2)
+        before = _dynamo_counts()[0]
+        _once(model, c, session, ids[:, -short:], mask[:, -short:], exported)
+        row.update(graphs_compiled=frames1 - frames0, recompiles=_dynamo_counts()[0] - before)
+    formula = zoo.kv_bytes_formula(model, DTYPES[c["dtype"]])
+    measured = D.kv_bytes_per_token(first.cache, c["batch_size"])
+    row.update(kv_bytes_per_token=measured, kv_bytes_formula=formula,
+               kv_bytes_ratio=measured / formula if measured else None)
+    if c["mode"] == "eager" and c["attn"] == "sdpa":
+        row["sdpa_kernel"] = D.sdpa_kernels(model, ids, mask)
+
+
+def _time(model, c, session, ids, mask, exported, first, benchmark, row) -> None:
+    """generate() again and again within the case's budget (the first call, checked above, was
+    the warm-up): time to first token per call, decode steps pooled over calls."""
+    budget = budget_for(session.profile.budget, c["device"], c["dtype"], row)
+    one_call = first.ttft_s + sum(first.step_s)
+    rounds = int(min(budget.max_rounds, max(budget.min_rounds, budget.measure_s / max(one_call, 1e-6))))
+    reset_peak_memory(c["device"])
+    runs = [_once(model, c, session, ids, mask, exported) for _ in range(rounds)]
+    row.update(peak_memory_columns(c["device"]))
+    steady = [s for r in runs for s in r.step_s[STEADY_AFTER:]] or [s for r in runs for s in r.step_s]
+    totals = [r.ttft_s + sum(r.step_s) for r in runs]
+    if benchmark is not None:
+        benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+        record_step_samples(benchmark, steady)  # the judged samples: steady decode steps
+    ms = [s * 1e3 for s in steady]
+    decode_ms = statistics.median(ms)
+    row.update(rounds=rounds, ttft_ms=statistics.median(r.ttft_s for r in runs) * 1e3,
+               ttft_ms_p90=percentile([r.ttft_s * 1e3 for r in runs], 90), decode_ms_p50=decode_ms,
+               decode_ms_p95=percentile(ms, 95), decode_tokens_per_s=c["batch_size"] / (decode_ms / 1e3),
+               tokens_per_s=c["batch_size"] * session.profile.gen_new_tokens / statistics.median(totals),
+               decode_ms_by_position="/".join(f"{statistics.median(r.step_s[k] for r in runs) * 1e3:.3g}"
+                                               for k in range(len(first.step_s))))
+
+
+def run(config: Config, session=None) -> dict:
+    """The case's generation.csv row, without pytest."""
+    return run_as_row("generation", dataclasses.asdict(config), run_case, session)
