@@ -128,6 +128,15 @@ def _numbers(tables: dict[str, pd.DataFrame], calibration) -> list[tuple[str, st
             top = group.loc[pd.to_numeric(group["world_size"]).idxmax()]
             out.append((f"DDP {model} {backend} at world size {int(top['world_size'])}",
                         f"scaling efficiency {_fmt(top['scaling_efficiency'])}", "vs world size x no-DDP process"))
+    gen = tables.get("generation")
+    if gen is not None and {"mode", "cache", "attn"} <= set(gen.columns):
+        ref = _ok(gen, "decode_tokens_per_s")
+        ref = ref[(ref["mode"] == "eager") & (ref["cache"] == "dynamic") & (ref["attn"] == "sdpa")]
+        for (model, device), group in ref.groupby(["model", "device"], sort=True):
+            top = group.loc[pd.to_numeric(group["batch_size"]).idxmax()]
+            out.append((f"generation {model} {device} {top.get('dtype', '')}",
+                        f"{_fmt(top['decode_tokens_per_s'])} decode tokens/s, time to first token "
+                        f"{_fmt(top.get('ttft_ms'), ' ms')}", f"eager, dynamic cache, batch {int(top['batch_size'])}"))
     gm = tables.get("graph_modes")
     if gm is not None:
         fast = _ok(gm, "speedup_vs_eager")

@@ -13,9 +13,11 @@ LABELS = {
     "ddp": ["model", "backend", "world_size"],
     "trainer": ["runner", "device", "precision", "batch_size", "grad_accum", "world_size"],
     "autograd_ops": ["op", "device", "dtype"],
+    "generation": ["model", "mode", "cache", "attn", "device", "dtype", "batch_size"],
 }
 TIMING = {"devices": "median_ms", "graph_modes": "median_ms", "ddp": "step_ms_p50", "trainer": "step_ms_p50",
-          "autograd_ops": "fwd_bwd_median_ms"}
+          "autograd_ops": "fwd_bwd_median_ms", "generation": "decode_ms_p50"}
+SPREAD_HIGH = {"ddp": "step_ms_p90", "trainer": "step_ms_p95", "generation": "decode_ms_p95"}
 
 
 def _plt():
@@ -55,7 +57,7 @@ def timing_chart(suite: str, df: pd.DataFrame) -> bytes | None:
         return None
     med = _num(ok, col)
     lo = _num(ok, "p10_ms").fillna(med) if col == "median_ms" else med
-    hi = _num(ok, "p90_ms" if col != "step_ms_p50" else ("step_ms_p90" if suite == "ddp" else "step_ms_p95"))
+    hi = _num(ok, SPREAD_HIGH.get(suite, "p90_ms"))
     hi = hi.fillna(med)
     labels = [" ".join(str(r[c]) for c in LABELS[suite] if c in r and pd.notna(r[c])) for _, r in ok.iterrows()]
     plt = _plt()
@@ -155,6 +157,37 @@ def trainer_steps(rows: list[dict]) -> bytes | None:
     return _finish(fig, ax, "optimizer step", "step time (ms)", "Trainer step time over steps")
 
 
+def decode_by_position(rows: list[dict]) -> bytes | None:
+    """Per-token decode latency over the generated positions (the KV cache grows along x)."""
+    series = [r for r in rows if r.get("suite") == "generation" and r.get("status") == "ok"
+              and r.get("decode_ms_by_position")]
+    if not series:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    for r in series:
+        ms = [float(x) for x in str(r["decode_ms_by_position"]).split("/")]
+        label = " ".join(str(r.get(k)) for k in ("model", "mode", "cache", "attn", "batch_size") if r.get(k))
+        ax.plot(range(2, len(ms) + 2), ms, lw=1, label=label)
+    ax.set_yscale("log")
+    return _finish(fig, ax, "generated position", "decode step (ms, median over calls)",
+                   "generation: decode latency as the cache grows")
+
+
+def generation_vs_batch(df: pd.DataFrame) -> bytes | None:
+    ok = df[(df["status"] == "ok") & _num(df, "decode_tokens_per_s").notna()]
+    ok = ok[(ok["mode"] == "eager") & (ok["cache"] == "dynamic") & (ok["attn"] == "sdpa")] if "mode" in ok else ok
+    if ok.empty or ok["batch_size"].nunique() < 2:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for (model, device), g in ok.groupby(["model", "device"]):
+        g = g.sort_values("batch_size")
+        ax.plot(g["batch_size"], _num(g, "decode_tokens_per_s"), marker="o", label=f"{model} {device}")
+    ax.set_xscale("log", base=2)
+    return _finish(fig, ax, "batch size", "decode tokens/s", "generation: throughput against batch size")
+
+
 def charts(suite: str, df: pd.DataFrame, rows: list[dict]) -> list[tuple[str, bytes]]:
     """Every chart of one suite: (title, png)."""
     out = [("timing", timing_chart(suite, df))]
@@ -166,4 +199,7 @@ def charts(suite: str, df: pd.DataFrame, rows: list[dict]) -> list[tuple[str, by
         out.append(("scaling", ddp_scaling(df)))
     if suite == "trainer":
         out.append(("steps", trainer_steps(rows)))
+    if suite == "generation":
+        out += [("decode latency by position", decode_by_position(rows)),
+                ("throughput vs batch size", generation_vs_batch(df))]
     return [(t, png) for t, png in out if png]
