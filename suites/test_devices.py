@@ -31,13 +31,14 @@ def _calibration_cases(session) -> list:
 @cases_from(_calibration_cases)
 def test_timing_calibration(c, bench_row, benchmark, bench_session):
     """The suite's clock against torch.utils.benchmark on one reference case per device
-    (MiniLM forward, batch 8, sequence 128); a ratio outside 0.95-1.05, confirmed by a second
-    measurement, makes the row a mismatch and the summary says so at the top."""
+    (MiniLM forward, batch 8, the profile's sequence length: 32 in smoke, 128 otherwise); a ratio
+    outside 0.95-1.05, confirmed by a second measurement, makes the row a mismatch and the
+    summary says so at the top."""
     if c["model"] != "minilm":
         bench_row["note"] = (f"timing self-check ran on {c['model']}, not MiniLM: "
                              f"{get_model('minilm').unavailable()}")
     calibration.calibration(get_model(c["model"]), c["device"], c["batch_size"], benchmark, bench_row,
-                            bench_session.roofs, seq_len=128)
+                            bench_session.roofs, seq_len=bench_session.profile.seq_len)
 
 
 def _cuda_event_cases(session) -> list:
