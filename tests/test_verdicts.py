@@ -240,6 +240,21 @@ def test_results_files_carry_a_schema_older_ones_are_upgraded_newer_refused(tmp_
     assert err.count("\n") == 0 and "newer torch-hf-bench" in err and f"schema {RESULTS_SCHEMA + 1}" in err
 
 
+def test_a_file_written_by_todays_code_is_read_as_it_is():
+    """tests/data/results_schema2_generation.json: a smoke run of the generation suite written
+    by this version (schema 2): read without an upgrade, and compared with itself it regresses
+    nothing."""
+    from bench.core.rows import RESULTS_SCHEMA
+    from bench.report.io import load_results
+
+    path = REAL.parent / "results_schema2_generation.json"
+    data = load_results(path)
+    assert data["bench_run"]["schema"] == RESULTS_SCHEMA == 2 and "upgraded_from" not in data["bench_run"]
+    assert {r["suite"] for r in data["bench_rows"]} == {"generation"}
+    diff = compare_runs([load_run(path)], [load_run(path)])
+    assert diff.exit_code == 0 and not diff.regressions, diff
+
+
 def test_a_value_that_appears_is_judged_only_where_base_had_the_column(tmp_path):
     """base None -> new value: an improvement (a time-to-accuracy now reached); a column the
     base run's code never wrote is not a change."""
