@@ -318,3 +318,35 @@ def test_a_declared_deterministic_op_with_a_nondeterministic_backward_fails_in_t
     row = next(r for r in rows if r.get("op") == "jittery")
     assert row["status"] == "mismatch" and row["reason"].startswith("determinism: failed"), row
     assert "deterministic=True (by determinism)" in row["declared"]
+
+
+# ---- the whole of PyTorch's autograd_function_db: the right ones pass, the wrong ones fail ----
+
+# Wrong by their own code (torch/testing/_internal/autograd_function_db.py): they exist to test
+# autograd.Function machinery, not derivatives.
+WRONG_IN_PYTORCHS_DB = {
+    "NumpyCubeNotComposableAutogradFunction": "backward ignores grad_output (returns 3x^2)",
+    "NumpySortAutogradFunction": "forward returns its input unsorted, backward and jvp permute as if sorted",
+    "CubeGenVmapAutogradFunction": "the second output's gradient term is 6 * dinput, not 6 * grad_saved * x",
+    "ScaleGradGenVmapAutogradFunction": "backward scales the gradient of a copy by a constant",
+    "ZeroGradientsGenVmapAutogradFunction": "backward returns zeros",
+}
+
+
+def _db_entries():
+    try:
+        from torch.testing._internal.autograd_function_db import autograd_function_db
+    except ImportError:
+        return []
+    return [pytest.param(info, id=info.name) for info in autograd_function_db]
+
+
+@pytest.mark.parametrize("info", _db_entries())
+def test_every_function_of_pytorchs_db_is_judged_right(info):
+    sample = next(iter(info.sample_inputs_func(info, "cpu", torch.float64, requires_grad=True)))
+    report = check_autograd(info.op, sample.input, *sample.args, low_precision=(), compile_checks=False)
+    if info.name in WRONG_IN_PYTORCHS_DB:
+        assert not report.passed and {"gradcheck"} <= {c.name for c in report.failures}, \
+            f"{info.name} ({WRONG_IN_PYTORCHS_DB[info.name]}) passed:\n{report}"
+    else:
+        assert report.passed, f"{info.name}:\n{report}"
