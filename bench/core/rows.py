@@ -124,6 +124,9 @@ METRICS: dict[str, dict[str, Metric]] = {
                                      "KV cache bytes per position per sequence (static: positions allocated)"),
         "build_s": Metric("s", "lower", "value", 0.50, "compile / export time, first call included"),
         "recompiles": Metric("count", "lower", "exact", 0.0, "frames compiled again for a shorter prompt"),
+        "request_ms_p50": Metric("ms", "lower", "value", 0.15, "continuous batching: a request's latency, "
+                                 "creation to last token, median"),
+        "request_ms_p95": Metric("ms", "lower", "value", 0.25, "continuous batching: request latency, p95"),
         **_COMMON,
     },
 }

@@ -18,8 +18,8 @@ from bench.generation import decode as D
 from bench.generation import zoo
 from bench.generation.parity import judge_prefill, judge_tokens
 
-MODES = ("eager", "compile", "compile_cudagraphs", "export")
-CACHES = ("dynamic", "static")
+MODES = ("eager", "compile", "compile_cudagraphs", "export", "continuous_batching")
+CACHES = ("dynamic", "static", "paged")
 ATTENTION = ("sdpa", "eager", "flex_attention")
 STEADY_AFTER = 2  # decode steps left out of the steady-state statistics (allocator, cache growth start)
 
@@ -42,7 +42,10 @@ class Config:
         one_of("cache", self.cache, CACHES)
         one_of("attn", self.attn, ATTENTION)
         one_of("dtype", self.dtype, ("fp32", "bf16", "fp16"))
-        if self.mode != "eager" and self.cache != "static":
+        if (self.mode == "continuous_batching") != (self.cache == "paged"):
+            raise ValueError(f"mode={self.mode!r} with cache={self.cache!r}: continuous batching runs on its paged "
+                             "cache, and the paged cache only under continuous batching")
+        if self.mode in ("compile", "compile_cudagraphs", "export") and self.cache != "static":
             raise ValueError(f"mode={self.mode!r} needs cache='static' (a compiled or exported decoder has fixed "
                              "shapes); valid with cache='dynamic': mode='eager'")
         if self.mode == "export" and self.batch_size != 1:
@@ -66,7 +69,8 @@ def cases(session) -> list:
                              ("eager", "dynamic", "flex_attention", p.gen_batch_sizes[-1]),
                              ("compile", "static", "sdpa", p.gen_batch_sizes[-1]),
                              ("compile_cudagraphs", "static", "sdpa", p.gen_batch_sizes[-1]),
-                             ("export", "static", "sdpa", 1)]
+                             ("export", "static", "sdpa", 1),
+                             ("continuous_batching", "paged", "sdpa", max(p.gen_batch_sizes))]
             for mode, cache, attn, bs in variants:
                 marks = []
                 if (mode != "eager" or attn == "flex_attention") and not p.gen_graphs:
@@ -145,6 +149,12 @@ def run_case(case: dict, benchmark, row, session) -> None:
     row.update(weights=weights, prompt_len=p.gen_prompt_len, new_tokens=p.gen_new_tokens,
                params_m=sum(x.numel() for x in model.parameters()) / 1e6, prompt_lengths="/".join(map(str, lengths)))
     ref = _reference(c, session, ids, mask, lengths)
+    if c["mode"] == "continuous_batching":  # requests of different lengths, each unpadded
+        from bench.generation.serving import run_serving
+
+        prompts = [ids[i, -n:].tolist() for i, n in enumerate(lengths)]
+        return run_serving(model, c, session, prompts, ref,
+                           lambda t, r, lg: judge_tokens(t, r, lg, DTYPES[c["dtype"]]), benchmark, row)
     exported = None
     frames0, captured0 = _dynamo_counts()
     t0 = time.perf_counter()
