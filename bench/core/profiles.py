@@ -114,6 +114,8 @@ def _id_part(key: str, value: Any) -> str:
         return f"bs{value}"
     if key == "world_size":
         return f"ws{value}"
+    if key == "prompt_len":
+        return f"prompt{value}"
     if key == "bucket_cap_mb":
         return f"bucket{value}mb"
     if isinstance(value, bool):

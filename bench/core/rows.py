@@ -38,7 +38,7 @@ SUITE_COLUMNS: dict[str, tuple[str, ...]] = {
     "trainer": ("model", "precision", "batch_size", "grad_accum", "compile", "optim", "status", "reason",
                 "samples_per_s", "tokens_per_s", "step_ms_p50", "step_ms_p95", "warmup_s", "train_runtime_s",
                 "loss_first", "loss_last", "eval_accuracy", "time_to_accuracy_s", "mfu_pct"),
-    "generation": ("model", "mode", "cache", "attn", "device", "dtype", "batch_size", "status", "reason",
+    "generation": ("model", "mode", "cache", "attn", "device", "dtype", "batch_size", "prompt_len", "status", "reason",
                    "token_parity", "ttft_ms", "decode_ms_p50", "decode_ms_p95", "decode_tokens_per_s",
                    "tokens_per_s", "kv_bytes_per_token", "kv_bytes_formula", "build_s", "recompiles", "sdpa_kernel"),
 }

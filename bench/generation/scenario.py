@@ -35,9 +35,12 @@ class Config:
     device: str = "cpu"
     dtype: str = "fp32"
     batch_size: int = 1
+    prompt_len: int | None = None  # None: the profile's
 
     def __post_init__(self):
         one_of("model", self.model, zoo.DECODERS + ("hf",))
+        if self.batch_size < 1 or self.prompt_len is not None and self.prompt_len < 2:
+            raise ValueError(f"batch_size must be >= 1 and prompt_len >= 2, got {self.batch_size}, {self.prompt_len}")
         one_of("mode", self.mode, MODES)
         one_of("cache", self.cache, CACHES)
         one_of("attn", self.attn, ATTENTION)
@@ -63,6 +66,8 @@ def cases(session) -> list:
         for device in session.devices:
             dtype = "fp32" if device == "cpu" else "bf16"
             variants = [("eager", "dynamic", "sdpa", bs) for bs in p.gen_batch_sizes]
+            if model == "llama" and p.gen_graphs:  # prefill latency by prompt length: a 4x longer prompt
+                variants.append(("eager", "dynamic", "sdpa", 1, 4 * p.gen_prompt_len))
             variants.append(("eager", "static", "sdpa", p.gen_batch_sizes[-1]))
             if model == "llama":
                 variants += [("eager", "dynamic", "eager", p.gen_batch_sizes[-1]),
@@ -71,7 +76,7 @@ def cases(session) -> list:
                              ("compile_cudagraphs", "static", "sdpa", p.gen_batch_sizes[-1]),
                              ("export", "static", "sdpa", 1),
                              ("continuous_batching", "paged", "sdpa", max(p.gen_batch_sizes))]
-            for mode, cache, attn, bs in variants:
+            for mode, cache, attn, bs, *prompt in variants:
                 marks = []
                 if mode == "continuous_batching" and not p.gen_graphs:
                     marks.append(pytest.mark.skip(reason=f"continuous batching rows run in the standard and full "
@@ -85,12 +90,19 @@ def cases(session) -> list:
                 elif mode == "compile_cudagraphs" and device == "cpu":
                     marks.append(pytest.mark.skip(reason="CUDA graphs (mode reduce-overhead) need a CUDA device"))
                 out.append(case("generation", marks=marks, model=model, mode=mode, cache=cache, attn=attn,
-                                device=device, dtype=dtype, batch_size=bs))
+                                device=device, dtype=dtype, batch_size=bs, prompt_len=prompt[0] if prompt else None))
     return out
 
 
+def decoder_size(session, device: str) -> str:
+    """The zoo size for ``device``: the full profile's Llama-3.2-1B shape is for GPUs; on a CPU
+    (a 1.2 B-parameter model, its fp64 reference 10 GB) the full profile decodes the standard size."""
+    size = session.profile.gen_size
+    return "standard" if size == "full" and device == "cpu" else size
+
+
 def _build(c: dict, session, attn: str | None = None, dtype: str | None = None):
-    return zoo.build(c["model"], session.profile.gen_size, attn or c["attn"], c["device"],
+    return zoo.build(c["model"], decoder_size(session, c["device"]), attn or c["attn"], c["device"],
                      DTYPES[dtype or c["dtype"]], session.settings.hf_model)
 
 
@@ -149,8 +161,10 @@ def run_case(case: dict, benchmark, row, session) -> None:
     except (ValueError, ImportError, NotImplementedError) as exc:  # e.g. an attention this build lacks
         row.end("unsupported", f"{type(exc).__name__}: {str(exc)[:300]}")
     vocab = model.config.vocab_size
-    ids, mask, lengths = D.prompts(c["batch_size"], p.gen_prompt_len, vocab, c["device"])
-    row.update(weights=weights, prompt_len=p.gen_prompt_len, new_tokens=p.gen_new_tokens,
+    prompt_len = c.get("prompt_len") or p.gen_prompt_len
+    ids, mask, lengths = D.prompts(c["batch_size"], prompt_len, vocab, c["device"])
+    row.update(weights=weights, prompt_len=prompt_len, new_tokens=p.gen_new_tokens,
+               decoder_size=decoder_size(session, c["device"]) if c["model"] != "hf" else None,
                params_m=sum(x.numel() for x in model.parameters()) / 1e6, prompt_lengths="/".join(map(str, lengths)))
     ref = _reference(c, session, ids, mask, lengths)
     if c["mode"] == "continuous_batching":  # requests of different lengths, each unpadded
@@ -163,7 +177,7 @@ def run_case(case: dict, benchmark, row, session) -> None:
     frames0, captured0 = _dynamo_counts()
     t0 = time.perf_counter()
     if c["mode"] == "export":
-        exported = D.export_decoder(model, p.gen_prompt_len + p.gen_new_tokens)
+        exported = D.export_decoder(model, prompt_len + p.gen_new_tokens)
     first = _once(model, c, session, ids, mask, exported)
     row["build_s"] = time.perf_counter() - t0 if c["mode"] != "eager" else None
     frames1, captured1 = _dynamo_counts()
@@ -184,7 +198,7 @@ def run_case(case: dict, benchmark, row, session) -> None:
         row.check(within, f"first-token logits beyond the fp64 rule: {note}")
     _time(model, c, session, ids, mask, exported, first, benchmark, row)
     if c["mode"].startswith("compile"):  # recompiles over prompt lengths: a shorter prompt
-        short = max(2, p.gen_prompt_len // 2)
+        short = max(2, prompt_len // 2)
         before = _dynamo_counts()[0]
         _once(model, c, session, ids[:, -short:], mask[:, -short:], exported)
         row.update(graphs_compiled=frames1 - frames0, recompiles=_dynamo_counts()[0] - before)
