@@ -13,7 +13,7 @@ from bench.core.timing import Budget
 
 FIRST_NOTICE_S = 20.0  # never before this: short cases stay quiet
 REPEAT_S = 60.0
-STEP_TIMED = ("ddp", "trainer")  # suites whose cases run a fixed number of steps
+STEP_TIMED = ("ddp", "trainer", "sharded")  # suites whose cases run a fixed number of steps
 
 
 def suite_estimates(items, budget: Budget) -> list[str]:

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Lowest first: a module may import its own package and any package listed before it.
 LAYERS = ("bench.core", "bench.registry", "bench.models", "bench.graphs", "bench.ops", "bench.devices",
           "bench.generation",
-          "bench.distributed", "bench.trainer", "bench.report", "bench.experiments",
+          "bench.distributed", "bench.sharded", "bench.trainer", "bench.report", "bench.experiments",
           ("bench.plugin_progress", "bench.plugin_rows", "bench.run_state"), "bench.pytest_plugin", "bench.__main__")
 
 
@@ -80,6 +80,8 @@ def test_every_question_package_shows_the_same_face(suite):
     ("devices", dict(phase="backward"), "valid: inference, train"),
     ("ddp", dict(backend="none", world_size=2), "world_size=2 does not fit backend='none'"),
     ("trainer", dict(runner="trainer", world_size=2), "world_size=2 does not fit runner='trainer'"),
+    ("sharded", dict(strategy="single", world_size=2), "world_size=2 does not fit strategy='single'"),
+    ("generation", dict(mode="compile", cache="dynamic"), "needs cache='static'"),
 ])
 def test_a_config_refuses_a_bad_combination_when_built(suite, bad, word):
     module = importlib.import_module(QUESTIONS[suite])

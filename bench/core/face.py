@@ -17,7 +17,8 @@ from typing import Any, Callable
 # suite (report table) -> the module that answers it
 QUESTIONS = {"autograd_ops": "bench.ops.scenario", "graph_modes": "bench.graphs.scenario",
              "devices": "bench.devices.scenario", "ddp": "bench.distributed.scenario",
-             "trainer": "bench.trainer.scenario", "generation": "bench.generation.scenario"}
+             "trainer": "bench.trainer.scenario", "generation": "bench.generation.scenario",
+             "sharded": "bench.sharded.scenario"}
 
 
 def run_as_row(suite: str, keys: dict[str, Any], run_case: Callable, session=None, **kwargs) -> dict:

@@ -38,6 +38,9 @@ SUITE_COLUMNS: dict[str, tuple[str, ...]] = {
     "trainer": ("model", "precision", "batch_size", "grad_accum", "compile", "optim", "status", "reason",
                 "samples_per_s", "tokens_per_s", "step_ms_p50", "step_ms_p95", "warmup_s", "train_runtime_s",
                 "loss_first", "loss_last", "eval_accuracy", "time_to_accuracy_s", "mfu_pct"),
+    "sharded": ("model", "strategy", "world_size", "checkpoint", "device", "status", "reason", "step_ms_p50",
+                "tokens_per_s", "loss_max_abs_diff", "param_max_abs_diff", "param_bytes_per_rank",
+                "optimizer_bytes_per_rank", "sharded_fraction", "activation_saved_bytes", "peak_rss_mib_max_rank"),
     "generation": ("model", "mode", "cache", "attn", "device", "dtype", "batch_size", "prompt_len", "status", "reason",
                    "token_parity", "ttft_ms", "decode_ms_p50", "decode_ms_p95", "decode_tokens_per_s",
                    "tokens_per_s", "kv_bytes_per_token", "kv_bytes_formula", "build_s", "recompiles", "sdpa_kernel"),
@@ -111,6 +114,16 @@ METRICS: dict[str, dict[str, Metric]] = {
         "loss_last": Metric("loss", "lower", "value", 0.25, "training loss at the last step"),
         "eval_accuracy": Metric("accuracy", "higher", "exact", 0.02, "accuracy on the held-out split"),
         "time_to_accuracy_s": Metric("s", "lower", "value", 0.50, "training time to the target accuracy"),
+    },
+    "sharded": {
+        "step_ms_p50": Metric("ms", "lower", "timing", 0.10, "training step, slowest rank, median"),
+        "tokens_per_s": Metric("tokens/s", "higher", "derived", doc="global batch tokens / mean steady step"),
+        "param_bytes_per_rank": Metric("bytes", "lower", "exact", 0.0, "parameter bytes one rank holds"),
+        "grad_bytes_per_rank": Metric("bytes", "lower", "exact", 0.0, "gradient bytes one rank holds"),
+        "optimizer_bytes_per_rank": Metric("bytes", "lower", "exact", 0.0, "AdamW state bytes one rank holds"),
+        "activation_saved_bytes": Metric("bytes", "lower", "exact", 0.0,
+                                         "bytes autograd keeps for backward in one forward (saved-tensor hooks)"),
+        "peak_rss_mib_max_rank": Metric("MiB", "lower", "value", 0.25, "peak RSS of the largest rank (CPU)"),
     },
     "generation": {
         "decode_ms_p50": Metric("ms", "lower", "timing", 0.10, "one decode step (one token per sequence), "

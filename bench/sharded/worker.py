@@ -1,0 +1,225 @@
+"""Sharded-training worker: one process per rank under torchrun (``--strategy single`` runs
+alone). Trains a decoder from the generation zoo (causal-LM loss, AdamW) for N steps on the
+same global batches under one strategy: ``single`` (one process, the whole batch), ``ddp``
+(DistributedDataParallel) or ``fsdp2`` (``torch.distributed.fsdp.fully_shard`` per decoder
+layer, then the root), optionally with activation checkpointing (non-reentrant).
+
+Equivalence first: rank 0 also trains an unwrapped copy on the whole global batch without
+checkpointing, and compares the loss of every step and, at the end, every full parameter
+(FSDP's gathered with ``DTensor.full_tensor()``); the result names the parameter and the step
+that differ. Per rank: step times, peak RSS, and the bytes of parameters, gradients and
+optimizer state it holds (local shards) against the unsharded sizes.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.distributed.elastic.multiprocessing.errors import record
+
+from bench.core.files import atomic_write_json
+from bench.core.hardware import peak_memory_columns, reset_peak_memory, synchronize
+from bench.core.timing import percentile
+from bench.distributed.launcher import threads_per_rank
+from bench.generation import zoo
+
+
+def _args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--strategy", choices=("single", "ddp", "fsdp2"), default="fsdp2")
+    p.add_argument("--model", default="llama", choices=zoo.DECODERS)
+    p.add_argument("--size", default="smoke", choices=tuple(zoo.SIZES))
+    p.add_argument("--checkpoint", action="store_true", help="activation checkpointing per decoder layer")
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--global-batch", type=int, default=4)
+    p.add_argument("--seq", type=int, default=32)
+    p.add_argument("--out", required=True)
+    p.add_argument("--timeout-s", type=float, default=120.0, help="collective timeout")
+    p.add_argument("--fault", default="none",
+                   help="test hooks: raise:RANK, hang:RANK, lose_grad:RANK (that rank's copy or shard of the "
+                        "last decoder layer's reduced gradient is zeroed before the optimizer step)")
+    return p.parse_args(argv)
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    return t.to_local() if hasattr(t, "to_local") else t
+
+
+def _full(t: torch.Tensor) -> torch.Tensor:
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
+def _bytes(tensors) -> int:
+    return sum(_local(t).numel() * _local(t).element_size() for t in tensors if t is not None)
+
+
+def _batches(steps: int, batch: int, seq: int, vocab: int) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    return [torch.randint(1, vocab, (batch, seq), generator=gen) for _ in range(steps)]
+
+
+def _build(a, device):
+    model, _ = zoo.build(a.model, a.size, attn="sdpa", device=device)
+    return model.train()
+
+
+def _reference(model, batches) -> tuple[list[float], dict[str, torch.Tensor]]:
+    """Losses and final parameters of one process on the whole batches, no checkpointing."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for ids in batches:
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(float(loss))
+    return losses, {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def _fault(spec: str, rank: int, model):
+    """Run a test hook; returns what to call after each backward (or None)."""
+    kind, _, target = spec.partition(":")
+    if kind == "none" or int(target or -1) != rank:
+        return None
+    if kind == "raise":
+        raise RuntimeError(f"injected failure on rank {rank}")
+    if kind == "hang":
+        while True:
+            time.sleep(3600)
+    if kind == "lose_grad":  # the reduced gradient of one layer lost on one rank
+        def lose():
+            for p in model.model.layers[-1].parameters():
+                if p.grad is not None:
+                    _local(p.grad).zero_()
+        return lose
+    return None
+
+
+def _saved_bytes(model, ids) -> int:
+    """Bytes autograd keeps for backward in one forward (saved-tensor hooks): what activation
+    checkpointing saves."""
+    total = [0]
+
+    def pack(t):
+        total[0] += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(input_ids=ids, labels=ids).loss.backward()
+    model.zero_grad(set_to_none=True)
+    return total[0]
+
+
+@record
+def main(argv=None) -> None:
+    a = _args(argv)
+    out = Path(a.out)
+    sharded = a.strategy != "single"
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    cuda = torch.cuda.is_available()
+    device = f"cuda:{local_rank}" if cuda else "cpu"
+    torch.set_num_threads(threads_per_rank(0))
+    if sharded:
+        if cuda:
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(seconds=a.timeout_s))
+    if a.global_batch % world:
+        raise ValueError(f"--global-batch {a.global_batch} does not split over {world} ranks")
+    model = _build(a, device)
+    vocab = model.config.vocab_size
+    batches = [b.to(device) for b in _batches(a.steps, a.global_batch, a.seq, vocab)]
+    ref = None
+    if rank == 0:
+        ref = _reference(copy.deepcopy(model), batches)
+        saved_plain = _saved_bytes(copy.deepcopy(model), batches[0][: a.global_batch // world])
+    if a.checkpoint:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    saved = _saved_bytes(model, batches[0][: a.global_batch // world]) if rank == 0 else None
+    unsharded_param_bytes = _bytes(model.parameters())
+    if a.strategy == "ddp":
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if cuda else None)
+    elif a.strategy == "fsdp2":
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = init_device_mesh("cuda" if cuda else "cpu", (world,))
+        for layer in model.model.layers:
+            fully_shard(layer, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+    inner = model.module if a.strategy == "ddp" else model
+    after_backward = _fault(a.fault, rank, inner)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    per = a.global_batch // world
+    losses, step_s, grad_bytes = [], [], 0
+    reset_peak_memory(device)
+    for ids in batches:
+        mine = ids[rank * per:(rank + 1) * per]
+        synchronize(device)
+        t0 = time.perf_counter()
+        loss = model(input_ids=mine, labels=mine).loss
+        loss.backward()
+        if after_backward:
+            after_backward()
+        grad_bytes = _bytes(p.grad for p in model.parameters())
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        synchronize(device)
+        step_s.append(time.perf_counter() - t0)
+        mean = loss.detach().clone()
+        if sharded:
+            dist.all_reduce(mean, op=dist.ReduceOp.AVG)  # equal shards of equal length: the global mean
+        losses.append(float(mean))
+    full = {n: _full(p.detach()) for n, p in inner.named_parameters()}
+    stats = {"rank": rank, "step_s": step_s, "param_bytes": _bytes(model.parameters()), "grad_bytes": grad_bytes,
+             "optimizer_bytes": _bytes(t for s in opt.state.values() for t in s.values() if torch.is_tensor(t)),
+             **peak_memory_columns(device)}
+    gathered = [None] * world
+    if sharded:
+        dist.all_gather_object(gathered, stats)
+    else:
+        gathered = [stats]
+    if rank == 0:
+        atomic_write_json(out, _result(a, world, ref, losses, full, gathered, unsharded_param_bytes, saved,
+                                       saved_plain))
+    if sharded:
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def _result(a, world, ref, losses, full, ranks, unsharded_param_bytes, saved, saved_plain) -> dict:
+    ref_losses, ref_params = ref
+    loss_diffs = [abs(x - y) for x, y in zip(losses, ref_losses)]
+    param_diffs = {n: float((full[n].cpu() - p.cpu()).abs().max()) for n, p in ref_params.items() if n in full}
+    worst = max(param_diffs, key=param_diffs.get) if param_diffs else None
+    slowest = [max(r["step_s"][i] for r in ranks) for i in range(len(losses))]
+    steady = slowest[1:] or slowest
+    tokens = a.global_batch * a.seq
+    return {
+        "strategy": a.strategy, "world_size": world, "checkpoint": a.checkpoint, "model": a.model, "size": a.size,
+        "steps": a.steps, "global_batch": a.global_batch, "seq": a.seq,
+        "losses": losses, "reference_losses": ref_losses,
+        "loss_max_abs_diff": max(loss_diffs), "loss_diffs": loss_diffs,
+        "param_max_abs_diff": param_diffs[worst] if worst else None, "param_worst": worst,
+        "params_compared": len(param_diffs), "params_missing": sorted(set(ref_params) - set(full))[:5],
+        "step_ms_slowest_rank": [s * 1e3 for s in slowest],
+        "step_ms_p50": percentile([s * 1e3 for s in steady], 50),
+        "tokens_per_s": tokens / (sum(steady) / len(steady)),
+        "param_bytes_per_rank": max(r["param_bytes"] for r in ranks),
+        "grad_bytes_per_rank": max(r["grad_bytes"] for r in ranks),
+        "optimizer_bytes_per_rank": max(r["optimizer_bytes"] for r in ranks),
+        "param_bytes_unsharded": unsharded_param_bytes,
+        "peak_rss_mib_max_rank": max((r.get("peak_rss_mib") or 0) for r in ranks) or None,
+        "cuda_peak_allocated_mib_max_rank": max((r.get("cuda_peak_allocated_mib") or 0) for r in ranks) or None,
+        "activation_saved_bytes": saved, "activation_saved_bytes_no_checkpoint": saved_plain,
+    }
+
+
+if __name__ == "__main__":
+    main()
