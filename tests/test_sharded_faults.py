@@ -49,4 +49,4 @@ def test_checkpointing_keeps_the_gradients_and_saves_activations():
 def test_fsdp_holds_half_the_bytes_per_rank_at_world_size_two():
     row = scenario.run(scenario.Config(strategy="fsdp2", world_size=2), _session())
     assert row["status"] == "ok" and row["sharded_fraction"] == pytest.approx(0.5, abs=0.01), row
-    assert row["optimizer_bytes_per_rank"] == pytest.approx(2 * row["param_bytes_per_rank"], rel=0.01)
+    assert row["optimizer_bytes_per_rank"] == pytest.approx(row["param_bytes_per_rank"], rel=0.01)  # momentum

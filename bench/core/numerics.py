@@ -40,9 +40,9 @@ DDP_GRAD_TOL = 1e-5
 DDP_PARAM_TOL = {"gloo": 0.0, "nccl": 1e-6}
 
 # Sharded training (DDP, FSDP2, activation checkpointing) against one process on the whole
-# batch, fp32, AdamW: every step's mean loss and every parameter after N steps. Reductions add
-# the ranks' shards in another order (measured: 5e-7 on the loss, 7e-7 on a parameter after 4
-# steps of the smoke decoder); a lost gradient of one layer moves it by 4e-3.
+# batch, fp32, SGD with momentum: every step's mean loss and every parameter after N steps.
+# Reductions add the ranks' shards in another order (measured: 5e-7 on the loss, 7e-7 on a
+# parameter after 4 steps of the smoke decoder); a lost gradient of one layer moves it by 4e-3.
 SHARDED_TOL = 1e-5
 
 # The op checker's comparisons of results that should be equal up to float reordering:
