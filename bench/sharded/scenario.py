@@ -17,7 +17,7 @@ from bench.distributed.scenario import in_temp_dir
 WORKER = "bench.sharded.worker"
 STRATEGIES = ("single", "ddp", "fsdp2")
 # (steps, global batch, sequence length) per profile; the decoder's size is the generation zoo's
-SHAPES = {"smoke": (4, 4, 32), "standard": (6, 8, 64), "full": (20, 16, 256)}
+SHAPES = {"smoke": (4, 4, 32), "standard": (4, 8, 64), "full": (20, 16, 256)}
 
 
 @dataclasses.dataclass(frozen=True)
