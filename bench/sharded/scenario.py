@@ -53,6 +53,7 @@ def launch_run(c: dict, session, extra: list[str] | None = None, timeout_s: floa
     out = workdir / "sharded.json"
     args = ["--strategy", c["strategy"], "--model", c["model"], "--size", _size(session, c["device"]),
             "--steps", str(steps), "--global-batch", str(batch), "--seq", str(seq), "--out", str(out),
+            "--device", "cuda" if c["device"].startswith("cuda") else "cpu",
             *(["--checkpoint"] if c.get("checkpoint") else []), *(extra or [])]
     if c["strategy"] == "single":
         cmd = [sys.executable, "-m", WORKER, *args]

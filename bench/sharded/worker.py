@@ -40,6 +40,7 @@ def _args(argv=None):
     p.add_argument("--global-batch", type=int, default=4)
     p.add_argument("--seq", type=int, default=32)
     p.add_argument("--out", required=True)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (gloo) or cuda (nccl, a GPU a rank)")
     p.add_argument("--timeout-s", type=float, default=120.0, help="collective timeout")
     p.add_argument("--fault", default="none",
                    help="test hooks: raise:RANK, hang:RANK, lose_grad:RANK (that rank's copy or shard of the "
@@ -132,7 +133,7 @@ def main(argv=None) -> None:
     sharded = a.strategy != "single"
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    cuda = torch.cuda.is_available()
+    cuda = a.device == "cuda"
     device = f"cuda:{local_rank}" if cuda else "cpu"
     torch.set_num_threads(threads_per_rank(0))
     if sharded:
