@@ -65,9 +65,10 @@ def launch_run(c: dict, session, extra: list[str] | None = None, timeout_s: floa
 def cases(session) -> list:
     import pytest
 
+    from bench.core.hardware import probe
     from bench.core.profiles import case
 
-    out, cores = [], os.cpu_count() or 1
+    out, cores, gpus = [], os.cpu_count() or 1, probe().cuda_device_count
     sizes = [ws for ws in session.profile.ddp_world_sizes if ws > 1]
     for device in ("cpu",) + (("cuda:0",) if any(d.startswith("cuda") for d in session.devices) else ()):
         variants = [("single", 1, False), ("single", 1, True)]
@@ -77,6 +78,9 @@ def cases(session) -> list:
             marks = []
             if device == "cpu" and ws > cores:
                 marks.append(pytest.mark.skip(reason=f"gloo at world size {ws} on {cores} cores would oversubscribe"))
+            elif device != "cpu" and ws > gpus:
+                reason = f"nccl at world size {ws} needs {ws} GPUs; this machine has {gpus}"
+                marks.append(pytest.mark.skip(reason=reason))
             out.append(case("sharded", marks=marks, model="llama", strategy=strategy, world_size=ws,
                             checkpoint=ckpt, device=device))
     return out
