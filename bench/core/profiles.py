@@ -33,6 +33,7 @@ class Profile:
     gen_prompt_len: int = 64
     gen_new_tokens: int = 32
     gen_graphs: bool = True            # torch.compile and torch.export rows (10-30 s each on CPU)
+    sharded_all: bool = True           # every sharded-training strategy; False: FSDP2 + checkpointing only
 
 
 # Budgets: see the README ("Time budgets"): smoke keeps CI lean, standard fits the main job in
@@ -44,7 +45,8 @@ PROFILES = {
         device_batch_sizes=(64,), text_batch_sizes=(4,), seq_len=32, cpu_fp16=False,
         compile_models=("mlp",), hypothesis_examples=5,
         ddp_world_sizes=(1, 2), ddp_steps=6, trainer_steps=16, trainer_variants=0,
-        gen_size="smoke", gen_batch_sizes=(2,), gen_prompt_len=16, gen_new_tokens=8, gen_graphs=False),
+        gen_size="smoke", gen_batch_sizes=(2,), gen_prompt_len=16, gen_new_tokens=8, gen_graphs=False,
+        sharded_all=False),
     "standard": Profile(
         name="standard",
         budget=Budget(measure_s=1.5, min_rounds=5, max_rounds=100, warmup_s=0.5, warmup_rounds=2),

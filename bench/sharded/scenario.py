@@ -74,6 +74,8 @@ def cases(session) -> list:
         variants = [("single", 1, False), ("single", 1, True)]
         for ws in sizes:
             variants += [("ddp", ws, False), ("fsdp2", ws, False), ("fsdp2", ws, True)]
+        if not session.profile.sharded_all:  # smoke: the one row that exercises both (the tests cover the rest)
+            variants = [v for v in variants if v[0] == "fsdp2" and v[2]]
         for strategy, ws, ckpt in variants:
             marks = []
             if device == "cpu" and ws > cores:
