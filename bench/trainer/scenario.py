@@ -12,7 +12,8 @@ from bench.core.timing import record_step_samples
 from bench.models.text import packaged_minilm_weights
 from bench.trainer import finetune as trainer
 
-RUNNERS = ("trainer", "plain_loop", "trainer_torchrun")
+CAUSAL_MODEL = "llama (random weights)"
+RUNNERS = ("trainer", "plain_loop", "trainer_torchrun", "causal_lm", "causal_lm_checkpointed")
 MIN_ACCURACY = 0.85  # eval accuracy the built-in fine-tune must reach: below it, it did not learn
 
 
@@ -58,7 +59,10 @@ def cases(session) -> list:
                 dict(base, runner="trainer", device="cpu", compile=True, world_size=1)]
     out += variants[:session.profile.trainer_variants]
     model = session.settings.hf_model or trainer.DEFAULT_MODEL_NAME
-    return [case("trainer", model=model, marks=[pytest.mark.hf], id=_id(c), **c) for c in out]
+    causal = [dict(base, runner=r, device="cpu", world_size=1, batch_size=8)
+              for r in ("causal_lm", "causal_lm_checkpointed")]
+    return [case("trainer", model=model, marks=[pytest.mark.hf], id=_id(c), **c) for c in out] + \
+        [case("trainer", model=CAUSAL_MODEL, marks=[pytest.mark.hf], id=_id(c), **c) for c in causal]
 
 
 def _id(c: dict) -> str:
@@ -80,6 +84,8 @@ def finetune_config(c: dict, s) -> trainer.TrainerConfig:
 
 def run_case(case: dict, benchmark, row, session) -> None:
     c, s = case, session.settings
+    if c["runner"].startswith("causal_lm"):
+        return _causal_lm(c, benchmark, row, session)
     reason = trainer.unavailable(s.hf_model)
     if reason:
         row.end("skipped", reason)
@@ -122,3 +128,41 @@ def run(config: Config, session=None) -> dict:
     keys = dataclasses.asdict(config)
     keys["model"] = keys["model"] or trainer.DEFAULT_MODEL_NAME
     return run_as_row("trainer", keys, run_case, session)
+
+
+def _causal_lm(c: dict, benchmark, row, session) -> None:
+    """The zoo's Llama fine-tuned as a causal LM under Trainer; quality asserted; the
+    checkpointed variant must log the base run's losses (checkpointing recomputes, it does not
+    change the step) and reports its time against the base."""
+    from bench.generation.scenario import decoder_size
+    from bench.models.text import minilm_unavailable
+    from bench.trainer import causal_lm
+
+    missing = minilm_unavailable()
+    if missing:
+        row.end("skipped", f"the causal-LM fine-tune uses the packaged MiniLM tokenizer: {missing}")
+    ckpt = c["runner"] == "causal_lm_checkpointed"
+    cfg = causal_lm.CausalConfig(size=decoder_size(session, "cpu"), batch_size=c["batch_size"],
+                                 gradient_checkpointing=ckpt)
+    result = benchmark.pedantic(causal_lm.run, args=(cfg,), rounds=1, iterations=1) if benchmark is not None \
+        else causal_lm.run(cfg)
+    if benchmark is not None:
+        record_step_samples(benchmark, [ms / 1e3 for ms in result["step_ms_samples"][cfg.warmup_steps:]])
+    row.update({k: v for k, v in result.items() if not isinstance(v, list)})
+    row["step_ms_samples"] = result["step_ms_samples"]
+    row["gradient_checkpointing"] = ckpt
+    row.check(result["loss_last"] < causal_lm.LOSS_BOUND * result["loss_first"],
+              f"causal-LM loss did not fall below {causal_lm.LOSS_BOUND} x its first value "
+              f"({result['loss_first']:.3f} -> {result['loss_last']:.3f})")
+    row.check(result["ppl_after"] < result["ppl_before"],
+              f"held-out perplexity did not drop ({result['ppl_before']:.4g} -> {result['ppl_after']:.4g})")
+    if ckpt:
+        base = session.shared(("causal_lm_base", cfg.size, cfg.batch_size),
+                              lambda: causal_lm.run(dataclasses.replace(cfg, gradient_checkpointing=False)))
+        row["step_time_vs_base"] = result["step_ms_p50"] / base["step_ms_p50"]
+        row["loss_max_abs_diff_vs_base"] = max(abs(a - b) for a, b in zip(result["losses"], base["losses"]))
+        row.check(row["loss_max_abs_diff_vs_base"] <= 1e-5,
+                  f"checkpointed fine-tune logs other losses than the base run (by "
+                  f"{row['loss_max_abs_diff_vs_base']:.3g}): recomputation is not the forward it replaces")
+    else:
+        session.offer(("causal_lm_base", cfg.size, cfg.batch_size), result)
