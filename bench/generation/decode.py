@@ -48,10 +48,11 @@ def _clock(device: str, stamps: list[float]):
 
 
 def generate(model, input_ids, attention_mask, new_tokens: int, cache: str = "dynamic",
-             compile_backend: str | None = None, device: str = "cpu") -> Generated:
+             compile_backend: str | None = None, device: str = "cpu", compile_mode: str = "default") -> Generated:
     """Greedy ``model.generate`` of exactly ``new_tokens`` tokens. ``cache``: "dynamic" or
     "static"; ``compile_backend``: torch.compile the decode forward (static cache only) through
-    transformers' own ``CompileConfig`` (mode "default": no CUDA graphs)."""
+    transformers' own ``CompileConfig``, in ``compile_mode`` ("default"; "reduce-overhead":
+    CUDA graphs)."""
     from transformers import CompileConfig, LogitsProcessorList
 
     stamps: list[float] = []
@@ -61,7 +62,7 @@ def generate(model, input_ids, attention_mask, new_tokens: int, cache: str = "dy
     if cache == "static":
         kwargs["cache_implementation"] = "static"
     if compile_backend:
-        cfg = CompileConfig(backend=compile_backend, mode="default", fullgraph=False, dynamic=False)
+        cfg = CompileConfig(backend=compile_backend, mode=compile_mode, fullgraph=False, dynamic=False)
         cfg._compile_all_devices = True  # transformers compiles on GPUs only unless told
         kwargs["compile_config"] = cfg
     else:

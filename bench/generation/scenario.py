@@ -141,11 +141,8 @@ def _once(model, c: dict, session, ids, mask, exported=None) -> D.Generated:
     if c["mode"] == "export":
         return D.generate_exported(exported, ids, new, c["device"])
     backend = {"compile": session.settings.compile_backend, "compile_cudagraphs": "inductor"}.get(c["mode"])
-    if c["mode"] == "compile_cudagraphs":  # transformers' CompileConfig default mode: CUDA graphs
-        from transformers import CompileConfig
-
-        model.generation_config.compile_config = CompileConfig(mode="reduce-overhead")
-    return D.generate(model, ids, mask, new, c["cache"], backend, c["device"])
+    mode = "reduce-overhead" if c["mode"] == "compile_cudagraphs" else "default"  # reduce-overhead: CUDA graphs
+    return D.generate(model, ids, mask, new, c["cache"], backend, c["device"], compile_mode=mode)
 
 
 def _dynamo_counts() -> tuple[int, int]:
