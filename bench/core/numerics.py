@@ -181,7 +181,8 @@ def rmse_multiplier(dtype: torch.dtype, numel: int, precision: str = "fp32") -> 
     return 2.0
 
 
-def worst_by_rmse_rule(names, gold, ref, res, precision: str = "fp32") -> tuple[bool, str, dict]:
+def worst_by_rmse_rule(names, gold, ref, res, precision: str = "fp32",
+                       dtype: torch.dtype | None = None) -> tuple[bool, str, dict]:
     """The fp64 RMSE rule applied to each tensor on its own (as torch._dynamo's ``same()``
     does per output): (all within, text naming the worst tensor, per-tensor detail).
 
@@ -192,7 +193,7 @@ def worst_by_rmse_rule(names, gold, ref, res, precision: str = "fp32") -> tuple[
         if not g.numel() or not g.is_floating_point():
             continue
         res_err, ref_err = rmse(g, b), rmse(g, a)
-        mult = rmse_multiplier(b.dtype, g.numel(), precision)
+        mult = rmse_multiplier(dtype or b.dtype, g.numel(), precision)  # dtype: what it ran in, if upcast since
         allowed = mult * ref_err + RMSE_RULE_TOL[precision] / 10
         ratio = res_err / allowed if allowed > 0 else float("inf")
         if ratio != ratio:  # NaN error: treat as the worst

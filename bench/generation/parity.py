@@ -25,10 +25,13 @@ class TokenParity:
 
 
 def judge_tokens(tokens: torch.Tensor, reference: list[torch.Tensor], ref_logits: list[list[torch.Tensor]],
-                 dtype: torch.dtype) -> TokenParity:
+                 dtype: torch.dtype, device: str = "cpu") -> TokenParity:
     """``tokens``: (batch, new) of the mode; ``reference[i]``: eager's tokens of sequence i
-    alone (new,), ``ref_logits[i][k]``: eager's logits (vocab,) at step k of sequence i."""
-    atol, rtol = numerics.parity_tolerance(dtype)
+    alone (new,), ``ref_logits[i][k]``: eager's logits (vocab,) at step k of sequence i. The
+    tolerance is the dtype's (TF32-aware on CUDA), never widened by the mode's own distance
+    from eager at the split: a mode whose logits are wrong would then call its own wrong
+    token a tie (a planted padding leak did)."""
+    atol, rtol = numerics.parity_tolerance(dtype, device)
     ties = []
     for i, want in enumerate(reference):
         got = tokens[i]
@@ -55,7 +58,9 @@ def judge_tokens(tokens: torch.Tensor, reference: list[torch.Tensor], ref_logits
 def judge_prefill(gold: list[torch.Tensor], eager: list[torch.Tensor], mode: list[torch.Tensor],
                   precision: str) -> tuple[bool, str]:
     """Each sequence's first-token logits by torch._dynamo's fp64 RMSE rule, one tensor at a
-    time (``numerics.worst_by_rmse_rule``)."""
+    time (``numerics.worst_by_rmse_rule``), with the multiplier of the dtype the model ran in
+    (generate() hands logits back upcast to fp32)."""
     names = [f"sequence {i} prefill logits" for i in range(len(gold))]
-    within, note, _ = numerics.worst_by_rmse_rule(names, gold, eager, mode, precision)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    within, note, _ = numerics.worst_by_rmse_rule(names, gold, eager, mode, precision, dtype)
     return within, note

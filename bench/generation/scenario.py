@@ -169,7 +169,8 @@ def run_case(case: dict, benchmark, row, session) -> None:
 
         prompts = [ids[i, -n:].tolist() for i, n in enumerate(lengths)]
         return run_serving(model, c, session, prompts, ref,
-                           lambda t, r, lg: judge_tokens(t, r, lg, DTYPES[c["dtype"]]), benchmark, row)
+                           lambda t, r, lg: judge_tokens(t, r, lg, DTYPES[c["dtype"]], device=c["device"]),
+                           benchmark, row)
     exported = None
     frames0, captured0 = _dynamo_counts()
     t0 = time.perf_counter()
@@ -181,7 +182,12 @@ def run_case(case: dict, benchmark, row, session) -> None:
     if c["mode"].startswith("compile") and captured1 == captured0:
         row.check(False, "torch.compile captured no graph: generate() ran eager code", status="error")
     # correctness first: tokens, then first-token logits
-    tokens = judge_tokens(first.tokens, ref["tokens"], ref["logits"], DTYPES[c["dtype"]])
+    tokens = judge_tokens(first.tokens, ref["tokens"], ref["logits"], DTYPES[c["dtype"]], c["device"])
+    # decode-step logits where the paths agree: transformers compiles the decode steps only, so
+    # for compile rows this is the compiled graph's own numeric distance from eager (recorded)
+    agree = tokens.first_diff if tokens.first_diff is not None else len(first.logits)
+    row["decode_logits_max_abs_diff"] = max((float((first.logits[k][i] - ref["logits"][i][k]).abs().max())
+                                             for i in range(len(lengths)) for k in range(1, agree)), default=None)
     row.update(token_parity="tie" if tokens.tie else "equal" if tokens.ok else "differs",
                first_diff_position=tokens.first_diff, logit_margin=tokens.margin, parity_note=tokens.text or None)
     row.check(tokens.ok, f"tokens differ from eager's: {tokens.text}")

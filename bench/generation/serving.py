@@ -30,6 +30,12 @@ def serve(model, prompts: list[list[int]], new_tokens: int, device: str, persist
                                    persistent_manager=persistent)
     wall = time.perf_counter() - t0
     results = [out[k] for k in sorted(out, key=lambda k: int(str(k).rsplit("_", 1)[-1]))]
+    # generate_batch returns what finished when its loop fails: a lost or short request is an error
+    short = [i for i, r in enumerate(results) if getattr(r, "error", None) or len(r.generated_tokens) < new_tokens]
+    if len(results) != len(prompts) or short:
+        errors = "; ".join(str(results[i].error)[:100] for i in short if getattr(results[i], "error", None))
+        raise RuntimeError(f"continuous batching returned {len(results)} of {len(prompts)} requests, "
+                           f"{len(short)} short or failed{': ' + errors if errors else ''}")
     tokens = torch.tensor([list(r.generated_tokens)[:new_tokens] for r in results])
     ttft, latency, steps = [], [], []
     for r in results:
@@ -44,6 +50,14 @@ def serve(model, prompts: list[list[int]], new_tokens: int, device: str, persist
 def run_serving(model, c: dict, session, prompts, ref, judge, benchmark, row) -> None:
     """Check the served tokens against each request alone, then serve again within the case's
     budget: tokens/s of the whole batch, request latency and time to first token percentiles."""
+    try:
+        _serve_and_time(model, c, session, prompts, ref, judge, benchmark, row)
+    finally:  # the manager and its paged cache go, whatever the row's outcome
+        if hasattr(model, "destroy_cached_continuous_batching_manager"):
+            model.destroy_cached_continuous_batching_manager()
+
+
+def _serve_and_time(model, c: dict, session, prompts, ref, judge, benchmark, row) -> None:
     new = session.profile.gen_new_tokens
     first = serve(model, prompts, new, c["device"])
     verdict = judge(first["tokens"], ref["tokens"], ref["logits"])
@@ -63,8 +77,6 @@ def run_serving(model, c: dict, session, prompts, ref, judge, benchmark, row) ->
     lat = [x * 1e3 for r in runs for x in r["latency_s"]]
     ttft = [x * 1e3 for r in runs for x in r["ttft_s"]]
     ms = [s * 1e3 for s in steps]
-    if hasattr(model, "destroy_cached_continuous_batching_manager"):
-        model.destroy_cached_continuous_batching_manager()
     row.update(rounds=rounds, build_s=first["wall_s"], ttft_ms=statistics.median(ttft),
                ttft_ms_p90=percentile(ttft, 90),
                request_ms_p50=statistics.median(lat), request_ms_p95=percentile(lat, 95),

@@ -80,7 +80,8 @@ def _reference(model, batches) -> tuple[list[float], dict[str, torch.Tensor]]:
         opt.step()
         opt.zero_grad(set_to_none=True)
         losses.append(float(loss))
-    return losses, {n: p.detach().clone() for n, p in model.named_parameters()}
+    # on the CPU: rank 0's peak memory must not carry an unsharded copy of the model
+    return losses, {n: p.detach().cpu().clone() for n, p in model.named_parameters()}
 
 
 def _optimizer(model):
@@ -168,6 +169,11 @@ def main(argv=None) -> None:
     opt = _optimizer(model)
     per = a.global_batch // world
     losses, step_s, grad_bytes = [], [], 0
+    import gc
+
+    gc.collect()  # the reference copy's tensors, before the peak is reset
+    if cuda:
+        torch.cuda.empty_cache()
     reset_peak_memory(device)
     for ids in batches:
         mine = ids[rank * per:(rank + 1) * per]
@@ -205,8 +211,11 @@ def main(argv=None) -> None:
 
 def _result(a, world, ref, losses, full, ranks, unsharded_param_bytes, saved, saved_plain) -> dict:
     ref_losses, ref_params = ref
-    loss_diffs = [abs(x - y) for x, y in zip(losses, ref_losses)]
-    param_diffs = {n: float((full[n].cpu() - p.cpu()).abs().max()) for n, p in ref_params.items() if n in full}
+    from bench.core.numerics import abs_diff
+
+    # NaN-aware: a NaN on one side is an infinite difference, never a pass (written as null)
+    loss_diffs = [float(abs_diff(torch.tensor(x), torch.tensor(y))) for x, y in zip(losses, ref_losses)]
+    param_diffs = {n: float(abs_diff(full[n], p).max()) for n, p in ref_params.items() if n in full}
     worst = max(param_diffs, key=param_diffs.get) if param_diffs else None
     slowest = [max(r["step_s"][i] for r in ranks) for i in range(len(losses))]
     steady = slowest[1:] or slowest
