@@ -96,3 +96,10 @@ def test_a_scenario_runs_without_pytest():
     row = scenario.run(scenario.Config(op="add_bias"), Session())
     assert row["status"] == "ok" and row["suite"] == "autograd_ops", row
     assert row["fwd_bwd_median_ms"] > 0
+
+
+def test_no_scenario_imports_another_questions_scenario():
+    """What two questions share moves down (a zoo, the launcher), never sideways between scenarios."""
+    sideways = [f"{m} -> {t}" for m, targets in _imports().items() if m.endswith(".scenario")
+                for t in targets if t.endswith(".scenario") and t != m]
+    assert not sideways, sideways

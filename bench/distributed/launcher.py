@@ -10,12 +10,15 @@ it with a blocking call and a hard time bound.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -120,3 +123,20 @@ def _missing_ranks(out_file: Path) -> str:
     stuck = [f"{p.stem.split('.')[-1]} at '{p.read_text().strip()}'" for p in progress
              if p.read_text().strip() != "done"]
     return ("unfinished: " + ", ".join(stuck)) if stuck else ""
+
+
+def in_temp_dir(fn):
+    """Give ``fn`` a temporary ``workdir`` (removed afterwards) unless the caller passes one:
+    a benchmark leaves no files behind but its report."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, workdir: Path | None = None, **kwargs):
+        if workdir is not None:
+            return fn(*args, workdir=Path(workdir), **kwargs)
+        tmp = Path(tempfile.mkdtemp(prefix="bench-ddp-"))
+        try:
+            return fn(*args, workdir=tmp, **kwargs)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    return wrapper

@@ -4,17 +4,14 @@ efficiency from them."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
-import shutil
 import socket
 import sys
-import tempfile
 from pathlib import Path
 
 from bench.core.numerics import DDP_GRAD_TOL, DDP_PARAM_TOL
 from bench.core.profiles import PROFILES, Profile
-from bench.distributed.launcher import LaunchResult, launch, torchrun_command
+from bench.distributed.launcher import LaunchResult, in_temp_dir, launch, torchrun_command
 
 WORKER = "bench.distributed.worker"
 BATCH_PER_RANK = {"mlp": 64, "tiny_bert": 8}
@@ -25,23 +22,6 @@ def worker_args(model: str, out: Path, device: str, profile: Profile, extra: lis
     return ["--model", model, "--profile", profile.name, "--steps", str(profile.ddp_steps),
             "--batch-per-rank", str(BATCH_PER_RANK.get(model, 16)), "--out", str(out), "--device", device,
             *(extra or [])]
-
-
-def in_temp_dir(fn):
-    """Give ``fn`` a temporary ``workdir`` (removed afterwards) unless the caller passes one:
-    a benchmark leaves no files behind but its report."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, workdir: Path | None = None, **kwargs):
-        if workdir is not None:
-            return fn(*args, workdir=Path(workdir), **kwargs)
-        tmp = Path(tempfile.mkdtemp(prefix="bench-ddp-"))
-        try:
-            return fn(*args, workdir=tmp, **kwargs)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-    return wrapper
 
 
 @in_temp_dir

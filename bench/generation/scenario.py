@@ -95,10 +95,7 @@ def cases(session) -> list:
 
 
 def decoder_size(session, device: str) -> str:
-    """The zoo size for ``device``: the full profile's Llama-3.2-1B shape is for GPUs; on a CPU
-    (a 1.2 B-parameter model, its fp64 reference 10 GB) the full profile decodes the standard size."""
-    size = session.profile.gen_size
-    return "standard" if size == "full" and device == "cpu" else size
+    return zoo.size_for(session.profile.gen_size, device)
 
 
 def _build(c: dict, session, attn: str | None = None, dtype: str | None = None):

@@ -42,6 +42,12 @@ SIZES = {
 DECODERS = ("llama", "gpt2", "mixtral")
 
 
+def size_for(profile_size: str, device: str) -> str:
+    """The zoo size a profile decodes on ``device``: the full profile's Llama-3.2-1B shape is
+    for GPUs; on a CPU (1.2 B parameters, an fp64 reference of 10 GB) it is the standard size."""
+    return "standard" if profile_size == "full" and device == "cpu" else profile_size
+
+
 def config(name: str, profile: str):
     """The transformers config of decoder ``name`` at ``profile``'s size."""
     import transformers as tf

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from bench.core.face import one_of, run_as_row
 from bench.core.numerics import SHARDED_TOL
-from bench.distributed.launcher import LaunchResult, launch, torchrun_command
-from bench.distributed.scenario import in_temp_dir
+from bench.distributed.launcher import LaunchResult, in_temp_dir, launch, torchrun_command
 
 WORKER = "bench.sharded.worker"
 STRATEGIES = ("single", "ddp", "fsdp2")
@@ -41,9 +40,9 @@ class Config:
 
 
 def _size(session, device: str) -> str:
-    from bench.generation.scenario import decoder_size
+    from bench.generation.zoo import size_for
 
-    return decoder_size(session, device)
+    return size_for(session.profile.gen_size, device)
 
 
 @in_temp_dir

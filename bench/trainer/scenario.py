@@ -134,7 +134,7 @@ def _causal_lm(c: dict, benchmark, row, session) -> None:
     """The zoo's Llama fine-tuned as a causal LM under Trainer; quality asserted; the
     checkpointed variant must log the base run's losses (checkpointing recomputes, it does not
     change the step) and reports its time against the base."""
-    from bench.generation.scenario import decoder_size
+    from bench.generation.zoo import size_for
     from bench.models.text import minilm_unavailable
     from bench.trainer import causal_lm
 
@@ -142,7 +142,7 @@ def _causal_lm(c: dict, benchmark, row, session) -> None:
     if missing:
         row.end("skipped", f"the causal-LM fine-tune uses the packaged MiniLM tokenizer: {missing}")
     ckpt = c["runner"] == "causal_lm_checkpointed"
-    cfg = causal_lm.CausalConfig(size=decoder_size(session, "cpu"), batch_size=c["batch_size"],
+    cfg = causal_lm.CausalConfig(size=size_for(session.profile.gen_size, "cpu"), batch_size=c["batch_size"],
                                  gradient_checkpointing=ckpt)
     result = benchmark.pedantic(causal_lm.run, args=(cfg,), rounds=1, iterations=1) if benchmark is not None \
         else causal_lm.run(cfg)
