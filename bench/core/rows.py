@@ -38,9 +38,10 @@ SUITE_COLUMNS: dict[str, tuple[str, ...]] = {
     "trainer": ("model", "precision", "batch_size", "grad_accum", "compile", "optim", "status", "reason",
                 "samples_per_s", "tokens_per_s", "step_ms_p50", "step_ms_p95", "warmup_s", "train_runtime_s",
                 "loss_first", "loss_last", "eval_accuracy", "time_to_accuracy_s", "mfu_pct"),
-    "sharded": ("model", "strategy", "world_size", "checkpoint", "device", "status", "reason", "step_ms_p50",
-                "tokens_per_s", "loss_max_abs_diff", "param_max_abs_diff", "param_bytes_per_rank",
-                "optimizer_bytes_per_rank", "sharded_fraction", "activation_saved_bytes", "peak_rss_mib_max_rank"),
+    "sharded": ("model", "strategy", "world_size", "checkpoint", "mp", "device", "status", "reason", "step_ms_p50",
+                "tokens_per_s", "loss_max_abs_diff", "param_max_abs_diff", "update_rel_err_max", "grad_max_abs_diff",
+                "param_bytes_per_rank", "optimizer_bytes_per_rank", "sharded_fraction", "step_peak_bytes",
+                "step_peak_fraction", "step_time_vs_no_checkpoint", "comm_share_est", "peak_rss_mib_max_rank"),
     "generation": ("model", "mode", "cache", "attn", "device", "dtype", "batch_size", "prompt_len", "status", "reason",
                    "token_parity", "ttft_ms", "decode_ms_p50", "decode_ms_p95", "decode_tokens_per_s",
                    "tokens_per_s", "kv_bytes_per_token", "kv_bytes_formula", "build_s", "recompiles", "sdpa_kernel"),
@@ -122,8 +123,13 @@ METRICS: dict[str, dict[str, Metric]] = {
         "grad_bytes_per_rank": Metric("bytes", "lower", "exact", 0.0, "gradient bytes one rank holds"),
         "optimizer_bytes_per_rank": Metric("bytes", "lower", "exact", 0.0,
                                            "optimizer state bytes one rank holds (SGD momentum)"),
-        "activation_saved_bytes": Metric("bytes", "lower", "exact", 0.0,
-                                         "bytes autograd keeps for backward in one forward (saved-tensor hooks)"),
+        "step_peak_bytes": Metric("bytes", "lower", "value", 0.10, "peak allocator bytes of one forward + "
+                                  "backward above its start (profiler memory events) of the unwrapped model "
+                                  "on rank 0's shard of the batch, with the row's checkpointing"),
+        "step_time_vs_no_checkpoint": Metric("ratio", "lower", "value", 0.25,
+                                             "checkpointed step / plain step, interleaved medians (in-process rows)"),
+        "comm_share_est": Metric("fraction", "lower", "value", 0.25, "ESTIMATE, not a trace: 1 - rank 0's "
+                                 "unwrapped step on its shard / the sharded step of the slowest rank"),
         "peak_rss_mib_max_rank": Metric("MiB", "lower", "value", 0.25, "peak RSS of the largest rank (CPU)"),
     },
     "generation": {

@@ -35,9 +35,12 @@ def _bert(**overrides) -> nn.Module:
     return LogitsOnly(BertForSequenceClassification(cfg))
 
 
-def tiny_bert() -> nn.Module:
-    return _bert(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+TINY_BERT = dict(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
                  intermediate_size=128, max_position_embeddings=256)
+
+
+def tiny_bert() -> nn.Module:
+    return _bert(**TINY_BERT)
 
 
 def bert_base() -> nn.Module:

@@ -120,6 +120,13 @@ def _numbers(tables: dict[str, pd.DataFrame], calibration) -> list[tuple[str, st
                 out.append((f"Trainer {r.get('device', '')} {r.get('precision', '')}",
                             f"{_fmt(r['samples_per_s'])} samples/s, {_fmt(r.get('tokens_per_s'))} tokens/s, "
                             f"MFU {_fmt(r.get('mfu_pct'), ' %')}", _case(r, ("model", "batch_size", "optim"))))
+        for _, r in _ok(tr, "tokens_per_s_upper").iterrows():
+            if r.get("runner") == "causal_lm":
+                out.append((f"causal-LM fine-tune {r.get('device', '')}",
+                            f"{_fmt(r['tokens_per_s_upper'])} tokens/s (padding counted), step p50 "
+                            f"{_fmt(r.get('step_ms_p50'), ' ms')}, perplexity {_fmt(r.get('ppl_before'))} -> "
+                            f"{_fmt(r.get('ppl_after'))}", _case(r, ("model", "batch_size"))))
+    out += _sharded(tables.get("sharded"))
     ddp = tables.get("ddp")
     if ddp is not None and {"model", "backend", "world_size"} <= set(ddp.columns):
         eff = _ok(ddp, "scaling_efficiency")
@@ -145,4 +152,28 @@ def _numbers(tables: dict[str, pd.DataFrame], calibration) -> list[tuple[str, st
             best = fast.loc[pd.to_numeric(fast["speedup_vs_eager"]).idxmax()]
             out.append(("best graph-mode speed-up (parity ok)", f"{_fmt(best['speedup_vs_eager'])}x over eager",
                         _case(best, ("model", "mode", "device", "phase"))))
+    return out
+
+
+def _sharded(sh: pd.DataFrame | None) -> list[tuple[str, str, str]]:
+    """FSDP2's bytes per rank against unsharded, and checkpointing's peak memory, equal rows only."""
+    out: list[tuple[str, str, str]] = []
+    if sh is None or not {"strategy", "checkpoint"} <= set(sh.columns):
+        return out
+    fsdp = _ok(sh, "sharded_fraction")
+    fsdp = fsdp[(fsdp["strategy"] == "fsdp2") & (fsdp["checkpoint"] == "none")]
+    if "mp" in fsdp.columns:
+        fsdp = fsdp[fsdp["mp"].fillna("fp32") == "fp32"]
+    for (model, device), group in fsdp.groupby(["model", "device"], sort=True):
+        top = group.loc[pd.to_numeric(group["world_size"]).idxmax()]
+        out.append((f"FSDP2 {model} {device} at world size {int(top['world_size'])}",
+                    f"{_fmt(top['sharded_fraction'])} of the parameter bytes per rank (momentum alike), "
+                    f"{_fmt(top.get('tokens_per_s'))} tokens/s", "equal to one process on the whole batch"))
+    ck = _ok(sh, "step_peak_fraction")
+    ck = ck[ck["checkpoint"] != "none"]
+    for (model, mode), r in ck.groupby(["model", "checkpoint"], sort=True):
+        r = r.iloc[0]
+        out.append((f"checkpointing {model} {mode}", f"step peak {_fmt(r['step_peak_fraction'])} x the plain "
+                    f"step's, time {_fmt(r.get('step_time_vs_no_checkpoint'))} x", "gradients equal under dropout"
+                    if r.get("strategy") == "single" else f"{r.get('strategy')} world size {r.get('world_size')}"))
     return out

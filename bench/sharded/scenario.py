@@ -1,7 +1,9 @@
-"""Sharded-training rows: one process vs DDP vs FSDP2 (``fully_shard``), with and without
-activation checkpointing, on a decoder of the generation zoo under the one torchrun launcher.
-Each row is proven equal to one process on the whole batch (every step's loss, every full
-parameter) before its step time, tokens/s and per-rank bytes count -> sharded.csv."""
+"""Sharded-training rows: one process vs DDP vs FSDP2 (``fully_shard``, optionally in bf16
+mixed precision), with and without activation checkpointing (non-reentrant, reentrant,
+selective), on a decoder of the generation zoo under the one torchrun launcher, plus the
+tiny BERT's checkpointing in-process. Each row is proven equal to one process on the whole
+batch (every step's loss, every full parameter; for tiny BERT every gradient) before its step
+time, tokens/s, per-rank bytes and peak memory count -> sharded.csv."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,11 +12,13 @@ import sys
 from pathlib import Path
 
 from bench.core.face import one_of, run_as_row
-from bench.core.numerics import SHARDED_TOL
+from bench.core.numerics import SHARDED_MP_TOL, SHARDED_MP_UPDATE_TOL, SHARDED_TOL
 from bench.distributed.launcher import LaunchResult, in_temp_dir, launch, torchrun_command
 
 WORKER = "bench.sharded.worker"
 STRATEGIES = ("single", "ddp", "fsdp2")
+MODELS = ("llama", "gpt2", "mixtral", "tiny_bert")  # the zoo's decoders; tiny_bert: checkpointing only
+CHECKPOINT_DROPOUT = 0.1  # single-process checkpointing rows train with dropout: recomputation must replay its masks
 # (steps, global batch, sequence length) per profile; the decoder's size is the generation zoo's
 SHAPES = {"smoke": (4, 4, 32), "standard": (4, 8, 64), "full": (20, 16, 256)}
 
@@ -26,17 +30,29 @@ class Config:
     model: str = "llama"
     strategy: str = "fsdp2"
     world_size: int = 2
-    checkpoint: bool = False
+    checkpoint: str = "none"
+    dropout: float = 0.0
+    mp: str = "fp32"
     device: str = "cpu"
 
     def __post_init__(self):
-        from bench.generation.zoo import DECODERS
+        from bench.sharded.checkpointing import MODES
 
-        one_of("model", self.model, DECODERS)
+        one_of("model", self.model, MODELS)
         one_of("strategy", self.strategy, STRATEGIES)
+        one_of("checkpoint", self.checkpoint, MODES)
+        one_of("mp", self.mp, ("fp32", "bf16"))
         if self.world_size < 1 or self.strategy == "single" and self.world_size != 1:
             raise ValueError(f"world_size={self.world_size} does not fit strategy={self.strategy!r} "
                              "(single: 1; ddp / fsdp2: 1 or more)")
+        if self.dropout and self.strategy != "single":
+            raise ValueError(f"dropout={self.dropout} needs strategy 'single': a rank's masks depend on how the "
+                             "batch is split, so a sharded run with dropout cannot equal one process")
+        if self.mp != "fp32" and self.strategy != "fsdp2":
+            raise ValueError(f"mp={self.mp!r} is FSDP2's MixedPrecisionPolicy: strategy must be 'fsdp2'")
+        if self.model == "tiny_bert" and (self.strategy != "single" or self.checkpoint == "none"):
+            raise ValueError("model 'tiny_bert' runs checkpointing rows only: strategy 'single' and a checkpoint "
+                             "mode other than 'none'")
 
 
 def _size(session, device: str) -> str:
@@ -53,7 +69,7 @@ def launch_run(c: dict, session, extra: list[str] | None = None, timeout_s: floa
     args = ["--strategy", c["strategy"], "--model", c["model"], "--size", _size(session, c["device"]),
             "--steps", str(steps), "--global-batch", str(batch), "--seq", str(seq), "--out", str(out),
             "--device", "cuda" if c["device"].startswith("cuda") else "cpu",
-            *(["--checkpoint"] if c.get("checkpoint") else []), *(extra or [])]
+            "--checkpoint", c.get("checkpoint", "none"), "--mp", c.get("mp", "fp32"), *(extra or [])]
     if c["strategy"] == "single":
         cmd = [sys.executable, "-m", WORKER, *args]
     else:
@@ -61,30 +77,96 @@ def launch_run(c: dict, session, extra: list[str] | None = None, timeout_s: floa
     return launch([cmd], out, timeout_s)
 
 
+def _variants(session) -> list[tuple]:
+    """(model, strategy, world size, checkpoint, dropout, mp) of the profile's rows."""
+    d = CHECKPOINT_DROPOUT
+    if not session.profile.sharded_all:  # smoke: one torchrun row exercising both, one in-process row
+        return [("llama", "fsdp2", 2, "non_reentrant", 0.0, "fp32"), ("tiny_bert", "single", 1, "selective", d, "fp32")]
+    out = [("llama", "single", 1, "none", 0.0, "fp32")]
+    out += [(m, "single", 1, mode, d, "fp32") for m in ("llama", "tiny_bert")
+            for mode in ("non_reentrant", "reentrant", "selective")]
+    for ws in (ws for ws in session.profile.ddp_world_sizes if ws > 1):
+        out += [("llama", "ddp", ws, "none", 0.0, "fp32"), ("llama", "fsdp2", ws, "none", 0.0, "fp32"),
+                ("llama", "fsdp2", ws, "non_reentrant", 0.0, "fp32"), ("llama", "fsdp2", ws, "none", 0.0, "bf16")]
+    return out
+
+
 def cases(session) -> list:
     import pytest
 
     from bench.core.hardware import probe
     from bench.core.profiles import case
+    from bench.sharded.checkpointing import unavailable
 
     out, cores, gpus = [], os.cpu_count() or 1, probe().cuda_device_count
-    sizes = [ws for ws in session.profile.ddp_world_sizes if ws > 1]
     for device in ("cpu",) + (("cuda:0",) if any(d.startswith("cuda") for d in session.devices) else ()):
-        variants = [("single", 1, False), ("single", 1, True)]
-        for ws in sizes:
-            variants += [("ddp", ws, False), ("fsdp2", ws, False), ("fsdp2", ws, True)]
-        if not session.profile.sharded_all:  # smoke: the one row that exercises both (the tests cover the rest)
-            variants = [v for v in variants if v[0] == "fsdp2" and v[2]]
-        for strategy, ws, ckpt in variants:
+        for model, strategy, ws, ckpt, dropout, mp in _variants(session):
             marks = []
             if device == "cpu" and ws > cores:
                 marks.append(pytest.mark.skip(reason=f"gloo at world size {ws} on {cores} cores would oversubscribe"))
             elif device != "cpu" and ws > gpus:
-                reason = f"nccl at world size {ws} needs {ws} GPUs; this machine has {gpus}"
+                reason = f"nccl at world size {ws} needs {ws} GPU(s); this machine has {gpus}"
                 marks.append(pytest.mark.skip(reason=reason))
-            out.append(case("sharded", marks=marks, model="llama", strategy=strategy, world_size=ws,
-                            checkpoint=ckpt, device=device))
+            elif ckpt != "none" and unavailable(ckpt):
+                marks.append(pytest.mark.skip(reason=unavailable(ckpt)))
+            out.append(case("sharded", marks=marks, model=model, strategy=strategy, world_size=ws,
+                            checkpoint=ckpt, dropout=dropout, mp=mp, device=device))
     return out
+
+
+def in_process(case: dict) -> bool:
+    """Single-process checkpointing rows compare gradients in this process (one step, dropout
+    on, same seed); every other row is a torchrun launch of the worker."""
+    return case["strategy"] == "single" and case.get("checkpoint", "none") != "none"
+
+
+def _loss_fn(case: dict, session, device: str):
+    """(model in training mode, loss of one batch) for an in-process checkpointing row."""
+    import torch
+
+    from bench.generation import zoo
+
+    steps, batch, seq = SHAPES[session.profile.gen_size]
+    if case["model"] == "tiny_bert":
+        from transformers import BertConfig, BertForSequenceClassification
+
+        from bench.models.text import TINY_BERT
+
+        torch.manual_seed(0)
+        model = BertForSequenceClassification(BertConfig(
+            **TINY_BERT, num_labels=2, hidden_dropout_prob=case["dropout"],
+            attention_probs_dropout_prob=case["dropout"])).to(device)
+        ids = torch.randint(1, TINY_BERT["vocab_size"], (batch, seq), generator=torch.Generator().manual_seed(0))
+        labels = torch.arange(batch) % 2
+        return model, lambda m: m(input_ids=ids.to(device), labels=labels.to(device)).loss
+    model, _ = zoo.build(case["model"], _size(session, device), attn="sdpa", device=device)
+    model.config.attention_dropout = case["dropout"]
+    for layer in model.model.layers:
+        layer.self_attn.attention_dropout = case["dropout"]
+    ids = torch.randint(1, model.config.vocab_size, (batch, seq), generator=torch.Generator().manual_seed(0))
+    return model, lambda m: m(input_ids=ids.to(device), labels=ids.to(device)).loss
+
+
+def checkpoint_case(case: dict, row, session, preserve_rng_state: bool = True, benchmark=None) -> None:
+    """One step's every gradient with ``case['checkpoint']`` against the plain model, same
+    input and seed; the step's peak allocator bytes and time on both sides.
+    ``preserve_rng_state=False`` plants a recomputation that draws new dropout masks."""
+    from bench.core.timing import record_step_samples
+    from bench.sharded import checkpointing
+
+    model, loss_fn = _loss_fn(case, session, case["device"])
+    args, kwargs = (model, loss_fn, case["checkpoint"]), {"preserve_rng_state": preserve_rng_state}
+    r = benchmark.pedantic(checkpointing.compare, args=args, kwargs=kwargs, rounds=1, iterations=1) \
+        if benchmark is not None else checkpointing.compare(*args, **kwargs)
+    if benchmark is not None:  # the checkpointed steps, not the whole comparison
+        record_step_samples(benchmark, [ms / 1e3 for ms in r["step_ms_samples"]])
+    row.update({k: v for k, v in r.items() if k not in ("checkpoint", "step_ms_samples")})
+    row["method"] = "one step's gradients vs the plain model, in-process"
+    row["step_peak_fraction"] = r["step_peak_bytes"] / r["step_peak_bytes_no_checkpoint"]
+    row["step_time_vs_no_checkpoint"] = r["step_ms_p50"] / r["step_ms_p50_no_checkpoint"]
+    row.check(r["grad_max_abs_diff"] <= SHARDED_TOL,
+              f"gradient of {r['grad_worst']} differs with {case['checkpoint']} checkpointing by "
+              f"{r['grad_max_abs_diff']:.3g} (> {SHARDED_TOL:g}): the recomputation is not the forward it replaces")
 
 
 def run_case(case: dict, benchmark, row, session, *, extra: list[str] | None = None) -> None:
@@ -93,6 +175,8 @@ def run_case(case: dict, benchmark, row, session, *, extra: list[str] | None = N
     from bench.core.timing import record_step_samples
 
     c = case
+    if in_process(c):
+        return checkpoint_case(c, row, session, benchmark=benchmark)
     launched = benchmark.pedantic(launch_run, args=(c, session, extra), rounds=1, iterations=1) \
         if benchmark is not None else launch_run(c, session, extra)
     if not launched.ok:
@@ -104,22 +188,32 @@ def run_case(case: dict, benchmark, row, session, *, extra: list[str] | None = N
         "size", "steps", "global_batch", "seq", "step_ms_p50", "tokens_per_s", "loss_max_abs_diff",
         "param_max_abs_diff", "param_worst", "param_bytes_per_rank", "grad_bytes_per_rank",
         "optimizer_bytes_per_rank", "param_bytes_unsharded", "peak_rss_mib_max_rank",
-        "cuda_peak_allocated_mib_max_rank", "activation_saved_bytes", "activation_saved_bytes_no_checkpoint")})
+        "cuda_peak_allocated_mib_max_rank", "step_peak_bytes", "step_peak_bytes_no_checkpoint",
+        "compute_ms_p50", "comm_share_est", "update_rel_err_max", "update_worst")})
+    row["method"] = f"{r['steps']} steps vs one process on the whole batch (torchrun)"
     row["launch_wall_s"] = launched.wall_s
     row["sharded_fraction"] = r["param_bytes_per_rank"] / r["param_bytes_unsharded"]
-    if r.get("activation_saved_bytes_no_checkpoint"):
-        row["activation_saved_fraction"] = r["activation_saved_bytes"] / r["activation_saved_bytes_no_checkpoint"]
+    if r.get("step_peak_bytes_no_checkpoint"):
+        row["step_peak_fraction"] = r["step_peak_bytes"] / r["step_peak_bytes_no_checkpoint"]
+    tol = SHARDED_MP_TOL if c.get("mp", "fp32") != "fp32" else SHARDED_TOL
+
     def beyond_tol(d) -> bool:  # None: a non-finite difference (NaN or inf, written as null)
-        return d is None or d > SHARDED_TOL
+        return d is None or d > tol
 
     beyond = [i for i, d in enumerate(r["loss_diffs"]) if beyond_tol(d)]
     row.check(not beyond, f"loss differs from one process on the whole batch from step {beyond[0] if beyond else 0} "
-                          f"on (by {r['loss_max_abs_diff']} > {SHARDED_TOL:g}); worst parameter "
+                          f"on (by {r['loss_max_abs_diff']} > {tol:g}); worst parameter "
                           f"{r['param_worst']} ({r['param_max_abs_diff']})")
     row.check(not r["params_missing"], f"parameters missing after training: {r['params_missing']}")
-    row.check(not beyond_tol(r["param_max_abs_diff"]),
-              f"parameter {r['param_worst']} differs from one process's by {r['param_max_abs_diff']} "
-              f"(> {SHARDED_TOL:g}) after {r['steps']} steps")
+    if c.get("mp", "fp32") == "fp32":
+        row.check(not beyond_tol(r["param_max_abs_diff"]),
+                  f"parameter {r['param_worst']} differs from one process's by {r['param_max_abs_diff']} "
+                  f"(> {tol:g}) after {r['steps']} steps")
+    else:  # bf16 rounding is as large as a defect's absolute effect: judge each update relative to itself
+        err = r["update_rel_err_max"]
+        row.check(err is not None and err <= SHARDED_MP_UPDATE_TOL,
+                  f"parameter {r['update_worst']}'s update differs from one process's by {err} of itself "
+                  f"(> {SHARDED_MP_UPDATE_TOL:g}) after {r['steps']} steps in {c['mp']} mixed precision")
 
 
 def run(config: Config, session=None) -> dict:

@@ -2,13 +2,20 @@
 alone). Trains a decoder from the generation zoo (causal-LM loss, SGD with momentum) for N steps on the
 same global batches under one strategy: ``single`` (one process, the whole batch), ``ddp``
 (DistributedDataParallel) or ``fsdp2`` (``torch.distributed.fsdp.fully_shard`` per decoder
-layer, then the root), optionally with activation checkpointing (non-reentrant).
+layer, then the root, optionally in mixed precision), optionally with activation
+checkpointing in one of ``bench.sharded.checkpointing.MODES``. (Dropout stays off: a rank's
+masks depend on how the batch is split; checkpointing with dropout is proven in-process, see
+``checkpointing.compare``.)
 
 Equivalence first: rank 0 also trains an unwrapped copy on the whole global batch without
 checkpointing, and compares the loss of every step and, at the end, every full parameter
 (FSDP's gathered with ``DTensor.full_tensor()``); the result names the parameter and the step
 that differ. Per rank: step times, peak RSS, and the bytes of parameters, gradients and
-optimizer state it holds (local shards) against the unsharded sizes.
+optimizer state it holds (local shards) against the unsharded sizes; rank 0's peak
+allocator bytes of one step with and without checkpointing; and an *estimated* communication
+share: 1 - (rank 0's step on its own shard of the batch, unwrapped, no collectives) / (the
+sharded step of the slowest rank). The estimate also counts FSDP's gather and reshard copies
+and any imbalance as communication.
 """
 from __future__ import annotations
 
@@ -28,6 +35,7 @@ from bench.core.hardware import peak_memory_columns, reset_peak_memory, synchron
 from bench.core.timing import percentile
 from bench.distributed.launcher import threads_per_rank
 from bench.generation import zoo
+from bench.sharded import checkpointing
 
 
 def _args(argv=None):
@@ -35,7 +43,10 @@ def _args(argv=None):
     p.add_argument("--strategy", choices=("single", "ddp", "fsdp2"), default="fsdp2")
     p.add_argument("--model", default="llama", choices=zoo.DECODERS)
     p.add_argument("--size", default="smoke", choices=tuple(zoo.SIZES))
-    p.add_argument("--checkpoint", action="store_true", help="activation checkpointing per decoder layer")
+    p.add_argument("--checkpoint", default="none", choices=checkpointing.MODES,
+                   help="activation checkpointing of every decoder layer")
+    p.add_argument("--mp", default="fp32", choices=("fp32", "bf16"),
+                   help="fsdp2: MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)")
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--global-batch", type=int, default=4)
     p.add_argument("--seq", type=int, default=32)
@@ -70,13 +81,20 @@ def _build(a, device):
     return model.train()
 
 
-def _reference(model, batches) -> tuple[list[float], dict[str, torch.Tensor]]:
-    """Losses and final parameters of one process on the whole batches, no checkpointing."""
+def _reference(model, batches, mp: str = "fp32") -> tuple[list[float], dict[str, torch.Tensor]]:
+    """Losses and final parameters of one process on the whole batches, no checkpointing.
+    ``mp`` bf16 does what FSDP2's MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)
+    does, without sharding: forward and backward on a bf16 copy of the fp32 parameters, the
+    gradients cast to fp32 for the optimizer step on the fp32 parameters."""
     opt = _optimizer(model)
     losses = []
     for ids in batches:
-        loss = model(input_ids=ids, labels=ids).loss
+        work = copy.deepcopy(model).to(torch.bfloat16) if mp == "bf16" else model
+        loss = work(input_ids=ids, labels=ids).loss
         loss.backward()
+        if work is not model:
+            for p, w in zip(model.parameters(), work.parameters()):
+                p.grad = None if w.grad is None else w.grad.float()
         opt.step()
         opt.zero_grad(set_to_none=True)
         losses.append(float(loss))
@@ -112,19 +130,45 @@ def _fault(spec: str, rank: int, model):
     return None
 
 
-def _saved_bytes(model, ids) -> int:
-    """Bytes autograd keeps for backward in one forward (saved-tensor hooks): what activation
-    checkpointing saves."""
-    total = [0]
-
-    def pack(t):
-        total[0] += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(input_ids=ids, labels=ids).loss.backward()
+def _step_peak(model, ids) -> int:
+    """Peak allocator bytes of one forward and backward (see checkpointing.step_peak_bytes)."""
+    model(input_ids=ids, labels=ids).loss.backward()  # warm-up: first-call allocations are not the step's
     model.zero_grad(set_to_none=True)
-    return total[0]
+    peak = checkpointing.step_peak_bytes(lambda: model(input_ids=ids, labels=ids).loss.backward())
+    model.zero_grad(set_to_none=True)
+    return peak
+
+
+def _compute_ms(model, batches, rank: int, per: int) -> float:
+    """Median steady step (forward, backward, optimizer) of the unwrapped model on this rank's
+    shard of each batch: the sharded step without its collectives."""
+    opt, times = _optimizer(model), []
+    for ids in batches:
+        mine = ids[rank * per:(rank + 1) * per]
+        t0 = time.perf_counter()
+        model(input_ids=mine, labels=mine).loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        times.append((time.perf_counter() - t0) * 1e3)
+    steady = times[1:] or times
+    return sorted(steady)[len(steady) // 2]
+
+
+def _shard(model, a, world: int, cuda: bool):
+    """fully_shard every decoder layer, then the root (FSDP2's documented order)."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    kwargs = {}
+    if a.mp == "bf16":
+        from torch.distributed.fsdp import MixedPrecisionPolicy
+
+        kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    mesh = init_device_mesh("cuda" if cuda else "cpu", (world,))
+    for layer in model.model.layers:
+        fully_shard(layer, mesh=mesh, **kwargs)
+    fully_shard(model, mesh=mesh, **kwargs)
+    return model
 
 
 @record
@@ -146,28 +190,23 @@ def main(argv=None) -> None:
     model = _build(a, device)
     vocab = model.config.vocab_size
     batches = [b.to(device) for b in _batches(a.steps, a.global_batch, a.seq, vocab)]
-    ref = None
+    per = a.global_batch // world
+    ref = compute_ms = peak_plain = None
     if rank == 0:
-        ref = _reference(copy.deepcopy(model), batches)
-        saved_plain = _saved_bytes(copy.deepcopy(model), batches[0][: a.global_batch // world])
-    if a.checkpoint:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    saved = _saved_bytes(model, batches[0][: a.global_batch // world]) if rank == 0 else None
+        initial = {n: p.detach().cpu().clone() for n, p in model.named_parameters()}
+        ref = (*_reference(copy.deepcopy(model), batches, a.mp), initial)
+        compute_ms = _compute_ms(copy.deepcopy(model), batches, rank, per) if sharded else None
+        peak_plain = _step_peak(copy.deepcopy(model), batches[0][:per])
+    checkpointing.enable(model, a.checkpoint)
+    peak = _step_peak(model, batches[0][:per]) if rank == 0 else None
     unsharded_param_bytes = _bytes(model.parameters())
     if a.strategy == "ddp":
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if cuda else None)
     elif a.strategy == "fsdp2":
-        from torch.distributed.device_mesh import init_device_mesh
-        from torch.distributed.fsdp import fully_shard
-
-        mesh = init_device_mesh("cuda" if cuda else "cpu", (world,))
-        for layer in model.model.layers:
-            fully_shard(layer, mesh=mesh)
-        fully_shard(model, mesh=mesh)
+        model = _shard(model, a, world, cuda)
     inner = model.module if a.strategy == "ddp" else model
     after_backward = _fault(a.fault, rank, inner)
     opt = _optimizer(model)
-    per = a.global_batch // world
     losses, step_s, grad_bytes = [], [], 0
     import gc
 
@@ -202,30 +241,37 @@ def main(argv=None) -> None:
     else:
         gathered = [stats]
     if rank == 0:
-        atomic_write_json(out, _result(a, world, ref, losses, full, gathered, unsharded_param_bytes, saved,
-                                       saved_plain))
+        atomic_write_json(out, _result(a, world, ref, losses, full, gathered, unsharded_param_bytes, peak,
+                                       peak_plain, compute_ms))
     if sharded:
         dist.barrier()
         dist.destroy_process_group()
 
 
-def _result(a, world, ref, losses, full, ranks, unsharded_param_bytes, saved, saved_plain) -> dict:
-    ref_losses, ref_params = ref
+def _result(a, world, ref, losses, full, ranks, unsharded_param_bytes, peak, peak_plain, compute_ms) -> dict:
+    ref_losses, ref_params, initial = ref
     from bench.core.numerics import abs_diff
 
     # NaN-aware: a NaN on one side is an infinite difference, never a pass (written as null)
     loss_diffs = [float(abs_diff(torch.tensor(x), torch.tensor(y))) for x, y in zip(losses, ref_losses)]
     param_diffs = {n: float(abs_diff(full[n], p).max()) for n, p in ref_params.items() if n in full}
     worst = max(param_diffs, key=param_diffs.get) if param_diffs else None
+    # each parameter's distance from the reference relative to the reference's own update:
+    # rounding noise is a small fraction of an update, a lost or doubled gradient a large one
+    update_err = {n: float(abs_diff(full[n], p).norm() / max(float((p - initial[n]).norm()), 1e-30))
+                  for n, p in ref_params.items() if n in full}
+    worst_update = max(update_err, key=update_err.get) if update_err else None
     slowest = [max(r["step_s"][i] for r in ranks) for i in range(len(losses))]
     steady = slowest[1:] or slowest
     tokens = a.global_batch * a.seq
     return {
-        "strategy": a.strategy, "world_size": world, "checkpoint": a.checkpoint, "model": a.model, "size": a.size,
+        "strategy": a.strategy, "world_size": world, "checkpoint": a.checkpoint, "mp": a.mp,
+        "model": a.model, "size": a.size,
         "steps": a.steps, "global_batch": a.global_batch, "seq": a.seq,
         "losses": losses, "reference_losses": ref_losses,
         "loss_max_abs_diff": max(loss_diffs), "loss_diffs": loss_diffs,
         "param_max_abs_diff": param_diffs[worst] if worst else None, "param_worst": worst,
+        "update_rel_err_max": update_err[worst_update] if worst_update else None, "update_worst": worst_update,
         "params_compared": len(param_diffs), "params_missing": sorted(set(ref_params) - set(full))[:5],
         "step_ms_slowest_rank": [s * 1e3 for s in slowest],
         "step_ms_p50": percentile([s * 1e3 for s in steady], 50),
@@ -236,7 +282,9 @@ def _result(a, world, ref, losses, full, ranks, unsharded_param_bytes, saved, sa
         "param_bytes_unsharded": unsharded_param_bytes,
         "peak_rss_mib_max_rank": max((r.get("peak_rss_mib") or 0) for r in ranks) or None,
         "cuda_peak_allocated_mib_max_rank": max((r.get("cuda_peak_allocated_mib") or 0) for r in ranks) or None,
-        "activation_saved_bytes": saved, "activation_saved_bytes_no_checkpoint": saved_plain,
+        "step_peak_bytes": peak, "step_peak_bytes_no_checkpoint": peak_plain,
+        "compute_ms_p50": compute_ms,
+        "comm_share_est": max(0.0, 1 - compute_ms / percentile([s * 1e3 for s in steady], 50)) if compute_ms else None,
     }
 
 
