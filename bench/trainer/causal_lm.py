@@ -58,8 +58,20 @@ def _perplexity(model, dataset, collator, batch_size: int = 32) -> float:
     return math.exp(sum(losses) / sum(weights))
 
 
-def run(cfg: CausalConfig) -> dict:
-    """One causal-LM fine-tune on the CPU; every metric of its trainer.csv row."""
+def _checkpointing_args(on: bool) -> dict:
+    """TrainingArguments fields for gradient checkpointing (non-reentrant): transformers 5.2x
+    names them ``activation_checkpointing``; older releases ``gradient_checkpointing``."""
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    prefix = "activation" if "activation_checkpointing" in names else "gradient"
+    return {f"{prefix}_checkpointing": on, f"{prefix}_checkpointing_kwargs": {"use_reentrant": False} if on else None}
+
+
+def run(cfg: CausalConfig, world_size: int = 1) -> dict:
+    """One causal-LM fine-tune on the CPU (under torchrun: this rank's part of a DDP run that
+    Trainer sets up from the environment, ``cfg.batch_size`` per rank); every metric of its
+    trainer.csv row. Logged losses are Trainer's, the mean over ranks."""
     from transformers import DataCollatorForLanguageModeling, PrinterCallback, Trainer, TrainingArguments
 
     from bench.generation import zoo
@@ -73,8 +85,6 @@ def run(cfg: CausalConfig) -> dict:
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     data = _data(tokenizer, cfg.max_length)
     collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
     ppl_before = _perplexity(model, data["eval"], collator)
@@ -83,7 +93,7 @@ def run(cfg: CausalConfig) -> dict:
                              per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, warmup_steps=0,
                              logging_steps=1, report_to="none", save_strategy="no", eval_strategy="no",
                              disable_tqdm=True, dataloader_drop_last=True, seed=cfg.seed, use_cpu=True,
-                             dataloader_num_workers=0)
+                             dataloader_num_workers=0, **_checkpointing_args(cfg.gradient_checkpointing))
     trainer = Trainer(model=model, args=args, train_dataset=data["train"], data_collator=collator,
                       callbacks=[callback(timer)])
     trainer.remove_callback(PrinterCallback)
@@ -93,12 +103,20 @@ def run(cfg: CausalConfig) -> dict:
     wall = time.perf_counter() - t0
     ppl_after = _perplexity(model, data["eval"], collator)
     steady = timer.steps[cfg.warmup_steps:] or timer.steps
-    tokens_per_step = cfg.batch_size * cfg.max_length  # an upper bound: padded positions count
+    tokens_per_step = cfg.batch_size * cfg.max_length * world_size  # an upper bound: padded positions count
     step_ms = [s * 1e3 for s in steady]
     return {"loss_first": timer.losses[0], "loss_last": timer.losses[-1], "ppl_before": ppl_before,
             "ppl_after": ppl_after, "step_ms_p50": statistics.median(step_ms), "step_ms_p95": percentile(step_ms, 95),
             "step_ms_samples": [s * 1e3 for s in timer.steps], "losses": list(timer.losses), "train_runtime_s": wall,
-            "samples_per_s": cfg.batch_size / (statistics.median(steady)),
+            "samples_per_s": cfg.batch_size * world_size / (statistics.median(steady)), "world_size": world_size,
             "tokens_per_s_upper": tokens_per_step / statistics.median(steady),
             "params_m": sum(p.numel() for p in model.parameters()) / 1e6, "weights": zoo.RANDOM_WEIGHTS,
+            "checkpointing_active": bool(getattr(model, "is_gradient_checkpointing", False)),
             **peak_memory_columns("cpu")}
+
+
+def run_torchrun(cfg: CausalConfig, world_size: int) -> dict:
+    """The fine-tune under torchrun with ``world_size`` ranks (Trainer's DDP over gloo), bounded."""
+    from bench.trainer.finetune import run_worker
+
+    return run_worker(cfg, world_size, timeout_s=600, task="causal_lm")

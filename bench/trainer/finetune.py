@@ -266,15 +266,16 @@ def _metrics(cfg, timer, collator, flops_per_sample, extra, wall_s, world_size, 
     return out
 
 
-def _run_worker(cfg: TrainerConfig, world_size: int | None, env: dict | None = None,
-                timeout_s: float = 900.0) -> dict:
-    """One fine-tune in child process(es), bounded: under torchrun with ``world_size`` ranks
-    (gloo on CPU, nccl on CUDA), or one plain process. Rank 0's metrics."""
+def run_worker(cfg, world_size: int | None, env: dict | None = None, timeout_s: float = 900.0,
+               task: str = "finetune") -> dict:
+    """One fine-tune (``task`` finetune: a TrainerConfig; causal_lm: a CausalConfig) in child
+    process(es), bounded: under torchrun with ``world_size`` ranks (gloo on CPU, nccl on CUDA),
+    or one plain process. Rank 0's metrics."""
     from bench.distributed.launcher import launch, torchrun_command
 
     with tempfile.TemporaryDirectory(prefix="bench-trainer-") as workdir:
         out = Path(workdir) / "result.json"
-        args = ["--config", json.dumps(dataclasses.asdict(cfg)), "--out", str(out)]
+        args = ["--task", task, "--config", json.dumps(dataclasses.asdict(cfg)), "--out", str(out)]
         cmd = torchrun_command("bench.trainer.worker", args, world_size) if world_size else \
             [sys.executable, "-m", "bench.trainer.worker", *args]
         launched = launch([cmd], out, timeout_s, env=env)
@@ -284,7 +285,7 @@ def _run_worker(cfg: TrainerConfig, world_size: int | None, env: dict | None = N
 
 
 def run_torchrun(cfg: TrainerConfig, world_size: int) -> dict:
-    return _run_worker(cfg, world_size, timeout_s=600)
+    return run_worker(cfg, world_size, timeout_s=600)
 
 
 def run_isolated(cfg: TrainerConfig, device: str, timeout_s: float = 900.0) -> dict:
@@ -292,7 +293,7 @@ def run_isolated(cfg: TrainerConfig, device: str, timeout_s: float = 900.0) -> d
     process that sees only that GPU: Trainer trains on ``cuda:0`` and wraps the model in
     DataParallel when it sees several GPUs, so restricting the visible devices is the one way
     to make a row labelled ``cuda:N`` run on GPU N, alone."""
-    return _run_worker(cfg, None, env=isolated_env(device), timeout_s=timeout_s)
+    return run_worker(cfg, None, env=isolated_env(device), timeout_s=timeout_s)
 
 
 def isolated_env(device: str) -> dict[str, str]:

@@ -13,7 +13,8 @@ from bench.models.text import packaged_minilm_weights
 from bench.trainer import finetune as trainer
 
 CAUSAL_MODEL = "llama (random weights)"
-RUNNERS = ("trainer", "plain_loop", "trainer_torchrun", "causal_lm", "causal_lm_checkpointed")
+RUNNERS = ("trainer", "plain_loop", "trainer_torchrun", "causal_lm", "causal_lm_checkpointed", "causal_lm_torchrun")
+TORCHRUN = ("trainer_torchrun", "causal_lm_torchrun")
 MIN_ACCURACY = 0.85  # eval accuracy the built-in fine-tune must reach: below it, it did not learn
 
 
@@ -34,10 +35,9 @@ class Config:
     def __post_init__(self):
         one_of("runner", self.runner, RUNNERS)
         one_of("precision", self.precision, ("fp32", "bf16", "fp16"))
-        if self.runner == "trainer_torchrun" and self.world_size < 2 or \
-                self.runner != "trainer_torchrun" and self.world_size != 1:
+        if self.runner in TORCHRUN and self.world_size < 2 or self.runner not in TORCHRUN and self.world_size != 1:
             raise ValueError(f"world_size={self.world_size} does not fit runner={self.runner!r}: "
-                             "trainer_torchrun takes 2 or more, the others 1")
+                             f"{' and '.join(TORCHRUN)} take 2 or more, the others 1")
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ValueError(f"batch_size and grad_accum must be >= 1, got {self.batch_size}, {self.grad_accum}")
 
@@ -61,6 +61,8 @@ def cases(session) -> list:
     model = session.settings.hf_model or trainer.DEFAULT_MODEL_NAME
     causal = [dict(base, runner=r, device="cpu", world_size=1, batch_size=8)
               for r in ("causal_lm", "causal_lm_checkpointed")]
+    if session.profile.trainer_variants:  # Trainer's DDP over gloo, as trainer_torchrun
+        causal.append(dict(base, runner="causal_lm_torchrun", device="cpu", world_size=2, batch_size=8))
     return [case("trainer", model=model, marks=[pytest.mark.hf], id=_id(c), **c) for c in out] + \
         [case("trainer", model=CAUSAL_MODEL, marks=[pytest.mark.hf], id=_id(c), **c) for c in causal]
 
@@ -131,9 +133,9 @@ def run(config: Config, session=None) -> dict:
 
 
 def _causal_lm(c: dict, benchmark, row, session) -> None:
-    """The zoo's Llama fine-tuned as a causal LM under Trainer; quality asserted; the
-    checkpointed variant must log the base run's losses (checkpointing recomputes, it does not
-    change the step) and reports its time against the base."""
+    """The zoo's Llama fine-tuned as a causal LM under Trainer (or under torchrun, Trainer's
+    DDP); quality asserted; the checkpointed variant must log the base run's losses
+    (checkpointing recomputes, it does not change the step) and reports its time against the base."""
     from bench.generation.zoo import size_for
     from bench.models.text import minilm_unavailable
     from bench.trainer import causal_lm
@@ -144,8 +146,9 @@ def _causal_lm(c: dict, benchmark, row, session) -> None:
     ckpt = c["runner"] == "causal_lm_checkpointed"
     cfg = causal_lm.CausalConfig(size=size_for(session.profile.gen_size, "cpu"), batch_size=c["batch_size"],
                                  gradient_checkpointing=ckpt)
-    result = benchmark.pedantic(causal_lm.run, args=(cfg,), rounds=1, iterations=1) if benchmark is not None \
-        else causal_lm.run(cfg)
+    fn, args = (causal_lm.run_torchrun, (cfg, c["world_size"])) if c["runner"] == "causal_lm_torchrun" \
+        else (causal_lm.run, (cfg,))
+    result = benchmark.pedantic(fn, args=args, rounds=1, iterations=1) if benchmark is not None else fn(*args)
     if benchmark is not None:
         record_step_samples(benchmark, [ms / 1e3 for ms in result["step_ms_samples"][cfg.warmup_steps:]])
     row.update({k: v for k, v in result.items() if not isinstance(v, list)})
@@ -157,6 +160,8 @@ def _causal_lm(c: dict, benchmark, row, session) -> None:
     row.check(result["ppl_after"] < result["ppl_before"],
               f"held-out perplexity did not drop ({result['ppl_before']:.4g} -> {result['ppl_after']:.4g})")
     if ckpt:
+        row.check(result.get("checkpointing_active"), "the checkpointed fine-tune ran without checkpointing: "
+                  "Trainer did not enable it on the model (model.is_gradient_checkpointing is False)")
         base = session.shared(("causal_lm_base", cfg.size, cfg.batch_size),
                               lambda: causal_lm.run(dataclasses.replace(cfg, gradient_checkpointing=False)))
         row["step_time_vs_base"] = result["step_ms_p50"] / base["step_ms_p50"]
@@ -164,5 +169,5 @@ def _causal_lm(c: dict, benchmark, row, session) -> None:
         row.check(row["loss_max_abs_diff_vs_base"] <= 1e-5,
                   f"checkpointed fine-tune logs other losses than the base run (by "
                   f"{row['loss_max_abs_diff_vs_base']:.3g}): recomputation is not the forward it replaces")
-    else:
+    elif c["runner"] == "causal_lm":
         session.offer(("causal_lm_base", cfg.size, cfg.batch_size), result)

@@ -1,6 +1,7 @@
 """Trainer under torchrun, as the seed chapter's distributed-training section does:
 
     torchrun --standalone --nproc-per-node 2 -m bench.trainer.worker --config '{"steps": 20}' --out r.json
+    torchrun --standalone --nproc-per-node 2 -m bench.trainer.worker --task causal_lm --config '{}' --out r.json
 
 Trainer sets up DistributedDataParallel from torchrun's environment (gloo on CPU, nccl on
 CUDA); global rank 0 writes the metrics. Step times are rank 0's: DDP synchronises every
@@ -18,20 +19,27 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from bench.core.files import atomic_write_json
 from bench.distributed.launcher import threads_per_rank
-from bench.trainer.finetune import TrainerConfig, run
 
 
 @record
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="{}", help="TrainerConfig fields as JSON")
+    p.add_argument("--task", choices=("finetune", "causal_lm"), default="finetune",
+                   help="finetune: MiniLM classification (TrainerConfig); causal_lm: the zoo's Llama (CausalConfig)")
+    p.add_argument("--config", default="{}", help="the task's config fields as JSON")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
-    cfg = TrainerConfig(**json.loads(a.config))
     world = int(os.environ.get("WORLD_SIZE", 1))
     threads = threads_per_rank()
     torch.set_num_threads(threads)
-    result = run(cfg, world_size=world)
+    if a.task == "causal_lm":
+        from bench.trainer.causal_lm import CausalConfig, run
+
+        result = run(CausalConfig(**json.loads(a.config)), world_size=world)
+    else:
+        from bench.trainer.finetune import TrainerConfig, run
+
+        result = run(TrainerConfig(**json.loads(a.config)), world_size=world)
     result["threads_per_rank"] = threads
     if int(os.environ.get("RANK", 0)) == 0:
         atomic_write_json(Path(a.out), result)
