@@ -111,6 +111,7 @@ def test_a_recomputation_with_new_dropout_masks_is_a_mismatch_naming_the_paramet
     (dict(strategy="ddp", mp="bf16"), "MixedPrecisionPolicy"),
     (dict(model="tiny_bert", strategy="fsdp2"), "tiny_bert"),
     (dict(strategy="single", world_size=1, checkpoint="sometimes"), "non_reentrant"),
+    (dict(strategy="fsdp2", offload=True), "CPUOffloadPolicy"),
 ])
 def test_config_refuses_combinations_that_cannot_be_proven(bad, words):
     with pytest.raises(ValueError, match=words):

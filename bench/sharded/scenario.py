@@ -34,6 +34,7 @@ class Config:
     dropout: float = 0.0
     mp: str = "fp32"
     device: str = "cpu"
+    offload: bool = False
 
     def __post_init__(self):
         from bench.sharded.checkpointing import MODES
@@ -50,6 +51,8 @@ class Config:
                              "batch is split, so a sharded run with dropout cannot equal one process")
         if self.mp != "fp32" and self.strategy != "fsdp2":
             raise ValueError(f"mp={self.mp!r} is FSDP2's MixedPrecisionPolicy: strategy must be 'fsdp2'")
+        if self.offload and (self.strategy != "fsdp2" or not self.device.startswith("cuda")):
+            raise ValueError("offload=True is FSDP2's CPUOffloadPolicy: it needs strategy 'fsdp2' and a cuda device")
         if self.model == "tiny_bert" and (self.strategy != "single" or self.checkpoint == "none"):
             raise ValueError("model 'tiny_bert' runs checkpointing rows only: strategy 'single' and a checkpoint "
                              "mode other than 'none'")
@@ -69,7 +72,8 @@ def launch_run(c: dict, session, extra: list[str] | None = None, timeout_s: floa
     args = ["--strategy", c["strategy"], "--model", c["model"], "--size", _size(session, c["device"]),
             "--steps", str(steps), "--global-batch", str(batch), "--seq", str(seq), "--out", str(out),
             "--device", "cuda" if c["device"].startswith("cuda") else "cpu",
-            "--checkpoint", c.get("checkpoint", "none"), "--mp", c.get("mp", "fp32"), *(extra or [])]
+            "--checkpoint", c.get("checkpoint", "none"), "--mp", c.get("mp", "fp32"),
+            *(["--offload"] if c.get("offload") else []), *(extra or [])]
     if c["strategy"] == "single":
         cmd = [sys.executable, "-m", WORKER, *args]
     else:
@@ -100,7 +104,11 @@ def cases(session) -> list:
 
     out, cores, gpus = [], os.cpu_count() or 1, probe().cuda_device_count
     for device in ("cpu",) + (("cuda:0",) if any(d.startswith("cuda") for d in session.devices) else ()):
-        for model, strategy, ws, ckpt, dropout, mp in _variants(session):
+        variants = [v + (False,) for v in _variants(session)]
+        if device != "cpu" and session.profile.sharded_all:  # the host holds the shards: GPU memory saved
+            variants += [("llama", "fsdp2", ws, "none", 0.0, "fp32", True)
+                         for ws in session.profile.ddp_world_sizes if ws > 1]
+        for model, strategy, ws, ckpt, dropout, mp, offload in variants:
             marks = []
             if device == "cpu" and ws > cores:
                 marks.append(pytest.mark.skip(reason=f"gloo at world size {ws} on {cores} cores would oversubscribe"))
@@ -110,7 +118,8 @@ def cases(session) -> list:
             elif ckpt != "none" and unavailable(ckpt):
                 marks.append(pytest.mark.skip(reason=unavailable(ckpt)))
             out.append(case("sharded", marks=marks, model=model, strategy=strategy, world_size=ws,
-                            checkpoint=ckpt, dropout=dropout, mp=mp, device=device))
+                            checkpoint=ckpt, dropout=dropout, mp=mp, device=device,
+                            **({"offload": True} if offload else {})))
     return out
 
 

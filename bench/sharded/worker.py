@@ -16,6 +16,10 @@ allocator bytes of one step with and without checkpointing; and an *estimated* c
 share: 1 - (rank 0's step on its own shard of the batch, unwrapped, no collectives) / (the
 sharded step of the slowest rank). The estimate also counts FSDP's gather and reshard copies
 and any imbalance as communication.
+
+Several nodes: start the same command on each with torchrun's rendezvous, e.g.
+``torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29400
+-m bench.sharded.worker --strategy fsdp2 --device cuda --out r.json`` (rank 0 writes the result).
 """
 from __future__ import annotations
 
@@ -47,6 +51,8 @@ def _args(argv=None):
                    help="activation checkpointing of every decoder layer")
     p.add_argument("--mp", default="fp32", choices=("fp32", "bf16"),
                    help="fsdp2: MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)")
+    p.add_argument("--offload", action="store_true",
+                   help="fsdp2 on cuda: CPUOffloadPolicy (shards, gradients and the optimizer step on the host)")
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--global-batch", type=int, default=4)
     p.add_argument("--seq", type=int, default=32)
@@ -164,6 +170,12 @@ def _shard(model, a, world: int, cuda: bool):
         from torch.distributed.fsdp import MixedPrecisionPolicy
 
         kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    if a.offload:
+        if not cuda:
+            raise ValueError("--offload moves FSDP2's shards from the GPU to the host: it needs --device cuda")
+        from torch.distributed.fsdp import CPUOffloadPolicy
+
+        kwargs["offload_policy"] = CPUOffloadPolicy()
     mesh = init_device_mesh("cuda" if cuda else "cpu", (world,))
     for layer in model.model.layers:
         fully_shard(layer, mesh=mesh, **kwargs)
@@ -265,7 +277,7 @@ def _result(a, world, ref, losses, full, ranks, unsharded_param_bytes, peak, pea
     steady = slowest[1:] or slowest
     tokens = a.global_batch * a.seq
     return {
-        "strategy": a.strategy, "world_size": world, "checkpoint": a.checkpoint, "mp": a.mp,
+        "strategy": a.strategy, "world_size": world, "checkpoint": a.checkpoint, "mp": a.mp, "offload": a.offload,
         "model": a.model, "size": a.size,
         "steps": a.steps, "global_batch": a.global_batch, "seq": a.seq,
         "losses": losses, "reference_losses": ref_losses,
