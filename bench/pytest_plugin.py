@@ -41,6 +41,9 @@ def pytest_addoption(parser):
     group.addoption("--bench-compile-backend", default="inductor", metavar="NAME",
                     help="torch.compile backend of the graph-modes suite (default inductor; eager / aot_eager "
                          "bisect a compile mismatch to Dynamo, AOTAutograd or Inductor)")
+    group.addoption("--bench-instructions", action="store_true", default=False,
+                    help="also count instructions per call under valgrind's callgrind (one valgrind'd process "
+                         "for the run; CPU rows of the ops suite): a channel a noisy machine does not move")
     group.addoption("--bench-require", action="append", default=[], choices=("cuda",),
                     help="fail the run, naming the cases, when a case was skipped for lack of this "
                          "(e.g. a nightly GPU job that lost its GPU)")
@@ -94,9 +97,11 @@ def pytest_configure(config):
         _load_plugin(spec)
     try:
         run_settings = settings(config.getoption("bench_profile"), devices, config.getoption("hf_model"),
-                                config.getoption("hf_dataset"), config.getoption("bench_compile_backend"), plugins)
+                                config.getoption("hf_dataset"), config.getoption("bench_compile_backend"), plugins,
+                                config.getoption("bench_instructions"))
     except ValueError as exc:
-        raise pytest.UsageError(f"--bench-compile-backend: {exc}") from None
+        option = "--bench-instructions" if "valgrind" in str(exc) else "--bench-compile-backend"
+        raise pytest.UsageError(f"{option}: {exc}") from None
     session = config.stash[SESSION_KEY] = Session(run_settings)
     report_dir = config.getoption("bench_report_dir")
     root = (Path(report_dir).expanduser() if report_dir else Path(config.rootpath) / "reports").resolve()
@@ -107,6 +112,9 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
+    session = config.stash.get(SESSION_KEY, None)
+    if session is not None:
+        session.close()
     fd = config.stash.get(TTY_KEY, None)
     if fd is not None:
         os.close(fd)

@@ -34,6 +34,11 @@ class Profile:
     gen_new_tokens: int = 32
     gen_graphs: bool = True            # torch.compile and torch.export rows (10-30 s each on CPU)
     sharded_all: bool = True           # every sharded-training strategy; False: FSDP2 + checkpointing only
+    # --bench-instructions: the op inputs counted under callgrind ("check": the small checking
+    # shapes, where dispatch and framework overhead dominate; "bench": the timed shapes), and
+    # the most a case may cost there (estimated from its wall time) before it is left out
+    instr_inputs: str = "bench"
+    instr_case_cap_s: float = 120.0
 
 
 # Budgets: see the README ("Time budgets"): smoke keeps CI lean, standard fits the main job in
@@ -46,7 +51,7 @@ PROFILES = {
         compile_models=("mlp",), hypothesis_examples=5,
         ddp_world_sizes=(1, 2), ddp_steps=6, trainer_steps=16, trainer_variants=0,
         gen_size="smoke", gen_batch_sizes=(2,), gen_prompt_len=16, gen_new_tokens=8, gen_graphs=False,
-        sharded_all=False),
+        sharded_all=False, instr_inputs="check", instr_case_cap_s=30.0),
     "standard": Profile(
         name="standard",
         budget=Budget(measure_s=1.5, min_rounds=5, max_rounds=100, warmup_s=0.5, warmup_rounds=2),
@@ -75,11 +80,12 @@ class Settings:
     hf_dataset: str | None = None
     compile_backend: str = "inductor"  # torch.compile's backend in the graph-modes suite
     plugins: tuple[str, ...] = ()      # --bench-plugin modules / files (child processes load them too)
+    instructions: bool = False         # --bench-instructions: CPU rows also counted under callgrind
 
 
 def settings(profile: str = "standard", devices: list[str] | None = None, hf_model: str | None = None,
              hf_dataset: str | None = None, compile_backend: str = "inductor",
-             plugins: tuple[str, ...] = ()) -> Settings:
+             plugins: tuple[str, ...] = (), instructions: bool = False) -> Settings:
     """Settings for ``profile`` (a name in PROFILES) on ``devices`` (default: cpu and every
     CUDA device)."""
     if profile not in PROFILES:
@@ -90,8 +96,13 @@ def settings(profile: str = "standard", devices: list[str] | None = None, hf_mod
         known = torch._dynamo.list_backends(exclude_tags=())
         if compile_backend not in known:
             raise ValueError(f"unknown torch.compile backend {compile_backend!r}; valid: {', '.join(known)}")
+    if instructions:
+        from bench.core.callgrind import valgrind_missing
+
+        if valgrind_missing():
+            raise ValueError(valgrind_missing())
     return Settings(PROFILES[profile], tuple(devices or default_devices()), hf_model, hf_dataset, compile_backend,
-                    tuple(plugins))
+                    tuple(plugins), instructions)
 
 
 # ---- cases: pytest params that carry their report row's identity ----

@@ -55,7 +55,9 @@ class Metric:
     kind: ``timing`` (the benchmark's raw samples back it: the per-run statistic is their
     median), ``value`` (one number per run), ``derived`` (computed from the timing column
     of the same row, e.g. samples/s: shown, judged through that column, never counted
-    twice), ``exact`` (deterministic: any change toward worse counts).
+    twice), ``exact`` (deterministic: any change toward worse counts), ``counted`` (a count
+    that repeats within a measured band ``noise``, relative: instructions under callgrind;
+    judged from one run a side).
     threshold: the relative change that matters (0.10 = 10 %); smaller changes are "same"
     however significant. For ``exact`` metrics it is an absolute step.
     """
@@ -65,7 +67,18 @@ class Metric:
     kind: str = "value"
     threshold: float = 0.10
     doc: str = ""
+    noise: float = 0.0  # ``counted``: the measured relative spread of repeated counts (A/A)
 
+
+# Instructions per call under callgrind (bench.core.callgrind). The threshold is PyTorch's own
+# for its instruction-count gates (benchmarks/dynamo/pr_time_benchmarks: +/-1.5 %); the noise
+# band is the A/A spread measured here across processes and runs (README, "Instruction counts").
+INSTRUCTIONS_NOISE = 0.005
+_INSTRUCTIONS = {
+    "instructions": Metric("instructions", "lower", "counted", 0.015,
+                           "instructions per call under callgrind, one intra-op thread, loop subtracted",
+                           noise=INSTRUCTIONS_NOISE),
+}
 
 # peak_mem_mib (the contract's column) repeats one of these per device: judged through them.
 _COMMON = {
@@ -80,6 +93,10 @@ METRICS: dict[str, dict[str, Metric]] = {
     "autograd_ops": {
         "fwd_bwd_median_ms": Metric("ms", "lower", "timing", 0.10, "custom op forward+backward, median"),
         "speedup_vs_native": Metric("x", "higher", "value", 0.10, "native composite time / op time, interleaved"),
+        **_INSTRUCTIONS,
+        "native_instructions": Metric("instructions", "lower", "counted", 0.015,
+                                      "the native composite's instructions per call under callgrind",
+                                      noise=INSTRUCTIONS_NOISE),
     },
     "graph_modes": {
         "median_ms": Metric("ms", "lower", "timing", 0.10, "one call of the mode's graph, median"),

@@ -73,6 +73,20 @@ class Session:
     out_dir: Path | None = None          # the run's report folder: files rows point to (repros)
     minifier_budget_s: float = MINIFIER_BUDGET_S  # what is left of it
     _shared: dict = dataclasses.field(default_factory=dict, repr=False)
+    _counter: Any = dataclasses.field(default=None, repr=False)
+
+    def instruction_counter(self):
+        """The run's one callgrind child (``bench.core.callgrind``), started on first use."""
+        if self._counter is None:
+            from bench.core.callgrind import InstructionCounter
+
+            self._counter = InstructionCounter(self.settings.plugins)
+        return self._counter
+
+    def close(self) -> None:
+        """End what the run started (the callgrind child)."""
+        if self._counter is not None:
+            self._counter.close()
 
     @property
     def profile(self) -> Profile:
@@ -124,7 +138,8 @@ class Session:
         """What this run measured about its machine and weights, and the one setting that
         changes what a row measures without changing its case (the compile backend): for the
         fingerprint, so ``compare`` lists a difference."""
-        return {"compile_backend": self.settings.compile_backend,
+        counted = {"callgrind_instrumentation": self._counter.mode} if self._counter else {}
+        return {**counted, "compile_backend": self.settings.compile_backend,
                 "model_hashes": dict(self.model_hashes),
                 "measured_peaks_tflops": dict(self.roofs.peaks_tflops),
                 "measured_bandwidth_gbs": dict(self.roofs.bandwidth_gbs)}

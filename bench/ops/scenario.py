@@ -7,6 +7,7 @@ import dataclasses
 
 import torch
 
+from bench.core.callgrind import record_instructions
 from bench.core.face import one_of, run_as_row
 from bench.core.hardware import DTYPES
 from bench.core.timing import budget_for, run_benchmark, run_benchmark_against, summarize_ms
@@ -76,14 +77,17 @@ def run_case(case: dict, benchmark, row, session) -> None:
     if spec.reference is None:
         samples = run_benchmark(benchmark, step, device, budget, record=bench_row)
         bench_row["fwd_bwd_median_ms"] = summarize_ms(samples).get("median_ms")
-        return
-    samples, native = run_benchmark_against(benchmark, step, fwd_bwd_step(spec.reference, inputs), device,
-                                            budget, record=bench_row)
-    bench_row["native_saved_mib"] = saved_tensor_mib(spec.reference, inputs)
-    if samples:
-        bench_row["fwd_bwd_median_ms"] = summarize_ms(samples)["median_ms"]
-        bench_row["native_median_ms"] = summarize_ms(native)["median_ms"]
-        bench_row["speedup_vs_native"] = bench_row["native_median_ms"] / bench_row["fwd_bwd_median_ms"]
+    else:
+        samples, native = run_benchmark_against(benchmark, step, fwd_bwd_step(spec.reference, inputs), device,
+                                                budget, record=bench_row)
+        bench_row["native_saved_mib"] = saved_tensor_mib(spec.reference, inputs)
+        if samples:
+            bench_row["fwd_bwd_median_ms"] = summarize_ms(samples)["median_ms"]
+            bench_row["native_median_ms"] = summarize_ms(native)["median_ms"]
+            bench_row["speedup_vs_native"] = bench_row["native_median_ms"] / bench_row["fwd_bwd_median_ms"]
+    call_s = (bench_row.get("fwd_bwd_median_ms") or 0) / 1e3
+    record_instructions(bench_row, session, "bench.ops.scenario:instruction_callables",
+                        {"op": c["op"], "dtype": dtype}, call_s if profile.instr_inputs == "bench" else 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,3 +106,15 @@ class Config:
 def run(config: Config, session=None) -> dict:
     """The op's autograd_ops.csv row, without pytest."""
     return run_as_row("autograd_ops", dataclasses.asdict(config), run_case, session)
+
+
+def instruction_callables(case: dict) -> dict:
+    """The op's forward+backward (and its native composite's) on its benchmark inputs, for
+    ``bench.core.callgrind`` (built in the valgrind'd child, on the CPU)."""
+    spec = get_op(case["op"])
+    params = spec.check_params if case.get("inputs") == "check" else spec.bench_params
+    inputs = spec.make_inputs(params, "cpu", DTYPES[case["dtype"]])
+    out = {"instructions": fwd_bwd_step(spec.fn, inputs)}
+    if spec.reference is not None:
+        out["native_instructions"] = fwd_bwd_step(spec.reference, inputs)
+    return out

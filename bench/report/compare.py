@@ -23,7 +23,7 @@ from bench.report.runs import (
     machine_identity,
     repro_command,
 )
-from bench.report.verdicts import decide, judge_case
+from bench.report.verdicts import decide, judge_case, two_channels
 
 
 @dataclasses.dataclass
@@ -145,6 +145,7 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
         metrics += judge_case(case, suite, base, new, threshold, alpha, same_status)
         drift += _drift(case, suite, brows, nrows)
     decide(metrics, alpha)
+    two_channels(metrics, lambda suite, name: metric_of(suite, name).kind)
     busy = _busy_cases(base + new)
     for m in metrics:
         m.pop("worse", None)

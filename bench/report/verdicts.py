@@ -39,6 +39,8 @@ def judge_case(case: str, suite: str, base: list[Run], new: list[Run], threshold
 
 def _judge(metric: Metric, base: list[float], new: list[float], raw_base, raw_new, threshold: float,
            alpha: float) -> dict:
+    if metric.kind == "counted":
+        return _judge_counted(metric, base, new, threshold)
     if metric.kind == "exact":  # counts and accuracies: an absolute step, from 0 too
         step = statistics.median(new) - statistics.median(base)
         step = step if metric.better == "lower" else -step
@@ -65,6 +67,28 @@ def _judge(metric: Metric, base: list[float], new: list[float], raw_base, raw_ne
     return {**out, "verdict": "unsure",
             "note": "one run a side: run-to-run spread unknown, so neither a change nor its absence is shown; "
                     f"give >= 2 runs a side ({stats.MIN_RUNS} recommended: bench ab --runs)"}
+
+
+def _judge_counted(metric: Metric, base: list[float], new: list[float], threshold: float) -> dict:
+    """A count that repeats within a measured band: one run a side is evidence. ``same`` only
+    when the change plus the band stays inside the threshold; a change beyond threshold plus
+    band is called; in between, ``unsure``. The band is the larger of the declared one and the
+    spread seen within either side."""
+    bmed, nmed = statistics.median(base), statistics.median(new)
+    if bmed <= 0 or nmed <= 0:
+        return _judge_zero(metric, base, new, bmed, nmed)
+    spread = max([max(v) / min(v) - 1 for v in (base, new) if min(v) > 0] + [0.0])
+    noise = max(metric.noise, spread)
+    ratio = nmed / bmed
+    worse = stats.worse_ratio(ratio, metric.better)
+    out = {"ratio": ratio, "p_value": None, "test": f"count, noise band +/-{noise:.2%}", "worse": worse}
+    if worse > (1 + threshold) * (1 + noise):
+        return {**out, "verdict": "regression", "note": f"beyond +{threshold:.1%} by more than the band"}
+    if worse < 1 / ((1 + threshold) * (1 + noise)):
+        return {**out, "verdict": "improvement", "note": f"beyond -{threshold:.1%} by more than the band"}
+    if noise < threshold and 1 / ((1 + threshold) / (1 + noise)) <= worse <= (1 + threshold) / (1 + noise):
+        return {**out, "verdict": "same", "note": f"within +/-{threshold:.1%} with the band"}
+    return {**out, "verdict": "unsure", "note": f"within +/-{noise:.2%} of the +/-{threshold:.1%} threshold"}
 
 
 def _judge_zero(metric: Metric, base: list[float], new: list[float], bmed: float, nmed: float) -> dict:
@@ -115,3 +139,29 @@ def decide(metrics: list[dict], alpha: float) -> None:
         if m["verdict"] == "unsure" and m.get("ratio"):
             m["runs_needed"] = stats.runs_needed(m["ratio"], m.get("sd_log"), m["threshold"], alpha,
                                                  more_than=min(m.get("runs_base", 0), m.get("runs_new", 0)))
+
+
+def two_channels(metrics: list[dict], kind_of) -> None:
+    """One verdict, two channels: where a case's wall time and its instruction count disagree,
+    say what that means on both lines instead of letting one hide the other."""
+    cases: dict[str, list[dict]] = {}
+    for m in metrics:
+        cases.setdefault(m["case"], []).append(m)
+    for ms in cases.values():
+        instr = next((m for m in ms if m["metric"] == "instructions"), None)
+        timed = next((m for m in ms if kind_of(m["suite"], m["metric"]) == "timing"), None)
+        if instr is None or timed is None:
+            continue
+        iv, tv, text = instr["verdict"], timed["verdict"], None
+        if iv == "same" and tv in ("regression", "improvement"):
+            text = (f"{'slower' if tv == 'regression' else 'faster'} in time with the same instructions: memory, "
+                    "threads, frequency or the machine, not the work done")
+        elif iv in ("regression", "improvement") and tv in ("same", "unsure"):
+            text = (f"{'more' if iv == 'regression' else 'fewer'} instructions ({instr['ratio']:.3f}x) while wall "
+                    f"time is {tv}: a change the wall clock does not resolve here")
+        elif {iv, tv} == {"regression", "improvement"}:
+            text = "instructions and wall time moved in opposite directions"
+        if text:
+            for m in (instr, timed):
+                m["channels"] = text
+                m["note"] = f"{m.get('note') or ''} [two channels: {text}]".strip()

@@ -1,0 +1,185 @@
+"""Instruction counts under valgrind's callgrind: one valgrind'd Python for a whole run.
+
+Wall time on a shared VM resolves changes of 25-50 %; an instruction count does not care what
+the neighbours do. Starting a valgrind'd Python that imports torch costs 45 s with callgrind's
+instrumentation on from the start (what ``torch.utils.benchmark.Timer.collect_callgrind`` pays
+per call), so :class:`InstructionCounter` starts one child for the run, with instrumentation
+off (14 s here), and turns it on only around each measurement through callgrind's client
+requests (``CALLGRIND_START_INSTRUMENTATION``; valgrind's manual, "Callgrind: client
+requests"), compiled into a tiny helper library with the machine's C compiler. Where no
+compiler or ``valgrind/callgrind.h`` exists, the child runs instrumented from the start
+(same counts, slower start); the row says which (``instructions_mode``).
+
+Per measurement the child builds the case's callables (``builder``: ``"module:function"``
+returning ``{metric: callable}``), runs 16 warm-up calls, starts instrumentation, runs one
+more uncounted call (the code is translated again, instrumented), then counts ``calls`` calls
+with collection toggled on (``torch._C._valgrind_toggle``) and dumps the counts
+(``_valgrind_toggle_and_dump_stats``). The instructions of the loop itself (an empty callable
+measured the same way) are subtracted. Intra-op threads are pinned to 1: OpenMP workers that
+spin while they wait make counts of a multi-threaded op vary by 40 % (measured on
+``torch.tanh``), one thread repeats within 0.05 %.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+INSTALL_HINT = "install it with `apt-get install valgrind` (Debian/Ubuntu) or your system's package manager"
+
+_CLIENT_C = r"""
+#include <valgrind/callgrind.h>
+void bench_start_instrumentation(void) { CALLGRIND_START_INSTRUMENTATION; }
+void bench_stop_instrumentation(void) { CALLGRIND_STOP_INSTRUMENTATION; }
+void bench_zero_stats(void) { CALLGRIND_ZERO_STATS; }
+"""
+
+
+def valgrind_missing() -> str | None:
+    """Why instructions cannot be counted here (one line), or None."""
+    if shutil.which("valgrind") is None:
+        return f"--bench-instructions needs valgrind, which is not on PATH: {INSTALL_HINT}"
+    return None
+
+
+def client_library(cache: Path | None = None) -> Path | None:
+    """The client-request helper, built once per machine (None: no compiler or header)."""
+    cache = cache or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "torch-hf-bench"
+    lib = cache / "callgrind_client.so"
+    if lib.exists():
+        return lib
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    if cc is None:
+        return None
+    cache.mkdir(parents=True, exist_ok=True)
+    src = cache / "callgrind_client.c"
+    src.write_text(_CLIENT_C)
+    tmp = cache / f"callgrind_client.{os.getpid()}.so"
+    done = subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(tmp), str(src)], capture_output=True, text=True)
+    if done.returncode != 0:
+        return None
+    os.replace(tmp, lib)
+    return lib
+
+
+class CountError(RuntimeError):
+    """The child could not count a case (its error, or valgrind's last words)."""
+
+
+class InstructionCounter:
+    """One valgrind'd child for the run; :meth:`count` sends it a case and waits for the counts."""
+
+    def __init__(self, plugins: tuple[str, ...] = (), start_timeout_s: float = 300.0):
+        reason = valgrind_missing()
+        if reason:
+            raise RuntimeError(reason)
+        self.plugins = tuple(plugins)
+        self.start_timeout_s = start_timeout_s
+        self.proc: subprocess.Popen | None = None
+        self.workdir = Path(tempfile.mkdtemp(prefix="bench-callgrind-"))
+        self.library = client_library()
+        self.mode = "on demand (client requests)" if self.library else "from the start (no C compiler or header)"
+        self.start_s: float | None = None
+        self.baseline: float | None = None
+
+    def _start(self) -> None:
+        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1",
+                   BENCH_CALLGRIND_OUT=str(self.workdir), BENCH_CALLGRIND_CLIENT=str(self.library or ""))
+        cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=no",
+               f"--instr-atstart={'no' if self.library else 'yes'}",
+               f"--callgrind-out-file={self.workdir}/cg.out", sys.executable, "-m", "bench.core.callgrind_child",
+               *[a for p in self.plugins for a in ("--plugin", p)]]
+        t0 = time.perf_counter()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.workdir / "valgrind.log", "w")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+                                     text=True, env=env, start_new_session=True)
+        hello = self._reply(self.start_timeout_s)
+        self.start_s = time.perf_counter() - t0
+        self.baseline = hello["baseline_per_call"]
+
+    def _reply(self, timeout_s: float) -> dict:
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            self.close()
+            raise CountError(f"the callgrind child {'timed out after %g s' % timeout_s if not ready else 'died'}: "
+                             f"{self._last_words()}")
+        return json.loads(line)
+
+    def _last_words(self) -> str:
+        try:
+            text = (self.workdir / "valgrind.log").read_text()
+        except OSError:
+            return "(no log)"
+        lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("==")]
+        return " | ".join(lines[-3:])[-400:] or "(valgrind printed nothing else)"
+
+    def count(self, builder: str, case: dict, calls: int = 3, timeout_s: float = 600.0) -> dict:
+        """``{metric: instructions per call}`` of the callables ``builder(case)`` returns, and
+        ``calls``, ``threads``, ``mode``, ``wall_s``. Raises CountError naming the cause."""
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+        t0 = time.perf_counter()
+        self.proc.stdin.write(json.dumps({"builder": builder, "case": case, "calls": calls}) + "\n")
+        self.proc.stdin.flush()
+        reply = self._reply(timeout_s)
+        if "error" in reply:
+            raise CountError(reply["error"])
+        return {**reply, "mode": self.mode, "wall_s": time.perf_counter() - t0}
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait()
+        self.proc = None
+        if getattr(self, "_log", None) is not None:
+            self._log.close()
+            self._log = None
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+# Callgrind runs a call 50-100x slower than native (AVX-512 code is not run there: valgrind's
+# virtual CPU has no AVX-512, so torch dispatches its AVX2 kernels); cost estimates use this.
+SLOWDOWN = 150.0
+CALLS = 3  # counted calls per callable (after the warm-up): counts repeat to < 0.5 % (README)
+
+
+def record_instructions(row, session, builder: str, case: dict, call_s: float | None) -> None:
+    """With ``--bench-instructions``: count ``builder(case)``'s callables in the run's callgrind
+    child and put them in ``row`` (``instructions``, ...). CUDA rows and cases estimated to
+    cost more than the profile's cap say why they have no count; a count that fails is the
+    row's error, naming the cause."""
+    if not session.settings.instructions:
+        return
+    if str(row.get("device", "cpu")) != "cpu":
+        row["instructions_skipped"] = "CUDA row: valgrind does not run the CUDA driver; counted on CPU rows only"
+        return
+    cap = session.profile.instr_case_cap_s
+    # op and native, each: 16 warm-up calls (valgrind without instrumentation, ~5x), then twice
+    # one instrumented warm call and CALLS counted ones
+    est = (call_s or 0.0) * 2 * (16 * 5 + 2 * (CALLS + 1) * SLOWDOWN)
+    if est > cap:
+        row["instructions_skipped"] = (f"too large under callgrind: estimated {est:.0f} s > {cap:g} s for the "
+                                       f"{session.profile.name} profile")
+        return
+    try:
+        got = session.instruction_counter().count(builder, dict(case, inputs=session.profile.instr_inputs), CALLS)
+    except CountError as exc:
+        row.check(False, f"instruction count failed: {exc}", status="error")
+        return
+    row.update({k: round(v) for k, v in got["instructions"].items()})
+    row["instructions_spread"] = max(got["spread"].values())  # two counts of each callable, relative
+    row["instructions_threads"] = got["threads"]
+    row["instructions_inputs"] = session.profile.instr_inputs
+    row["instructions_wall_s"] = round(got["wall_s"], 2)

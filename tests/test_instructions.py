@@ -1,0 +1,73 @@
+"""The instruction channel (--bench-instructions, bench.core.callgrind): counts under callgrind
+are positive, repeat within the declared band, and grow for a plugin op that does more work;
+its verdicts are called from one run a side; a missing valgrind is one line that says how to
+install it; and where wall time and instructions disagree the comparison says so."""
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.core import callgrind
+from bench.core.profiles import settings
+from bench.core.rows import INSTRUCTIONS_NOISE, metric_of
+from bench.report.verdicts import _judge_counted, two_channels
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN = ROOT / "tests" / "data" / "planted_work_plugin.py"
+METRIC = metric_of("autograd_ops", "instructions")
+
+
+def test_a_missing_valgrind_is_one_line_saying_how_to_install_it(monkeypatch):
+    monkeypatch.setattr(callgrind.shutil, "which", lambda name: None)
+    with pytest.raises(ValueError, match=r"apt-get install valgrind") as err:
+        settings("smoke", ["cpu"], instructions=True)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("base, new, verdict", [
+    ([1_000_000], [1_004_000], "same"),          # +0.4 %: inside 1.5 % with the 0.5 % band
+    ([1_000_000], [1_025_000], "regression"),    # +2.5 %: beyond 1.5 % by more than the band
+    ([1_000_000], [950_000], "improvement"),
+    ([1_000_000], [1_013_000], "unsure"),         # +1.3 %: within the band of the threshold
+    ([1_000_000, 1_030_000], [1_004_000], "unsure"),  # a side that itself spreads 3 %: no verdict
+])
+def test_a_count_is_judged_from_one_run_a_side(base, new, verdict):
+    assert _judge_counted(METRIC, base, new, METRIC.threshold)["verdict"] == verdict
+
+
+def test_disagreeing_channels_are_named_not_averaged():
+    metrics = [{"case": "c", "suite": "autograd_ops", "metric": "fwd_bwd_median_ms", "verdict": "unsure",
+                "ratio": 1.02, "note": ""},
+               {"case": "c", "suite": "autograd_ops", "metric": "instructions", "verdict": "regression",
+                "ratio": 1.02, "note": ""}]
+    two_channels(metrics, lambda suite, name: metric_of(suite, name).kind)
+    assert all("the wall clock does not resolve" in m["note"] for m in metrics), metrics
+    metrics[0]["verdict"], metrics[1]["verdict"] = "regression", "same"
+    two_channels(metrics, lambda suite, name: metric_of(suite, name).kind)
+    assert "not the work done" in metrics[1]["note"]
+
+
+@pytest.mark.skipif(callgrind.valgrind_missing() is not None, reason="valgrind is not installed (apt-get install "
+                                                                     "valgrind); .ci/run installs it")
+def test_counts_are_positive_repeatable_and_grow_with_the_work(tmp_path):
+    """One pytest run of the ops suite with --bench-instructions on a tiny selection: the plugin's
+    GELU and the same op doing 4096 elements of extra tanh work, one callgrind child for both."""
+    cmd = [sys.executable, "-m", "pytest", str(ROOT / "suites" / "test_autograd_ops.py"), "--bench-profile=smoke",
+           "--bench-instructions", f"--bench-plugin={PLUGIN}", "-k", "planted_gelu and cpu and fp32",
+           f"--bench-report-dir={tmp_path}", "-p", "no:cacheprovider", "-q"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, BENCH_PLANTED_EXTRA="0"))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    rows = {r["op"]: r for r in csv.DictReader(open(tmp_path / "latest" / "autograd_ops.csv"))}
+    base, more = rows["planted_gelu"], rows["planted_gelu_more"]
+    for r in (base, more):
+        assert r["status"] == "ok" and float(r["instructions"]) > 0 and float(r["native_instructions"]) > 0, r
+        assert float(r["instructions_spread"]) < INSTRUCTIONS_NOISE, r  # two counts of each callable
+        assert r["instructions_threads"] == "1"
+    assert float(more["instructions"]) > float(base["instructions"]) * (1 + 2 * INSTRUCTIONS_NOISE)
+    # the native composite is the same in both rows: equal counts within the band
+    assert float(more["native_instructions"]) == pytest.approx(float(base["native_instructions"]),
+                                                               rel=INSTRUCTIONS_NOISE)
