@@ -121,6 +121,12 @@ def load_plugin(spec: str) -> None:
         importlib.import_module(spec)
 
 
+def load_plugins(specs) -> None:
+    """``load_plugin`` each of ``specs`` (a child process repeating its parent's plugins)."""
+    for spec in specs or ():
+        load_plugin(spec)
+
+
 def register_model(spec: ModelSpec) -> ModelSpec:
     if spec.name in _MODELS and _MODELS[spec.name] is not spec:
         raise ValueError(f"model {spec.name!r} is already registered")

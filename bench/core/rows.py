@@ -103,6 +103,7 @@ METRICS: dict[str, dict[str, Metric]] = {
         "speedup_vs_eager": Metric("x", "higher", "value", 0.10, "eager time / mode time, interleaved"),
         "build_s": Metric("s", "lower", "value", 0.50, "build time (compile: first call); cache-dependent"),
         "graph_breaks": Metric("count", "lower", "exact", 0.0, "torch._dynamo graph breaks"),
+        **_INSTRUCTIONS,
         "recompiles": Metric("count", "lower", "exact", 0.0, "frames compiled again for the probe inputs"),
         **_COMMON,
     },
@@ -113,6 +114,7 @@ METRICS: dict[str, dict[str, Metric]] = {
         "tflops": Metric("TFLOP/s", "higher", "derived", doc="counted FLOPs / median step time"),
         "pct_of_peak": Metric("%", "higher", "derived", doc="tflops / measured GEMM roof"),
         "pct_of_vendor_peak": Metric("%", "higher", "derived", doc="tflops / vendor dense peak"),
+        **_INSTRUCTIONS,
         **_COMMON,
     },
     "ddp": {

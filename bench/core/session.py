@@ -80,7 +80,7 @@ class Session:
         if self._counter is None:
             from bench.core.callgrind import InstructionCounter
 
-            self._counter = InstructionCounter(self.settings.plugins)
+            self._counter = InstructionCounter()
         return self._counter
 
     def close(self) -> None:

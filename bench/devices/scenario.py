@@ -13,6 +13,7 @@ import torch
 
 from bench.core import hardware as dev
 from bench.core import numerics
+from bench.core.callgrind import record_instructions
 from bench.core.flops import count_flops_and_bytes, vendor_peak_tflops
 from bench.core.hardware import DTYPES
 from bench.core.timing import Budget, budget_for, run_benchmark, summarize_ms
@@ -55,7 +56,9 @@ def _to(inputs: tuple, device: str | None = None, dtype: torch.dtype | None = No
 
 
 def prepare(spec: ModelSpec, device: str, dtype: str, phase: str, batch_size: int,
-            seq_len: int | None = None) -> PreparedCase:
+            seq_len: int | None = None, check: bool = True) -> PreparedCase:
+    """The case's step; ``check``: its output against the fp64 reference (inference) or three
+    finite losses (train) first (``check=False``: the step only, for the callgrind child)."""
     torch.manual_seed(0)
     model = spec.build()
     inputs, target = spec.batch(batch_size, "cpu", seq_len)
@@ -63,16 +66,16 @@ def prepare(spec: ModelSpec, device: str, dtype: str, phase: str, batch_size: in
     if phase == "inference":
         model.eval()
         with torch.no_grad():
-            ref = _outputs(model.double()(*_to(inputs, dtype=torch.float64))).float()
+            ref = _outputs(model.double()(*_to(inputs, dtype=torch.float64))).float() if check else None
         model = model.float().to(device)
         dev_inputs = _to(inputs, device=device)
         with torch.no_grad(), autocast(device, dtype):
-            out = _outputs(model(*dev_inputs)).float().cpu()
-        rel_err = float((out - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
+            out = _outputs(model(*dev_inputs)).float().cpu() if check else None
+        rel_err = float((out - ref).abs().max() / ref.abs().max().clamp_min(1e-12)) if check else None
         reason = None
-        if not torch.isfinite(out).all():
+        if check and not torch.isfinite(out).all():
             reason = "non-finite output"
-        elif rel_err > numerics.rel_tol_vs_fp64(dtype, device):
+        elif check and rel_err > numerics.rel_tol_vs_fp64(dtype, device):
             reason = (f"relative error {rel_err:.3g} vs fp64 reference exceeds "
                       f"{numerics.rel_tol_vs_fp64(dtype, device):g} for {dtype}"
                       + (" (TF32 on)" if dtype == "fp32" and numerics.tf32_active(device) else ""))
@@ -101,7 +104,7 @@ def prepare(spec: ModelSpec, device: str, dtype: str, phase: str, batch_size: in
             opt.step()
         return loss
 
-    losses = [float(step().detach()) for _ in range(3)]
+    losses = [float(step().detach()) for _ in range(3 if check else 0)]
     reason = None
     if not all(map(lambda v: v == v and abs(v) != float("inf"), losses)):
         reason = f"non-finite training loss {losses}"
@@ -197,6 +200,20 @@ def run_case(case: dict, benchmark, row, session, *, budget: Budget | None = Non
         row.update(summarize_ms(samples))
         row.update(metrics(case, device, dtype, row["median_ms"], flops, session.roofs, bytes_moved))
     row["optimizer"] = "sgd" if c["phase"] == "train" else None
+    record_instructions(row, session, "bench.devices.scenario:instruction_callables",
+                        {k: c[k] for k in ("model", "dtype", "phase", "batch_size")}
+                        | {"seq_len": session.profile.seq_len},
+                        (row.get("median_ms") or 0) / 1e3)
+
+
+def instruction_callables(case: dict) -> dict:
+    """The case's step on the CPU, for ``bench.core.callgrind`` (built in the valgrind'd child)."""
+    from bench.registry import get_model, load_plugins
+
+    load_plugins(case.get("plugins"))
+    spec = get_model(case["model"])
+    return {"instructions": prepare(spec, "cpu", case["dtype"], case["phase"], case["batch_size"],
+                                    case["seq_len"], check=False).step}
 
 
 @dataclasses.dataclass(frozen=True)

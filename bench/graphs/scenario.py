@@ -7,6 +7,7 @@ from typing import Callable
 
 import torch
 
+from bench.core.callgrind import record_instructions
 from bench.core.face import one_of
 from bench.core.hardware import peak_memory_columns, reset_peak_memory, synchronize
 from bench.core.profiles import PROFILES, Profile
@@ -137,13 +138,32 @@ def run_case(case: dict, benchmark, row, session) -> None:
         samples = run_benchmark(benchmark, fn, c["device"], budget, record=bench_row)
         bench_row.update(summarize_ms(samples))
         bench_row["speedup_vs_eager"] = 1.0 if samples else None
-        return
-    eager_fn = step_fn(spec, results["eager"], model, example, target, c["phase"])
-    samples, eager = run_benchmark_against(benchmark, fn, eager_fn, c["device"], budget, record=bench_row)
-    if samples:
-        bench_row.update(summarize_ms(samples))
-        bench_row["eager_median_ms"] = summarize_ms(eager)["median_ms"]
-        bench_row["speedup_vs_eager"] = bench_row["eager_median_ms"] / bench_row["median_ms"]
+    else:
+        eager_fn = step_fn(spec, results["eager"], model, example, target, c["phase"])
+        samples, eager = run_benchmark_against(benchmark, fn, eager_fn, c["device"], budget, record=bench_row)
+        if samples:
+            bench_row.update(summarize_ms(samples))
+            bench_row["eager_median_ms"] = summarize_ms(eager)["median_ms"]
+            bench_row["speedup_vs_eager"] = bench_row["eager_median_ms"] / bench_row["median_ms"]
+    record_instructions(bench_row, session, "bench.graphs.scenario:instruction_callables",
+                        {k: c[k] for k in ("model", "mode", "phase")} | {"profile": profile.name},
+                        (bench_row.get("median_ms") or 0) / 1e3,
+                        not_counted="torch.compile graphs are not rebuilt under callgrind (Dynamo and Inductor "
+                                    "there cost minutes a graph)" if c["mode"] == "compile" else None)
+
+
+def instruction_callables(case: dict) -> dict:
+    """The mode's step on the CPU, for ``bench.core.callgrind`` (built in the valgrind'd child)."""
+    from bench.graphs.builders import build
+    from bench.registry import load_plugins
+
+    load_plugins(case.get("plugins"))
+    spec = get_model(case["model"])
+    model, example, target, _ = model_and_inputs(case["model"], "cpu", PROFILES[case["profile"]])
+    model.eval()
+    runner, _ = build(case["mode"], model, example)
+    return {"instructions": step_fn(spec, ModeResult(case["mode"], "ok", runner=runner), model, example, target,
+                                    case["phase"])}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -87,7 +87,8 @@ def run_case(case: dict, benchmark, row, session) -> None:
             bench_row["speedup_vs_native"] = bench_row["native_median_ms"] / bench_row["fwd_bwd_median_ms"]
     call_s = (bench_row.get("fwd_bwd_median_ms") or 0) / 1e3
     record_instructions(bench_row, session, "bench.ops.scenario:instruction_callables",
-                        {"op": c["op"], "dtype": dtype}, call_s if profile.instr_inputs == "bench" else 0.0)
+                        {"op": c["op"], "dtype": dtype}, call_s if profile.instr_inputs == "bench" else 0.0,
+                        callables=1 if spec.reference is None else 2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +112,9 @@ def run(config: Config, session=None) -> dict:
 def instruction_callables(case: dict) -> dict:
     """The op's forward+backward (and its native composite's) on its benchmark inputs, for
     ``bench.core.callgrind`` (built in the valgrind'd child, on the CPU)."""
+    from bench.registry import load_plugins
+
+    load_plugins(case.get("plugins"))
     spec = get_op(case["op"])
     params = spec.check_params if case.get("inputs") == "check" else spec.bench_params
     inputs = spec.make_inputs(params, "cpu", DTYPES[case["dtype"]])
