@@ -31,8 +31,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.core.load import count_as_own
-
 INSTALL_HINT = "install it with `apt-get install valgrind` (Debian/Ubuntu) or your system's package manager"
 
 _CLIENT_C = r"""
@@ -104,7 +102,6 @@ class InstructionCounter:
         self._log = open(self.workdir / "valgrind.log", "w")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
                                      text=True, env=env, start_new_session=True)
-        count_as_own(self.proc.pid)  # its CPU is this run's, not a neighbour's (core.load)
         hello = self._reply(self.start_timeout_s)
         self.start_s = time.perf_counter() - t0
         self.baseline = hello["baseline_per_call"]
@@ -153,8 +150,6 @@ class InstructionCounter:
         return {**reply, "mode": self.mode, "wall_s": time.perf_counter() - t0}
 
     def close(self, kill: bool = False) -> None:
-        if self.proc is not None:
-            count_as_own(self.proc.pid, False)
         if self.proc is not None and self.proc.poll() is None:
             try:
                 if kill:

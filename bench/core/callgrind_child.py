@@ -19,13 +19,12 @@ import torch
 
 OUT = Path(os.environ.get("BENCH_CALLGRIND_OUT", "."))
 _client = ctypes.CDLL(os.environ["BENCH_CALLGRIND_CLIENT"]) if os.environ.get("BENCH_CALLGRIND_CLIENT") else None
-_dumps = [0]
 
 
 def _latest_total() -> int:
-    """The ``totals:`` of the dump just written (callgrind numbers them cg.out.1, .2, ...)."""
-    _dumps[0] += 1
-    path = OUT / f"cg.out.{_dumps[0]}"
+    """The ``totals:`` of the dump just written (callgrind numbers them cg.out.1, .2, ...;
+    each is read and removed at once, so the one there is the latest)."""
+    path = max(OUT.glob("cg.out.*"), key=lambda p: int(p.suffix[1:]))
     for line in path.read_text().splitlines():
         if line.startswith(("totals:", "summary:")):
             path.unlink()

@@ -24,27 +24,29 @@ def busy_s() -> float | None:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-_OWN_PIDS: set[int] = set()  # long-lived children of ours (the callgrind child): their CPU is ours
-
-
-def count_as_own(pid: int, own: bool = True) -> None:
-    """Count (or stop counting) a running child's CPU time as this process's."""
-    (_OWN_PIDS.add if own else _OWN_PIDS.discard)(pid)
-
-
-def _running_child_cpu_s(pid: int) -> float:
+def _live_children_cpu_s() -> float:
+    """CPU seconds of this process's running children (a long-lived helper such as the
+    callgrind child): getrusage counts a child only once it has ended and been waited for."""
+    me, total = str(os.getpid()), 0.0
     try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
-    except (OSError, ValueError, IndexError):
-        return 0.0  # ended: once waited for, getrusage(RUSAGE_CHILDREN) has it
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me:  # ppid
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return total
 
 
 def own_cpu_s(children_only: bool = False) -> float:
-    """CPU seconds of this process and its children (waited-for ones, and the running ones
-    registered with ``count_as_own``), or of the children only."""
-    total = sum(_running_child_cpu_s(pid) for pid in _OWN_PIDS)
+    """CPU seconds of this process and its children (waited-for and running), or of the
+    children only."""
+    total = _live_children_cpu_s()
     for who in ((resource.RUSAGE_CHILDREN,) if children_only else (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)):
         ru = resource.getrusage(who)
         total += ru.ru_utime + ru.ru_stime

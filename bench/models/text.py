@@ -35,12 +35,14 @@ def _bert(**overrides) -> nn.Module:
     return LogitsOnly(BertForSequenceClassification(cfg))
 
 
-TINY_BERT = dict(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                 intermediate_size=128, max_position_embeddings=256)
+def tiny_bert_config() -> dict:
+    """The tiny BERT's BertConfig fields (the devices zoo's and the checkpointing rows')."""
+    return dict(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                intermediate_size=128, max_position_embeddings=256)
 
 
 def tiny_bert() -> nn.Module:
-    return _bert(**TINY_BERT)
+    return _bert(**tiny_bert_config())
 
 
 def bert_base() -> nn.Module:

@@ -139,13 +139,14 @@ def _loss_fn(case: dict, session, device: str):
     if case["model"] == "tiny_bert":
         from transformers import BertConfig, BertForSequenceClassification
 
-        from bench.models.text import TINY_BERT
+        from bench.models.text import tiny_bert_config
 
         torch.manual_seed(0)
+        fields = tiny_bert_config()
         model = BertForSequenceClassification(BertConfig(
-            **TINY_BERT, num_labels=2, hidden_dropout_prob=case["dropout"],
+            **fields, num_labels=2, hidden_dropout_prob=case["dropout"],
             attention_probs_dropout_prob=case["dropout"])).to(device)
-        ids = torch.randint(1, TINY_BERT["vocab_size"], (batch, seq), generator=torch.Generator().manual_seed(0))
+        ids = torch.randint(1, fields["vocab_size"], (batch, seq), generator=torch.Generator().manual_seed(0))
         labels = torch.arange(batch) % 2
         return model, lambda m: m(input_ids=ids.to(device), labels=labels.to(device)).loss
     model, _ = zoo.build(case["model"], _size(session, device), attn="sdpa", device=device)
