@@ -24,17 +24,11 @@ def busy_s() -> float | None:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def _is_helper(pid: str) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return b"bench.core.callgrind_child" in fh.read()
-    except OSError:
-        return False
-
-
 def _live_children_cpu_s() -> float:
-    """CPU seconds of this process's running helper (the callgrind child, which lives for the
-    run): getrusage counts a child only once it has ended and been waited for."""
+    """CPU seconds of this process's running children (a long-lived helper such as the
+    callgrind child, a launch not yet waited for): getrusage counts a child only once it has
+    ended and been waited for. Children's children are not followed (torchrun's ranks are
+    counted when torchrun is waited for)."""
     me, total = str(os.getpid()), 0.0
     try:
         pids = [p for p in os.listdir("/proc") if p.isdigit()]
@@ -46,7 +40,7 @@ def _live_children_cpu_s() -> float:
                 fields = fh.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if fields[1] == me and _is_helper(pid):  # ppid; a helper of ours, not any child
+        if fields[1] == me:  # ppid
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
     return total
 

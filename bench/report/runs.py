@@ -103,7 +103,8 @@ def repro_command(case: str, run: Run, row: dict) -> str:
 
 
 def metric_values(case: str, name: str, metric: Metric, runs: list[Run]) -> tuple[list[float], list[float]]:
-    """Per-run statistics of one metric, and the raw samples of the last run (timing only)."""
+    """Per-run statistics of one metric, and the raw samples of the last run (timing), or for
+    a ``counted`` metric each run's own repeat spread (``<name>_spread``, relative)."""
     per_run, raw = [], []
     for r in runs:
         row = r.rows.get(case) or {}
@@ -115,6 +116,8 @@ def metric_values(case: str, name: str, metric: Metric, runs: list[Run]) -> tupl
         elif isinstance(row.get(name), (int, float)) and not isinstance(row.get(name), bool) \
                 and math.isfinite(row[name]):
             per_run.append(float(row[name]))
+            if metric.kind == "counted" and isinstance(row.get(f"{name}_spread"), (int, float)):
+                raw.append(float(row[f"{name}_spread"]))
     return per_run, raw
 
 

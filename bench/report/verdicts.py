@@ -40,7 +40,7 @@ def judge_case(case: str, suite: str, base: list[Run], new: list[Run], threshold
 def _judge(metric: Metric, base: list[float], new: list[float], raw_base, raw_new, threshold: float,
            alpha: float) -> dict:
     if metric.kind == "counted":
-        return _judge_counted(metric, base, new, threshold)
+        return _judge_counted(metric, base, new, threshold, list(raw_base) + list(raw_new))
     if metric.kind == "exact":  # counts and accuracies: an absolute step, from 0 too
         step = statistics.median(new) - statistics.median(base)
         step = step if metric.better == "lower" else -step
@@ -69,16 +69,18 @@ def _judge(metric: Metric, base: list[float], new: list[float], raw_base, raw_ne
                     f"give >= 2 runs a side ({stats.MIN_RUNS} recommended: bench ab --runs)"}
 
 
-def _judge_counted(metric: Metric, base: list[float], new: list[float], threshold: float) -> dict:
+def _judge_counted(metric: Metric, base: list[float], new: list[float], threshold: float,
+                   row_spreads: list[float] = ()) -> dict:
     """A count that repeats within a measured band: one run a side is evidence. ``same`` only
     when the change plus the band stays inside the threshold; a change beyond threshold plus
-    band is called; in between, ``unsure``. The band is the larger of the declared one and the
-    spread seen within either side."""
+    band is called; in between, ``unsure``. The band is the largest of the declared one (the
+    A/A across processes), the spread between runs of either side, and the spread each row
+    measured between its own two counts."""
     bmed, nmed = statistics.median(base), statistics.median(new)
     if bmed <= 0 or nmed <= 0:
         return _judge_zero(metric, base, new, bmed, nmed)
     spread = max([max(v) / min(v) - 1 for v in (base, new) if min(v) > 0] + [0.0])
-    noise = max(metric.noise, spread)
+    noise = max([metric.noise, spread, *row_spreads])
     ratio = nmed / bmed
     worse = stats.worse_ratio(ratio, metric.better)
     out = {"ratio": ratio, "p_value": None, "test": f"count, noise band +/-{noise:.2%}", "worse": worse}

@@ -210,7 +210,7 @@ def main(argv=None) -> None:
         compute_ms = _compute_ms(copy.deepcopy(model), batches, rank, per) if sharded else None
         peak_plain = _step_peak(copy.deepcopy(model), batches[0][:per])
     checkpointing.enable(model, a.checkpoint)
-    peak = _step_peak(model, batches[0][:per]) if rank == 0 else None
+    peak = _step_peak(model, batches[0][:per]) if rank == 0 and a.checkpoint != "none" else peak_plain
     unsharded_param_bytes = _bytes(model.parameters())
     if a.strategy == "ddp":
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if cuda else None)
