@@ -67,30 +67,33 @@ def test_ab_runs_alternately_reports_progress_and_writes_the_verdict(project, ca
         assert (out / name).stat().st_size > 0
 
 
-def test_a_status_regression_in_the_new_environment_is_exit_1(project, capsys):
-    folder, env = project
-    a, b = env("py_a"), env("py_b", "TINY_BROKEN=1")
-    code = main(["ab", "--a", a, "--b", b, "--runs", "1", "--out", str(folder / "ab"), "--", "test_tiny.py",
-                 "--benchmark-only"])
-    assert code == 1
-    assert "regressed" in capsys.readouterr().out
-
-
-def test_a_crashed_run_is_named_and_the_experiment_goes_on(project, capsys):
+def test_each_problem_of_the_new_environment_is_named_and_the_experiment_goes_on(project, capsys):
+    """One experiment, three problems of the new environment (one experiment, not three, keeps
+    the test command short), each named on its own: a case that computes something else (a
+    status regression), a run perturbed by another process taking the CPU (measured: machine
+    busy time minus the run's own CPU time) and a run that crashed (exit 1 all the same)."""
     folder, env = project
     a = env("py_a")
     counter = folder / "count"
-    # B's second pytest run dies (exit 3); its interpreter check and other runs are fine
+    # B's first pytest run shares the machine with a hog on every core (so the share is
+    # machine-independent); its second dies (exit 3); its interpreter check is fine
     b = _wrapper(folder, "py_b", f'''if [ "$2" = pytest ]; then
   n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}
+  if [ $n = 1 ]; then
+    for core in $(seq {os.cpu_count() or 1}); do
+      {sys.executable} -c "import time; t=time.time()
+while time.time()-t < 4: pass" &
+    done
+  fi
   if [ $n = 2 ]; then echo "Fatal Python error: Segmentation fault" >&2; exit 3; fi
 fi
-PYTHONPATH="{Path(__file__).resolve().parents[1]}" exec {sys.executable} "$@"''')
+TINY_BROKEN=1 PYTHONPATH="{Path(__file__).resolve().parents[1]}" exec {sys.executable} "$@"''')
     out = folder / "ab"
-    code = main(["ab", "--a", a, "--b", b, "--runs", "2", "--out", str(out), "--", "test_tiny.py",
-                 "--benchmark-only"])
+    code = main(["ab", "--a", a, "--b", b, "--runs", "2", "--out", str(out), "--rerun-busy", "0", "--",
+                 "test_tiny.py", "--benchmark-only"])
     captured = capsys.readouterr()
-    assert code == 1  # a crash of the new environment where the old one ran is a regression
+    assert code == 1
+    assert "regressed" in captured.out  # the status regression
     runs = json.loads((out / "ab.json").read_text())["runs"]
     assert len(runs) == 4
     crashed = [r for r in runs if r["problem"]]
@@ -100,6 +103,10 @@ PYTHONPATH="{Path(__file__).resolve().parents[1]}" exec {sys.executable} "$@"'''
     verdict = json.loads((out / "compare.json").read_text())
     assert verdict["verdict"] == "regression" and verdict["crashes"][0]["side"] == "new"
     assert "1 crashed new run" in verdict_headline(out)
+    busy = next(r for r in runs if r["side"] == "b" and not r["problem"])
+    assert busy["foreign_cpu_share"] > 0.10, runs
+    assert "other processes took" in captured.err
+    assert "other processes took" in (out / "compare.md").read_text()
 
 
 def verdict_headline(out: Path) -> str:
@@ -114,27 +121,6 @@ def test_an_environment_without_the_project_is_a_one_line_error(project, capsys)
     assert code == 2 and err.count("\n") == 0
     assert "--b" in err and "lacks the project" in err and "No module named 'bench'" in err
     assert not (folder / "ab").exists()  # nothing ran
-
-
-def test_a_run_perturbed_by_another_process_is_named(project, capsys):
-    """Another job taking the CPU while a run times is measured (machine busy time minus the
-    run's own CPU time) and named in the progress line and the verdict's warnings."""
-    folder, env = project
-    hog = _wrapper(folder, "py_hog", f'''if [ "$2" = pytest ]; then
-  for core in $(seq {os.cpu_count() or 1}); do  # every core, so the share is machine-independent
-    {sys.executable} -c "import time; t=time.time()
-while time.time()-t < 4: pass" &
-  done
-fi
-PYTHONPATH="{Path(__file__).resolve().parents[1]}" exec {sys.executable} "$@"''')
-    out = folder / "ab"
-    main(["ab", "--a", env("py_a"), "--b", hog, "--runs", "1", "--out", str(out), "--rerun-busy", "0", "--",
-          "test_tiny.py", "--benchmark-only"])
-    runs = json.loads((out / "ab.json").read_text())["runs"]
-    b = next(r for r in runs if r["side"] == "b")
-    assert b["foreign_cpu_share"] > 0.10, runs
-    assert "other processes took" in capsys.readouterr().err
-    assert "other processes took" in (out / "compare.md").read_text()
 
 
 def test_a_busy_run_is_run_again_in_its_place(tmp_path, monkeypatch):

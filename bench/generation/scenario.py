@@ -11,6 +11,7 @@ import time
 
 import torch
 
+from bench.core.compiled import dynamo_counts
 from bench.core.face import one_of, run_as_row
 from bench.core.hardware import DTYPES, peak_memory_columns, reset_peak_memory
 from bench.core.timing import budget_for, percentile, record_step_samples
@@ -142,12 +143,6 @@ def _once(model, c: dict, session, ids, mask, exported=None) -> D.Generated:
     return D.generate(model, ids, mask, new, c["cache"], backend, c["device"], compile_mode=mode)
 
 
-def _dynamo_counts() -> tuple[int, int]:
-    from torch._dynamo.utils import counters
-
-    return counters["frames"]["ok"], counters["stats"]["calls_captured"]
-
-
 def run_case(case: dict, benchmark, row, session) -> None:
     c, p = case, session.profile
     try:
@@ -169,14 +164,14 @@ def run_case(case: dict, benchmark, row, session) -> None:
                            lambda t, r, lg: judge_tokens(t, r, lg, DTYPES[c["dtype"]], device=c["device"]),
                            benchmark, row)
     exported = None
-    frames0, captured0 = _dynamo_counts()
+    counts0 = dynamo_counts()
     t0 = time.perf_counter()
     if c["mode"] == "export":
         exported = D.export_decoder(model, prompt_len + p.gen_new_tokens)
     first = _once(model, c, session, ids, mask, exported)
     row["build_s"] = time.perf_counter() - t0 if c["mode"] != "eager" else None
-    frames1, captured1 = _dynamo_counts()
-    if c["mode"].startswith("compile") and captured1 == captured0:
+    counts1 = dynamo_counts()
+    if c["mode"].startswith("compile") and counts1["captured"] == counts0["captured"]:
         row.check(False, "torch.compile captured no graph: generate() ran eager code", status="error")
     # correctness first: tokens, then first-token logits
     tokens = judge_tokens(first.tokens, ref["tokens"], ref["logits"], DTYPES[c["dtype"]], c["device"])
@@ -199,9 +194,9 @@ def run_case(case: dict, benchmark, row, session) -> None:
     _time(model, c, session, ids, mask, exported, first, benchmark, row)
     if c["mode"].startswith("compile"):  # recompiles over prompt lengths: a shorter prompt
         short = max(2, prompt_len // 2)
-        before = _dynamo_counts()[0]
+        before = dynamo_counts()["ok"]
         _once(model, c, session, ids[:, -short:], mask[:, -short:], exported)
-        row.update(graphs_compiled=frames1 - frames0, recompiles=_dynamo_counts()[0] - before)
+        row.update(graphs_compiled=counts1["ok"] - counts0["ok"], recompiles=dynamo_counts()["ok"] - before)
     formula = zoo.kv_bytes_formula(model, DTYPES[c["dtype"]])
     measured = D.kv_bytes_per_token(first.cache, c["batch_size"])
     row.update(kv_bytes_per_token=measured, kv_bytes_formula=formula,

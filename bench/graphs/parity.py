@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from bench.core import numerics
+from bench.core.compiled import dynamo_counts
 from bench.graphs import builders
 from bench.graphs.builders import MODES, build, failure_status  # noqa: F401  (public names)
 
@@ -160,7 +161,7 @@ def _check_mode(mode, model, all_inputs, reference, nondet, backend, gold=None) 
     # explain() captures graphs itself: it runs before the counters are read, so "captured
     # no graph" counts only what the compiled model captured.
     breaks = _graph_breaks(model, all_inputs[0][1]) if mode == "compile" else None
-    counters_before = _dynamo_counts()
+    counters_before = dynamo_counts()
     frames_after_build = None
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -187,7 +188,7 @@ def _check_mode(mode, model, all_inputs, reference, nondet, backend, gold=None) 
                                           f"{label}{suffix}: {_reason(exc)}", build_s, warnings=_texts(caught))
                     if mode == "compile" and label == "example" and not suffix:
                         result.build_s = time.perf_counter() - t0  # compilation happens on the first call
-                        frames_after_build = _dynamo_counts()["ok"]
+                        frames_after_build = dynamo_counts()["ok"]
                     err, excess = tensor_excess(ref_out + ref_grads, outs + grads)
                     result.max_abs_err = max(result.max_abs_err, err)
                     names = tensor_names(len(ref_out), inp, model)
@@ -216,7 +217,7 @@ def _check_mode(mode, model, all_inputs, reference, nondet, backend, gold=None) 
     if mode == "compile":
         if frames_after_build is not None:
             # every frame compiled after the first call was compiled for a probe's shapes
-            result.recompiles = _dynamo_counts()["ok"] - frames_after_build
+            result.recompiles = dynamo_counts()["ok"] - frames_after_build
         _judge_compile(result, counters_before, recorder.messages, breaks)
     return result
 
@@ -232,18 +233,9 @@ def _graph_breaks(model, example_inputs) -> tuple[int, list[str]] | None:
     return max(explained.graph_break_count, len(reasons)), reasons
 
 
-def _dynamo_counts() -> dict:
-    from torch._dynamo.utils import counters
-
-    return {"graph_break": sum(counters["graph_break"].values()), "ok": counters["frames"]["ok"],
-            "cache_hit": counters["inductor"]["fxgraph_cache_hit"],
-            "cache_miss": counters["inductor"]["fxgraph_cache_miss"],
-            "captured": counters["stats"]["calls_captured"], "unimplemented": dict(counters["unimplemented"])}
-
-
 def _judge_compile(result: ModeResult, before: dict, logged: list[str], breaks) -> None:
     """A torch.compile that fell back to eager, or hit the recompile limit, is not ok."""
-    after = _dynamo_counts()
+    after = dynamo_counts()
     result.graph_breaks = breaks[0] if breaks else after["graph_break"] - before["graph_break"]
     hits, misses = after["cache_hit"] - before["cache_hit"], after["cache_miss"] - before["cache_miss"]
     if hits or misses:
