@@ -33,7 +33,8 @@ def pytest_addoption(parser):
     group.addoption("--bench-plugin", action="append", default=[], metavar="MODULE",
                     help="module (or .py file) that registers user ops and models; repeatable")
     group.addoption("--hf-model", default=None, metavar="PATH_OR_ID",
-                    help="Hugging Face model folder or hub id for the Trainer suite (default: packaged MiniLM)")
+                    help="Hugging Face model folder or hub id for the Trainer suite (default: packaged MiniLM); "
+                         "a causal LM also gets generation rows")
     group.addoption("--hf-dataset", default=None, metavar="NAME_OR_PATH",
                     help="datasets name or local csv/json/parquet with text and label columns")
     group.addoption("--bench-report-dir", default=None, metavar="DIR",
@@ -42,8 +43,8 @@ def pytest_addoption(parser):
                     help="torch.compile backend of the graph-modes suite (default inductor; eager / aot_eager "
                          "bisect a compile mismatch to Dynamo, AOTAutograd or Inductor)")
     group.addoption("--bench-instructions", action="store_true", default=False,
-                    help="also count instructions per call under valgrind's callgrind (one valgrind'd process "
-                         "for the run; CPU rows of the ops suite): a channel a noisy machine does not move")
+                    help="also count instructions per call under valgrind's callgrind (CPU rows of the ops, "
+                         "graph-modes and devices suites): a channel a noisy machine does not move")
     group.addoption("--bench-require", action="append", default=[], choices=("cuda",),
                     help="fail the run, naming the cases, when a case was skipped for lack of this "
                          "(e.g. a nightly GPU job that lost its GPU)")

@@ -73,7 +73,8 @@ def test_an_attention_that_ignores_the_padding_mask_is_caught(monkeypatch):
 def test_the_reference_decoder_is_ok_and_its_cache_matches_the_formula():
     row = scenario.run(scenario.Config(model="llama", batch_size=2), _session())
     assert row["status"] == "ok" and row["token_parity"] == "equal", row
-    assert row["kv_bytes_per_token"] == row["kv_bytes_formula"] == 2 * 2 * 2 * 16 * 4  # layers, kv heads, dim, fp32
+    # layers, kv heads, head dim, fp32
+    assert row["kv_cache_bytes_per_token"] == row["kv_cache_bytes_formula"] == 2 * 2 * 2 * 16 * 4
     assert row["ttft_ms"] > 0 and row["decode_ms_p50"] > 0 and row["weights"] == zoo.RANDOM_WEIGHTS
     assert "scaled_dot_product" in row["sdpa_kernel"]
 
@@ -94,6 +95,7 @@ def test_a_local_causal_lm_checkpoint_runs_through_the_same_code(tmp_path):
     assert any(c.values[0]["model"] == "hf" for c in scenario.cases(session))
     row = scenario.run(scenario.Config(model="hf", batch_size=2), session)
     assert row["status"] == "ok" and row["weights"] == f"pretrained {tmp_path}", row
+    assert row["model"] == str(tmp_path)  # the name as the user gave it, not the case's internal "hf"
 
 
 def test_a_bad_case_is_refused_naming_what_is_valid():
@@ -106,14 +108,14 @@ def test_a_bad_case_is_refused_naming_what_is_valid():
 def test_every_measured_column_is_declared_with_unit_and_direction():
     declared = METRICS["generation"]
     for col in ("ttft_ms", "decode_ms_p50", "decode_ms_p95", "decode_tokens_per_s", "tokens_per_s",
-                "kv_bytes_per_token", "build_s", "recompiles"):
+                "kv_cache_bytes_per_token", "build_s", "recompiles"):
         assert col in SUITE_COLUMNS["generation"] and col in declared, col
         assert declared[col].unit and declared[col].better in ("lower", "higher")
     assert declared["decode_ms_p50"].kind == "timing"  # backed by the steady decode steps
 
 
 def test_smoke_keeps_the_compiled_and_flex_rows_out_and_says_why():
-    skips = {(c.values[0]["mode"], c.values[0]["attn"]): m.kwargs.get("reason")
+    skips = {(c.values[0]["mode"], c.values[0]["attention"]): m.kwargs.get("reason")
              for c in scenario.cases(_session()) for m in c.marks if m.name == "skip"}
     assert {("compile", "sdpa"), ("export", "sdpa"), ("eager", "flex_attention")} <= set(skips), skips
     assert all(skips.values()) and ("eager", "sdpa") not in skips

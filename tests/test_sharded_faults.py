@@ -25,7 +25,7 @@ def _row(**keys) -> Row:
 
 
 def test_a_gradient_lost_on_one_rank_is_a_mismatch_naming_the_parameter():
-    c = dict(model="llama", strategy="fsdp2", world_size=2, checkpoint="none", device="cpu")
+    c = dict(model="llama", strategy="fsdp", world_size=2, checkpointing="none", device="cpu")
     row = _row(**c)
     with pytest.raises(AssertionError):
         scenario.run_case(c, None, row, _session(), extra=["--fault", "lose_grad:1"])
@@ -36,7 +36,7 @@ def test_a_gradient_lost_on_one_rank_is_a_mismatch_naming_the_parameter():
 def test_a_gradient_lost_in_bf16_mixed_precision_is_a_mismatch_though_rounding_passes():
     """bf16 rounding moves parameters as far as a lost gradient does in fp32: the row judges
     each parameter's update relative to itself (numerics.SHARDED_MP_UPDATE_TOL)."""
-    c = dict(model="llama", strategy="fsdp2", world_size=2, checkpoint="none", dropout=0.0, mp="bf16", device="cpu")
+    c = dict(model="llama", strategy="fsdp", world_size=2, checkpointing="none", dropout=0.0, mp="bf16", device="cpu")
     row = _row(**c)
     with pytest.raises(AssertionError):
         scenario.run_case(c, None, row, _session(), extra=["--fault", "lose_grad:1"])
@@ -57,7 +57,7 @@ def _processes_mentioning(text: str) -> list[int]:
 
 
 def test_a_crashed_rank_is_a_row_with_its_error_within_the_bound():
-    c = dict(model="llama", strategy="fsdp2", world_size=2, checkpoint="none", device="cpu")
+    c = dict(model="llama", strategy="fsdp", world_size=2, checkpointing="none", device="cpu")
     row = _row(**c)
     t0 = time.perf_counter()
     with pytest.raises(AssertionError):
@@ -69,7 +69,7 @@ def test_a_crashed_rank_is_a_row_with_its_error_within_the_bound():
 def test_a_hung_rank_ends_at_the_collective_timeout_with_no_process_left(tmp_path):
     """Rank 1 hangs after sharding; rank 0's first all-gather gives up at --timeout-s, torchrun
     takes the group down, and the row says so."""
-    c = dict(model="llama", strategy="fsdp2", world_size=2, checkpoint="none", device="cpu")
+    c = dict(model="llama", strategy="fsdp", world_size=2, checkpointing="none", device="cpu")
     t0 = time.perf_counter()
     launched = scenario.launch_run(c, _session(), ["--fault", "hang:1", "--timeout-s", "5"], timeout_s=90,
                                    workdir=tmp_path)
@@ -80,7 +80,7 @@ def test_a_hung_rank_ends_at_the_collective_timeout_with_no_process_left(tmp_pat
 
 
 def test_fsdp_holds_half_the_bytes_per_rank_at_world_size_two():
-    row = scenario.run(scenario.Config(strategy="fsdp2", world_size=2), _session())
+    row = scenario.run(scenario.Config(strategy="fsdp", world_size=2), _session())
     assert row["status"] == "ok" and row["sharded_fraction"] == pytest.approx(0.5, abs=0.01), row
     assert row["optimizer_bytes_per_rank"] == pytest.approx(row["param_bytes_per_rank"], rel=0.01)  # momentum
     assert 0 <= row["comm_share_est"] < 1 and row["compute_ms_p50"] > 0, row
@@ -89,7 +89,7 @@ def test_fsdp_holds_half_the_bytes_per_rank_at_world_size_two():
 @pytest.mark.parametrize("model", ["llama", "tiny_bert"])
 @pytest.mark.parametrize("mode", ["non_reentrant", "reentrant", "selective"])
 def test_every_checkpointing_mode_keeps_the_gradients_under_dropout_and_lowers_the_peak(model, mode):
-    row = scenario.run(scenario.Config(model=model, strategy="single", world_size=1, checkpoint=mode,
+    row = scenario.run(scenario.Config(model=model, strategy="single", world_size=1, checkpointing=mode,
                                        dropout=scenario.CHECKPOINT_DROPOUT), _session())
     assert row["status"] == "ok" and row["grad_max_abs_diff"] == 0.0, row
     assert row["step_peak_fraction"] < 0.95, row  # measured: 0.51-0.83 (selective keeps the matmul outputs)
@@ -97,7 +97,7 @@ def test_every_checkpointing_mode_keeps_the_gradients_under_dropout_and_lowers_t
 
 @pytest.mark.parametrize("model", ["llama", "tiny_bert"])
 def test_a_recomputation_with_new_dropout_masks_is_a_mismatch_naming_the_parameter(model):
-    c = dict(model=model, strategy="single", world_size=1, checkpoint="non_reentrant",
+    c = dict(model=model, strategy="single", world_size=1, checkpointing="non_reentrant",
              dropout=scenario.CHECKPOINT_DROPOUT, mp="fp32", device="cpu")
     row = _row(**c)
     with pytest.raises(AssertionError):
@@ -107,11 +107,11 @@ def test_a_recomputation_with_new_dropout_masks_is_a_mismatch_naming_the_paramet
 
 
 @pytest.mark.parametrize("bad, words", [
-    (dict(strategy="fsdp2", dropout=0.1), "dropout"),
+    (dict(strategy="fsdp", dropout=0.1), "dropout"),
     (dict(strategy="ddp", mp="bf16"), "MixedPrecisionPolicy"),
-    (dict(model="tiny_bert", strategy="fsdp2"), "tiny_bert"),
-    (dict(strategy="single", world_size=1, checkpoint="sometimes"), "non_reentrant"),
-    (dict(strategy="fsdp2", offload=True), "CPUOffloadPolicy"),
+    (dict(model="tiny_bert", strategy="fsdp"), "tiny_bert"),
+    (dict(strategy="single", world_size=1, checkpointing="sometimes"), "non_reentrant"),
+    (dict(strategy="fsdp", offload=True), "CPUOffloadPolicy"),
 ])
 def test_config_refuses_combinations_that_cannot_be_proven(bad, words):
     with pytest.raises(ValueError, match=words):

@@ -239,18 +239,43 @@ def test_results_files_carry_a_schema_older_ones_are_upgraded_newer_refused(tmp_
 
 
 def test_a_file_written_by_todays_code_is_read_as_it_is():
-    """tests/data/results_schema2_generation.json: a smoke run of the generation suite written
-    by this version (schema 2): read without an upgrade, and compared with itself it regresses
-    nothing."""
+    """tests/data/results_schema3_generation.json: a smoke run of the generation suite written
+    by this version: read without an upgrade, and compared with itself it regresses nothing."""
     from bench.core.rows import RESULTS_SCHEMA
     from bench.report.io import load_results
 
-    path = REAL.parent / "results_schema2_generation.json"
+    path = REAL.parent / "results_schema3_generation.json"
     data = load_results(path)
-    assert data["bench_run"]["schema"] == RESULTS_SCHEMA == 2 and "upgraded_from" not in data["bench_run"]
+    assert data["bench_run"]["schema"] == RESULTS_SCHEMA == 3 and "upgraded_from" not in data["bench_run"]
     assert {r["suite"] for r in data["bench_rows"]} == {"generation"}
     diff = compare_runs([load_run(path)], [load_run(path)])
     assert diff.exit_code == 0 and not diff.regressions, diff
+
+
+def test_a_schema_2_file_reads_with_todays_column_names_and_compares_case_for_case():
+    """Schema 2 named generation's columns attn / kv_bytes_per_token / first_diff_position and
+    sharded's checkpoint / fsdp2: read, it has today's names, so an old run compared with a new
+    one matches every case and judges the renamed metric instead of losing it."""
+    from bench.report.io import load_results, upgrade
+
+    old = REAL.parent / "results_schema2_generation.json"
+    data = load_results(old)
+    assert data["bench_run"]["upgraded_from"] == 2
+    rows = data["bench_rows"]
+    assert all("attn" not in r and "kv_bytes_per_token" not in r and "first_diff_position" not in r for r in rows)
+    assert {r["attention"] for r in rows} >= {"sdpa", "eager"} and any(r.get("kv_cache_bytes_per_token") for r in rows)
+    diff = compare_runs([load_run(old)], [load_run(REAL.parent / "results_schema3_generation.json")])
+    assert not diff.only_in_base  # every old case found under today's id (the new file adds CUDA rows)
+    assert [m for m in diff.metrics if m["metric"] == "kv_cache_bytes_per_token"]
+    assert not [c for c in diff.correctness if c["change"] == "regressed"]
+    sharded = {"bench_run": {"schema": 2}, "benchmarks": [{"fullname": "suites/test_sharded.py::test_sharded[llama-"
+                                                                       "fsdp2-ws2-none-0.0-fp32-cpu]"}],
+               "bench_rows": [{"suite": "sharded", "strategy": "fsdp2", "checkpoint": "none",
+                               "test": "suites/test_sharded.py::test_sharded[llama-fsdp2-ws2-none-0.0-fp32-cpu]"}]}
+    up = upgrade(sharded)
+    assert up["bench_rows"][0] == {"suite": "sharded", "strategy": "fsdp", "checkpointing": "none",
+                                   "test": "suites/test_sharded.py::test_sharded[llama-fsdp-ws2-none-0.0-fp32-cpu]"}
+    assert up["benchmarks"][0]["fullname"] == up["bench_rows"][0]["test"]
 
 
 def test_a_value_that_appears_is_judged_only_where_base_had_the_column(tmp_path):

@@ -19,10 +19,13 @@ FAILURES = ("error", "mismatch", "oom")
 
 # The version of results.json's shape (``bench_run.schema``). 1: files written before the
 # field existed; 2: plain checks get rows (``check``), rows carry ``foreign_cpu_share``, timed
-# rows their budget (``rounds_planned``, ``warmup_rounds``). Readers upgrade older files on
+# rows their budget (``rounds_planned``, ``warmup_rounds``); 3: generation's ``attention``,
+# ``kv_cache_bytes_per_token``, ``first_diff_pos`` and sharded's ``checkpointing`` and strategy
+# ``fsdp`` (were ``attn``, ``kv_bytes_per_token``, ``first_diff_position``, ``checkpoint``,
+# ``fsdp2``). Readers upgrade older files on
 # read (``bench.report.io.upgrade``) and refuse newer ones: asv versions its results files the
 # same way (``api_version``, upgraded on load).
-RESULTS_SCHEMA = 2
+RESULTS_SCHEMA = 3
 
 # Leading columns of each suite's CSV (the contract); other keys a test records follow them.
 SUITE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -35,16 +38,17 @@ SUITE_COLUMNS: dict[str, tuple[str, ...]] = {
                 "peak_mem_mib", "speedup_vs_cpu"),
     "ddp": ("model", "backend", "world_size", "threads_per_rank", "status", "reason", "step_ms_p50", "step_ms_p90",
             "samples_per_s", "scaling_efficiency", "comm_share", "grad_max_abs_diff"),
-    "trainer": ("model", "precision", "batch_size", "grad_accum", "compile", "optim", "status", "reason",
-                "samples_per_s", "tokens_per_s", "step_ms_p50", "step_ms_p95", "warmup_s", "train_runtime_s",
-                "loss_first", "loss_last", "eval_accuracy", "time_to_accuracy_s", "mfu_pct"),
-    "sharded": ("model", "strategy", "world_size", "checkpoint", "mp", "device", "status", "reason", "step_ms_p50",
+    "trainer": ("model", "precision", "batch_size", "grad_accum", "compile", "optim", "strategy", "checkpointing",
+                "status", "reason", "samples_per_s", "tokens_per_s", "step_ms_p50", "step_ms_p95", "warmup_s",
+                "train_runtime_s", "loss_first", "loss_last", "eval_accuracy", "time_to_accuracy_s", "mfu_pct"),
+    "sharded": ("model", "strategy", "world_size", "checkpointing", "mp", "device", "status", "reason", "step_ms_p50",
                 "tokens_per_s", "loss_max_abs_diff", "param_max_abs_diff", "update_rel_err_max", "grad_max_abs_diff",
                 "param_bytes_per_rank", "optimizer_bytes_per_rank", "sharded_fraction", "step_peak_bytes",
                 "step_peak_fraction", "step_time_vs_no_checkpoint", "comm_share_est", "peak_rss_mib_max_rank"),
-    "generation": ("model", "mode", "cache", "attn", "device", "dtype", "batch_size", "prompt_len", "status", "reason",
-                   "token_parity", "ttft_ms", "decode_ms_p50", "decode_ms_p95", "decode_tokens_per_s",
-                   "tokens_per_s", "kv_bytes_per_token", "kv_bytes_formula", "build_s", "recompiles", "sdpa_kernel"),
+    "generation": ("model", "mode", "cache", "attention", "device", "dtype", "batch_size", "prompt_len", "new_tokens",
+                   "status", "reason", "token_parity", "first_diff_pos", "ttft_ms", "decode_ms_p50", "decode_ms_p95",
+                   "decode_tokens_per_s", "tokens_per_s", "kv_cache_bytes_per_token", "kv_cache_bytes_formula",
+                   "peak_mem_mib", "build_s", "recompiles", "sdpa_kernel"),
 }
 
 
@@ -159,7 +163,7 @@ METRICS: dict[str, dict[str, Metric]] = {
         "decode_tokens_per_s": Metric("tokens/s", "higher", "derived", doc="batch size / median decode step"),
         "tokens_per_s": Metric("tokens/s", "higher", "value", 0.15,
                                "generated tokens of the batch / median generate() time (prefill included)"),
-        "kv_bytes_per_token": Metric("bytes", "lower", "exact", 0.0,
+        "kv_cache_bytes_per_token": Metric("bytes", "lower", "exact", 0.0,
                                      "KV cache bytes per position per sequence (static: positions allocated)"),
         "build_s": Metric("s", "lower", "value", 0.50, "compile / export time, first call included"),
         "recompiles": Metric("count", "lower", "exact", 0.0, "frames compiled again for a shorter prompt"),

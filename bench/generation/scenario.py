@@ -32,7 +32,7 @@ class Config:
     model: str = "llama"
     mode: str = "eager"
     cache: str = "dynamic"
-    attn: str = "sdpa"
+    attention: str = "sdpa"
     device: str = "cpu"
     dtype: str = "fp32"
     batch_size: int = 1
@@ -44,7 +44,7 @@ class Config:
             raise ValueError(f"batch_size must be >= 1 and prompt_len >= 2, got {self.batch_size}, {self.prompt_len}")
         one_of("mode", self.mode, MODES)
         one_of("cache", self.cache, CACHES)
-        one_of("attn", self.attn, ATTENTION)
+        one_of("attention", self.attention, ATTENTION)
         one_of("dtype", self.dtype, ("fp32", "bf16", "fp16"))
         if (self.mode == "continuous_batching") != (self.cache == "paged"):
             raise ValueError(f"mode={self.mode!r} with cache={self.cache!r}: continuous batching runs on its paged "
@@ -90,7 +90,7 @@ def cases(session) -> list:
                                                          f"profiles (10-30 s per graph on CPU; this is {p.name})"))
                 elif mode == "compile_cudagraphs" and device == "cpu":
                     marks.append(pytest.mark.skip(reason="CUDA graphs (mode reduce-overhead) need a CUDA device"))
-                out.append(case("generation", marks=marks, model=model, mode=mode, cache=cache, attn=attn,
+                out.append(case("generation", marks=marks, model=model, mode=mode, cache=cache, attention=attn,
                                 device=device, dtype=dtype, batch_size=bs, prompt_len=prompt[0] if prompt else None))
     return out
 
@@ -100,7 +100,7 @@ def decoder_size(session, device: str) -> str:
 
 
 def _build(c: dict, session, attn: str | None = None, dtype: str | None = None):
-    return zoo.build(c["model"], decoder_size(session, c["device"]), attn or c["attn"], c["device"],
+    return zoo.build(c["model"], decoder_size(session, c["device"]), attn or c["attention"], c["device"],
                      DTYPES[dtype or c["dtype"]], session.settings.hf_model)
 
 
@@ -145,6 +145,8 @@ def _once(model, c: dict, session, ids, mask, exported=None) -> D.Generated:
 
 def run_case(case: dict, benchmark, row, session) -> None:
     c, p = case, session.profile
+    if c["model"] == "hf":  # the report names the model as the user gave it (the case id says "hf")
+        row["model"] = session.settings.hf_model
     try:
         model, weights = _build(c, session)
     except (ValueError, ImportError, NotImplementedError) as exc:  # e.g. an attention this build lacks
@@ -181,7 +183,7 @@ def run_case(case: dict, benchmark, row, session) -> None:
     row["decode_logits_max_abs_diff"] = max((float((first.logits[k][i] - ref["logits"][i][k]).abs().max())
                                              for i in range(len(lengths)) for k in range(1, agree)), default=None)
     row.update(token_parity="tie" if tokens.tie else "equal" if tokens.ok else "differs",
-               first_diff_position=tokens.first_diff, logit_margin=tokens.margin, parity_note=tokens.text or None)
+               first_diff_pos=tokens.first_diff, logit_margin=tokens.margin, parity_note=tokens.text or None)
     row.check(tokens.ok, f"tokens differ from eager's: {tokens.text}")
     if ref["gold"] is None:
         row["prefill_vs_fp64"] = ref["no_gold"]  # the tokens were still compared with eager's
@@ -199,9 +201,9 @@ def run_case(case: dict, benchmark, row, session) -> None:
         row.update(graphs_compiled=counts1["ok"] - counts0["ok"], recompiles=dynamo_counts()["ok"] - before)
     formula = zoo.kv_bytes_formula(model, DTYPES[c["dtype"]])
     measured = D.kv_bytes_per_token(first.cache, c["batch_size"])
-    row.update(kv_bytes_per_token=measured, kv_bytes_formula=formula,
-               kv_bytes_ratio=measured / formula if measured else None)
-    if c["mode"] == "eager" and c["attn"] == "sdpa":
+    row.update(kv_cache_bytes_per_token=measured, kv_cache_bytes_formula=formula,
+               kv_cache_bytes_ratio=measured / formula if measured else None)
+    if c["mode"] == "eager" and c["attention"] == "sdpa":
         row["sdpa_kernel"] = D.sdpa_kernels(model, ids, mask)
 
 

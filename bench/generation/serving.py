@@ -62,7 +62,7 @@ def _serve_and_time(model, c: dict, session, prompts, ref, judge, benchmark, row
     first = serve(model, prompts, new, c["device"])
     verdict = judge(first["tokens"], ref["tokens"], ref["logits"])
     row.update(token_parity="tie" if verdict.tie else "equal" if verdict.ok else "differs",
-               first_diff_position=verdict.first_diff, logit_margin=verdict.margin, parity_note=verdict.text or None,
+               first_diff_pos=verdict.first_diff, logit_margin=verdict.margin, parity_note=verdict.text or None,
                requests=len(prompts))
     row.check(verdict.ok, f"served tokens differ from each request decoded alone: {verdict.text}")
     budget = budget_for(session.profile.budget, c["device"], c["dtype"], row)

@@ -136,9 +136,9 @@ def _numbers(tables: dict[str, pd.DataFrame], calibration) -> list[tuple[str, st
             out.append((f"DDP {model} {backend} at world size {int(top['world_size'])}",
                         f"scaling efficiency {_fmt(top['scaling_efficiency'])}", "vs world size x no-DDP process"))
     gen = tables.get("generation")
-    if gen is not None and {"mode", "cache", "attn"} <= set(gen.columns):
+    if gen is not None and {"mode", "cache", "attention"} <= set(gen.columns):
         ref = _ok(gen, "decode_tokens_per_s")
-        ref = ref[(ref["mode"] == "eager") & (ref["cache"] == "dynamic") & (ref["attn"] == "sdpa")]
+        ref = ref[(ref["mode"] == "eager") & (ref["cache"] == "dynamic") & (ref["attention"] == "sdpa")]
         for (model, device), group in ref.groupby(["model", "device"], sort=True):
             top = group.loc[pd.to_numeric(group["batch_size"]).idxmax()]
             out.append((f"generation {model} {device} {top.get('dtype', '')}",
@@ -158,10 +158,10 @@ def _numbers(tables: dict[str, pd.DataFrame], calibration) -> list[tuple[str, st
 def _sharded(sh: pd.DataFrame | None) -> list[tuple[str, str, str]]:
     """FSDP2's bytes per rank against unsharded, and checkpointing's peak memory, equal rows only."""
     out: list[tuple[str, str, str]] = []
-    if sh is None or not {"strategy", "checkpoint"} <= set(sh.columns):
+    if sh is None or not {"strategy", "checkpointing"} <= set(sh.columns):
         return out
     fsdp = _ok(sh, "sharded_fraction")
-    fsdp = fsdp[(fsdp["strategy"] == "fsdp2") & (fsdp["checkpoint"] == "none")]
+    fsdp = fsdp[(fsdp["strategy"] == "fsdp") & (fsdp["checkpointing"] == "none")]
     if "mp" in fsdp.columns:
         fsdp = fsdp[fsdp["mp"].fillna("fp32") == "fp32"]
     for (model, device), group in fsdp.groupby(["model", "device"], sort=True):
@@ -170,8 +170,8 @@ def _sharded(sh: pd.DataFrame | None) -> list[tuple[str, str, str]]:
                     f"{_fmt(top['sharded_fraction'])} of the parameter bytes per rank (momentum alike), "
                     f"{_fmt(top.get('tokens_per_s'))} tokens/s", "equal to one process on the whole batch"))
     ck = _ok(sh, "step_peak_fraction")
-    ck = ck[ck["checkpoint"] != "none"]
-    for (model, mode), r in ck.groupby(["model", "checkpoint"], sort=True):
+    ck = ck[ck["checkpointing"] != "none"]
+    for (model, mode), r in ck.groupby(["model", "checkpointing"], sort=True):
         r = r.iloc[0]
         out.append((f"checkpointing {model} {mode}", f"step peak {_fmt(r['step_peak_fraction'])} x the plain "
                     f"step's, time {_fmt(r.get('step_time_vs_no_checkpoint'))} x", "gradients equal under dropout"

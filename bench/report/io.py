@@ -50,9 +50,37 @@ def load_results(path: str | Path) -> dict:
     return upgrade(data, path)
 
 
+# 2 -> 3: columns renamed to the names the README documents (a reader of an older file finds
+# today's names, and compare matches its cases with today's)
+RENAMED_IN_3 = {
+    "generation": {"attn": "attention", "kv_bytes_per_token": "kv_cache_bytes_per_token",
+                   "kv_bytes_formula": "kv_cache_bytes_formula", "kv_bytes_ratio": "kv_cache_bytes_ratio",
+                   "first_diff_position": "first_diff_pos"},
+    "sharded": {"checkpoint": "checkpointing"},
+}
+
+
+def _to_schema_3(data: dict) -> dict:
+    """Sharded strategy ``fsdp2`` is ``fsdp`` (FSDP2 is how it is built, not what it is called),
+    in the rows and in the case ids of the rows and the benchmarks."""
+    def case_id(name):
+        return name.replace("-fsdp2-", "-fsdp-") if isinstance(name, str) and "test_sharded" in name else name
+
+    rows = []
+    for r in data.get("bench_rows", []):
+        renames = RENAMED_IN_3.get(r.get("suite"), {})
+        r = {renames.get(k, k): v for k, v in r.items()}
+        if r.get("suite") == "sharded" and r.get("strategy") == "fsdp2":
+            r["strategy"] = "fsdp"
+        rows.append({**r, "test": case_id(r.get("test"))})
+    benchmarks = [{**b, "fullname": case_id(b.get("fullname"))} for b in data.get("benchmarks", [])]
+    return {**data, "bench_rows": rows, "benchmarks": benchmarks}
+
+
 def upgrade(data: dict, path: str | Path = "results") -> dict:
     """A results file in today's shape: older schemas are upgraded (1 -> 2 adds nothing a
-    reader needs: the new columns are optional), newer ones refused with one line."""
+    reader needs: the new columns are optional; 2 -> 3 renames columns, ``RENAMED_IN_3``),
+    newer ones refused with one line."""
     run = data.get("bench_run")
     if not isinstance(run, dict):  # a plain pytest-benchmark file: no bench run to version
         return data
@@ -62,6 +90,8 @@ def upgrade(data: dict, path: str | Path = "results") -> dict:
     if schema > RESULTS_SCHEMA:
         raise ResultsError(f"{path}: written by a newer torch-hf-bench (results schema {schema}; this version reads "
                            f"up to {RESULTS_SCHEMA}): upgrade torch-hf-bench to read it")
-    if schema == 1:
-        run = {**run, "schema": 2, "upgraded_from": 1}
+    if schema < 3:
+        data = _to_schema_3(data)
+    if schema < RESULTS_SCHEMA:
+        run = {**run, "schema": RESULTS_SCHEMA, "upgraded_from": schema}
     return {**data, "bench_run": run}

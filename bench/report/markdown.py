@@ -17,8 +17,8 @@ HEADLINE = {
             "grad_max_abs_diff"),
     "trainer": ("model", "runner", "device", "precision", "batch_size", "grad_accum", "world_size", "optim",
                 "status", "samples_per_s", "step_ms_p50", "loss_first", "loss_last", "eval_accuracy", "mfu_pct"),
-    "generation": ("model", "mode", "cache", "attn", "device", "dtype", "batch_size", "status", "token_parity",
-                   "ttft_ms", "decode_ms_p50", "decode_tokens_per_s", "kv_bytes_per_token", "build_s"),
+    "generation": ("model", "mode", "cache", "attention", "device", "dtype", "batch_size", "status", "token_parity",
+                   "ttft_ms", "decode_ms_p50", "decode_tokens_per_s", "kv_cache_bytes_per_token", "build_s"),
 }
 BAD = ("error", "mismatch", "oom", "unsupported")
 FAILED = FAILURES

@@ -13,7 +13,7 @@ LABELS = {
     "ddp": ["model", "backend", "world_size"],
     "trainer": ["runner", "device", "precision", "batch_size", "grad_accum", "world_size"],
     "autograd_ops": ["op", "device", "dtype"],
-    "generation": ["model", "mode", "cache", "attn", "device", "dtype", "batch_size"],
+    "generation": ["model", "mode", "cache", "attention", "device", "dtype", "batch_size"],
 }
 TIMING = {"devices": "median_ms", "graph_modes": "median_ms", "ddp": "step_ms_p50", "trainer": "step_ms_p50",
           "autograd_ops": "fwd_bwd_median_ms", "generation": "decode_ms_p50"}
@@ -167,7 +167,7 @@ def decode_by_position(rows: list[dict]) -> bytes | None:
     fig, ax = plt.subplots(figsize=(8, 3.6))
     for r in series:
         ms = [float(x) for x in str(r["decode_ms_by_position"]).split("/")]
-        label = " ".join(str(r.get(k)) for k in ("model", "mode", "cache", "attn", "batch_size") if r.get(k))
+        label = " ".join(str(r.get(k)) for k in ("model", "mode", "cache", "attention", "batch_size") if r.get(k))
         ax.plot(range(2, len(ms) + 2), ms, lw=1, label=label)
     ax.set_yscale("log")
     return _finish(fig, ax, "generated position", "decode step (ms, median over calls)",
@@ -176,7 +176,7 @@ def decode_by_position(rows: list[dict]) -> bytes | None:
 
 def generation_vs_batch(df: pd.DataFrame) -> bytes | None:
     ok = df[(df["status"] == "ok") & _num(df, "decode_tokens_per_s").notna()]
-    ok = ok[(ok["mode"] == "eager") & (ok["cache"] == "dynamic") & (ok["attn"] == "sdpa")] if "mode" in ok else ok
+    ok = ok[(ok["mode"] == "eager") & (ok["cache"] == "dynamic") & (ok["attention"] == "sdpa")] if "mode" in ok else ok
     if ok.empty or ok["batch_size"].nunique() < 2:
         return None
     plt = _plt()

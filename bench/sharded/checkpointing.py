@@ -144,7 +144,7 @@ def compare(model, loss_fn, mode: str, *, preserve_rng_state: bool = True, seed:
     for _ in range(repeats):
         t_plain += _step_ms(plain, loss_fn, 1)
         t_ckpt += _step_ms(ckpt, loss_fn, 1)
-    return {"checkpoint": mode, "loss_abs_diff": abs(loss_p - loss_c), "grad_max_abs_diff": diffs[worst],
+    return {"checkpointing": mode, "loss_abs_diff": abs(loss_p - loss_c), "grad_max_abs_diff": diffs[worst],
             "grad_worst": worst, "grads_compared": len(diffs),
             "step_peak_bytes": bytes_c, "step_peak_bytes_no_checkpoint": bytes_p,
             "step_ms_p50": statistics.median(t_ckpt), "step_ms_p50_no_checkpoint": statistics.median(t_plain),

@@ -16,7 +16,7 @@ from bench.core.numerics import SHARDED_MP_TOL, SHARDED_MP_UPDATE_TOL, SHARDED_T
 from bench.distributed.launcher import LaunchResult, in_temp_dir, launch, torchrun_command
 
 WORKER = "bench.sharded.worker"
-STRATEGIES = ("single", "ddp", "fsdp2")
+STRATEGIES = ("single", "ddp", "fsdp")
 MODELS = ("llama", "gpt2", "mixtral", "tiny_bert")  # the zoo's decoders; tiny_bert: checkpointing only
 CHECKPOINT_DROPOUT = 0.1  # single-process checkpointing rows train with dropout: recomputation must replay its masks
 # (steps, global batch, sequence length) per profile; the decoder's size is the generation zoo's
@@ -28,9 +28,9 @@ class Config:
     """One sharded-training case (``world_size`` 1 for ``single``)."""
 
     model: str = "llama"
-    strategy: str = "fsdp2"
+    strategy: str = "fsdp"
     world_size: int = 2
-    checkpoint: str = "none"
+    checkpointing: str = "none"
     dropout: float = 0.0
     mp: str = "fp32"
     device: str = "cpu"
@@ -41,20 +41,20 @@ class Config:
 
         one_of("model", self.model, MODELS)
         one_of("strategy", self.strategy, STRATEGIES)
-        one_of("checkpoint", self.checkpoint, MODES)
+        one_of("checkpointing", self.checkpointing, MODES)
         one_of("mp", self.mp, ("fp32", "bf16"))
         if self.world_size < 1 or self.strategy == "single" and self.world_size != 1:
             raise ValueError(f"world_size={self.world_size} does not fit strategy={self.strategy!r} "
-                             "(single: 1; ddp / fsdp2: 1 or more)")
+                             "(single: 1; ddp / fsdp: 1 or more)")
         if self.dropout and self.strategy != "single":
             raise ValueError(f"dropout={self.dropout} needs strategy 'single': a rank's masks depend on how the "
                              "batch is split, so a sharded run with dropout cannot equal one process")
-        if self.mp != "fp32" and self.strategy != "fsdp2":
-            raise ValueError(f"mp={self.mp!r} is FSDP2's MixedPrecisionPolicy: strategy must be 'fsdp2'")
-        if self.offload and (self.strategy != "fsdp2" or not self.device.startswith("cuda")):
-            raise ValueError("offload=True is FSDP2's CPUOffloadPolicy: it needs strategy 'fsdp2' and a cuda device")
-        if self.model == "tiny_bert" and (self.strategy != "single" or self.checkpoint == "none"):
-            raise ValueError("model 'tiny_bert' runs checkpointing rows only: strategy 'single' and a checkpoint "
+        if self.mp != "fp32" and self.strategy != "fsdp":
+            raise ValueError(f"mp={self.mp!r} is FSDP2's MixedPrecisionPolicy: strategy must be 'fsdp'")
+        if self.offload and (self.strategy != "fsdp" or not self.device.startswith("cuda")):
+            raise ValueError("offload=True is FSDP2's CPUOffloadPolicy: it needs strategy 'fsdp' and a cuda device")
+        if self.model == "tiny_bert" and (self.strategy != "single" or self.checkpointing == "none"):
+            raise ValueError("model 'tiny_bert' runs checkpointing rows only: strategy 'single' and a checkpointing "
                              "mode other than 'none'")
 
 
@@ -72,7 +72,7 @@ def launch_run(c: dict, session, extra: list[str] | None = None, timeout_s: floa
     args = ["--strategy", c["strategy"], "--model", c["model"], "--size", _size(session, c["device"]),
             "--steps", str(steps), "--global-batch", str(batch), "--seq", str(seq), "--out", str(out),
             "--device", "cuda" if c["device"].startswith("cuda") else "cpu",
-            "--checkpoint", c.get("checkpoint", "none"), "--mp", c.get("mp", "fp32"),
+            "--checkpointing", c.get("checkpointing", "none"), "--mp", c.get("mp", "fp32"),
             *(["--offload"] if c.get("offload") else []), *(extra or [])]
     if c["strategy"] == "single":
         cmd = [sys.executable, "-m", WORKER, *args]
@@ -82,16 +82,16 @@ def launch_run(c: dict, session, extra: list[str] | None = None, timeout_s: floa
 
 
 def _variants(session) -> list[tuple]:
-    """(model, strategy, world size, checkpoint, dropout, mp) of the profile's rows."""
+    """(model, strategy, world size, checkpointing, dropout, mp) of the profile's rows."""
     d = CHECKPOINT_DROPOUT
     if not session.profile.sharded_all:  # smoke: one torchrun row exercising both, one in-process row
-        return [("llama", "fsdp2", 2, "non_reentrant", 0.0, "fp32"), ("tiny_bert", "single", 1, "selective", d, "fp32")]
+        return [("llama", "fsdp", 2, "non_reentrant", 0.0, "fp32"), ("tiny_bert", "single", 1, "selective", d, "fp32")]
     out = [("llama", "single", 1, "none", 0.0, "fp32")]
     out += [(m, "single", 1, mode, d, "fp32") for m in ("llama", "tiny_bert")
             for mode in ("non_reentrant", "reentrant", "selective")]
     for ws in (ws for ws in session.profile.ddp_world_sizes if ws > 1):
-        out += [("llama", "ddp", ws, "none", 0.0, "fp32"), ("llama", "fsdp2", ws, "none", 0.0, "fp32"),
-                ("llama", "fsdp2", ws, "non_reentrant", 0.0, "fp32"), ("llama", "fsdp2", ws, "none", 0.0, "bf16")]
+        out += [("llama", "ddp", ws, "none", 0.0, "fp32"), ("llama", "fsdp", ws, "none", 0.0, "fp32"),
+                ("llama", "fsdp", ws, "non_reentrant", 0.0, "fp32"), ("llama", "fsdp", ws, "none", 0.0, "bf16")]
     return out
 
 
@@ -106,7 +106,7 @@ def cases(session) -> list:
     for device in ("cpu",) + (("cuda:0",) if any(d.startswith("cuda") for d in session.devices) else ()):
         variants = [v + (False,) for v in _variants(session)]
         if device != "cpu" and session.profile.sharded_all:  # the host holds the shards: GPU memory saved
-            variants += [("llama", "fsdp2", ws, "none", 0.0, "fp32", True)
+            variants += [("llama", "fsdp", ws, "none", 0.0, "fp32", True)
                          for ws in session.profile.ddp_world_sizes if ws > 1]
         for model, strategy, ws, ckpt, dropout, mp, offload in variants:
             marks = []
@@ -118,7 +118,7 @@ def cases(session) -> list:
             elif ckpt != "none" and unavailable(ckpt):
                 marks.append(pytest.mark.skip(reason=unavailable(ckpt)))
             out.append(case("sharded", marks=marks, model=model, strategy=strategy, world_size=ws,
-                            checkpoint=ckpt, dropout=dropout, mp=mp, device=device,
+                            checkpointing=ckpt, dropout=dropout, mp=mp, device=device,
                             **({"offload": True} if offload else {})))
     return out
 
@@ -126,7 +126,7 @@ def cases(session) -> list:
 def in_process(case: dict) -> bool:
     """Single-process checkpointing rows compare gradients in this process (one step, dropout
     on, same seed); every other row is a torchrun launch of the worker."""
-    return case["strategy"] == "single" and case.get("checkpoint", "none") != "none"
+    return case["strategy"] == "single" and case.get("checkpointing", "none") != "none"
 
 
 def _loss_fn(case: dict, session, device: str):
@@ -158,24 +158,24 @@ def _loss_fn(case: dict, session, device: str):
 
 
 def checkpoint_case(case: dict, row, session, preserve_rng_state: bool = True, benchmark=None) -> None:
-    """One step's every gradient with ``case['checkpoint']`` against the plain model, same
+    """One step's every gradient with ``case['checkpointing']`` against the plain model, same
     input and seed; the step's peak allocator bytes and time on both sides.
     ``preserve_rng_state=False`` plants a recomputation that draws new dropout masks."""
     from bench.core.timing import record_step_samples
     from bench.sharded import checkpointing
 
     model, loss_fn = _loss_fn(case, session, case["device"])
-    args, kwargs = (model, loss_fn, case["checkpoint"]), {"preserve_rng_state": preserve_rng_state}
+    args, kwargs = (model, loss_fn, case["checkpointing"]), {"preserve_rng_state": preserve_rng_state}
     r = benchmark.pedantic(checkpointing.compare, args=args, kwargs=kwargs, rounds=1, iterations=1) \
         if benchmark is not None else checkpointing.compare(*args, **kwargs)
     if benchmark is not None:  # the checkpointed steps, not the whole comparison
         record_step_samples(benchmark, [ms / 1e3 for ms in r["step_ms_samples"]])
-    row.update({k: v for k, v in r.items() if k not in ("checkpoint", "step_ms_samples")})
+    row.update({k: v for k, v in r.items() if k not in ("checkpointing", "step_ms_samples")})
     row["method"] = "one step's gradients vs the plain model, in-process"
     row["step_peak_fraction"] = r["step_peak_bytes"] / r["step_peak_bytes_no_checkpoint"]
     row["step_time_vs_no_checkpoint"] = r["step_ms_p50"] / r["step_ms_p50_no_checkpoint"]
     row.check(r["grad_max_abs_diff"] <= SHARDED_TOL,
-              f"gradient of {r['grad_worst']} differs with {case['checkpoint']} checkpointing by "
+              f"gradient of {r['grad_worst']} differs with {case['checkpointing']} checkpointing by "
               f"{r['grad_max_abs_diff']:.3g} (> {SHARDED_TOL:g}): the recomputation is not the forward it replaces")
 
 

@@ -1,7 +1,7 @@
 """Sharded-training worker: one process per rank under torchrun (``--strategy single`` runs
 alone). Trains a decoder from the generation zoo (causal-LM loss, SGD with momentum) for N steps on the
 same global batches under one strategy: ``single`` (one process, the whole batch), ``ddp``
-(DistributedDataParallel) or ``fsdp2`` (``torch.distributed.fsdp.fully_shard`` per decoder
+(DistributedDataParallel) or ``fsdp`` (FSDP2: ``torch.distributed.fsdp.fully_shard`` per decoder
 layer, then the root, optionally in mixed precision), optionally with activation
 checkpointing in one of ``bench.sharded.checkpointing.MODES``. (Dropout stays off: a rank's
 masks depend on how the batch is split; checkpointing with dropout is proven in-process, see
@@ -19,7 +19,7 @@ and any imbalance as communication.
 
 Several nodes: start the same command on each with torchrun's rendezvous, e.g.
 ``torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29400
--m bench.sharded.worker --strategy fsdp2 --device cuda --out r.json`` (rank 0 writes the result).
+-m bench.sharded.worker --strategy fsdp --device cuda --out r.json`` (rank 0 writes the result).
 """
 from __future__ import annotations
 
@@ -44,15 +44,15 @@ from bench.sharded import checkpointing
 
 def _args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--strategy", choices=("single", "ddp", "fsdp2"), default="fsdp2")
+    p.add_argument("--strategy", choices=("single", "ddp", "fsdp"), default="fsdp")
     p.add_argument("--model", default="llama", choices=zoo.DECODERS)
     p.add_argument("--size", default="smoke", choices=tuple(zoo.SIZES))
-    p.add_argument("--checkpoint", default="none", choices=checkpointing.MODES,
+    p.add_argument("--checkpointing", default="none", choices=checkpointing.MODES,
                    help="activation checkpointing of every decoder layer")
     p.add_argument("--mp", default="fp32", choices=("fp32", "bf16"),
-                   help="fsdp2: MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)")
+                   help="fsdp: FSDP2 MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)")
     p.add_argument("--offload", action="store_true",
-                   help="fsdp2 on cuda: CPUOffloadPolicy (shards, gradients and the optimizer step on the host)")
+                   help="fsdp on cuda: FSDP2 CPUOffloadPolicy (shards, gradients and the optimizer step on the host)")
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--global-batch", type=int, default=4)
     p.add_argument("--seq", type=int, default=32)
@@ -209,12 +209,12 @@ def main(argv=None) -> None:
         ref = (*_reference(copy.deepcopy(model), batches, a.mp), initial)
         compute_ms = _compute_ms(copy.deepcopy(model), batches, rank, per) if sharded else None
         peak_plain = _step_peak(copy.deepcopy(model), batches[0][:per])
-    checkpointing.enable(model, a.checkpoint)
-    peak = _step_peak(model, batches[0][:per]) if rank == 0 and a.checkpoint != "none" else peak_plain
+    checkpointing.enable(model, a.checkpointing)
+    peak = _step_peak(model, batches[0][:per]) if rank == 0 and a.checkpointing != "none" else peak_plain
     unsharded_param_bytes = _bytes(model.parameters())
     if a.strategy == "ddp":
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if cuda else None)
-    elif a.strategy == "fsdp2":
+    elif a.strategy == "fsdp":
         model = _shard(model, a, world, cuda)
     inner = model.module if a.strategy == "ddp" else model
     after_backward = _fault(a.fault, rank, inner)
@@ -277,7 +277,7 @@ def _result(a, world, ref, losses, full, ranks, unsharded_param_bytes, peak, pea
     steady = slowest[1:] or slowest
     tokens = a.global_batch * a.seq
     return {
-        "strategy": a.strategy, "world_size": world, "checkpoint": a.checkpoint, "mp": a.mp, "offload": a.offload,
+        "strategy": a.strategy, "world_size": world, "checkpointing": a.checkpointing, "mp": a.mp, "offload": a.offload,
         "model": a.model, "size": a.size,
         "steps": a.steps, "global_batch": a.global_batch, "seq": a.seq,
         "losses": losses, "reference_losses": ref_losses,

@@ -86,6 +86,10 @@ def finetune_config(c: dict, s) -> trainer.TrainerConfig:
 
 def run_case(case: dict, benchmark, row, session) -> None:
     c, s = case, session.settings
+    # the sharded table's names (torchrun runners are DDP; TrainingArguments' checkpointing, as
+    # bench.trainer.causal_lm sets it, is non-reentrant)
+    row.update(strategy="ddp" if c["world_size"] > 1 else "single",
+               checkpointing="non_reentrant" if c["runner"] == "causal_lm_checkpointed" else "none")
     if c["runner"].startswith("causal_lm"):
         return _causal_lm(c, benchmark, row, session)
     reason = trainer.unavailable(s.hf_model)
@@ -153,7 +157,6 @@ def _causal_lm(c: dict, benchmark, row, session) -> None:
         record_step_samples(benchmark, [ms / 1e3 for ms in result["step_ms_samples"][cfg.warmup_steps:]])
     row.update({k: v for k, v in result.items() if not isinstance(v, list)})
     row["step_ms_samples"] = result["step_ms_samples"]
-    row["gradient_checkpointing"] = ckpt
     row.check(result["loss_last"] < causal_lm.LOSS_BOUND * result["loss_first"],
               f"causal-LM loss did not fall below {causal_lm.LOSS_BOUND} x its first value "
               f"({result['loss_first']:.3f} -> {result['loss_last']:.3f})")
