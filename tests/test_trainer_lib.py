@@ -79,7 +79,7 @@ def test_local_model_folder_and_csv_through_the_suite(tmp_path):
          "-p", "no:cacheprovider", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     table = (reports / "latest" / "trainer.csv").read_text()
-    assert f"{model_dir},fp32,16,1,False,adamw_torch,ok" in table
+    assert f"{model_dir},fp32,16,1,False,adamw_torch,single,none,ok" in table
 
 
 @pytest.mark.hf
