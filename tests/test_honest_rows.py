@@ -111,6 +111,11 @@ def test_build_failures_are_classified():
     # TorchScript's own refusal, raised from its frontend
     results = {r.mode: r for r in graphs.check_parity(_Unscriptable(), (x,), modes=("eager", "script"))}
     assert results["script"].status == "unsupported"
+    # an attribute annotation TorchScript has no type for: an AssertionError from torch/jit
+    # (transformers 5.17's BertModel, on the GPU image); an AssertionError of ours stays an error
+    results = {r.mode: r for r in graphs.check_parity(_SetAnnotated(), (x,), modes=("eager", "script"))}
+    assert results["script"].status == "unsupported" and "Unsupported annotation" in results["script"].detail
+    assert graphs.failure_status("script", AssertionError("ours")) == "error"
     original = torch.export.export
     torch.export.export = raise_key_error
     try:
@@ -118,6 +123,17 @@ def test_build_failures_are_classified():
     finally:
         torch.export.export = original
     assert results["export"].status == "error" and "KeyError" in results["export"].detail
+
+
+class _SetAnnotated(torch.nn.Module):
+    names: set[str] | list[str] | None  # TorchScript has no set type
+
+    def __init__(self):
+        super().__init__()
+        self.names, self.lin = {"a"}, torch.nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.lin(x)
 
 
 class _Unscriptable(torch.nn.Module):
