@@ -80,3 +80,32 @@ def test_counts_are_positive_repeatable_and_grow_with_the_work(tmp_path):
     # the native composite is the same in both rows: equal counts within the band
     assert float(more["native_instructions"]) == pytest.approx(float(base["native_instructions"]),
                                                                rel=INSTRUCTIONS_NOISE)
+
+
+def test_a_call_too_slow_under_callgrind_is_not_tried_again_at_its_phase(monkeypatch):
+    """The child said CNN inference is too slow: the other modes and dtypes at inference, and
+    training (which does the forward and more), are left out with that reason, without asking
+    the child again; a model's inference is still tried after its training step was too slow."""
+    counter = callgrind.InstructionCounter.__new__(callgrind.InstructionCounter)  # no child started
+    counter.too_large, counter.mode = {}, "test"
+    asked = []
+
+    class Child:
+        stdin = type("Pipe", (), {"write": lambda self, line: asked.append(line), "flush": lambda self: None})()
+
+        def poll(self):
+            return None
+
+    counter.proc = Child()
+    slow = {"skipped": "too large under callgrind: one call took 3.0 s there, the two counts would take 30 s > "
+                       "the 30 s cap"}
+    monkeypatch.setattr(counter, "_reply", lambda timeout_s: slow)
+    b = "bench.graphs.scenario:instruction_callables"
+    rows = [counter.count(b, dict(model="cnn", mode=m, dtype="fp32", phase=ph), cap_s=30)
+            for m in ("eager", "script", "trace") for ph in ("inference", "train")]
+    assert len(asked) == 1
+    assert all("cnn inference: one call took 3.0 s" in r["skipped"] and "(measured on its eager, fp32 row)"
+               in r["skipped"] for r in rows), rows
+    counter.count(b, dict(model="mlp", mode="eager", dtype="fp32", phase="train"), cap_s=30)
+    counter.count(b, dict(model="mlp", mode="eager", dtype="fp32", phase="inference"), cap_s=30)
+    assert len(asked) == 3

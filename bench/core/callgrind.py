@@ -126,8 +126,15 @@ class InstructionCounter:
         ``cap_s`` plus building time it is killed, and the next case starts a fresh one).
         Raises CountError naming the cause of any other failure."""
         subject = (builder, case.get("model") or case.get("op"))
-        if subject in self.too_large:  # one model that did not fit is not tried again at every dtype and phase
-            return {"skipped": f"too large under callgrind: {self.too_large[subject]}"}
+        # what did not fit is not tried again: a model that gave no count at all, at any dtype,
+        # mode and phase; a call too slow, at its phase in every dtype and mode (the other
+        # rows of that model and phase run the same work within ~2x), and in training when
+        # inference was (a training step does the forward and more)
+        phase = case.get("phase")
+        known = [subject, subject + (phase,)] + ([subject + ("inference",)] if phase == "train" else [])
+        for key in known:
+            if key in self.too_large:
+                return {"skipped": f"too large under callgrind: {self.too_large[key]}"}
         if self.proc is None or self.proc.poll() is not None:
             self._start()
         t0 = time.perf_counter()
@@ -142,6 +149,11 @@ class InstructionCounter:
             return {"skipped": f"too large under callgrind: {self.too_large[subject]}"}
         if "error" in reply:
             raise CountError(reply["error"])
+        if "skipped" in reply and phase is not None:
+            where = ", ".join(str(case[k]) for k in ("mode", "dtype") if case.get(k))
+            self.too_large[subject + (phase,)] = (f"{subject[1]} {phase}: " + reply["skipped"].removeprefix(
+                "too large under callgrind: ") + (f" (measured on its {where} row)" if where else ""))
+            return {"skipped": f"too large under callgrind: {self.too_large[subject + (phase,)]}"}
         return {**reply, "mode": self.mode, "wall_s": time.perf_counter() - t0}
 
     def close(self, kill: bool = False) -> None:
