@@ -13,7 +13,10 @@
 #      CPU rows (its speed-up column), --bench-require cuda, in order of what a GPU changes
 #      most, until the budget ends. pytest is then interrupted with SIGINT and still writes the
 #      report of the cases it finished (rows are flushed after every case); a single case is
-#      bounded by GPU_CASE_TIMEOUT_S (default 180 s) where pytest-timeout is installed.
+#      bounded by GPU_CASE_TIMEOUT_S (default 180 s) where pytest-timeout is installed (else a
+#      hung case takes the rest of the suites' share).
+# Exit code: that of the first step that failed (124: stopped at its limit) or did not run
+# (125: no budget left), else 0.
 # Out: OUT/reports/latest (results.json, the tables, index.html), a log per step, steps.txt
 # (each step's exit code and seconds) and OUT/gpu-report.tgz holding all of it (the device tool
 # returns at most 8 files).
@@ -31,6 +34,7 @@ DEVICES=${GPU_DEVICES:-cpu,cuda}
 REQUIRE=${GPU_REQUIRE-cuda}
 mkdir -p "$OUT"
 T0=$(date +%s)
+WORST=0 # the script's exit code: the first step that failed or did not run, else 0
 
 left() { echo $((BUDGET_S - ($(date +%s) - T0))); }
 
@@ -44,15 +48,19 @@ step() {
   ((l < limit)) && limit=$l
   if ((limit < 10)); then
     echo "$name: not run, the budget of ${BUDGET_S} s is spent" | tee -a "$OUT/steps.txt"
-    return 0
+    ((WORST == 0)) && WORST=125
+    return 125
   fi
   start=$(date +%s)
   echo "== $name (at most ${limit} s): $*"
   timeout -s INT -k 20 "$limit" "$@" > "$OUT/$name.log" 2>&1
   rc=$?
   tail -n 25 "$OUT/$name.log"
-  echo "$name: exit $rc after $(($(date +%s) - start)) s$( ((rc == 124)) && echo ' (stopped at its limit)')" \
-    | tee -a "$OUT/steps.txt"
+  local why=""
+  ((rc == 124)) && why=" (stopped at its limit by SIGINT; pytest still writes its report)"
+  ((rc == 137)) && why=" (killed 20 s after SIGINT: no report from this step)"
+  echo "$name: exit $rc after $(($(date +%s) - start)) s$why" | tee -a "$OUT/steps.txt"
+  ((rc != 0 && WORST == 0)) && WORST=$rc
   return "$rc"
 }
 
@@ -80,12 +88,12 @@ require=()
 # -k: every CUDA case, and the devices suite whole (its CPU rows give the speed-up column)
 step suites $(($(left) - 25)) python3 -m pytest suites/test_devices.py suites/test_autograd_ops.py \
   suites/test_graph_modes.py suites/test_generation.py suites/test_trainer.py suites/test_sharded.py \
-  suites/test_ddp.py --benchmark-only --bench-profile="$PROFILE" --bench-device="$DEVICES" "${require[@]}" \
-  -k "cuda or test_devices" --bench-report-dir="$OUT/reports" -p no:cacheprovider -q -ra "${case_timeout[@]}" \
-  ${PYTEST_ARGS:-}
-rc=$?
+  suites/test_ddp.py --benchmark-only --bench-profile="$PROFILE" --bench-device="$DEVICES" \
+  ${require[@]+"${require[@]}"} -k "cuda or test_devices" --bench-report-dir="$OUT/reports" -p no:cacheprovider \
+  -q -ra ${case_timeout[@]+"${case_timeout[@]}"} ${PYTEST_ARGS:-}
 
 cp "$OUT/reports/latest/summary.md" "$OUT/summary.md" 2> /dev/null || true
-echo "total: $(($(date +%s) - T0)) s of a ${BUDGET_S} s budget; suites exit $rc" | tee -a "$OUT/steps.txt"
+echo "total: $(($(date +%s) - T0)) s of a ${BUDGET_S} s budget; exit $WORST (the first step that failed or" \
+  "did not run, else 0)" | tee -a "$OUT/steps.txt"
 (cd "$OUT" && tar czf gpu-report.tgz --exclude=gpu-report.tgz reports/latest ./*.log ./*.txt 2> /dev/null)
-exit "$rc"
+exit "$WORST"

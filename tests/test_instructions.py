@@ -109,3 +109,11 @@ def test_a_call_too_slow_under_callgrind_is_not_tried_again_at_its_phase(monkeyp
     counter.count(b, dict(model="mlp", mode="eager", dtype="fp32", phase="train"), cap_s=30)
     counter.count(b, dict(model="mlp", mode="eager", dtype="fp32", phase="inference"), cap_s=30)
     assert len(asked) == 3
+    # a batch too slow leaves out that batch and larger ones, not a smaller one
+    d = "bench.devices.scenario:instruction_callables"
+    first = counter.count(d, dict(model="cnn", dtype="fp32", phase="inference", batch_size=256), cap_s=30)
+    assert "batch_size 256 row" in first["skipped"]
+    counter.count(d, dict(model="cnn", dtype="bf16", phase="train", batch_size=512), cap_s=30)
+    assert len(asked) == 4
+    counter.count(d, dict(model="cnn", dtype="fp32", phase="inference", batch_size=64), cap_s=30)
+    assert len(asked) == 5

@@ -268,14 +268,23 @@ def test_a_schema_2_file_reads_with_todays_column_names_and_compares_case_for_ca
     assert not diff.only_in_base  # every old case found under today's id (the new file adds CUDA rows)
     assert [m for m in diff.metrics if m["metric"] == "kv_cache_bytes_per_token"]
     assert not [c for c in diff.correctness if c["change"] == "regressed"]
-    sharded = {"bench_run": {"schema": 2}, "benchmarks": [{"fullname": "suites/test_sharded.py::test_sharded[llama-"
-                                                                       "fsdp2-ws2-none-0.0-fp32-cpu]"}],
-               "bench_rows": [{"suite": "sharded", "strategy": "fsdp2", "checkpoint": "none",
-                               "test": "suites/test_sharded.py::test_sharded[llama-fsdp2-ws2-none-0.0-fp32-cpu]"}]}
-    up = upgrade(sharded)
-    assert up["bench_rows"][0] == {"suite": "sharded", "strategy": "fsdp", "checkpointing": "none",
-                                   "test": "suites/test_sharded.py::test_sharded[llama-fsdp-ws2-none-0.0-fp32-cpu]"}
-    assert up["benchmarks"][0]["fullname"] == up["bench_rows"][0]["test"]
+    old_id = "suites/test_sharded.py::test_sharded[llama-fsdp2-ws2-none-0.0-fp32-cpu]"
+    row = {"suite": "sharded", "strategy": "fsdp2", "checkpoint": "none", "test": old_id}
+    bench = {"fullname": old_id, "name": old_id.split("::")[1], "param": "llama-fsdp2-ws2-none-0.0-fp32-cpu",
+             "params": {"c": {"strategy": "fsdp2", "checkpoint": "none"}}, "extra_info": dict(row)}
+    up = upgrade({"bench_run": {"schema": 2}, "benchmarks": [bench], "bench_rows": [row]})
+    new_id = "suites/test_sharded.py::test_sharded[llama-fsdp-ws2-none-0.0-fp32-cpu]"
+    assert up["bench_rows"][0] == {"suite": "sharded", "strategy": "fsdp", "checkpointing": "none", "test": new_id}
+    b = up["benchmarks"][0]
+    assert b["fullname"] == new_id and b["name"] == "test_sharded[llama-fsdp-ws2-none-0.0-fp32-cpu]"
+    assert b["param"] == "llama-fsdp-ws2-none-0.0-fp32-cpu"
+    assert b["params"] == {"c": {"strategy": "fsdp", "checkpointing": "none"}}
+    assert b["extra_info"]["checkpointing"] == "none" and "checkpoint" not in b["extra_info"]
+    # a plain pytest-benchmark file (no bench_run: its rows are its extra_info) is renamed too,
+    # and an upgraded file upgrades to itself
+    plain = upgrade({"benchmarks": [bench]})
+    assert plain["benchmarks"][0] == b and "bench_rows" not in plain
+    assert upgrade(upgrade({"benchmarks": [bench]})) == plain
 
 
 def test_a_value_that_appears_is_judged_only_where_base_had_the_column(tmp_path):

@@ -127,14 +127,16 @@ class InstructionCounter:
         Raises CountError naming the cause of any other failure."""
         subject = (builder, case.get("model") or case.get("op"))
         # what did not fit is not tried again: a model that gave no count at all, at any dtype,
-        # mode and phase; a call too slow, at its phase in every dtype and mode (the other
-        # rows of that model and phase run the same work within ~2x), and in training when
+        # mode, phase and batch; a call too slow, at its phase and any batch as large, in every
+        # dtype and mode (the other rows run the same work within ~2x), and in training when
         # inference was (a training step does the forward and more)
-        phase = case.get("phase")
-        known = [subject, subject + (phase,)] + ([subject + ("inference",)] if phase == "train" else [])
-        for key in known:
-            if key in self.too_large:
-                return {"skipped": f"too large under callgrind: {self.too_large[key]}"}
+        phase, batch = case.get("phase"), case.get("batch_size")
+        if subject in self.too_large:
+            return {"skipped": f"too large under callgrind: {self.too_large[subject]}"}
+        for key, why in self.too_large.items():  # (builder, model, phase, batch) of a call too slow
+            if len(key) == 4 and key[:2] == subject and key[2] in (phase, "inference" if phase == "train" else phase) \
+                    and (key[3] is None or batch is None or key[3] <= batch):
+                return {"skipped": f"too large under callgrind: {why}"}
         if self.proc is None or self.proc.poll() is not None:
             self._start()
         t0 = time.perf_counter()
@@ -150,10 +152,12 @@ class InstructionCounter:
         if "error" in reply:
             raise CountError(reply["error"])
         if "skipped" in reply and phase is not None:
-            where = ", ".join(str(case[k]) for k in ("mode", "dtype") if case.get(k))
-            self.too_large[subject + (phase,)] = (f"{subject[1]} {phase}: " + reply["skipped"].removeprefix(
+            where = ", ".join(f"{k} {case[k]}" if k == "batch_size" else str(case[k])
+                              for k in ("mode", "dtype", "batch_size") if case.get(k))
+            key = subject + (phase, batch)
+            self.too_large[key] = (f"{subject[1]} {phase}: " + reply["skipped"].removeprefix(
                 "too large under callgrind: ") + (f" (measured on its {where} row)" if where else ""))
-            return {"skipped": f"too large under callgrind: {self.too_large[subject + (phase,)]}"}
+            return {"skipped": f"too large under callgrind: {self.too_large[key]}"}
         return {**reply, "mode": self.mode, "wall_s": time.perf_counter() - t0}
 
     def close(self, kill: bool = False) -> None:

@@ -60,21 +60,41 @@ RENAMED_IN_3 = {
 }
 
 
+def _renamed_row(r: dict) -> dict:
+    renames = RENAMED_IN_3.get(r.get("suite"), {})
+    r = {renames.get(k, k): v for k, v in r.items()}
+    if r.get("suite") == "sharded" and r.get("strategy") == "fsdp2":
+        r["strategy"] = "fsdp"
+    return r
+
+
 def _to_schema_3(data: dict) -> dict:
     """Sharded strategy ``fsdp2`` is ``fsdp`` (FSDP2 is how it is built, not what it is called),
-    in the rows and in the case ids of the rows and the benchmarks."""
-    def case_id(name):
-        return name.replace("-fsdp2-", "-fsdp-") if isinstance(name, str) and "test_sharded" in name else name
+    in the rows and in the case ids of the rows and the benchmarks; the benchmarks' own copies
+    of the rows (``extra_info``, which a plain pytest-benchmark file is read from) and their
+    case parameters (``params``) get the new names too. Idempotent: today's files hold none of
+    the old names."""
+    def case_id(name, sharded=False):
+        return name.replace("fsdp2-", "fsdp-") if isinstance(name, str) and sharded else name
 
-    rows = []
-    for r in data.get("bench_rows", []):
-        renames = RENAMED_IN_3.get(r.get("suite"), {})
-        r = {renames.get(k, k): v for k, v in r.items()}
-        if r.get("suite") == "sharded" and r.get("strategy") == "fsdp2":
-            r["strategy"] = "fsdp"
-        rows.append({**r, "test": case_id(r.get("test"))})
-    benchmarks = [{**b, "fullname": case_id(b.get("fullname"))} for b in data.get("benchmarks", [])]
-    return {**data, "bench_rows": rows, "benchmarks": benchmarks}
+    rows = [{**r, "test": case_id(r.get("test"), "test_sharded" in str(r.get("test")))}
+            for r in map(_renamed_row, data.get("bench_rows", []))]
+    benchmarks = []
+    for b in data.get("benchmarks", []):
+        sharded = "test_sharded" in str(b.get("fullname"))
+        b = {**b, **{k: case_id(b[k], sharded) for k in ("fullname", "name", "param") if k in b}}
+        if isinstance(b.get("extra_info"), dict) and "suite" in b["extra_info"]:
+            b["extra_info"] = _renamed_row(b["extra_info"])
+        if isinstance(b.get("params"), dict):  # a case's keys, without the suite: the row's
+            suite = (b.get("extra_info") or {}).get("suite")
+            b["params"] = {k: {kk: vv for kk, vv in _renamed_row({"suite": suite, **v}).items()
+                               if kk != "suite" or "suite" in v} if isinstance(v, dict) else v
+                           for k, v in b["params"].items()}
+        benchmarks.append(b)
+    out = {**data, "benchmarks": benchmarks}
+    if "bench_rows" in data:
+        out["bench_rows"] = rows
+    return out
 
 
 def upgrade(data: dict, path: str | Path = "results") -> dict:
@@ -82,8 +102,8 @@ def upgrade(data: dict, path: str | Path = "results") -> dict:
     reader needs: the new columns are optional; 2 -> 3 renames columns, ``RENAMED_IN_3``),
     newer ones refused with one line."""
     run = data.get("bench_run")
-    if not isinstance(run, dict):  # a plain pytest-benchmark file: no bench run to version
-        return data
+    if not isinstance(run, dict):  # a plain pytest-benchmark file (its rows in extra_info): no run to version
+        return _to_schema_3(data)
     schema = run.get("schema", 1)
     if not isinstance(schema, int) or schema < 1:
         raise ResultsError(f"{path}: bench_run.schema {schema!r} is not a schema version (a positive integer)")
