@@ -87,7 +87,7 @@ def test_a_call_too_slow_under_callgrind_is_not_tried_again_at_its_phase(monkeyp
     training (which does the forward and more), are left out with that reason, without asking
     the child again; a model's inference is still tried after its training step was too slow."""
     counter = callgrind.InstructionCounter.__new__(callgrind.InstructionCounter)  # no child started
-    counter.too_large, counter.mode = {}, "test"
+    counter.no_count, counter.too_slow, counter.mode = {}, {}, "test"
     asked = []
 
     class Child:
@@ -97,7 +97,7 @@ def test_a_call_too_slow_under_callgrind_is_not_tried_again_at_its_phase(monkeyp
             return None
 
     counter.proc = Child()
-    slow = {"skipped": "too large under callgrind: one call took 3.0 s there, the two counts would take 30 s > "
+    slow = {"skipped": "one call took 3.0 s there, the two counts would take 30 s > "
                        "the 30 s cap"}
     monkeypatch.setattr(counter, "_reply", lambda timeout_s: slow)
     b = "bench.graphs.scenario:instruction_callables"
@@ -117,3 +117,9 @@ def test_a_call_too_slow_under_callgrind_is_not_tried_again_at_its_phase(monkeyp
     assert len(asked) == 4
     counter.count(d, dict(model="cnn", dtype="fp32", phase="inference", batch_size=64), cap_s=30)
     assert len(asked) == 5
+
+
+def test_only_what_the_machine_s_load_can_move_carries_the_foreign_load_note():
+    assert metric_of("graph_modes", "median_ms").moved_by_load
+    assert not metric_of("graph_modes", "graph_breaks").moved_by_load  # a deterministic count
+    assert not METRIC.moved_by_load  # instructions under callgrind

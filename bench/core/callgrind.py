@@ -87,7 +87,10 @@ class InstructionCounter:
         self.workdir = Path(tempfile.mkdtemp(prefix="bench-callgrind-"))
         self.library = client_library()
         self.mode = "on demand (client requests)" if self.library else "from the start (no C compiler or header)"
-        self.too_large: dict[tuple, str] = {}
+        # what did not fit, not tried again: (builder, model) that gave no count at all -> why;
+        # (builder, model, phase) -> [(batch size, why)] of calls the child found too slow
+        self.no_count: dict[tuple, str] = {}
+        self.too_slow: dict[tuple, list[tuple[int | None, str]]] = {}
 
     def _start(self) -> None:
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1",
@@ -126,17 +129,10 @@ class InstructionCounter:
         ``cap_s`` plus building time it is killed, and the next case starts a fresh one).
         Raises CountError naming the cause of any other failure."""
         subject = (builder, case.get("model") or case.get("op"))
-        # what did not fit is not tried again: a model that gave no count at all, at any dtype,
-        # mode, phase and batch; a call too slow, at its phase and any batch as large, in every
-        # dtype and mode (the other rows run the same work within ~2x), and in training when
-        # inference was (a training step does the forward and more)
         phase, batch = case.get("phase"), case.get("batch_size")
-        if subject in self.too_large:
-            return {"skipped": f"too large under callgrind: {self.too_large[subject]}"}
-        for key, why in self.too_large.items():  # (builder, model, phase, batch) of a call too slow
-            if len(key) == 4 and key[:2] == subject and key[2] in (phase, "inference" if phase == "train" else phase) \
-                    and (key[3] is None or batch is None or key[3] <= batch):
-                return {"skipped": f"too large under callgrind: {why}"}
+        known = self._known_too_large(subject, phase, batch)
+        if known:
+            return {"skipped": f"too large under callgrind: {known}"}
         if self.proc is None or self.proc.poll() is not None:
             self._start()
         t0 = time.perf_counter()
@@ -147,18 +143,32 @@ class InstructionCounter:
         except CountError as exc:
             if "timed out" not in str(exc):
                 raise
-            self.too_large[subject] = f"a case of {subject[1]} gave no count within {cap_s + BUILD_ALLOWANCE_S:g} s"
-            return {"skipped": f"too large under callgrind: {self.too_large[subject]}"}
+            self.no_count[subject] = f"a case of {subject[1]} gave no count within {cap_s + BUILD_ALLOWANCE_S:g} s"
+            return {"skipped": f"too large under callgrind: {self.no_count[subject]}"}
         if "error" in reply:
             raise CountError(reply["error"])
-        if "skipped" in reply and phase is not None:
-            where = ", ".join(f"{k} {case[k]}" if k == "batch_size" else str(case[k])
-                              for k in ("mode", "dtype", "batch_size") if case.get(k))
-            key = subject + (phase, batch)
-            self.too_large[key] = (f"{subject[1]} {phase}: " + reply["skipped"].removeprefix(
-                "too large under callgrind: ") + (f" (measured on its {where} row)" if where else ""))
-            return {"skipped": f"too large under callgrind: {self.too_large[key]}"}
+        if "skipped" in reply:
+            why = reply["skipped"]
+            if phase is not None:
+                where = ", ".join(f"{k} {case[k]}" if k == "batch_size" else str(case[k])
+                                  for k in ("mode", "dtype", "batch_size") if case.get(k))
+                why = f"{subject[1]} {phase}: {why}" + (f" (measured on its {where} row)" if where else "")
+                self.too_slow.setdefault(subject + (phase,), []).append((batch, why))
+            return {"skipped": f"too large under callgrind: {why}"}
         return {**reply, "mode": self.mode, "wall_s": time.perf_counter() - t0}
+
+    def _known_too_large(self, subject: tuple, phase: str | None, batch: int | None) -> str | None:
+        """Why a case cannot fit, known from an earlier one: the model gave no count at all (any
+        dtype, mode, phase, batch); or a call was too slow at this phase (or at inference, for a
+        training step, which does the forward and more) with a batch no larger, in any dtype and
+        mode (the other rows run the same work within ~2x)."""
+        if subject in self.no_count:
+            return self.no_count[subject]
+        for ph in dict.fromkeys((phase, "inference" if phase == "train" else phase)):
+            for bs, why in self.too_slow.get(subject + (ph,), []):
+                if bs is None or batch is None or bs <= batch:
+                    return why
+        return None
 
     def close(self, kill: bool = False) -> None:
         if self.proc is not None and self.proc.poll() is None:

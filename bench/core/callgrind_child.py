@@ -51,7 +51,7 @@ def _count(fn, calls: int, cap_s: float = float("inf")) -> tuple[int, int]:
     calls = calls if one < 0.3 else 1
     est = 2 * (one * (calls + 3) + min(WARMUP_S, one * WARMUP_CALLS))  # this count and the repeat
     if est > cap_s:
-        raise TooLarge(f"too large under callgrind: one call took {one:.1f} s there, the two counts would take "
+        raise TooLarge(f"one call took {one:.1f} s there, the two counts would take "
                        f"{est:.0f} s > the {cap_s:g} s cap")
     t0, done = time.perf_counter(), 2
     while done < WARMUP_CALLS and time.perf_counter() - t0 < WARMUP_S:

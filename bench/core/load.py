@@ -29,7 +29,7 @@ def _live_children_cpu_s() -> float:
     callgrind child, a launch not yet waited for): getrusage counts a child only once it has
     ended and been waited for. Children's children are not followed (torchrun's ranks are
     counted when torchrun is waited for)."""
-    me, total = str(os.getpid()), 0.0
+    me, total, tick = str(os.getpid()), 0.0, os.sysconf("SC_CLK_TCK")
     try:
         pids = [p for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
@@ -41,7 +41,7 @@ def _live_children_cpu_s() -> float:
         except OSError:
             continue
         if fields[1] == me:  # ppid
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
     return total
 
 

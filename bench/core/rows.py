@@ -73,6 +73,12 @@ class Metric:
     doc: str = ""
     noise: float = 0.0  # ``counted``: the measured relative spread of repeated counts (A/A)
 
+    @property
+    def moved_by_load(self) -> bool:
+        """Whether other processes on the machine can move it: not a deterministic count
+        (``exact``) nor a count under callgrind (``counted``)."""
+        return self.kind not in ("exact", "counted")
+
 
 # Instructions per call under callgrind (bench.core.callgrind). The threshold is PyTorch's own
 # for its instruction-count gates (benchmarks/dynamo/pr_time_benchmarks: +/-1.5 %); the noise

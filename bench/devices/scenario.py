@@ -55,6 +55,24 @@ def _to(inputs: tuple, device: str | None = None, dtype: torch.dtype | None = No
     return tuple(out)
 
 
+def _inference_vs_fp64(model, inputs, device: str, dtype: str) -> tuple[float, str | None]:
+    """The forward's relative error against an fp64 copy of the model, and why it fails (or
+    None). Leaves ``model`` in fp32 on ``device``."""
+    with torch.no_grad():
+        ref = _outputs(model.double()(*_to(inputs, dtype=torch.float64))).float()
+    model.float().to(device)
+    with torch.no_grad(), autocast(device, dtype):
+        out = _outputs(model(*_to(inputs, device=device))).float().cpu()
+    rel_err = float((out - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
+    if not torch.isfinite(out).all():
+        return rel_err, "non-finite output"
+    if rel_err > numerics.rel_tol_vs_fp64(dtype, device):
+        return rel_err, (f"relative error {rel_err:.3g} vs fp64 reference exceeds "
+                         f"{numerics.rel_tol_vs_fp64(dtype, device):g} for {dtype}"
+                         + (" (TF32 on)" if dtype == "fp32" and numerics.tf32_active(device) else ""))
+    return rel_err, None
+
+
 def prepare(spec: ModelSpec, device: str, dtype: str, phase: str, batch_size: int,
             seq_len: int | None = None, check: bool = True) -> PreparedCase:
     """The case's step; ``check``: its output against the fp64 reference (inference) or three
@@ -65,20 +83,9 @@ def prepare(spec: ModelSpec, device: str, dtype: str, phase: str, batch_size: in
     tokens = spec.count_tokens(inputs) if spec.count_tokens else None
     if phase == "inference":
         model.eval()
-        with torch.no_grad():
-            ref = _outputs(model.double()(*_to(inputs, dtype=torch.float64))).float() if check else None
+        rel_err, reason = _inference_vs_fp64(model, inputs, device, dtype) if check else (None, None)
         model = model.float().to(device)
         dev_inputs = _to(inputs, device=device)
-        with torch.no_grad(), autocast(device, dtype):
-            out = _outputs(model(*dev_inputs)).float().cpu() if check else None
-        rel_err = float((out - ref).abs().max() / ref.abs().max().clamp_min(1e-12)) if check else None
-        reason = None
-        if check and not torch.isfinite(out).all():
-            reason = "non-finite output"
-        elif check and rel_err > numerics.rel_tol_vs_fp64(dtype, device):
-            reason = (f"relative error {rel_err:.3g} vs fp64 reference exceeds "
-                      f"{numerics.rel_tol_vs_fp64(dtype, device):g} for {dtype}"
-                      + (" (TF32 on)" if dtype == "fp32" and numerics.tf32_active(device) else ""))
 
         def step():
             with torch.no_grad(), autocast(device, dtype):

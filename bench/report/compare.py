@@ -149,7 +149,7 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
     busy = _busy_cases(base + new)
     for m in metrics:
         m.pop("worse", None)
-        if m["case"] in busy and m["verdict"] != "same" and metric_of(m["suite"], m["metric"]).kind != "counted":
+        if m["case"] in busy and m["verdict"] != "same" and metric_of(m["suite"], m["metric"]).moved_by_load:
             m["note"] = (m.get("note") or "") + f" [timed under foreign load in {', '.join(busy[m['case']])}]"
     if busy:
         warnings.append(f"{len(busy)} case(s) ran while other processes took over {FOREIGN_LOAD_WARN:.0%} of the CPU "

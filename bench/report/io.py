@@ -60,10 +60,11 @@ RENAMED_IN_3 = {
 }
 
 
-def _renamed_row(r: dict) -> dict:
-    renames = RENAMED_IN_3.get(r.get("suite"), {})
-    r = {renames.get(k, k): v for k, v in r.items()}
-    if r.get("suite") == "sharded" and r.get("strategy") == "fsdp2":
+def _renamed_row(r: dict, suite: str | None = None) -> dict:
+    """A row (or a case's params, whose ``suite`` is given) with schema 3's names."""
+    suite = suite or r.get("suite")
+    r = {RENAMED_IN_3.get(suite, {}).get(k, k): v for k, v in r.items()}
+    if suite == "sharded" and r.get("strategy") == "fsdp2":
         r["strategy"] = "fsdp"
     return r
 
@@ -77,8 +78,6 @@ def _to_schema_3(data: dict) -> dict:
     def case_id(name, sharded=False):
         return name.replace("fsdp2-", "fsdp-") if isinstance(name, str) and sharded else name
 
-    rows = [{**r, "test": case_id(r.get("test"), "test_sharded" in str(r.get("test")))}
-            for r in map(_renamed_row, data.get("bench_rows", []))]
     benchmarks = []
     for b in data.get("benchmarks", []):
         sharded = "test_sharded" in str(b.get("fullname"))
@@ -87,13 +86,12 @@ def _to_schema_3(data: dict) -> dict:
             b["extra_info"] = _renamed_row(b["extra_info"])
         if isinstance(b.get("params"), dict):  # a case's keys, without the suite: the row's
             suite = (b.get("extra_info") or {}).get("suite")
-            b["params"] = {k: {kk: vv for kk, vv in _renamed_row({"suite": suite, **v}).items()
-                               if kk != "suite" or "suite" in v} if isinstance(v, dict) else v
-                           for k, v in b["params"].items()}
+            b["params"] = {k: _renamed_row(v, suite) if isinstance(v, dict) else v for k, v in b["params"].items()}
         benchmarks.append(b)
     out = {**data, "benchmarks": benchmarks}
     if "bench_rows" in data:
-        out["bench_rows"] = rows
+        out["bench_rows"] = [{**r, "test": case_id(r.get("test"), "test_sharded" in str(r.get("test")))}
+                             for r in map(_renamed_row, data["bench_rows"])]
     return out
 
 
