@@ -19,6 +19,8 @@ from bench.plugin_rows import flag_wrong_weights, message, row_keys, run_checks_
 from bench.run_state import RunState, benchmark_json, required_but_skipped
 
 ROW_KEY = pytest.StashKey[Row]()
+KNOWN_KEY = pytest.StashKey[tuple]()  # (manifest entries, the stack their scopes are judged on)
+LACKS_KEY = pytest.StashKey[str]()    # why this machine cannot run the item (hardware, build)
 STATE_KEY = pytest.StashKey["RunState"]()
 SESSION_KEY = pytest.StashKey[Session]()
 TTY_KEY = pytest.StashKey["int | None"]()
@@ -48,6 +50,12 @@ def pytest_addoption(parser):
     group.addoption("--bench-require", action="append", default=[], choices=("cuda",),
                     help="fail the run, naming the cases, when a case was skipped for lack of this "
                          "(e.g. a nightly GPU job that lost its GPU)")
+    group.addoption("--bench-known-failures", action="append", default=[], metavar="PATH",
+                    help="a TOML file of known failures (same format as the repository's known_failures.toml) "
+                         "read after it; repeatable")
+    group.addoption("--bench-strict-known-failures", action="store_true", default=False,
+                    help="fail the run when a case the known-failure manifest expects to fail passes "
+                         "(fixed_upstream), so CI keeps the manifest current")
 
 
 def _looks_like_path(value: str) -> bool:
@@ -72,6 +80,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "bench_check(suite, check=NAME): a plain correctness test that gets a row "
                                        "(its status from the outcome) and runs under --benchmark-only too")
     config.addinivalue_line("markers", "bench_profile(*names): run only in the named profiles")
+    config.addinivalue_line("markers", "bench_lacks(reason): this machine lacks what the case needs (a GPU, "
+                                       "cores, a backend): skipped, and counted apart from other skips")
     config.addinivalue_line("markers", "bench_cases(factory, argname='c'): (set by bench.core.profiles.cases_from) "
                                        "parametrize argname with "
                                        "factory(session), the cases of this run's profile and devices")
@@ -107,9 +117,24 @@ def pytest_configure(config):
     report_dir = config.getoption("bench_report_dir")
     root = (Path(report_dir).expanduser() if report_dir else Path(config.rootpath) / "reports").resolve()
     state = config.stash[STATE_KEY] = RunState(root, session)
+    config.stash[KNOWN_KEY] = _known_failures(config, state)
     session.out_dir = state.run_dir
     config.pluginmanager.register(state, "bench-run-state")
     config.stash[TTY_KEY] = terminal_fd()
+
+
+def _known_failures(config, state) -> tuple:
+    """The known-failure manifest (repository's, then the user's files); an unreadable one is a
+    usage error naming the file, entry and field. Entries worth re-checking become notes."""
+    from bench.core import expectations
+
+    try:
+        entries = expectations.load_all(config.rootpath, config.getoption("bench_known_failures"))
+    except expectations.ManifestError as exc:
+        raise pytest.UsageError(f"--bench-known-failures: {exc}") from None
+    stack = expectations.stack_versions()
+    state.notes.extend(expectations.stale(entries, stack))
+    return entries, stack
 
 
 def pytest_unconfigure(config):
@@ -188,8 +213,10 @@ def pytest_collection_modifyitems(config, items):
             continue
         keep.append(item)
         run_checks_under_benchmark_only(item)
-        reason = _skip_reason(item)
+        lacks = item.get_closest_marker("bench_lacks")
+        reason = _skip_reason(item) or (lacks.args[0] if lacks else None)
         if reason:
+            item.stash[LACKS_KEY] = reason
             item.add_marker(pytest.mark.skip(reason=reason))
     if drop:
         config.hook.pytest_deselected(items=drop)
@@ -261,9 +288,34 @@ def pytest_runtest_makereport(item, call):
     if report.when == "call" and report.passed:
         flag_wrong_weights(report, row, session_of(item.config))
     row.finalize(report.outcome, message(report) if not report.passed else None)
+    if row["status"] == "skipped" and LACKS_KEY in item.stash:
+        row["needs_hardware"] = True
+    judge_expected(item, call, report, row)
     if fixture is not None:  # the row travels in pytest-benchmark's JSON too
         fixture.extra_info.update({k: v for k, v in row.items() if not isinstance(v, (list, dict)) and k != "test"})
     state.add(row)
+
+
+def judge_expected(item, call, report, row: Row) -> None:
+    """A case with an expectation (declared by its model, or a known-failure manifest entry in
+    scope): failing as expected is ``known_failure`` and shown as pytest's XFAIL (exit 0);
+    failing otherwise stays a failure; passing is ``fixed_upstream`` (a failure only under
+    --bench-strict-known-failures, as PyTorch's IMPROVED under a strict accuracy check)."""
+    from bench.core import expectations
+
+    entries, stack = item.config.stash[KNOWN_KEY]
+    expected = row.expectation or expectations.for_row(entries, row, stack)
+    if expected is None or (report.when != "call" and report.passed):
+        return
+    excinfo = getattr(call, "excinfo", None)
+    text = f"{excinfo.typename}: {excinfo.value}" if excinfo is not None else ""
+    verdict = expectations.judge(row, expected, text)
+    if verdict == "known":
+        report.outcome, report.wasxfail = "skipped", row["reason"][:500]
+    elif verdict == "different" and not report.failed:
+        report.outcome, report.longrepr = "failed", row["reason"]
+    elif verdict == "fixed" and item.config.getoption("bench_strict_known_failures"):
+        report.outcome, report.longrepr = "failed", f"[--bench-strict-known-failures] {row['reason']}"
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

@@ -43,7 +43,9 @@ class ModelSpec:
     unavailable: Callable[[], str | None] | None = None  # why it cannot be built here, if so
     suites: tuple[str, ...] = ("devices", "graph_modes")  # suites whose zoo includes it
     count_tokens: Callable[[tuple], int] | None = None     # non-padding tokens in a batch
-    expected_parity: dict | None = None  # {mode: status} a model is built to show (trace pitfalls)
+    # {mode: (status, public link)} a model is built to show (the trace pitfalls); a bare status
+    # is accepted too, documented by the model's description alone
+    expected_parity: dict | None = None
 
     def batch(self, batch_size: int, device: str, seq_len: int | None = None):
         """``make_batch``, at ``seq_len`` tokens when it takes ``seq_len=`` (text models)."""
@@ -54,6 +56,17 @@ class ModelSpec:
         if self.probe_batch is None:
             return None
         return self.probe_batch(device, **_seq_len_kwarg(self.probe_batch, seq_len))
+
+    def expectation(self, mode: str):
+        """The graph-mode outcome this model declares it is built to show in ``mode`` (a
+        :class:`bench.core.expectations.Expectation`), or None."""
+        from bench.core.expectations import declared
+
+        value = (self.expected_parity or {}).get(mode)
+        if value is None:
+            return None
+        status, link = (value, "") if isinstance(value, str) else value
+        return declared(self.name, status, self.description or "declared by the model", link)
 
     def compute_loss(self, out: Any, target: torch.Tensor) -> torch.Tensor:
         if self.loss is not None:

@@ -134,7 +134,8 @@ def test_an_all_skipped_or_no_ok_report_never_headlines_good():
 
     skipped = {"devices": pd.DataFrame([{"status": "skipped", "reason": "needs CUDA"}] * 3)}
     head = build(skipped, {"complete": True}, [])
-    assert not head.good and head.verdict.startswith("NOT GOOD") and "0 of 3" in head.verdict
+    assert not head.good and head.verdict.startswith("NOT GOOD") and "0 ok" in head.verdict
+    assert "NOTHING WAS MEASURED" in head.verdict and "3 skipped" in head.verdict
 
 
 def test_runs_needed_and_detectable_change_against_hand_counts():

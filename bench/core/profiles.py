@@ -68,6 +68,12 @@ PROFILES = {
 }
 
 
+def lacks(reason: str):
+    """A case this machine cannot run (no GPU, too few cores or GPUs, a backend the torch build
+    lacks): skipped with ``reason``, and counted in the headline apart from other skips."""
+    return pytest.mark.bench_lacks(reason)
+
+
 # ---- a run's settings ----
 
 @dataclasses.dataclass(frozen=True)

@@ -11,11 +11,22 @@ from typing import Any
 
 import pytest
 
-STATUSES = ("ok", "mismatch", "unsupported", "error", "oom", "skipped")
+STATUSES = ("ok", "mismatch", "unsupported", "error", "oom", "skipped", "known_failure", "fixed_upstream")
 # How bad each status is (higher is worse) and which ones are failures: the one declaration
-# compare, history, the headline and the Markdown report read.
-SEVERITY = {"ok": 0, "skipped": 1, "unsupported": 2, "oom": 3, "mismatch": 4, "error": 5}
+# compare, history, the headline and the Markdown report read. ``known_failure``: the case
+# failed as a known upstream bug (or a model's declared pitfall) says it does, not a failure of
+# this run, yet worse than ok (``ok -> known_failure`` under an upgrade is a regression, and a
+# known failure that turns into another error is too); ``fixed_upstream``: the case passed
+# although an entry expected it to fail, as good as ok (its metrics count like ok's).
+SEVERITY = {"ok": 0, "fixed_upstream": 0, "skipped": 1, "unsupported": 2, "known_failure": 2.5, "oom": 3,
+            "mismatch": 4, "error": 5}
 FAILURES = ("error", "mismatch", "oom")
+PASSED = ("ok", "fixed_upstream")
+
+
+def passed(status) -> bool:
+    """Whether a row's status means the case ran and its checks held (its metrics count)."""
+    return status in PASSED
 
 # The version of results.json's shape (``bench_run.schema``). 1: files written before the
 # field existed; 2: plain checks get rows (``check``), rows carry ``foreign_cpu_share``, timed
@@ -230,6 +241,12 @@ class Row(dict):
         if suite not in SUITE_COLUMNS:
             raise ValueError(f"unknown suite {suite!r}; valid: {', '.join(SUITE_COLUMNS)}")
         super().__init__(suite=suite, test=test, status=None, reason=None, **keys)
+        self.expectation = None  # a status the case declares it is built to show (bench.core.expectations)
+
+    def expect(self, expectation) -> None:
+        """Declare how this case is expected to end (a model built to show a pitfall): the
+        plugin judges the outcome against it as it judges the known-failure manifest's entries."""
+        self.expectation = expectation
 
     def set_status(self, status: str, reason: str | None = None) -> None:
         if status not in STATUSES:

@@ -103,7 +103,7 @@ def cases(session) -> list:
     import pytest
 
     from bench.core.hardware import probe
-    from bench.core.profiles import case
+    from bench.core.profiles import case, lacks
 
     profile, out = session.profile, []
     caps = probe()
@@ -113,9 +113,9 @@ def cases(session) -> list:
         for ws in profile.ddp_world_sizes:
             marks = [pytest.mark.distributed]
             if "gloo" not in caps.backends:
-                marks.append(pytest.mark.skip(reason="this torch build has no gloo backend"))
+                marks.append(lacks("this torch build has no gloo backend"))
             elif ws > (os.cpu_count() or 1):
-                marks.append(pytest.mark.skip(reason=f"gloo at world size {ws} on {os.cpu_count()} cores would "
+                marks.append(lacks(f"gloo at world size {ws} on {os.cpu_count()} cores would "
                                                      "oversubscribe them (less than one core per rank)"))
             out.append(case("ddp", marks=marks, model=model, backend="gloo", world_size=ws, device="cpu"))
         if profile.name == "full":  # DDP's gradient bucket size, swept at the largest CPU world size
@@ -125,9 +125,9 @@ def cases(session) -> list:
         for ws in profile.ddp_world_sizes:
             marks = [pytest.mark.distributed]
             if caps.cuda and "nccl" not in caps.backends:
-                marks.append(pytest.mark.skip(reason="this torch build has no nccl backend"))
+                marks.append(lacks("this torch build has no nccl backend"))
             elif caps.cuda and ws > caps.cuda_device_count:
-                marks.append(pytest.mark.skip(reason=f"nccl at world size {ws} needs {ws} GPUs, "
+                marks.append(lacks(f"nccl at world size {ws} needs {ws} GPUs, "
                                                      f"found {caps.cuda_device_count}"))
             out.append(case("ddp", marks=marks, model=model, backend="nccl", world_size=ws, device="cuda:0"))
     return out

@@ -59,7 +59,7 @@ class Config:
 def cases(session) -> list:
     import pytest
 
-    from bench.core.profiles import case
+    from bench.core.profiles import case, lacks
 
     p, out = session.profile, []
     models = zoo.DECODERS + (("hf",) if session.settings.hf_model else ())
@@ -89,7 +89,7 @@ def cases(session) -> list:
                     marks.append(pytest.mark.skip(reason=f"generation {what} rows run in the standard and full "
                                                          f"profiles (10-30 s per graph on CPU; this is {p.name})"))
                 elif mode == "compile_cudagraphs" and device == "cpu":
-                    marks.append(pytest.mark.skip(reason="CUDA graphs (mode reduce-overhead) need a CUDA device"))
+                    marks.append(lacks("CUDA graphs (mode reduce-overhead) need a CUDA device"))
                 out.append(case("generation", marks=marks, model=model, mode=mode, cache=cache, attention=attn,
                                 device=device, dtype=dtype, batch_size=bs, prompt_len=prompt[0] if prompt else None))
     return out

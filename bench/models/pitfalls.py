@@ -35,6 +35,13 @@ class ShapeArithmetic(nn.Module):
         return h - h.sum(0, keepdim=True) / batch  # centre over the batch
 
 
+# Where each pitfall is documented: trace records one run's operations and says so in its warning
+# ("Tracing ... doesn't record control flow"); export refuses data-dependent control flow
+# (torch.cond is its answer).
+_PITFALLS = {"trace": ("mismatch", "https://pytorch.org/docs/stable/generated/torch.jit.trace.html"),
+             "export": ("unsupported", "https://pytorch.org/docs/stable/export.html")}
+
+
 def _data_dependent_batch(batch_size: int, device: str):
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch_size, 8, generator=gen).abs().to(device)
@@ -60,9 +67,9 @@ def _shape_probe(device: str):
 
 register_model(ModelSpec(name="data_dependent", build=DataDependentBranch, make_batch=_data_dependent_batch,
                          probe_batch=_negative_probe, suites=("graph_modes",),
-                         expected_parity={"trace": "mismatch", "export": "unsupported"},
+                         expected_parity=_PITFALLS,
                          description="branch on a tensor value (trace pitfall)"))
 register_model(ModelSpec(name="shape_arith", build=ShapeArithmetic, make_batch=_shape_batch,
                          probe_batch=_shape_probe, suites=("graph_modes",),
-                         expected_parity={"trace": "mismatch", "export": "unsupported"},
+                         expected_parity=_PITFALLS,
                          description="Python arithmetic on a shape (trace pitfall)"))

@@ -2,7 +2,7 @@
 regressed, was fixed or lost checks (newly not applicable, or fewer checks ran)."""
 from __future__ import annotations
 
-from bench.core.rows import FAILURES, SEVERITY
+from bench.core.rows import FAILURES, SEVERITY, passed
 
 
 def _worst(statuses: list[str]) -> str:
@@ -64,15 +64,17 @@ def correctness_diff(case: str, base_rows: list[dict], new_rows: list[dict]) -> 
     brow = next(r for r in base_rows if (r.get("status") or "error") == bs)
     nrow = next(r for r in new_rows if (r.get("status") or "error") == ns)
     change = None
-    if bs == "ok" and ns != "ok":
+    # ok and fixed_upstream both passed; ok -> known_failure is a regression however well known the
+    # bug (the upgrade under test brought it), known_failure -> ok is fixed
+    if passed(bs) and not passed(ns):
         change = "regressed"
-    elif bs != "ok" and ns == "ok":
+    elif not passed(bs) and passed(ns):
         change = "fixed"
     elif bs != ns and ns in FAILURES and SEVERITY.get(ns, 5) > SEVERITY.get(bs, 5):
-        change = "regressed"  # e.g. unsupported -> error, skipped -> mismatch: a failure appeared
-    elif bs != ns:
+        change = "regressed"  # e.g. unsupported -> error, known_failure -> error: a failure appeared
+    elif bs != ns and not passed(bs):
         change = "changed"
-    elif bs == "ok":
+    elif passed(bs):
         cb = min(_fraction_or_all(r.get("checks_passed")) for r in base_rows)
         cn = min(_fraction_or_all(r.get("checks_passed")) for r in new_rows)
         lost = _checks_lost(base_rows, new_rows)
@@ -87,6 +89,6 @@ def correctness_diff(case: str, base_rows: list[dict], new_rows: list[dict]) -> 
     if change is None:
         return None
     return {"case": case, "suite": brow.get("suite"), "base_status": bs, "new_status": ns,
-            "base_reason": brow.get("reason") or (f"checks {brow.get('checks_passed')}" if bs == "ok" else None),
-            "new_reason": nrow.get("reason") or (f"checks {nrow.get('checks_passed')}" if ns == "ok" else None),
+            "base_reason": brow.get("reason") or (f"checks {brow.get('checks_passed')}" if passed(bs) else None),
+            "new_reason": nrow.get("reason") or (f"checks {nrow.get('checks_passed')}" if passed(ns) else None),
             "change": change}

@@ -6,7 +6,7 @@ import dataclasses
 
 import pandas as pd
 
-from bench.core.rows import FAILURES, STATUSES, SUITE_COLUMNS, implausible
+from bench.core.rows import FAILURES, STATUSES, SUITE_COLUMNS, implausible, passed
 
 FAILED = FAILURES
 STATUS_ORDER = STATUSES
@@ -18,10 +18,8 @@ class Headline:
     verdict: str
     counts: pd.DataFrame                 # suite x status
     numbers: list[tuple[str, str, str]]  # (what, value, which case)
-
-
-def _expected(reason) -> bool:
-    return str(reason).startswith("expected:")
+    cards: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)  # one per suite: its first figure
+    more: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)   # the other figures
 
 
 def _fmt(v: float, unit: str = "") -> str:
@@ -32,7 +30,7 @@ def _ok(df: pd.DataFrame, col: str) -> pd.DataFrame:
     """Rows fit for a headline figure: ok, with a value, and no value beyond a physical bound."""
     if col not in df.columns:
         return df.iloc[0:0]
-    keep = (df["status"] == "ok") & pd.to_numeric(df[col], errors="coerce").notna()
+    keep = df["status"].map(passed).astype(bool) & pd.to_numeric(df[col], errors="coerce").notna()
     if not df.empty:
         keep &= df.apply(lambda r: not implausible(r.dropna().to_dict()), axis=1).astype(bool)
     return df[keep]
@@ -55,23 +53,66 @@ def _case(row: pd.Series, keys: tuple[str, ...]) -> str:
     return " ".join(str(row[k]) for k in keys if k in row.index and pd.notna(row[k]))
 
 
+def _column(df: pd.DataFrame, col: str) -> pd.Series:
+    return df[col] if col in df.columns else pd.Series([None] * len(df), index=df.index, dtype=object)
+
+
+def known_failures(tables: dict[str, pd.DataFrame]) -> list[dict]:
+    """Rows that failed as expected or passed against an expectation: suite, case, status,
+    whether upstream (manifest) or declared by a model, and the reason (which carries the link)."""
+    out = []
+    for suite, df in tables.items():
+        keys = tuple(k for k in SUITE_COLUMNS.get(suite, ()) if k not in ("status", "reason"))[:5]
+        for _, r in df[df["status"].isin(("known_failure", "fixed_upstream"))].iterrows():
+            upstream = r.get("expected_upstream")
+            out.append({"suite": suite, "case": _case(r, keys), "status": r["status"],
+                        "kind": "upstream" if upstream is None or pd.isna(upstream) or bool(upstream) else "by design",
+                        "link": r.get("expected_link") or "", "reason": str(r.get("reason"))})
+    return out
+
+
+def _counts_clause(tables: dict[str, pd.DataFrame], known: list[dict]) -> list[str]:
+    """What ran and what could not: ok, known failures (with the first link), fixed upstream,
+    cases this machine cannot run (hardware, cores, a backend), other skips."""
+    ok = sum(int((df["status"] == "ok").sum()) for df in tables.values())
+    lacks = skipped = 0
+    for df in tables.values():
+        skip = df["status"] == "skipped"
+        hardware = skip & _column(df, "needs_hardware").fillna(False).astype(bool)
+        lacks, skipped = lacks + int(hardware.sum()), skipped + int((skip & ~hardware).sum())
+    parts = [f"{ok} ok"]
+    for kind, status, word in (("upstream", "known_failure", "known upstream failure"),
+                               ("by design", "known_failure", "failed as designed (pitfall models)"),
+                               (None, "fixed_upstream", "FIXED upstream (remove its known-failure entry)")):
+        rows = [k for k in known if k["status"] == status and (kind is None or k["kind"] == kind)]
+        if rows:
+            links = sorted({k["link"] for k in rows if k["link"]})
+            parts.append(f"{len(rows)} {word}" + (f" ({', '.join(links[:2])})" if links and kind != "by design"
+                                                   else ""))
+    if lacks:
+        parts.append(f"{lacks} need hardware this machine lacks")
+    if skipped:
+        parts.append(f"{skipped} skipped (profile or options)")
+    return parts
+
+
 def build(tables: dict[str, pd.DataFrame], run: dict, notes: list[str]) -> Headline:
     failures = {s: 0 for s in FAILED}
     for df in tables.values():
-        for _, r in df.iterrows():
-            if r["status"] in FAILED and not _expected(r.get("reason")):
-                failures[r["status"]] += 1
+        for s in FAILED:
+            failures[s] += int((df["status"] == s).sum())
     counts = pd.DataFrame([{"suite": s, **{st: int((df["status"] == st).sum()) for st in STATUS_ORDER}}
                            for s, df in tables.items()])
     calibration = _calibration(tables.get("devices"))
     bad_cal = [c for c in calibration if not c[2]]
     incomplete = not run.get("complete", True)
-    total = sum(len(df) for df in tables.values())
-    ok = sum(int((df["status"] == "ok").sum()) for df in tables.values())
+    ok = sum(int(df["status"].map(passed).sum()) for df in tables.values())
     # a run that measured nothing proves nothing: never GOOD (every case skipped, or none ok)
     good = not any(failures.values()) and not incomplete and not bad_cal and ok > 0
     parts = [", ".join(f"{n} {s}" for s, n in failures.items() if n) or "no failures"]
-    parts.append(f"{ok} of {total} cases ok" + ("; NOTHING WAS MEASURED" if ok == 0 else ""))
+    parts += _counts_clause(tables, known_failures(tables))
+    if ok == 0:
+        parts.append("NOTHING WAS MEASURED")
     if incomplete:
         parts.append("INCOMPLETE run")
     if calibration:
@@ -84,7 +125,13 @@ def build(tables: dict[str, pd.DataFrame], run: dict, notes: list[str]) -> Headl
         parts.append(f"{len(impossible)} IMPOSSIBLE value(s), left out of the figures below "
                      f"(first: {impossible[0]})")
     verdict = ("GOOD: " if good else "NOT GOOD: ") + "; ".join(parts)
-    return Headline(good, verdict, counts, _numbers(tables, calibration))
+    numbers = _numbers(tables, calibration)
+    seen: set[str] = set()
+    cards, more = [], []
+    for what, value, case, suite in numbers:
+        (more if suite in seen else cards).append((what, value, case))
+        seen.add(suite)
+    return Headline(good, verdict, counts, [n[:3] for n in numbers], cards, more)
 
 
 def _calibration(df: pd.DataFrame | None) -> list[tuple[str, float, bool]]:
@@ -94,13 +141,15 @@ def _calibration(df: pd.DataFrame | None) -> list[tuple[str, float, bool]]:
     return [(r["device"], float(r["calibration_ratio"]), r["status"] == "ok") for _, r in rows.iterrows()]
 
 
-def _numbers(tables: dict[str, pd.DataFrame], calibration) -> list[tuple[str, str, str]]:
-    out: list[tuple[str, str, str]] = []
+def _numbers(tables: dict[str, pd.DataFrame], calibration) -> list[tuple[str, str, str, str]]:
+    """(what, value, case, suite), each suite's most telling figure first."""
+    out: list[tuple[str, str, str, str]] = []
     dev = tables.get("devices")
     if dev is not None and {"device", "dtype"} <= set(dev.columns):
         ok = _ok(dev, "tflops")
         ok = ok[ok["phase"].isin(("inference", "train"))] if "phase" in ok.columns else ok
-        for (device, dtype), group in ok.groupby(["device", "dtype"], sort=True):
+        groups = sorted(ok.groupby(["device", "dtype"], sort=True), key=lambda kv: (kv[0][1] != "fp32", kv[0]))
+        for (device, dtype), group in groups:  # fp32 first: the native precision everywhere
             best = group.loc[pd.to_numeric(group["tflops"]).idxmax()]
             pct = f"{_fmt(best.get('pct_of_peak'), ' %')} of measured roof"
             if pd.notna(best.get("pct_of_vendor_peak", None)):
@@ -108,10 +157,11 @@ def _numbers(tables: dict[str, pd.DataFrame], calibration) -> list[tuple[str, st
             emulated = "emulated" in str(best.get("precision_note") or "")
             what = f"best {device} {dtype}" + (" (EMULATED on this CPU: not its low-precision throughput)"
                                                if emulated else "")
-            out.append((what, f"{_fmt(best['tflops'])} TFLOP/s ({pct})", _case(best, ("model", "phase", "batch_size"))))
+            out.append((what, f"{_fmt(best['tflops'])} TFLOP/s ({pct})", _case(best, ("model", "phase", "batch_size")),
+                        "devices"))
     for device, ratio, good in calibration:
         out.append((f"timing self-check {device}", f"{ratio:.3f} ({'ok' if good else 'FAILED'}; 0.95-1.05)",
-                    "suite clock / torch.utils.benchmark"))
+                    "suite clock / torch.utils.benchmark", "devices"))
     tr = tables.get("trainer")
     if tr is not None:
         for _, r in _ok(tr, "samples_per_s").iterrows():
@@ -119,14 +169,15 @@ def _numbers(tables: dict[str, pd.DataFrame], calibration) -> list[tuple[str, st
                     and r.get("grad_accum", 1) == 1:
                 out.append((f"Trainer {r.get('device', '')} {r.get('precision', '')}",
                             f"{_fmt(r['samples_per_s'])} samples/s, {_fmt(r.get('tokens_per_s'))} tokens/s, "
-                            f"MFU {_fmt(r.get('mfu_pct'), ' %')}", _case(r, ("model", "batch_size", "optim"))))
+                            f"MFU {_fmt(r.get('mfu_pct'), ' %')}", _case(r, ("model", "batch_size", "optim")),
+                            "trainer"))
         for _, r in _ok(tr, "tokens_per_s_upper").iterrows():
             if r.get("runner") == "causal_lm":
                 out.append((f"causal-LM fine-tune {r.get('device', '')}",
                             f"{_fmt(r['tokens_per_s_upper'])} tokens/s (padding counted), step p50 "
                             f"{_fmt(r.get('step_ms_p50'), ' ms')}, perplexity {_fmt(r.get('ppl_before'))} -> "
-                            f"{_fmt(r.get('ppl_after'))}", _case(r, ("model", "batch_size"))))
-    out += _sharded(tables.get("sharded"))
+                            f"{_fmt(r.get('ppl_after'))}", _case(r, ("model", "batch_size")), "trainer"))
+    out += [(*n, "sharded") for n in _sharded(tables.get("sharded"))]
     ddp = tables.get("ddp")
     if ddp is not None and {"model", "backend", "world_size"} <= set(ddp.columns):
         eff = _ok(ddp, "scaling_efficiency")
@@ -134,7 +185,8 @@ def _numbers(tables: dict[str, pd.DataFrame], calibration) -> list[tuple[str, st
         for (model, backend), group in eff.groupby(["model", "backend"], sort=True):
             top = group.loc[pd.to_numeric(group["world_size"]).idxmax()]
             out.append((f"DDP {model} {backend} at world size {int(top['world_size'])}",
-                        f"scaling efficiency {_fmt(top['scaling_efficiency'])}", "vs world size x no-DDP process"))
+                        f"scaling efficiency {_fmt(top['scaling_efficiency'])}", "vs world size x no-DDP process",
+                        "ddp"))
     gen = tables.get("generation")
     if gen is not None and {"mode", "cache", "attention"} <= set(gen.columns):
         ref = _ok(gen, "decode_tokens_per_s")
@@ -143,7 +195,8 @@ def _numbers(tables: dict[str, pd.DataFrame], calibration) -> list[tuple[str, st
             top = group.loc[pd.to_numeric(group["batch_size"]).idxmax()]
             out.append((f"generation {model} {device} {top.get('dtype', '')}",
                         f"{_fmt(top['decode_tokens_per_s'])} decode tokens/s, time to first token "
-                        f"{_fmt(top.get('ttft_ms'), ' ms')}", f"eager, dynamic cache, batch {int(top['batch_size'])}"))
+                        f"{_fmt(top.get('ttft_ms'), ' ms')}", f"eager, dynamic cache, batch {int(top['batch_size'])}",
+                        "generation"))
     gm = tables.get("graph_modes")
     if gm is not None:
         fast = _ok(gm, "speedup_vs_eager")
@@ -151,7 +204,15 @@ def _numbers(tables: dict[str, pd.DataFrame], calibration) -> list[tuple[str, st
         if not fast.empty:
             best = fast.loc[pd.to_numeric(fast["speedup_vs_eager"]).idxmax()]
             out.append(("best graph-mode speed-up (parity ok)", f"{_fmt(best['speedup_vs_eager'])}x over eager",
-                        _case(best, ("model", "mode", "device", "phase"))))
+                        _case(best, ("model", "mode", "device", "phase")), "graph_modes"))
+    ops = tables.get("autograd_ops")
+    if ops is not None and not ops.empty:
+        ran = ops[ops["status"] != "skipped"]
+        if not ran.empty:
+            good = int(ran["status"].map(passed).sum())
+            out.append(("custom ops passing every check", f"{good} of {len(ran)} op cases",
+                        f"{ran['op'].nunique() if 'op' in ran.columns else '?'} op(s); gradients, second "
+                        "order, compile, export", "autograd_ops"))
     return out
 
 

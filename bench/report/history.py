@@ -19,7 +19,7 @@ import dataclasses
 import statistics
 from pathlib import Path
 
-from bench.core.rows import SEVERITY, declared_metrics
+from bench.core.rows import SEVERITY, declared_metrics, passed
 from bench.report.changepoints import (  # noqa: F401  (re-exported: history's public names)
     MIN_SEGMENT,
     NOISE_FLOOR,
@@ -101,7 +101,7 @@ def _analyse_group(profile, machine, runs: list[Run], threshold) -> Group:
         present = [r for r in runs if case in r.rows]
         statuses = [(r, r.rows[case].get("status") or "error") for r in present]
         for (prev, a), (run, b) in zip(statuses, statuses[1:]):
-            if a != b:
+            if a != b and not (passed(a) and passed(b)):  # ok <-> fixed_upstream: both passed
                 status_changes.append({"case": case, "run_id": run.run_id, "from": a, "to": b,
                                        "direction": "worse" if SEVERITY.get(b, 5) > SEVERITY.get(a, 5)
                                        else "better", "reason": run.rows[case].get("reason"),

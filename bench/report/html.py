@@ -10,7 +10,7 @@ import html
 import pandas as pd
 
 from bench.report import headline as hl
-from bench.report.markdown import HEADLINE
+from bench.report.markdown import HEADLINE, KNOWN_TEXT
 from bench.report.plots import charts
 
 CSS = """
@@ -27,7 +27,8 @@ th{background:#f3f3f3;cursor:pointer;white-space:nowrap}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr.ok td.status{background:#d8f5d8}tr.skipped td.status{background:#eee;color:#555}
 tr.mismatch td.status,tr.error td.status,tr.oom td.status{background:#f8d0d0}
-tr.unsupported td.status{background:#fbeec2}
+tr.unsupported td.status,tr.known_failure td.status{background:#fbeec2}tr.fixed_upstream td.status{background:#cfe8ff}
+.more-numbers{margin:.2em 0 .6em}
 .warn{background:#fff3cd;border:1px solid #e0c060;padding:.4em .6em;margin:.3em 0}
 details summary{cursor:pointer}td details summary{color:#444}
 img.chart{max-width:100%;display:block;margin:.3em 0}
@@ -67,6 +68,8 @@ def _cell(col: str, v) -> str:
         text = f"{v:.4g}" if isinstance(v, float) else str(v)
         return f'<td class="num" data-v="{v}">{text}</td>'
     text = str(v)
+    if col == "link" and text.startswith(("https://", "http://")):
+        return f'<td><a href="{html.escape(text)}">{html.escape(text)}</a></td>'
     cls = ' class="status"' if col == "status" else ""
     if len(text) > LONG:
         return (f"<td{cls}><details><summary>{html.escape(text[:LONG])}…</summary>{html.escape(text)}"
@@ -86,6 +89,11 @@ def _img(title: str, png: bytes) -> str:
             f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
 
 
+def _cards(numbers: list[tuple[str, str, str]]) -> str:
+    return "".join(f"<div class='num-card'>{html.escape(what)}<b>{html.escape(value)}</b><span>{html.escape(case)}"
+                   "</span></div>" for what, value, case in numbers)
+
+
 def _env_line(fp: dict) -> str:
     keys = ("torch", "cuda", "gpu_name", "cpu_model", "torch_threads", "transformers")
     return ", ".join(f"{k} {fp[k]}" for k in keys if fp.get(k) not in (None, "", {}))
@@ -99,18 +107,22 @@ def render_html(tables: dict[str, pd.DataFrame], fingerprint: dict, run: dict, n
              f"<style>{CSS}</style><script>{SCRIPT}</script></head><body>",
              f"<h1>Benchmark report <code>{run_id}</code> — profile {html.escape(str(run.get('profile')))}</h1>",
              f"<div id='verdict' class='verdict {'good' if head.good else 'bad'}'>{html.escape(head.verdict)}</div>",
-             "<div id='numbers' class='numbers'>" + "".join(
-                 f"<div class='num-card'>{html.escape(what)}<b>{html.escape(value)}</b><span>{html.escape(case)}"
-                 "</span></div>" for what, value, case in head.numbers) + "</div>",
+             "<div id='numbers' class='numbers'>" + _cards(head.cards) + "</div>",
+             (f"<details class='more-numbers'><summary>{len(head.more)} more figure(s)</summary>"
+              f"<div class='numbers'>{_cards(head.more)}</div></details>" if head.more else ""),
              f"<p>{html.escape(_env_line(fingerprint))}</p>"]
     parts += [f'<p class="warn">{html.escape(n)}</p>' for n in notes]
     if not head.counts.empty:
         parts += ["<h2>Status per suite</h2>", _table(head.counts, "table-counts")]
     bad = [dict(suite=s, **r) for s, df in tables.items() for r in df.to_dict("records")
-           if r.get("status") in hl.FAILED and not hl._expected(r.get("reason"))]
+           if r.get("status") in hl.FAILED]
     if bad:
         cols = ["suite", "test", "status", "reason"]
         parts += ["<h2>Failures</h2>", _table(pd.DataFrame(bad)[cols], "table-failures")]
+    known = hl.known_failures(tables)
+    if known:
+        parts += ["<h2 id='known-failures'>Known failures</h2>", f"<p>{html.escape(KNOWN_TEXT)}</p>",
+                  _table(pd.DataFrame(known)[["suite", "case", "status", "kind", "link", "reason"]], "table-known")]
     skipped: dict[str, list[str]] = {}
     for suite, df in tables.items():
         ran = df[df["status"] != "skipped"]

@@ -7,6 +7,8 @@ import io
 
 import pandas as pd
 
+from bench.core.rows import PASSED, passed
+
 LABELS = {
     "devices": ["model", "device", "dtype", "phase", "batch_size"],
     "graph_modes": ["model", "mode", "device", "phase"],
@@ -52,7 +54,7 @@ def _num(df: pd.DataFrame, col: str) -> pd.Series:
 def timing_chart(suite: str, df: pd.DataFrame) -> bytes | None:
     """Median time per ok case with its spread: p10-p90 of the rounds where known."""
     col = TIMING.get(suite)
-    ok = df[(df["status"] == "ok") & _num(df, col).notna()] if col in df.columns else df.iloc[0:0]
+    ok = df[df["status"].isin(PASSED) & _num(df, col).notna()] if col in df.columns else df.iloc[0:0]
     if ok.empty:
         return None
     med = _num(ok, col)
@@ -74,7 +76,7 @@ def timing_chart(suite: str, df: pd.DataFrame) -> bytes | None:
 
 
 def throughput_vs_batch(df: pd.DataFrame) -> bytes | None:
-    ok = df[(df["status"] == "ok") & _num(df, "samples_per_s").notna()]
+    ok = df[df["status"].isin(PASSED) & _num(df, "samples_per_s").notna()]
     if ok.empty or not {"batch_size", "model", "device", "dtype", "phase"} <= set(ok.columns) \
             or ok["batch_size"].nunique() < 2:
         return None
@@ -92,7 +94,7 @@ def throughput_vs_batch(df: pd.DataFrame) -> bytes | None:
 def roofline(df: pd.DataFrame, device: str) -> bytes | None:
     """Achieved TFLOP/s against arithmetic intensity, under the measured GEMM roof and the
     measured copy bandwidth (bytes: see bench.core.flops.count_flops_and_bytes)."""
-    ok = df[(df["status"] == "ok") & (df["device"] == device) & _num(df, "arithmetic_intensity").notna()
+    ok = df[df["status"].isin(PASSED) & (df["device"] == device) & _num(df, "arithmetic_intensity").notna()
             & _num(df, "tflops").notna()] if {"arithmetic_intensity", "dtype"} <= set(df.columns) else df.iloc[0:0]
     if ok.empty:
         return None
@@ -118,7 +120,7 @@ def roofline(df: pd.DataFrame, device: str) -> bytes | None:
 
 
 def ddp_scaling(df: pd.DataFrame) -> bytes | None:
-    ok = df[(df["status"] == "ok") & _num(df, "samples_per_s").notna()]
+    ok = df[df["status"].isin(PASSED) & _num(df, "samples_per_s").notna()]
     if ok.empty or not {"backend", "model", "world_size"} <= set(ok.columns):
         return None
     plt = _plt()
@@ -140,7 +142,7 @@ def ddp_scaling(df: pd.DataFrame) -> bytes | None:
 
 
 def trainer_steps(rows: list[dict]) -> bytes | None:
-    series = [r for r in rows if r.get("suite") == "trainer" and r.get("status") == "ok" and r.get("step_ms_samples")]
+    series = [r for r in rows if r.get("suite") == "trainer" and passed(r.get("status")) and r.get("step_ms_samples")]
     if not series:
         return None
     plt = _plt()
@@ -159,7 +161,7 @@ def trainer_steps(rows: list[dict]) -> bytes | None:
 
 def decode_by_position(rows: list[dict]) -> bytes | None:
     """Per-token decode latency over the generated positions (the KV cache grows along x)."""
-    series = [r for r in rows if r.get("suite") == "generation" and r.get("status") == "ok"
+    series = [r for r in rows if r.get("suite") == "generation" and passed(r.get("status"))
               and r.get("decode_ms_by_position")]
     if not series:
         return None
@@ -175,7 +177,7 @@ def decode_by_position(rows: list[dict]) -> bytes | None:
 
 
 def generation_vs_batch(df: pd.DataFrame) -> bytes | None:
-    ok = df[(df["status"] == "ok") & _num(df, "decode_tokens_per_s").notna()]
+    ok = df[df["status"].isin(PASSED) & _num(df, "decode_tokens_per_s").notna()]
     ok = ok[(ok["mode"] == "eager") & (ok["cache"] == "dynamic") & (ok["attention"] == "sdpa")] if "mode" in ok else ok
     if ok.empty or ok["batch_size"].nunique() < 2:
         return None

@@ -8,7 +8,7 @@ import math
 import statistics
 from pathlib import Path
 
-from bench.core.rows import Metric
+from bench.core.rows import Metric, passed
 from bench.report.io import ResultsError, load_results
 from bench.report.tables import rows_from_results
 
@@ -108,7 +108,7 @@ def metric_values(case: str, name: str, metric: Metric, runs: list[Run]) -> tupl
     per_run, raw = [], []
     for r in runs:
         row = r.rows.get(case) or {}
-        if row.get("status") != "ok":
+        if not passed(row.get("status")):
             continue
         if metric.kind == "timing" and r.samples_ms.get(case):
             raw = r.samples_ms[case]
@@ -124,7 +124,7 @@ def metric_values(case: str, name: str, metric: Metric, runs: list[Run]) -> tupl
 def metric_declared_in(case: str, name: str, runs: list[Run]) -> bool:
     """Whether an ok row of ``case`` carries the column ``name`` at all (with any value, None
     and NaN included): a column the runs' code did not write yet is not a lost value."""
-    return any((r.rows.get(case) or {}).get("status") == "ok" and name in r.rows[case] for r in runs)
+    return any(passed((r.rows.get(case) or {}).get("status")) and name in r.rows[case] for r in runs)
 
 
 def machine_identity(fp: dict) -> str:
@@ -138,4 +138,4 @@ def machine_identity(fp: dict) -> str:
 
 def ok_runs(case: str, runs: list[Run]) -> int:
     """How many of ``runs`` have ``case`` with status ok (the runs whose metrics count)."""
-    return sum((r.rows.get(case) or {}).get("status") == "ok" for r in runs)
+    return sum(passed((r.rows.get(case) or {}).get("status")) for r in runs)

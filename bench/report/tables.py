@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.core.rows import SUITE_COLUMNS
+from bench.core.rows import PASSED, SUITE_COLUMNS, passed
 
 
 def rows_from_results(data: dict) -> list[dict]:
@@ -50,11 +50,11 @@ def derive_columns(suite: str, df: pd.DataFrame) -> pd.DataFrame:
     """Columns that compare rows with each other, filled once all rows are in."""
     if suite == "devices" and {"device", "median_ms"} <= set(df.columns):
         keys = ["model", "dtype", "phase", "batch_size"]
-        cpu = df[(df["device"] == "cpu") & (df["status"] == "ok")].set_index(keys)["median_ms"]
+        cpu = df[(df["device"] == "cpu") & df["status"].isin(PASSED)].set_index(keys)["median_ms"]
         speedups = []
         for _, row in df.iterrows():
             key = tuple(row[k] for k in keys)
-            ok = row["status"] == "ok" and row["device"] != "cpu" and key in cpu.index
+            ok = passed(row["status"]) and row["device"] != "cpu" and key in cpu.index
             speedups.append(float(cpu.loc[key]) / row["median_ms"] if ok and row["median_ms"] else None)
         df["speedup_vs_cpu"] = speedups
     return df

@@ -96,10 +96,9 @@ def _variants(session) -> list[tuple]:
 
 
 def cases(session) -> list:
-    import pytest
 
     from bench.core.hardware import probe
-    from bench.core.profiles import case
+    from bench.core.profiles import case, lacks
     from bench.sharded.checkpointing import unavailable
 
     out, cores, gpus = [], os.cpu_count() or 1, probe().cuda_device_count
@@ -111,12 +110,12 @@ def cases(session) -> list:
         for model, strategy, ws, ckpt, dropout, mp, offload in variants:
             marks = []
             if device == "cpu" and ws > cores:
-                marks.append(pytest.mark.skip(reason=f"gloo at world size {ws} on {cores} cores would oversubscribe"))
+                marks.append(lacks(f"gloo at world size {ws} on {cores} cores would oversubscribe"))
             elif device != "cpu" and ws > gpus:
                 reason = f"nccl at world size {ws} needs {ws} GPU(s); this machine has {gpus}"
-                marks.append(pytest.mark.skip(reason=reason))
+                marks.append(lacks(reason))
             elif ckpt != "none" and unavailable(ckpt):
-                marks.append(pytest.mark.skip(reason=unavailable(ckpt)))
+                marks.append(lacks(unavailable(ckpt)))
             out.append(case("sharded", marks=marks, model=model, strategy=strategy, world_size=ws,
                             checkpointing=ckpt, dropout=dropout, mp=mp, device=device,
                             **({"offload": True} if offload else {})))
