@@ -84,6 +84,17 @@ def test_page_is_self_contained_headline_first_with_every_chart(report):
         assert Image.open(io.BytesIO(base64.b64decode(chart))).size[0] > 300
 
 
+def test_first_screen_has_one_card_per_question_and_the_rest_folded(report):
+    html = (report / "index.html").read_text()
+    first = html.split("<div id='numbers' class='numbers'>")[1].split("</div>\n")[0]
+    cards = re.findall(r"<div class='num-card'>([^<]+)<b>", first)
+    # devices (fp32 first: the native precision), trainer, ddp, graph modes, ops: one each
+    assert cards == ["best cpu fp32", "Trainer cpu fp32", "DDP mlp gloo at world size 2",
+                     "best graph-mode speed-up (parity ok)", "custom ops passing every check"], cards
+    more = html.split("<details class='more-numbers'>")[1].split("</details>")[0]
+    assert "2 more figure(s)" in more and "best cpu bf16" in more and "timing self-check cpu" in more
+
+
 def test_summary_starts_with_the_verdict_and_numbers(report):
     summary = (report / "summary.md").read_text()
     lines = summary.splitlines()
@@ -124,6 +135,14 @@ def test_first_screen_and_width_in_headless_chromium(report, tmp_path):
     assert int(attrs["numbers-bottom"]) <= 900, attrs  # verdict and key numbers on the first screen
     assert int(attrs["scroll-width"]) <= int(attrs["client-width"]), attrs  # no sideways scrolling at 1400 px
     assert len(re.findall(r"class=\"chart\"|class='chart'", dom)) == 9
+    shot = tmp_path / "first-screen.png"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 's'}",
+             "--window-size=1400,900", "--hide-scrollbars", f"--screenshot={shot}"]
+    subprocess.run([_chromium(), *flags, (report / "index.html").as_uri()], capture_output=True, timeout=120)
+    from PIL import Image
+
+    assert Image.open(shot).size == (1400, 900)  # the first screen a reader sees, kept for a look
 
 
 @needs_chromium

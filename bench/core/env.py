@@ -74,6 +74,11 @@ def fingerprint(learned: dict | None = None) -> dict:
         "cpu_model": _cpu_model(),
         "cpu_cores": os.cpu_count(),
         "cpu_native_low_precision": list(probe().cpu_native),
+        # the ISA ATen dispatches to (capped by ATEN_CPU_CAPABILITY), and the caps on oneDNN / MKL:
+        # a run capped at AVX2 on an AVX-512 machine times another machine's kernels
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_isa_caps": {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
+                                                    "MKL_ENABLE_INSTRUCTIONS") if os.environ.get(k)},
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
         "transformers": _version("transformers"),

@@ -27,14 +27,19 @@ def run_as_row(suite: str, keys: dict[str, Any], run_case: Callable, session=Non
     from bench.core.rows import CaseEnded, Row
     from bench.core.session import Session
 
-    row = Row(suite, f"python:{suite}", **keys)
+    from bench.core.expectations import judge
+
+    row, text = Row(suite, f"python:{suite}", **keys), ""
     try:
         run_case(dict(keys), None, row, session or Session(), **kwargs)
         row.finalize("passed", None)
     except (AssertionError, CaseEnded):
         row.finalize("failed", "a check failed")  # keeps the status and reason the check set
     except Exception as exc:  # the row says what went wrong; the caller's loop goes on
-        row.finalize("failed", f"{type(exc).__name__}: {str(exc)[:300]}")
+        text = f"{type(exc).__name__}: {exc}"
+        row.finalize("failed", text[:300])
+    if row.expectation is not None:  # what the case's model declares it shows, judged as under pytest
+        judge(row, row.expectation, text)
     return dict(row)
 
 

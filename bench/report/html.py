@@ -95,7 +95,7 @@ def _cards(numbers: list[tuple[str, str, str]]) -> str:
 
 
 def _env_line(fp: dict) -> str:
-    keys = ("torch", "cuda", "gpu_name", "cpu_model", "torch_threads", "transformers")
+    keys = ("torch", "cuda", "gpu_name", "cpu_model", "cpu_capability", "torch_threads", "transformers")
     return ", ".join(f"{k} {fp[k]}" for k in keys if fp.get(k) not in (None, "", {}))
 
 

@@ -46,7 +46,7 @@ def render_summary(tables: dict[str, pd.DataFrame], fingerprint: dict, run: dict
              f"**{head.verdict}**", ""]
     if head.numbers:
         lines += [_md(pd.DataFrame(head.numbers, columns=["what", "value", "case"])), ""]
-    env_keys = ("torch", "cuda", "gpu_name", "cpu_model", "torch_threads", "transformers")
+    env_keys = ("torch", "cuda", "gpu_name", "cpu_model", "cpu_capability", "torch_threads", "transformers")
     lines.append("Environment: " + ", ".join(f"{k} `{fingerprint[k]}`" for k in env_keys
                                              if fingerprint.get(k) not in (None, "", {})))
     if not run.get("complete", True):
