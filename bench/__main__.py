@@ -51,27 +51,45 @@ def _compare(args) -> int:
     return diff.exit_code
 
 
+EMULATED_N = 256  # an emulated GEMM's size for `peak --emulated`: about 0.1 s a call on 2 cores
+
+
 def _peak(args) -> int:
+    """The GEMM roof per device and dtype, through the code the reports use, one line before
+    and one after each measurement. A dtype this CPU emulates (no native bf16 / fp16, or its
+    kernels capped away) is left out unless --emulated asks for it, then timed on a small
+    matrix: at 1024 an emulated bf16 GEMM takes seconds a call on a 2-core CPU."""
     import torch
 
     from bench.core.flops import peak_with_reference, vendor_peak_tflops
     from bench.core.hardware import parse_devices, probe
 
-    devices = parse_devices(args.device) if args.device else ["cpu"] + (["cuda:0"] if probe().cuda else [])
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(f"{'device':8} {'dtype':5} {'n':>6} {'median_ms':>10} {'TFLOP/s':>9} {'timer_ms':>10} {'ratio':>6} vendor")
+    caps = probe()
+    devices = parse_devices(args.device) if args.device else ["cpu"] + (["cuda:0"] if caps.cuda else [])
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"CPU capability {torch.backends.cpu.get_cpu_capability()}", flush=True)
+    print(f"{'device':8} {'dtype':5} {'n':>6} {'kernel':>11} {'median_ms':>10} {'TFLOP/s':>9} {'timer_ms':>10} "
+          f"{'ratio':>6} vendor", flush=True)
     bad = 0
     for device in devices:
-        reason = probe().device_reason(device)
+        reason = caps.device_reason(device)
         if reason:
-            print(f"{device:8} skipped: {reason}")
+            print(f"{device:8} skipped: {reason}", flush=True)
             continue
         for dtype in args.dtype.split(","):
-            r = peak_with_reference(device, dtype, args.n)
+            emulated = caps.cpu_emulation_note(device, dtype)
+            if emulated and not args.emulated:
+                print(f"{device:8} {dtype:5} skipped, {emulated}; --emulated times it (n={EMULATED_N})",
+                      flush=True)
+                continue
+            n = args.n or (EMULATED_N if emulated else None)
+            print(f"{device:8} {dtype:5} timing{' (EMULATED)' if emulated else ''} ...", end="\r", flush=True)
+            r = peak_with_reference(device, dtype, n)
             name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else None
             vendor = vendor_peak_tflops(name, dtype)
-            print(f"{device:8} {dtype:5} {r['n']:>6} {r['median_ms']:>10.3f} {r['tflops']:>9.3f} "
-                  f"{r['reference_median_ms']:>10.3f} {r['ratio']:>6.3f} {vendor or '-'}")
+            print(f"{device:8} {dtype:5} {r['n']:>6} {r['kernel']:>11} {r['median_ms']:>10.3f} {r['tflops']:>9.4g} "
+                  f"{r['reference_median_ms']:>10.3f} {r['ratio']:>6.3f} {vendor or '-'}"
+                  + ("  EMULATED: not this CPU's low-precision throughput" if emulated else ""), flush=True)
             bad += not 0.9 <= r["ratio"] <= 1.1
     if bad:
         print(f"warning: {bad} roof(s) disagree with torch.utils.benchmark by more than 10 %")
@@ -180,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("peak", help="measured GEMM roof per device and dtype, checked against torch.utils.benchmark")
     p.add_argument("--device", help="comma list of cpu, cuda, cuda:N")
     p.add_argument("--dtype", default="fp32,bf16")
-    p.add_argument("--n", type=int, default=None, help="matrix size (default 1024 on CPU, 8192 on CUDA)")
+    p.add_argument("--n", type=int, default=None, help="matrix size (default 1024 on CPU, 8192 on CUDA, "
+                                                       f"{EMULATED_N} for an emulated dtype)")
+    p.add_argument("--emulated", action="store_true", help="also time dtypes this CPU emulates (slow)")
     p.set_defaults(func=_peak)
     args = parser.parse_args(argv)
     args.pytest_args = pytest_args

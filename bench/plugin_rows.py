@@ -3,6 +3,8 @@ benchmark case's ``bench_row`` marker or a plain check's ``bench_check``), the o
 message, the raw samples, the weights check, and plain checks kept under --benchmark-only."""
 from __future__ import annotations
 
+import re
+
 from bench.core.rows import Row
 from bench.core.session import Session
 
@@ -35,7 +37,9 @@ def run_checks_under_benchmark_only(item) -> None:
 
 def message(report) -> str:
     if report.skipped and isinstance(report.longrepr, tuple):
-        return str(report.longrepr[2]).removeprefix("Skipped: ")
+        # pytest writes a skip as "Skipped: why", a subclass of its skip as "package.module.Class: why":
+        # the reader wants the why, never an internal class path
+        return re.sub(r"^(Skipped|[\w.]*CaseEnded): ", "", str(report.longrepr[2]))
     crash = getattr(report.longrepr, "reprcrash", None)
     if crash is not None:
         return crash.message.strip().splitlines()[0][:500] if crash.message.strip() else "test failed"

@@ -102,6 +102,13 @@ def pytest_configure(config):
                 f"--{opt.replace('_', '-')} {value!r}: no such file or folder. Valid: an existing local "
                 "path, or a hub id / datasets name (no leading /, ./ or ../)"
             )
+    model = config.getoption("hf_model")
+    if model and Path(model).expanduser().is_dir() and not (Path(model).expanduser() / "config.json").is_file():
+        raise pytest.UsageError(
+            f"--hf-model {model!r}: the folder has no config.json, so transformers cannot tell which model it "
+            "holds. Valid: a folder written by save_pretrained (config.json plus model.safetensors or "
+            "pytorch_model.bin, and the tokenizer's files), or a hub id"
+        )
     plugins = tuple(str(Path(p).expanduser().resolve()) if p.endswith(".py") else p
                     for p in config.getoption("bench_plugin"))
     for spec in plugins:  # before the settings: a plugin may register a torch.compile backend

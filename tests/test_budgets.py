@@ -53,9 +53,14 @@ def test_native_low_precision_is_read_from_the_cpu_flags():
     amd_avx2 = "processor : 0\nflags : fpu sse2 avx avx2 fma\n"
     sapphire = "flags : avx2 avx512f avx512_bf16 amx_bf16 avx512_fp16 amx_tile\n"
     graviton3 = "Features : fp asimd asimdhp bf16 sve\n"
-    assert cpu_native_low_precision(amd_avx2) == ()
-    assert cpu_native_low_precision(sapphire) == ("bf16", "fp16")
-    assert cpu_native_low_precision(graviton3) == ("bf16", "fp16")
+    assert cpu_native_low_precision(amd_avx2, "AVX2", "") == ()
+    assert cpu_native_low_precision(sapphire, "AVX512", "") == ("bf16", "fp16")
+    assert cpu_native_low_precision(graviton3, "SVE256", "") == ("bf16", "fp16")
+    # the same Sapphire Rapids with its dispatch capped (ATEN_CPU_CAPABILITY=avx2, or oneDNN below
+    # AVX512_CORE_BF16) converts through fp32: emulated, as the AMD part is
+    assert cpu_native_low_precision(sapphire, "AVX2", "") == ()
+    assert cpu_native_low_precision(sapphire, "AVX512", "AVX2") == ()
+    assert cpu_native_low_precision(sapphire, "AVX512", "AVX512_CORE_AMX") == ("bf16", "fp16")
 
 
 def test_an_emulated_bf16_row_says_so_and_gets_the_reduced_budget(monkeypatch):

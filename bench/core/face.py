@@ -24,10 +24,9 @@ QUESTIONS = {"autograd_ops": "bench.ops.scenario", "graph_modes": "bench.graphs.
 def run_as_row(suite: str, keys: dict[str, Any], run_case: Callable, session=None, **kwargs) -> dict:
     """Run one case outside pytest: the row a suite would write, with its status and reason
     (a failed check, an ended case or an exception all become the row's status)."""
+    from bench.core.expectations import judge
     from bench.core.rows import CaseEnded, Row
     from bench.core.session import Session
-
-    from bench.core.expectations import judge
 
     row, text = Row(suite, f"python:{suite}", **keys), ""
     try:

@@ -96,13 +96,6 @@ def gemm_size(device: str) -> int:
     return 8192 if torch.device(device).type == "cuda" else 1024
 
 
-def _gemm(device: str, dtype: str, n: int):
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    a = torch.randn(n, n, generator=gen).to(device=device, dtype=DTYPES[dtype])
-    b = torch.randn(n, n, generator=gen).to(device=device, dtype=DTYPES[dtype])
-    return (lambda: torch.mm(a, b)), 2 * n**3
-
-
 def _gemm_kernels(device: str, dtype: str, n: int) -> dict[str, Callable]:
     """The GEMM paths the suite's models take, on n x n operands: ``torch.mm``, and a linear
     layer's ``x @ W.T`` with and without bias (``F.linear``: addmm on a transposed weight,
@@ -140,14 +133,12 @@ def measured_peak(device: str, dtype: str, n: int | None = None, rounds: int = 8
 
 
 def peak_with_reference(device: str, dtype: str, n: int | None = None) -> dict:
-    """The roof, plus torch.utils.benchmark's timing of the same GEMM, interleaved with
-    the suite's own, and their ratio."""
+    """The roof the reports use (``measured_peak``: the fastest of the models' GEMM kernels),
+    plus torch.utils.benchmark's timing of the kernel that set it, interleaved with the suite's
+    own clock, and their ratio."""
     from bench.core.timing import interleaved_check
 
-    n = n or gemm_size(device)
-    fn, flops = _gemm(device, dtype, n)
-    check = interleaved_check(fn, device)
-    return {"device": device, "dtype": dtype, "n": n, "flops": flops, "median_ms": check["suite_median_ms"],
-            "tflops": flops / (check["suite_median_ms"] / 1e3) / 1e12,
-            "reference_median_ms": check["timer_median_ms"],
-            "reference_tflops": flops / (check["timer_median_ms"] / 1e3) / 1e12, "ratio": check["ratio"]}
+    roof = measured_peak(device, dtype, n)
+    check = interleaved_check(_gemm_kernels(device, dtype, roof["n"])[roof["kernel"]], device)
+    return {**roof, "reference_median_ms": check["timer_median_ms"],
+            "reference_tflops": roof["flops"] / (check["timer_median_ms"] / 1e3) / 1e12, "ratio": check["ratio"]}

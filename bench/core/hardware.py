@@ -93,9 +93,19 @@ def probe() -> Capabilities:
 NATIVE_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16", "bf16"), "fp16": ("avx512_fp16", "amx_fp16", "asimdhp")}
 
 
-def cpu_native_low_precision(cpuinfo: str | None = None) -> tuple[str, ...]:
-    """The low-precision dtypes this CPU computes natively, from its flags (oneDNN and
-    PyTorch's CPU kernels fall back to converting through fp32 without them)."""
+X86_LOW_PRECISION_FLAGS = {"avx512_bf16", "amx_bf16", "avx512_fp16", "amx_fp16"}
+# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA, oneDNN's docs "CPU dispatcher control") that still allow its
+# bf16 / fp16 kernels: anything at or above AVX512_CORE_BF16
+_ONEDNN_LOW_PRECISION = ("BF16", "FP16", "AMX", "AVX10", "ALL", "DEFAULT")
+
+
+def cpu_native_low_precision(cpuinfo: str | None = None, capability: str | None = None,
+                             onednn_isa: str | None = None) -> tuple[str, ...]:
+    """The low-precision dtypes this CPU computes natively *in this process*: its flags, unless
+    the kernels that use them are capped away. ATen dispatches to its AVX-512 kernels only at
+    capability AVX512 (``ATEN_CPU_CAPABILITY=avx2`` caps it; torch.backends.cpu.get_cpu_capability
+    says which), oneDNN to its bf16 / fp16 kernels only when ``ONEDNN_MAX_CPU_ISA`` allows them:
+    a capped run converts through fp32, as a CPU without the flags does."""
     if cpuinfo is None:
         try:
             with open("/proc/cpuinfo") as fh:
@@ -106,6 +116,12 @@ def cpu_native_low_precision(cpuinfo: str | None = None) -> tuple[str, ...]:
     for line in cpuinfo.splitlines():
         if line.split(":")[0].strip() in ("flags", "Features"):
             flags |= set(line.split(":", 1)[1].split())
+    capability = torch.backends.cpu.get_cpu_capability() if capability is None else capability
+    onednn_isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "") if onednn_isa is None else onednn_isa
+    capped = not capability.upper().startswith("AVX512") or (
+        onednn_isa and not any(k in onednn_isa.upper() for k in _ONEDNN_LOW_PRECISION))
+    if capped:
+        flags -= X86_LOW_PRECISION_FLAGS
     return tuple(d for d, names in NATIVE_FLAGS.items() if flags & set(names))
 
 

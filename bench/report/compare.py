@@ -150,7 +150,7 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
     for m in metrics:
         m.pop("worse", None)
         if m["case"] in busy and m["verdict"] != "same" and metric_of(m["suite"], m["metric"]).moved_by_load:
-            m["note"] = (m.get("note") or "") + f" [timed under foreign load in {', '.join(busy[m['case']])}]"
+            _under_load(m, busy[m["case"]])
     if busy:
         warnings.append(f"{len(busy)} case(s) ran while other processes took over {FOREIGN_LOAD_WARN:.0%} of the CPU "
                         "(named in their notes): their timings are suspect")
@@ -164,16 +164,32 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
                 new_warnings(common, base, new), warnings, geomean_time_ratio(metrics), repro, alpha=alpha)
 
 
-def _busy_cases(runs: list[Run]) -> dict[str, list[str]]:
+def _busy_cases(runs: list[Run]) -> dict[str, list[tuple[str, float]]]:
     """Cases whose row says other processes took over FOREIGN_LOAD_WARN of the CPU while
-    they ran, with the runs where that happened."""
-    out: dict[str, list[str]] = {}
+    they ran, with the runs where that happened and the share they took."""
+    out: dict[str, list[tuple[str, float]]] = {}
     for r in runs:
         for case, row in r.rows.items():
             share = row.get("foreign_cpu_share")
             if isinstance(share, (int, float)) and share > FOREIGN_LOAD_WARN:
-                out.setdefault(case, []).append(r.run_id)
+                out.setdefault(case, []).append((r.run_id, float(share)))
     return out
+
+
+def _under_load(m: dict, loaded: list[tuple[str, float]]) -> None:
+    """A metric a busy machine moves, of a case timed under foreign load. With one run a side
+    there is nothing to tell the load from a change: it is ``unsure``, never a verdict. With
+    several, the verdict stands on the other runs too, and says which runs were loaded."""
+    where = ", ".join(f"{run} ({share:.0%})" for run, share in loaded)
+    m["timed_under_load"] = where
+    if min(m.get("runs_base", 0), m.get("runs_new", 0)) <= 1 and m["verdict"] in ("regression", "improvement"):
+        m["note"] = (f"timed under load: other processes took the CPU in {where}; one run a side cannot tell "
+                     f"load from a change (was {m['verdict']} at {m.get('ratio') or 0:.3g}x): rerun on a quiet "
+                     "machine, or give >= 2 runs a side")
+        m["verdict"], m["runs_needed"] = "unsure", None
+        m.pop("q_value", None)
+    else:
+        m["note"] = (m.get("note") or "") + f" [timed under foreign load in {where}]"
 
 
 def _drift(case: str, suite: str, brows: list[dict], nrows: list[dict]) -> list[dict]:

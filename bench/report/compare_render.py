@@ -31,9 +31,13 @@ def headline(diff: Diff) -> str:
     else:  # nothing worse was shown; whether everything is shown the same is another claim
         head = "no regression shown" if unsure else "no regression"
     crashed = f"{len(diff.crash_regressions)} crashed new run(s), " if diff.crash_regressions else ""
+    loaded = [m for m in diff.metrics if m.get("timed_under_load")]
+    decided = sum(m["verdict"] in ("regression", "improvement") for m in loaded)
+    load = (f"; {len(loaded)} metric(s) of cases timed under foreign load ({decided} decided from several runs "
+            "a side, the loaded runs named in their notes; the others not decided)" if loaded else "")
     return (f"{head}: {crashed}{len(st)} correctness regression(s), {len(reg)} performance regression(s), "
             f"{better} improvement(s), {same} same, {len(unsure)} unsure{_needed(unsure)}, "
-            f"{len(diff.drift)} numeric drift(s) ({runs})")
+            f"{len(diff.drift)} numeric drift(s) ({runs}){load}")
 
 
 def _needed(unsure: list[dict]) -> str:

@@ -6,6 +6,7 @@ import dataclasses
 
 import pandas as pd
 
+from bench.core.load import FOREIGN_LOAD_WARN
 from bench.core.rows import FAILURES, STATUSES, SUITE_COLUMNS, implausible, passed
 
 FAILED = FAILURES
@@ -120,6 +121,10 @@ def build(tables: dict[str, pd.DataFrame], run: dict, notes: list[str]) -> Headl
                      ", ".join(f"{d} {r:.3f}" for d, r, _ in calibration) + ")")
     else:
         parts.append("no timing self-check in this run")
+    loaded = _loaded(tables)
+    if loaded:
+        parts.append(f"{loaded[0]} of {loaded[1]} timed cases ran while other processes took > "
+                     f"{FOREIGN_LOAD_WARN:.0%} of the CPU: their timings are SUSPECT (rerun on a quiet machine)")
     impossible = _implausible(tables)
     if impossible:
         parts.append(f"{len(impossible)} IMPOSSIBLE value(s), left out of the figures below "
@@ -132,6 +137,17 @@ def build(tables: dict[str, pd.DataFrame], run: dict, notes: list[str]) -> Headl
         (more if suite in seen else cards).append((what, value, case))
         seen.add(suite)
     return Headline(good, verdict, counts, [n[:3] for n in numbers], cards, more)
+
+
+def _loaded(tables: dict[str, pd.DataFrame]) -> tuple[int, int] | None:
+    """(cases timed under foreign load, cases timed), or None when none was."""
+    loaded = timed = 0
+    for df in tables.values():
+        ran = df[df["status"].map(passed).astype(bool)]
+        share = pd.to_numeric(_column(ran, "foreign_cpu_share"), errors="coerce")
+        timed += int(share.notna().sum())
+        loaded += int((share > FOREIGN_LOAD_WARN).sum())
+    return (loaded, timed) if loaded else None
 
 
 def _calibration(df: pd.DataFrame | None) -> list[tuple[str, float, bool]]:
