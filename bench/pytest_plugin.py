@@ -16,7 +16,7 @@ from bench.core.rows import Row
 from bench.core.session import Session
 from bench.plugin_progress import Watchdog, suite_estimates, terminal_fd, terminal_writer
 from bench.plugin_rows import flag_wrong_weights, message, row_keys, run_checks_under_benchmark_only, take_samples
-from bench.run_state import RunState, benchmark_json, required_but_skipped
+from bench.run_state import RunState, benchmark_json, required_but_skipped, user_model_unmeasured
 
 ROW_KEY = pytest.StashKey[Row]()
 KNOWN_KEY = pytest.StashKey[tuple]()  # (manifest entries, the stack their scopes are judged on)
@@ -350,8 +350,11 @@ def pytest_sessionfinish(session, exitstatus):
             state.notes.append(f"could not re-measure the roofs at the end of the run: {exc!r}"[:300])
     missing = required_but_skipped(state.rows, config.getoption("bench_require"))
     if missing:
-        state.notes.append(f"--bench-require cuda: {len(missing)} case(s) skipped for lack of a CUDA device "
-                           f"(first: {missing[0]}); this run fails")
+        state.failures.append(f"--bench-require cuda: {len(missing)} case(s) skipped for lack of a CUDA device "
+                              f"(first: {missing[0]})")
+    unmeasured = user_model_unmeasured(state.rows, config.getoption("hf_model"))
+    if unmeasured:
+        state.failures.append(unmeasured)
     data = state.results(complete, benchmark_json(config))
     state.write(complete, data)
     build_report(data, state.run_dir)
@@ -360,7 +363,8 @@ def pytest_sessionfinish(session, exitstatus):
     config._bench_report_dir = state.run_dir
     config._bench_all_skipped = all(r["status"] == "skipped" for r in state.rows)
     config._bench_missing_required = missing
-    if missing and session.exitstatus == pytest.ExitCode.OK:
+    config._bench_run_failures = state.failures
+    if state.failures and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -371,6 +375,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         if getattr(config, "_bench_all_skipped", False):  # a run that measured nothing must not pass silently
             terminalreporter.write_line("bench: every case was skipped, nothing was measured "
                                         "(see the reasons in summary.md)", red=True, bold=True)
+        for failure in getattr(config, "_bench_run_failures", []):
+            terminalreporter.write_line(f"bench: this run fails: {failure}", red=True, bold=True)
         missing = getattr(config, "_bench_missing_required", [])
         if missing:
             terminalreporter.write_line(f"bench: --bench-require cuda, but {len(missing)} case(s) were skipped for "

@@ -21,6 +21,7 @@ class RunState:
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{self.profile}-{os.getpid()}"
         self.rows: list[Row] = []
         self.notes: list[str] = []
+        self.failures: list[str] = []  # run-level failures (no row holds them): the headline is NOT GOOD
         self._fingerprint = None
 
     def pytest_warning_recorded(self, warning_message, when, nodeid, location):
@@ -56,7 +57,7 @@ class RunState:
         data = dict(benchmarks or {"machine_info": {"bench": self.fingerprint()}, "benchmarks": []})
         data["bench_rows"] = [dict(r) for r in self.rows]
         data["bench_run"] = {"schema": RESULTS_SCHEMA, "run_id": self.run_id, "profile": self.profile,
-                             "complete": complete, "notes": self.notes}
+                             "complete": complete, "notes": self.notes, "failures": self.failures}
         return data
 
     def write(self, complete: bool, benchmarks: dict | None = None) -> None:
@@ -77,6 +78,21 @@ def benchmark_json(config) -> dict | None:
 
 # Skip reasons that mean "no CUDA device here" (see Capabilities.device_reason and _skip_reason).
 _NO_CUDA = ("CUDA is not available", "needs CUDA", "CUDA device(s) are present")
+
+
+def user_model_unmeasured(rows: list, hf_model: str | None) -> str | None:
+    """Why a run given ``--hf-model`` failed to measure it: every row of that model ended
+    without passing (unsupported, skipped, error). None when one ran, or no model was given."""
+    from bench.core.rows import passed
+
+    if not hf_model:
+        return None
+    mine = [r for r in rows if r.get("model") in (hf_model, "hf")]
+    if not mine or any(passed(r.get("status")) for r in mine):
+        return None
+    first = next((r for r in mine if r.get("status") != "skipped"), mine[0])
+    return (f"--hf-model {hf_model}: none of its {len(mine)} row(s) ran, so the model you asked for was not "
+            f"measured (first: {first.get('status')}: {str(first.get('reason'))[:200]})")
 
 
 def required_but_skipped(rows: list, required: list[str]) -> list[str]:

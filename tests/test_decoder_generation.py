@@ -94,8 +94,25 @@ def test_a_local_causal_lm_checkpoint_runs_through_the_same_code(tmp_path):
     session = _session(hf_model=str(tmp_path))
     assert any(c.values[0]["model"] == "hf" for c in scenario.cases(session))
     row = scenario.run(scenario.Config(model="hf", batch_size=2), session)
-    assert row["status"] == "ok" and row["weights"] == f"pretrained {tmp_path}", row
+    assert row["status"] == "ok" and row["weights"] == f"checkpoint {tmp_path}", row
     assert row["model"] == str(tmp_path)  # the name as the user gave it, not the case's internal "hf"
+
+
+def test_a_checkpoint_without_sdpa_gets_eager_attention_rows_with_token_parity(tmp_path):
+    """Gemma 2 (sliding window every other layer, logit soft-capping) has no sdpa path: its rows
+    ask for the attention its class supports, and its left-padded batch keeps eager's tokens."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    cfg = Gemma2Config(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=8,
+                       max_position_embeddings=128, bos_token_id=None, eos_token_id=None, pad_token_id=0)
+    torch.manual_seed(0)
+    Gemma2ForCausalLM(cfg).save_pretrained(tmp_path)
+    session = _session(hf_model=str(tmp_path))
+    hf = [c.values[0] for c in scenario.cases(session) if c.values[0]["model"] == "hf"]
+    assert hf and {c["attention"] for c in hf} == {"eager"}
+    row = scenario.run(scenario.Config(model="hf", attention="eager", batch_size=2), session)
+    assert row["status"] == "ok" and row["token_parity"] in ("equal", "tie"), row
 
 
 def test_a_bad_case_is_refused_naming_what_is_valid():

@@ -122,3 +122,20 @@ def test_a_skip_reason_never_shows_an_internal_class_path():
     assert message(Report()) == "unsupported: ValueError: Unrecognized"
     Report.longrepr = ("f.py", 1, "Skipped: needs CUDA")
     assert message(Report()) == "needs CUDA"
+
+
+def test_a_user_model_none_of_whose_rows_ran_fails_the_run():
+    import pandas as pd
+
+    from bench.report.headline import build
+    from bench.run_state import user_model_unmeasured
+
+    rows = [{"model": "./gemma", "status": "unsupported", "reason": "Gemma2ForCausalLM does not support sdpa"},
+            {"model": "./gemma", "status": "skipped", "reason": "profile"},
+            {"model": "llama", "status": "ok", "reason": None}]
+    why = user_model_unmeasured(rows, "./gemma")
+    assert why and "none of its 2 row(s) ran" in why and "does not support sdpa" in why
+    assert user_model_unmeasured(rows[:1] + [{"model": "./gemma", "status": "ok"}], "./gemma") is None
+    assert user_model_unmeasured(rows, None) is None
+    head = build({"generation": pd.DataFrame(rows)}, {"complete": True, "failures": [why]}, [])
+    assert not head.good and "RUN FAILED: --hf-model ./gemma" in head.verdict

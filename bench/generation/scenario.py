@@ -66,10 +66,11 @@ def cases(session) -> list:
     for model in models:
         for device in session.devices:
             dtype = "fp32" if device == "cpu" else "bf16"
-            variants = [("eager", "dynamic", "sdpa", bs) for bs in p.gen_batch_sizes]
+            attention = zoo.hf_attention(session.settings.hf_model) if model == "hf" else "sdpa"
+            variants = [("eager", "dynamic", attention, bs) for bs in p.gen_batch_sizes]
             if model == "llama" and p.gen_graphs:  # prefill latency by prompt length: a 4x longer prompt
                 variants.append(("eager", "dynamic", "sdpa", 1, 4 * p.gen_prompt_len))
-            variants.append(("eager", "static", "sdpa", p.gen_batch_sizes[-1]))
+            variants.append(("eager", "static", attention, p.gen_batch_sizes[-1]))
             if model == "llama":
                 variants += [("eager", "dynamic", "eager", p.gen_batch_sizes[-1]),
                              ("eager", "dynamic", "flex_attention", p.gen_batch_sizes[-1]),

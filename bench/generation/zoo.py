@@ -71,6 +71,21 @@ def config(name: str, profile: str):
     raise ValueError(f"unknown decoder {name!r}; valid: {', '.join(DECODERS)}")
 
 
+def hf_attention(hf_model: str) -> str:
+    """The attention implementation the rows of a ``--hf-model`` checkpoint ask for: ``sdpa``
+    when its class supports it (``_supports_sdpa``; Gemma 2 does not, for its logit soft-capping),
+    else ``eager``, which every model has. Read from config.json and the class, without loading
+    weights; a checkpoint that cannot be read asks for sdpa and its rows say why it failed."""
+    try:
+        from transformers import AutoConfig
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+        cls = MODEL_FOR_CAUSAL_LM_MAPPING[type(AutoConfig.from_pretrained(hf_model))]
+    except Exception:  # no network, an unknown model type: loading it will say why
+        return "sdpa"
+    return "sdpa" if getattr(cls, "_supports_sdpa", False) else "eager"
+
+
 def build(name: str, profile: str, attn: str = "sdpa", device: str = "cpu", dtype: torch.dtype = torch.float32,
           hf_model: str | None = None):
     """(model in eval mode, description). ``name`` "hf" loads ``hf_model`` (a causal LM)."""
@@ -78,7 +93,7 @@ def build(name: str, profile: str, attn: str = "sdpa", device: str = "cpu", dtyp
 
     if name == "hf":
         model = AutoModelForCausalLM.from_pretrained(hf_model, attn_implementation=attn, dtype=dtype)
-        return model.to(device).eval(), f"pretrained {hf_model}"
+        return model.to(device).eval(), f"checkpoint {hf_model}"  # pretrained or not: not ours to say
     cfg = config(name, profile)
     # no end-of-sequence token: every generation runs its max_new_tokens (a random model would
     # otherwise stop wherever it happens to emit one); pad id 0 for left-padded batches

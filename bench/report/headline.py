@@ -109,8 +109,10 @@ def build(tables: dict[str, pd.DataFrame], run: dict, notes: list[str]) -> Headl
     incomplete = not run.get("complete", True)
     ok = sum(int(df["status"].map(passed).sum()) for df in tables.values())
     # a run that measured nothing proves nothing: never GOOD (every case skipped, or none ok)
-    good = not any(failures.values()) and not incomplete and not bad_cal and ok > 0
+    run_failures = list(run.get("failures") or [])  # a failure of the run itself: no row holds it
+    good = not any(failures.values()) and not incomplete and not bad_cal and ok > 0 and not run_failures
     parts = [", ".join(f"{n} {s}" for s, n in failures.items() if n) or "no failures"]
+    parts += [f"RUN FAILED: {f}" for f in run_failures]
     parts += _counts_clause(tables, known_failures(tables))
     if ok == 0:
         parts.append("NOTHING WAS MEASURED")
