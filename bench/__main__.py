@@ -152,8 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("results", help="results.json (or a pytest-benchmark JSON file)")
     p.add_argument("--out", help="folder to write (default: the results file's folder)")
     p.set_defaults(func=_report)
+    exits = ("exit codes: 0 no regression shown (unsure metrics included), 1 a correctness regression, a "
+             "performance regression or (ab) a new side that crashed more often, 2 unusable input (an unreadable "
+             "file, runs of other profiles or machines without --allow-*)")
     p = sub.add_parser("compare", help="whole-run diff: environment, correctness, numerics, every metric; "
-                                       "exit 1 on a status regression or a significant slowdown")
+                                       "exit 1 on a status regression or a significant slowdown", epilog=exits)
     p.add_argument("files", nargs="*", metavar="BASE.json NEW.json")
     p.add_argument("--base", nargs="+", metavar="RUN.json", help="several base runs (the run is the unit)")
     p.add_argument("--new", nargs="+", metavar="RUN.json", help="several new runs")
@@ -165,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_compare)
     p = sub.add_parser("ab", help="A/B experiment: the suites N times in each of two environments, alternating; "
                                   "then compare over all runs",
-                       usage="python -m bench ab --a PYTHON_A --b PYTHON_B [--runs N] [--out DIR] [-- PYTEST_ARGS]")
+                       usage="python -m bench ab --a PYTHON_A --b PYTHON_B [--runs N] [--out DIR] [-- PYTEST_ARGS]",
+                       epilog=exits)
     p.add_argument("--a", required=True, metavar="PYTHON_A", help="interpreter of the old environment (base)")
     p.add_argument("--b", required=True, metavar="PYTHON_B", help="interpreter of the new environment")
     p.add_argument("--runs", type=int, default=3, help="runs per environment (default 3: the fewest for a "

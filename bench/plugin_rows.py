@@ -41,8 +41,9 @@ def message(report) -> str:
         # the reader wants the why, never an internal class path
         return re.sub(r"^(Skipped|[\w.]*CaseEnded): ", "", str(report.longrepr[2]))
     crash = getattr(report.longrepr, "reprcrash", None)
-    if crash is not None:
-        return crash.message.strip().splitlines()[0][:500] if crash.message.strip() else "test failed"
+    if crash is not None:  # "package.module.Error: why" -> "Error: why": the class, not where it lives
+        first = crash.message.strip().splitlines()[0][:500] if crash.message.strip() else "test failed"
+        return re.sub(r"^(?:[a-z_]\w*\.)+(?=[A-Z]\w*: )", "", first)
     return str(report.longrepr).strip().splitlines()[-1][:500] if report.longrepr else ""
 
 

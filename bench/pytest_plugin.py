@@ -311,11 +311,11 @@ def judge_expected(item, call, report, row: Row) -> None:
     from bench.core import expectations
 
     entries, stack = item.config.stash[KNOWN_KEY]
-    expected = row.expectation or expectations.for_row(entries, row, stack)
-    if expected is None or (report.when != "call" and report.passed):
-        return
     excinfo = getattr(call, "excinfo", None)
     text = f"{excinfo.typename}: {excinfo.value}" if excinfo is not None else ""
+    expected = row.expectation or expectations.for_row(entries, row, stack, text)
+    if expected is None or (report.when != "call" and report.passed):
+        return
     verdict = expectations.judge(row, expected, text)
     if verdict == "known":
         report.outcome, report.wasxfail = "skipped", row["reason"][:500]

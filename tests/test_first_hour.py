@@ -123,6 +123,14 @@ def test_a_skip_reason_never_shows_an_internal_class_path():
     Report.longrepr = ("f.py", 1, "Skipped: needs CUDA")
     assert message(Report()) == "needs CUDA"
 
+    class Crash:
+        message = "torch._inductor.exc.InductorError: CppCompileError: C++ compile error\nCommand: g++"
+
+    class Failed:
+        skipped, longrepr = False, type("L", (), {"reprcrash": Crash})()
+
+    assert message(Failed()) == "InductorError: CppCompileError: C++ compile error"
+
 
 def test_a_user_model_none_of_whose_rows_ran_fails_the_run():
     import pandas as pd
@@ -139,3 +147,18 @@ def test_a_user_model_none_of_whose_rows_ran_fails_the_run():
     assert user_model_unmeasured(rows, None) is None
     head = build({"generation": pd.DataFrame(rows)}, {"complete": True, "failures": [why]}, [])
     assert not head.good and "RUN FAILED: --hf-model ./gemma" in head.verdict
+
+
+def test_a_case_that_kills_its_process_is_a_row_not_the_end_of_the_run(tmp_path, monkeypatch):
+    from bench.core.isolate import try_in_child
+
+    (tmp_path / "planted_crash.py").write_text(
+        "import os, sys\n"
+        "def abort(payload):\n    sys.stderr.write('terminate called recursively\\n'); sys.stderr.flush(); os.abort()\n"
+        "def fine(payload):\n    return {'ok': payload['n'] + 1}\n"
+        "def raises(payload):\n    raise ValueError('a planted failure, whole message kept\\nsecond line')\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    crashed = try_in_child("planted_crash:abort", {})
+    assert "SIGABRT" in crashed["crashed"] and "terminate called recursively" in crashed["crashed"]
+    assert try_in_child("planted_crash:fine", {"n": 1}) == {"ok": 2}
+    assert try_in_child("planted_crash:raises", {})["error"].endswith("kept\nsecond line")

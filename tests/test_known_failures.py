@@ -151,6 +151,12 @@ def test_the_repository_manifest_reads_and_links_every_entry():
     flex = expectations.for_row(entries, {"suite": "generation", "attention": "flex_attention", "device": "cpu"},
                                 {"torch": "2.13.0+cpu", "transformers": "5.25.0"})
     assert flex is not None and flex.exception == "InductorError"
+    crash = {"suite": "generation", "attention": "flex_attention", "device": "cpu", "status": "error",
+             "reason": "the case killed its process with SIGABRT (terminate called recursively)"}
+    capped = {"torch": "2.13.0+cpu", "transformers": "5.25.0", "cpu_capability": "AVX2"}
+    assert "195402" in expectations.for_row(entries, crash, capped).link  # the entry that matches the failure
+    assert not expectations.for_row(entries, crash, {**capped, "cpu_capability": "AVX512"}).matches(
+        "error", crash["reason"])  # uncapped, a crash is not what is expected: another failure
     assert expectations.for_row(entries, {"suite": "generation", "attention": "flex_attention", "device": "cpu"},
                                 {"torch": "2.11.0", "transformers": "5.17.0"}) is None  # the GPU image's torch
     assert expectations.for_row(entries, {"suite": "generation", "attention": "flex_attention", "device": "cuda:0"},

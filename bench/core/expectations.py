@@ -204,9 +204,13 @@ def load_all(root: Path, extra: list[str] | tuple[str, ...] = ()) -> list[Entry]
     return [e for p in paths for e in load(p)]
 
 
-def for_row(entries: list[Entry], row: dict, stack: dict) -> Expectation | None:
-    """The first entry that selects ``row`` and whose scope holds on this stack."""
-    return next((e.expectation for e in entries if e.selects(row) and e.in_scope(row, stack)), None)
+def for_row(entries: list[Entry], row: dict, stack: dict, text: str = "") -> Expectation | None:
+    """The entry that selects ``row`` and whose scope holds on this stack; of several, the first
+    that matches the row's failure (status and ``text``), else the first."""
+    found = [e.expectation for e in entries if e.selects(row) and e.in_scope(row, stack)]
+    status = row.get("status") or ""
+    return next((x for x in found if x.matches(status, f"{text}\n{row.get('reason') or ''}")), None) or \
+        (found[0] if found else None)
 
 
 def stale(entries: list[Entry], stack: dict, today: datetime.date | None = None,

@@ -144,10 +144,45 @@ def _once(model, c: dict, session, ids, mask, exported=None) -> D.Generated:
     return D.generate(model, ids, mask, new, c["cache"], backend, c["device"], compile_mode=mode)
 
 
+class IsolatedFailure(RuntimeError):
+    """The case raised in the child process it was first tried in (its whole message follows)."""
+
+
+def first_call(payload: dict) -> dict:
+    """Build the case's decoder and generate once (in a child: bench.core.isolate)."""
+    from bench.core.profiles import settings
+    from bench.core.session import Session
+
+    session = Session(settings(payload["profile"], [payload["case"]["device"]], payload["hf_model"]))
+    c = payload["case"]
+    model, _ = _build(c, session)
+    ids, mask, _ = D.prompts(c["batch_size"], c.get("prompt_len") or session.profile.gen_prompt_len,
+                             model.config.vocab_size, c["device"])
+    _once(model, c, session, ids, mask)
+    return {"ok": True}
+
+
+def _crash_guard(c: dict, session, row) -> None:
+    """transformers' flex_attention path compiles its mask and attention kernels with Inductor
+    even in eager mode; on CPU such a kernel can abort the process (pytorch/pytorch#195402), which
+    would end the whole run: the first call is tried in a child first (bench.core.isolate)."""
+    from bench.core.isolate import try_in_child
+
+    if c["attention"] != "flex_attention" or c["device"] != "cpu":
+        return
+    out = try_in_child("bench.generation.scenario:first_call",
+                       {"case": dict(c), "profile": session.profile.name, "hf_model": session.settings.hf_model})
+    if "crashed" in out:
+        row.check(False, out["crashed"], status="error")
+    if "error" in out:
+        raise IsolatedFailure(f"in a child process: {out['error']}")
+
+
 def run_case(case: dict, benchmark, row, session) -> None:
     c, p = case, session.profile
     if c["model"] == "hf":  # the report names the model as the user gave it (the case id says "hf")
         row["model"] = session.settings.hf_model
+    _crash_guard(c, session, row)
     try:
         model, weights = _build(c, session)
     except (ValueError, ImportError, NotImplementedError) as exc:  # e.g. an attention this build lacks

@@ -69,9 +69,15 @@ class AutogradReport:
         return "\n".join(map(str, self.checks))
 
 
-def err(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:400]
+def err(exc: BaseException, limit: int = 400) -> str:
+    """An exception as one line: its type and its whole message joined (gradcheck's first line
+    ends mid-sentence, "... with respect to input 0,", the numbers follow), cut at a word with
+    an ellipsis when longer than ``limit``."""
+    text = f"{type(exc).__name__}: " + " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit - 2)
+    return text[:cut if cut > limit // 2 else limit - 2] + " …"
 
 
 def run_grads(fn, inputs, weights=None):

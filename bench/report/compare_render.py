@@ -79,10 +79,14 @@ def render(diff: Diff, fmt: str) -> str:
         return _df(diff.metrics, ["suite", *METRIC_COLUMNS, "test", "threshold"]).to_csv(index=False)
     if fmt == "html":
         return render_html(diff)
+    import textwrap
+
     md = fmt == "markdown"
-    lines = [f"**{headline(diff)}**" if md else headline(diff)]
-    lines.append(f"_Method: {method(diff.alpha)}._" if md else f"method: {method(diff.alpha)}")
-    lines += [(f"> **Warning**: {w}" if md else f"warning: {w}") for w in diff.warnings]
+    lines = [f"**{headline(diff)}**"] if md else textwrap.wrap(headline(diff), WIDTH, subsequent_indent="  ")
+    lines += ([f"_Method: {method(diff.alpha)}._"] if md else
+              textwrap.wrap(f"method: {method(diff.alpha)}", WIDTH, subsequent_indent="  "))
+    lines += [f"> **Warning**: {w}" for w in diff.warnings] if md else \
+        [line for w in diff.warnings for line in textwrap.wrap(f"warning: {w}", WIDTH, subsequent_indent="  ")]
     for title, body in _sections(diff):
         if isinstance(body, list):
             if body:
@@ -94,9 +98,52 @@ def render(diff: Diff, fmt: str) -> str:
         elif md:
             lines.append(body.to_markdown(index=False, floatfmt=".4g", missingval=""))
         else:
-            lines.append(body.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep=""))
-    lines += ["", headline(diff)]
+            lines += _fit(body)
+    lines += [""] + ([headline(diff)] if md else textwrap.wrap(headline(diff), WIDTH, subsequent_indent="  "))
     return "\n".join(lines) + "\n"
+
+
+WIDTH = 120  # the plain table fits a terminal; --format markdown / json / csv carry everything
+_TEXT = ("note", "base_reason", "new_reason", "warning")  # long text: wrapped under its row
+
+
+def _short_case(case) -> str:
+    """A node id's parameters ("test_op_fwd_bwd[gelu_tanh-cpu-fp32]"), at most 44 characters."""
+    text = str(case).rsplit("::", 1)[-1]
+    return text if len(text) <= 44 else text[:43] + "…"
+
+
+def _fit(df: pd.DataFrame) -> list[str]:
+    """A table in WIDTH columns: short case names, numbers to 4 digits, each long text (note,
+    reasons) wrapped on indented lines under its row, and any cell still too wide cut."""
+    import textwrap
+
+    text_cols = [c for c in df.columns if c in _TEXT]
+    table = df.drop(columns=text_cols).copy()
+    if {"ci_low", "ci_high", "runs_base", "runs_new"} <= set(table.columns):  # metrics: one column each
+        num = pd.to_numeric
+        table["interval"] = [f"{lo:.3g}-{hi:.3g}" if pd.notna(lo) and pd.notna(hi) else ""
+                             for lo, hi in zip(num(table["ci_low"], errors="coerce"),
+                                               num(table["ci_high"], errors="coerce"))]
+        table["runs"] = [f"{b}/{n}" for b, n in zip(table["runs_base"], table["runs_new"])]
+        table = table.drop(columns=["ci_low", "ci_high", "runs_base", "runs_new", "unit", "threshold"],
+                           errors="ignore").rename(columns={"runs_needed": "need", "q_value": "q"})
+        table = table.drop(columns=[c for c in ("need", "q") if c in table and table[c].isna().all()])
+    if "case" in table.columns:
+        table["case"] = table["case"].map(_short_case)
+    cap = max(12, (WIDTH - 2 * len(table.columns)) // max(len(table.columns), 1) * 2)
+    for col in table.columns:
+        if table[col].dtype == object:
+            table[col] = table[col].map(lambda v: v if not isinstance(v, str) or len(v) <= cap else v[:cap - 1] + "…")
+    rows = table.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", justify="left").splitlines()
+    out = [rows[0][:WIDTH]]
+    for i, line in enumerate(rows[1:]):
+        out.append(line[:WIDTH])
+        for col in text_cols:
+            value = df.iloc[i][col]
+            if isinstance(value, str) and value.strip():
+                out += textwrap.wrap(f"{col}: {value}", WIDTH, initial_indent="    ", subsequent_indent="      ")[:4]
+    return out
 
 
 def _ratio_chart(diff: Diff) -> str:

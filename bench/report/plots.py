@@ -64,10 +64,15 @@ def timing_chart(suite: str, df: pd.DataFrame) -> bytes | None:
     labels = [" ".join(str(r[c]) for c in LABELS[suite] if c in r and pd.notna(r[c])) for _, r in ok.iterrows()]
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 0.26 * len(ok) + 1.3))
-    ax.barh(labels, med, color="#5b8def", xerr=[(med - lo).clip(lower=0), (hi - med).clip(lower=0)],
-            error_kw={"elinewidth": 0.8, "capsize": 2})
+    # dots, not bars: times span decades, so the axis is logarithmic, and a bar's length on a log
+    # axis (from an arbitrary left edge) would misstate how two times compare
+    ys = list(range(len(labels)))
+    ax.errorbar(med, ys, xerr=[(med - lo).clip(lower=0), (hi - med).clip(lower=0)], fmt="o", color="#5b8def",
+                markersize=4, elinewidth=0.8, capsize=2)
+    ax.set_yticks(ys, labels)
+    ax.grid(axis="x", which="both", alpha=0.3)
     ax.set_xscale("log")
-    ax.set_xlabel(f"{col} (bar: median; whisker: p10-p90 of rounds)")
+    ax.set_xlabel(f"{col}, log scale (dot: median; whisker: p10-p90 of rounds)")
     ax.set_title(f"{suite}: time per call or step")
     ax.invert_yaxis()
     ax.tick_params(labelsize=7)
