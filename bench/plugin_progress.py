@@ -1,41 +1,17 @@
-"""Progress for long work: before the cases run, each suite's timed cases and about how long
-they take at this profile's budget; while a case runs past several times its budget, a line
-that names it, so a user at the terminal knows the run is not hung."""
+"""Progress for long work: while a case runs past several times its budget, a line that names
+it, so a user at the terminal knows the run is not hung (the run's time plan, printed before the
+cases run, is bench.core.plan's)."""
 from __future__ import annotations
 
 import os
 import sys
 import threading
 import time
-from collections import Counter
 
 from bench.core.timing import Budget
 
 FIRST_NOTICE_S = 20.0  # never before this: short cases stay quiet
 REPEAT_S = 60.0
-STEP_TIMED = ("ddp", "trainer", "sharded")  # suites whose cases run a fixed number of steps
-
-
-def suite_estimates(items, budget: Budget) -> list[str]:
-    """One line per suite file: its timed cases and their time at ``budget`` (warm-up plus
-    measured time per case; builds, DDP and Trainer runs are extra)."""
-    counts: Counter = Counter()
-    for item in items:
-        row = item.get_closest_marker("bench_row")
-        if row and not any(m.name == "skip" for m in item.iter_markers()):
-            stepped = row.kwargs.get("suite") in STEP_TIMED  # timed per step inside a run, not by the budget
-            counts[(item.nodeid.split("::")[0], stepped)] += 1
-    per_case = budget.estimate_s()
-    return [f"bench: {suite}: {n} run(s) timed per step (a fixed number of steps each, not the per-case budget)"
-            if stepped else
-            f"bench: {suite}: {n} timed case(s), about {_duration(n * per_case)} at this profile's budget "
-            f"({budget.measure_s:g} s measured + up to {budget.warmup_s:g} s warm-up a case; a slow call gets its "
-            f"{budget.min_rounds} minimum rounds; checks and builds come on top)"
-            for (suite, stepped), n in sorted(counts.items())]
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 class Watchdog:

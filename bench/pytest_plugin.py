@@ -4,6 +4,7 @@ Loaded by the repository's conftest.py (``pytest_plugins = ["bench.pytest_plugin
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -14,13 +15,15 @@ from bench.core.load import FOREIGN_LOAD_WARN, LoadProbe
 from bench.core.profiles import PROFILES, settings
 from bench.core.rows import Row
 from bench.core.session import Session
-from bench.plugin_progress import Watchdog, suite_estimates, terminal_fd, terminal_writer
+from bench.plugin_progress import Watchdog, terminal_fd, terminal_writer
 from bench.plugin_rows import flag_wrong_weights, message, row_keys, run_checks_under_benchmark_only, take_samples
 from bench.run_state import RunState, benchmark_json, required_but_skipped, user_model_unmeasured
 
 ROW_KEY = pytest.StashKey[Row]()
 KNOWN_KEY = pytest.StashKey[tuple]()  # (manifest entries, the stack their scopes are judged on)
 LACKS_KEY = pytest.StashKey[str]()    # why this machine cannot run the item (hardware, build)
+PLAN_KEY = pytest.StashKey["object"]()      # the run's time plan (bench.core.plan.Plan)
+DECISION_KEY = pytest.StashKey["object"]()  # one case's decision in it
 STATE_KEY = pytest.StashKey["RunState"]()
 SESSION_KEY = pytest.StashKey[Session]()
 TTY_KEY = pytest.StashKey["int | None"]()
@@ -50,6 +53,9 @@ def pytest_addoption(parser):
     group.addoption("--bench-require", action="append", default=[], choices=("cuda",),
                     help="fail the run, naming the cases, when a case was skipped for lack of this "
                          "(e.g. a nightly GPU job that lost its GPU)")
+    group.addoption("--bench-time-budget", type=float, default=None, metavar="SECONDS",
+                    help="the whole run's time budget for the time plan (default: the profile's, 8 min in standard "
+                         "on a CPU, none in full; 0: no ceiling)")
     group.addoption("--bench-known-failures", action="append", default=[], metavar="PATH",
                     help="a TOML file of known failures (same format as the repository's known_failures.toml) "
                          "read after it; repeatable")
@@ -175,9 +181,11 @@ def pytest_generate_tests(metafunc):
 
 def pytest_collection_finish(session):
     say = terminal_writer(session.config.stash.get(TTY_KEY, None))
-    if say is not None and session.items:
-        for line in suite_estimates(session.items, session_of(session.config).profile.budget):
-            say(line)
+    plan = session.config.stash.get(PLAN_KEY, None)
+    if say is not None and plan is not None and plan.decisions:
+        say("bench: the run's time plan (estimates for a 2-core CPU; the report shows where the time went):")
+        for line in plan.summary():
+            say(f"bench:   {line}")
 
 
 def pytest_report_header(config):
@@ -228,6 +236,33 @@ def pytest_collection_modifyitems(config, items):
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+    _plan_run(config, keep)
+
+
+def _plan_run(config, items) -> None:
+    """The run's time plan (bench.core.plan) over the cases that will run: a left-out case is
+    skipped saying why and what times it; the others carry their decision to their row."""
+    from bench.core.plan import estimate_of, make_plan, this_machine
+
+    session = session_of(config)
+    profile, machine, planned = session.profile, this_machine(), []
+    for item in items:
+        marker = item.get_closest_marker("bench_row")
+        if marker is None or any(m.name == "skip" for m in item.iter_markers()):
+            continue
+        keys = dict(marker.kwargs)
+        planned.append((item.nodeid, keys["suite"], estimate_of(keys["suite"])(keys, profile, machine)))
+    budget = config.getoption("bench_time_budget")
+    budget = profile.run_budget_s if budget is None else (budget or None)
+    plan = make_plan(planned, budget, "--bench-profile=full")
+    config.stash[PLAN_KEY] = plan
+    config.stash[STATE_KEY].plan = {"budget_s": plan.budget_s, "estimate_s": round(plan.total_s, 1),
+                                    "machine": dataclasses.asdict(machine), "summary": plan.summary()}
+    by_id = {item.nodeid: item for item in items}
+    for d in plan.decisions:
+        by_id[d.case].stash[DECISION_KEY] = d
+        if d.action == "left_out":
+            by_id[d.case].add_marker(pytest.mark.skip(reason=d.note))
 
 
 @pytest.fixture
@@ -240,10 +275,20 @@ def bench_row(request) -> Row:
     return row
 
 
+def _new_row(item, keys: dict) -> Row:
+    row = item.stash[ROW_KEY] = Row(test=item.nodeid, **keys)
+    decision = item.stash.get(DECISION_KEY, None)
+    if decision is not None:
+        row.update(plan=decision.action, plan_estimate_s=decision.estimate_s)
+        if decision.note:
+            row["plan_note"] = decision.note
+    return row
+
+
 def pytest_runtest_setup(item):
     keys = row_keys(item)
     if keys is not None and ROW_KEY not in item.stash:
-        item.stash[ROW_KEY] = Row(test=item.nodeid, **keys)
+        _new_row(item, keys)
 
 
 LOAD_KEY = pytest.StashKey[LoadProbe]()
@@ -280,12 +325,14 @@ def pytest_runtest_makereport(item, call):
         return
     row = item.stash.get(ROW_KEY, None)
     if row is None:  # skipped at collection: setup never ran
-        row = item.stash[ROW_KEY] = Row(test=item.nodeid, **keys)
+        row = _new_row(item, keys)
     state = item.config.stash[STATE_KEY]
+    row["wall_s"] = round((row.get("wall_s") or 0.0) + report.duration, 3)  # setup + call + teardown
     if report.when == "teardown":
+        state.add(row)  # the whole case's wall time, rewritten, not added twice
         if report.failed and row["status"] in (None, "ok"):
             row.set_status("error", "teardown: " + message(report))
-            state.add(row)  # already listed when its call finished: rewritten, not added twice
+            state.add(row)
         return
     if not (report.when == "call" or not report.passed):
         return
@@ -370,6 +417,16 @@ def pytest_sessionfinish(session, exitstatus):
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     run_dir = getattr(config, "_bench_report_dir", None)
+    state = config.stash.get(STATE_KEY, None)
+    if run_dir and state is not None:
+        from bench.report.headline import where_time_went
+
+        per_suite, slowest = where_time_went(state.rows)
+        if per_suite:
+            terminalreporter.write_sep("-", "bench: where the time went")
+            terminalreporter.write_line("  " + ", ".join(f"{s} {t:.0f} s ({n} cases)" for s, t, n in per_suite))
+            for test, wall in slowest:
+                terminalreporter.write_line(f"  {wall:7.1f} s  {test}")
     if run_dir:
         terminalreporter.write_sep("-", f"bench report: {run_dir} (also {run_dir.parent / 'latest'})")
         if getattr(config, "_bench_all_skipped", False):  # a run that measured nothing must not pass silently

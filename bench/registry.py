@@ -46,6 +46,11 @@ class ModelSpec:
     # {mode: (status, public link)} a model is built to show (the trace pitfalls); a bare status
     # is accepted too, documented by the model's description alone
     expected_parity: dict | None = None
+    # For the run's time plan (bench.core.plan): one fp32 step per sample in ms (inference, train)
+    # and the seconds the model takes to build, on the reference 2-core CPU at AVX2 (README, "Time
+    # plan"); a model that does not say is planned as a small one.
+    step_ms: tuple[float, float] = (0.5, 1.5)
+    build_s: float = 0.2
 
     def batch(self, batch_size: int, device: str, seq_len: int | None = None):
         """``make_batch``, at ``seq_len`` tokens when it takes ``seq_len=`` (text models)."""

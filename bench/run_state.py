@@ -22,6 +22,7 @@ class RunState:
         self.rows: list[Row] = []
         self.notes: list[str] = []
         self.failures: list[str] = []  # run-level failures (no row holds them): the headline is NOT GOOD
+        self.plan: dict = {}  # the run's time plan: budget and estimate (each row carries its decision)
         self._fingerprint = None
 
     def pytest_warning_recorded(self, warning_message, when, nodeid, location):
@@ -57,7 +58,7 @@ class RunState:
         data = dict(benchmarks or {"machine_info": {"bench": self.fingerprint()}, "benchmarks": []})
         data["bench_rows"] = [dict(r) for r in self.rows]
         data["bench_run"] = {"schema": RESULTS_SCHEMA, "run_id": self.run_id, "profile": self.profile,
-                             "complete": complete, "notes": self.notes, "failures": self.failures}
+                             "complete": complete, "notes": self.notes, "failures": self.failures, "plan": self.plan}
         return data
 
     def write(self, complete: bool, benchmarks: dict | None = None) -> None:

@@ -39,6 +39,8 @@ class Profile:
     # the most a case may cost there (estimated from its wall time) before it is left out
     instr_inputs: str = "bench"
     instr_case_cap_s: float = 120.0
+    # the whole run's time budget on a 2-core CPU (bench.core.plan), None: no ceiling
+    run_budget_s: float | None = None
 
 
 # Budgets: see the README ("Time budgets"): smoke keeps CI lean, standard fits the main job in
@@ -51,13 +53,13 @@ PROFILES = {
         compile_models=("mlp",), hypothesis_examples=5,
         ddp_world_sizes=(1, 2), ddp_steps=6, trainer_steps=16, trainer_variants=0,
         gen_size="smoke", gen_batch_sizes=(2,), gen_prompt_len=16, gen_new_tokens=8, gen_graphs=False,
-        sharded_all=False, instr_inputs="check", instr_case_cap_s=30.0),
+        sharded_all=False, instr_inputs="check", instr_case_cap_s=30.0, run_budget_s=240.0),
     "standard": Profile(
         name="standard",
         budget=Budget(measure_s=1.5, min_rounds=5, max_rounds=100, warmup_s=0.5, warmup_rounds=2),
         device_batch_sizes=(64, 256), text_batch_sizes=(8,), seq_len=128, cpu_fp16=False,
         compile_models=("mlp", "tiny_bert"), hypothesis_examples=20,
-        ddp_world_sizes=(1, 2), ddp_steps=12, trainer_steps=40, trainer_variants=2),
+        ddp_world_sizes=(1, 2), ddp_steps=12, trainer_steps=40, trainer_variants=2, run_budget_s=480.0),
     "full": Profile(
         name="full",
         budget=Budget(measure_s=8.0, min_rounds=10, max_rounds=1000, warmup_s=2.0, warmup_rounds=3),

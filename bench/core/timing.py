@@ -103,10 +103,13 @@ class Budget:
 
 
 def budget_for(budget: Budget, device: str, dtype: str, row: dict | None = None) -> Budget:
-    """The budget of one case: the profile's, reduced for low precision that this CPU only
-    emulates (its speed says little and one call can take seconds); the row says so."""
+    """The budget of one case: the profile's, at its fewest rounds when the run's time plan says
+    so (the row's ``plan``), reduced for low precision that this CPU only emulates (its speed says
+    little and one call can take seconds); the row says so."""
     from bench.core.hardware import probe
 
+    if row is not None and row.get("plan") in ("min_rounds", "shrunk"):  # the run's time plan (bench.core.plan)
+        budget = dataclasses.replace(budget, measure_s=0.0, warmup_s=min(budget.warmup_s, 0.1))
     note = probe().cpu_emulation_note(str(device), dtype)
     if note is None:
         return budget

@@ -19,6 +19,8 @@ from bench.core.hardware import DTYPES
 from bench.core.timing import Budget, budget_for, run_benchmark, summarize_ms
 from bench.registry import ModelSpec
 
+SHRINK = 4  # the run's time plan shrinks a case's batch by this factor (bench.core.plan)
+
 
 @dataclasses.dataclass
 class PreparedCase:
@@ -168,6 +170,29 @@ def cases(session) -> list:
     return out
 
 
+def estimate(case: dict, profile, machine):
+    """The case's cost for the run's time plan (bench.core.plan): build, check (an fp64 reference
+    or three train steps) and FLOP count, then the rounds; a large batch can be shrunk."""
+    from bench.core.plan import EMULATION_FACTOR, budget_timed, case_budget
+    from bench.registry import get_model
+
+    dtype, phase, batch = case["dtype"], case["phase"], case["batch_size"]
+    emulated = case["device"] == "cpu" and dtype in machine.emulated
+    spec = get_model(case["model"])
+    per_sample = spec.step_ms[1 if phase == "train" else 0]
+    factor = (EMULATION_FACTOR * (2 if phase == "train" else 1)) if emulated else 1.0
+    call_s = per_sample * batch * factor / 1e3
+    if phase == "calibration":  # the timing self-check: two interleaved clocks, then a longer confirmation
+        return budget_timed(profile.budget, call_s, fixed_s=spec.build_s + 3.0 + 170 * call_s, essential=True)
+    return budget_timed(case_budget(profile, machine, case["device"], dtype), call_s,
+                        fixed_s=spec.build_s, calls_before=5,
+                        shrink=1 / SHRINK if batch >= SHRINK else 1.0,
+                        shrink_note=f"batch {batch} -> {max(1, batch // SHRINK)}",
+                        why=f"{dtype} is emulated on this CPU: about {call_s:.1f} s a call" if emulated else "",
+                        essential=dtype == "fp32" and batch in (profile.device_batch_sizes[0],
+                                                                profile.text_batch_sizes[0]))
+
+
 def run_case(case: dict, benchmark, row, session, *, budget: Budget | None = None,
              spec: ModelSpec | None = None) -> None:
     """Check, then time one case into ``row`` (``session``: its profile's sequence length and
@@ -183,8 +208,12 @@ def run_case(case: dict, benchmark, row, session, *, budget: Budget | None = Non
     if torch.device(device).type == "cuda":
         row.update(numerics.tf32_state())  # fp32 numerics and speed depend on them
     oom = None
+    batch = c["batch_size"]
+    if row.get("plan") == "shrunk":  # the run's time plan: the row says what it measured
+        batch = max(1, batch // SHRINK)
+        row.update(batch_size=batch, planned_batch_size=c["batch_size"])
     try:
-        case = prepare(spec, device, dtype, c["phase"], c["batch_size"], session.profile.seq_len)
+        case = prepare(spec, device, dtype, c["phase"], batch, session.profile.seq_len)
         row["rel_err_vs_fp64"] = case.rel_err
         row.check(case.check_reason is None, case.check_reason or "")
         flops, bytes_moved = count_flops_and_bytes(case.step)
@@ -194,7 +223,7 @@ def run_case(case: dict, benchmark, row, session, *, budget: Budget | None = Non
     except Exception as exc:
         if not dev.is_oom(exc):
             raise
-        oom = f"out of memory at batch size {c['batch_size']}: {str(exc).splitlines()[0][:200]}"
+        oom = f"out of memory at batch size {batch}: {str(exc).splitlines()[0][:200]}"
     if oom is not None:
         # Outside the except block: the exception's traceback (and the frames holding the
         # model and its activations) is gone, so the memory can actually be freed.
@@ -208,8 +237,8 @@ def run_case(case: dict, benchmark, row, session, *, budget: Budget | None = Non
         row.update(metrics(case, device, dtype, row["median_ms"], flops, session.roofs, bytes_moved))
     row["optimizer"] = "sgd" if c["phase"] == "train" else None
     record_instructions(row, session, "bench.devices.scenario:instruction_callables",
-                        {k: c[k] for k in ("model", "dtype", "phase", "batch_size")}
-                        | {"seq_len": session.profile.seq_len},
+                        {k: c[k] for k in ("model", "dtype", "phase")}
+                        | {"batch_size": batch, "seq_len": session.profile.seq_len},
                         (row.get("median_ms") or 0) / 1e3)
 
 

@@ -133,6 +133,24 @@ def cases(session) -> list:
     return out
 
 
+# On the reference 2-core CPU (README, "Time plan"): a torchrun launch of a world (its ranks
+# importing torch and transformers) in seconds, and one training step in ms per model.
+LAUNCH_S = {1: 11.0, 2: 11.0}
+_STEP_MS = {"mlp": 5.0, "tiny_bert": 25.0}
+
+
+def estimate(case: dict, profile, machine):
+    """The case's cost for the run's time plan (bench.core.plan): a fixed number of steps, under
+    torchrun (then the no-DDP baseline again, in process) or in process."""
+    from bench.core.plan import Cost
+
+    steps = profile.ddp_steps * _STEP_MS.get(case["model"], 25.0) / 1e3
+    if case["backend"] == "none":
+        return Cost(fixed_s=5.0 + 2 * steps)
+    launch = LAUNCH_S.get(case["world_size"], 6.0 * case["world_size"])
+    return Cost(fixed_s=launch + 4 * steps, essential=case["model"] == "mlp" and case["world_size"] == 2)
+
+
 def run_case(case: dict, benchmark, row, session) -> None:
     """Launch one configuration (``backend`` none: the single process), record its steady
     steps, then check DDP's gradients against one process and the parameters across ranks."""

@@ -144,6 +144,23 @@ def _once(model, c: dict, session, ids, mask, exported=None) -> D.Generated:
     return D.generate(model, ids, mask, new, c["cache"], backend, c["device"], compile_mode=mode)
 
 
+# Seconds a row takes on the reference 2-core CPU at the standard profile's decoder (README, "Time
+# plan"): build, eager's reference for each sequence, the checked first call, then generate()
+# repeated within the budget; a graph mode adds its build.
+_ROW_S = {"eager": 5.0, "compile": 14.0, "compile_cudagraphs": 14.0, "export": 7.0, "continuous_batching": 14.0}
+
+
+def estimate(case: dict, profile, machine):
+    """The case's cost for the run's time plan (bench.core.plan)."""
+    from bench.core.plan import Cost
+
+    cost = _ROW_S.get(case["mode"], 10.0) * (0.3 if profile.gen_size == "smoke" else 1.0)
+    if case["attention"] == "flex_attention":
+        cost += 15.0  # Inductor builds its mask and attention kernels, first in a child process
+    return Cost(fixed_s=cost, essential=case["mode"] == "eager" and case["attention"] == "sdpa"
+                and case["cache"] == "dynamic" and case["model"] == "llama")
+
+
 class IsolatedFailure(RuntimeError):
     """The case raised in the child process it was first tried in (its whole message follows)."""
 

@@ -94,6 +94,24 @@ def _minimal_repro(c: dict, session) -> dict:
                           lambda: minimal_repro(c["model"], c["device"], session))
 
 
+# Seconds to build one mode's graph (and save / load it back) for a small model on the reference
+# 2-core CPU (README, "Time plan"); the model's parity is built once for both phases.
+_BUILD_S = {"eager": 0.3, "script": 1.5, "trace": 1.0, "export": 3.0, "compile": 12.0}
+
+
+def estimate(case: dict, profile, machine):
+    """The case's cost for the run's time plan (bench.core.plan): its share of the model's parity
+    (every mode built once, at the inference row), then the mode timed interleaved with eager."""
+    from bench.core.plan import budget_timed
+
+    spec = get_model(case["model"])
+    call_s = 2 * spec.step_ms[1 if case["phase"] == "train" else 0] * batch_size(spec, profile) / 1e3
+    # a larger model takes longer to script, trace, export and compile, about as it takes to build
+    build = _BUILD_S.get(case["mode"], 2.0) * (1 + spec.build_s / 2) + (spec.build_s if case["mode"] == "eager" else 0)
+    fixed = build if case["phase"] == "inference" else 0.2
+    return budget_timed(profile.budget, call_s, fixed_s=fixed, calls_before=4, essential=case["model"] == "mlp")
+
+
 def run_case(case: dict, benchmark, row, session) -> None:
     """Parity first (a mode that does not match eager is never timed), then the mode timed
     interleaved with eager on the same inputs; every column into ``row``."""

@@ -27,4 +27,4 @@ class CustomOpsMLP(nn.Module):
 
 
 register_model(ModelSpec(name="custom_ops_mlp", build=CustomOpsMLP, make_batch=make_batch, kind="vision",
-                         description="MLP of the suite's custom autograd ops"))
+                         step_ms=(0.005, 0.03), description="MLP of the suite's custom autograd ops"))

@@ -54,6 +54,6 @@ def train_digits(model: nn.Module, device: str = "cpu", epochs: int = 10, batch_
 
 
 register_model(ModelSpec(
-    name="mlp", build=SeedMLP, make_batch=make_batch, kind="vision",
+    name="mlp", build=SeedMLP, make_batch=make_batch, kind="vision", step_ms=(0.0025, 0.01),
     description="seed chapter MLP 784-256-10 on upsampled sklearn digits",
 ))

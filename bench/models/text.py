@@ -189,11 +189,13 @@ def _minilm_probe(device: str, seq_len: int = DEFAULT_SEQ_LEN):
 
 
 register_model(ModelSpec(name="tiny_bert", build=tiny_bert, make_batch=_synthetic_batch(1000), kind="text",
-                         probe_batch=_probe(1000), count_tokens=count_tokens,
+                         probe_batch=_probe(1000), count_tokens=count_tokens, step_ms=(0.3, 1.0), build_s=0.5,
                          description="2-layer, 64-hidden BERT from config (random weights)"))
 register_model(ModelSpec(name="bert_base", build=bert_base, make_batch=_synthetic_batch(30522), kind="text",
                          probe_batch=_probe(30522), count_tokens=count_tokens, gpu_only=True,
+                         step_ms=(120.0, 400.0), build_s=4.0,
                          description="BERT-base size (110M) from config, random weights; GPU only"))
 register_model(ModelSpec(name="minilm", build=minilm, make_batch=_minilm_batch, kind="text",
                          probe_batch=_minilm_probe, count_tokens=count_tokens, unavailable=minilm_unavailable,
+                         step_ms=(18.0, 64.0), build_s=2.0,
                          description="pretrained all-MiniLM-L6-v2 (offline package) + new 2-class head"))

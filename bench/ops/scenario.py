@@ -63,6 +63,25 @@ def cases(session) -> list:
     return out
 
 
+# One interleaved round (the op's fwd+bwd and the native composite's) on the bench inputs, ms, on
+# the reference 2-core CPU at AVX2 (README, "Time plan"): fp32, and bf16 where this CPU emulates it
+# (swiglu's matmuls convert through fp32; the elementwise ops cost about what fp32 does).
+_ROUND_MS = {"add_bias": (5, 3), "gelu_tanh": (58, 56), "gelu_tanh_op": (53, 60), "rms_norm": (31, 33),
+             "rms_norm_op": (30, 30), "swiglu": (220, 5100)}
+
+
+def estimate(case: dict, profile, machine):
+    """The case's cost for the run's time plan (bench.core.plan): the checks, then the rounds."""
+    from bench.core.plan import budget_timed, case_budget
+
+    fp32_ms, emulated_ms = _ROUND_MS.get(case["op"], (20, 40))
+    emulated = case["device"] == "cpu" and case["dtype"] in machine.emulated
+    call_s = (emulated_ms if emulated else fp32_ms) / 1e3
+    return budget_timed(case_budget(profile, machine, case["device"], case["dtype"]), call_s, fixed_s=2.0,
+                        calls_before=2, essential=case["dtype"] == "fp32",
+                        why=f"{case['dtype']} is emulated on this CPU" if emulated else "")
+
+
 def run_case(case: dict, benchmark, row, session) -> None:
     """Every check of ``check_autograd`` on the op's fixed inputs, then forward+backward timed
     interleaved with the native composite (when the op has one)."""

@@ -147,10 +147,20 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
     decide(metrics, alpha)
     two_channels(metrics, lambda suite, name: metric_of(suite, name).kind)
     busy = _busy_cases(base + new)
+    replanned = _plan_differs(common, base, new)
     for m in metrics:
         m.pop("worse", None)
         if m["case"] in busy and m["verdict"] != "same" and metric_of(m["suite"], m["metric"]).moved_by_load:
             _under_load(m, busy[m["case"]])
+        if m["case"] in replanned and metric_of(m["suite"], m["metric"]).moved_by_load and m["verdict"] != "unsure":
+            m["note"] = (f"measured under different time plans ({replanned[m['case']]}): not like with like, so not "
+                         f"decided (was {m['verdict']}); " + (m.get("note") or "")).strip()
+            m["verdict"] = "unsure"
+            m.pop("q_value", None)
+    if replanned:
+        warnings.append(f"{len(replanned)} case(s) were measured under different time plans (fewer rounds, a shrunk "
+                        "batch): their timings are not decided; run both sides with the same selection and profile "
+                        f"on the same machine (first: {next(iter(replanned))}: {next(iter(replanned.values()))})")
     if busy:
         warnings.append(f"{len(busy)} case(s) ran while other processes took over {FOREIGN_LOAD_WARN:.0%} of the CPU "
                         "(named in their notes): their timings are suspect")
@@ -173,6 +183,18 @@ def _busy_cases(runs: list[Run]) -> dict[str, list[tuple[str, float]]]:
             share = row.get("foreign_cpu_share")
             if isinstance(share, (int, float)) and share > FOREIGN_LOAD_WARN:
                 out.setdefault(case, []).append((r.run_id, float(share)))
+    return out
+
+
+def _plan_differs(cases, base: list[Run], new: list[Run]) -> dict[str, str]:
+    """Cases whose time-plan decision (bench.core.plan: full, min_rounds, shrunk) is not the same
+    in every run of both sides: "base X, new Y". A row without one (older files) was timed in full."""
+    out = {}
+    for case in cases:
+        b = {(r.rows[case].get("plan") or "full") for r in base if case in r.rows}
+        n = {(r.rows[case].get("plan") or "full") for r in new if case in r.rows}
+        if len(b | n) > 1:
+            out[case] = f"base {'/'.join(sorted(b))}, new {'/'.join(sorted(n))}"
     return out
 
 

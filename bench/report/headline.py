@@ -76,11 +76,13 @@ def _counts_clause(tables: dict[str, pd.DataFrame], known: list[dict]) -> list[s
     """What ran and what could not: ok, known failures (with the first link), fixed upstream,
     cases this machine cannot run (hardware, cores, a backend), other skips."""
     ok = sum(int((df["status"] == "ok").sum()) for df in tables.values())
-    lacks = skipped = 0
+    lacks = skipped = left_out = 0
     for df in tables.values():
         skip = df["status"] == "skipped"
         hardware = skip & _column(df, "needs_hardware").fillna(False).astype(bool)
-        lacks, skipped = lacks + int(hardware.sum()), skipped + int((skip & ~hardware).sum())
+        planned = skip & (_column(df, "plan") == "left_out")
+        lacks, left_out = lacks + int(hardware.sum()), left_out + int(planned.sum())
+        skipped += int((skip & ~hardware & ~planned).sum())
     parts = [f"{ok} ok"]
     for kind, status, word in (("upstream", "known_failure", "known upstream failure"),
                                ("by design", "known_failure", "failed as designed (pitfall models)"),
@@ -92,6 +94,8 @@ def _counts_clause(tables: dict[str, pd.DataFrame], known: list[dict]) -> list[s
                                                    else ""))
     if lacks:
         parts.append(f"{lacks} need hardware this machine lacks")
+    if left_out:
+        parts.append(f"{left_out} left out by the run's time plan (--bench-profile=full times them)")
     if skipped:
         parts.append(f"{skipped} skipped (profile or options)")
     return parts
@@ -150,6 +154,19 @@ def _loaded(tables: dict[str, pd.DataFrame]) -> tuple[int, int] | None:
         timed += int(share.notna().sum())
         loaded += int((share > FOREIGN_LOAD_WARN).sum())
     return (loaded, timed) if loaded else None
+
+
+def where_time_went(rows: list[dict], top: int = 10) -> tuple[list[tuple[str, float, int]], list[tuple[str, float]]]:
+    """Per suite, the wall time of its cases (setup, call and teardown as pytest timed them) and
+    their number, costliest first; and the ``top`` slowest cases. Rows without ``wall_s`` (older
+    files, Python-API rows) are left out."""
+    timed = [r for r in rows if isinstance(r.get("wall_s"), (int, float)) and r["wall_s"] == r["wall_s"]]
+    suites: dict[str, list[float]] = {}
+    for r in timed:
+        suites.setdefault(str(r.get("suite")), []).append(float(r["wall_s"]))
+    per_suite = sorted(((s, sum(v), len(v)) for s, v in suites.items()), key=lambda x: -x[1])
+    slowest = sorted(((str(r.get("test")), float(r["wall_s"])) for r in timed), key=lambda x: -x[1])[:top]
+    return per_suite, slowest
 
 
 def _calibration(df: pd.DataFrame | None) -> list[tuple[str, float, bool]]:

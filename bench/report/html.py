@@ -141,6 +141,13 @@ def render_html(tables: dict[str, pd.DataFrame], fingerprint: dict, run: dict, n
             parts.append(f"<details><summary>{len(cases)} case(s): {html.escape(reason[:200])}</summary><ul>"
                          + "".join(f"<li>{html.escape(c)}</li>" for c in cases) + "</ul></details>")
         parts.append("</details>")
+    per_suite, slowest = hl.where_time_went([dict(suite=s, **r) for s, df in tables.items()
+                                             for r in df.to_dict("records")])
+    if per_suite:
+        parts += ["<h2 id='time'>Where the time went</h2>",
+                  _table(pd.DataFrame(per_suite, columns=["suite", "wall_s", "cases"]), "table-time"),
+                  f"<details><summary>slowest {len(slowest)} cases</summary>",
+                  _table(pd.DataFrame(slowest, columns=["case", "wall_s"]), "table-slowest"), "</details>"]
     env = pd.DataFrame({"key": list(fingerprint), "value": [str(v) for v in fingerprint.values()]})
     parts += [f"<h2 id='environment'>Environment</h2><details><summary>{html.escape(_env_line(fingerprint))}"
               "</summary>", _table(env, "table-environment"), "</details></body></html>"]

@@ -84,6 +84,12 @@ def render_summary(tables: dict[str, pd.DataFrame], fingerprint: dict, run: dict
                   f"{len(skipped)} reason(s)</summary>", "",
                   _md(pd.DataFrame([{"cases": n, "reason": r[:300]} for r, n in
                                     sorted(skipped.items(), key=lambda kv: -kv[1])])), "", "</details>"]
+    per_suite, slowest = hl.where_time_went([dict(suite=s, **r) for s, df in tables.items()
+                                             for r in df.to_dict("records")])
+    if per_suite:
+        lines += ["", "## Where the time went", "",
+                  _md(pd.DataFrame(per_suite, columns=["suite", "wall_s", "cases"])), "",
+                  f"Slowest {len(slowest)} cases:", "", _md(pd.DataFrame(slowest, columns=["case", "wall_s"]))]
     env = {k: v for k, v in fingerprint.items() if v not in (None, {}, "")}
     lines += ["", "## Environment", "", "<details><summary>every recorded setting</summary>", "",
               _md(pd.DataFrame({"key": list(env), "value": [str(v) for v in env.values()]})), "", "</details>"]

@@ -178,6 +178,24 @@ def checkpoint_case(case: dict, row, session, preserve_rng_state: bool = True, b
               f"{r['grad_max_abs_diff']:.3g} (> {SHARDED_TOL:g}): the recomputation is not the forward it replaces")
 
 
+# Seconds a row takes on the reference 2-core CPU (README, "Time plan"): in process (the model,
+# its plain and checkpointed steps, the gradient proof), or a torchrun world of two (its start, the
+# steps, the equivalence check against one process).
+_SINGLE_S, _WORLD_S = 9.0, 21.0
+
+
+def estimate(case: dict, profile, machine):
+    """The case's cost for the run's time plan (bench.core.plan)."""
+    from bench.core.plan import EMULATION_FACTOR, Cost
+
+    cost = _SINGLE_S if case["world_size"] == 1 else _WORLD_S
+    emulated = case.get("mp") in machine.emulated
+    if emulated:
+        cost *= EMULATION_FACTOR * 0.55
+    return Cost(fixed_s=cost, why=f"{case.get('mp')} mixed precision is emulated on this CPU" if emulated else "",
+                essential=case["strategy"] == "fsdp" and case["world_size"] > 1 and case.get("mp") == "fp32")
+
+
 def run_case(case: dict, benchmark, row, session, *, extra: list[str] | None = None) -> None:
     """Launch, then check the equivalence: every step's loss and every full parameter against
     one process on the whole batch (no checkpointing), naming the step and the parameter."""
