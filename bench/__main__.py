@@ -51,9 +51,6 @@ def _compare(args) -> int:
     return diff.exit_code
 
 
-EMULATED_N = 256  # an emulated GEMM's size for `peak --emulated`: about 0.1 s a call on 2 cores
-
-
 def _peak(args) -> int:
     """The GEMM roof per device and dtype, through the code the reports use, one line before
     and one after each measurement. A dtype this CPU emulates (no native bf16 / fp16, or its
@@ -61,7 +58,7 @@ def _peak(args) -> int:
     matrix: at 1024 an emulated bf16 GEMM takes seconds a call on a 2-core CPU."""
     import torch
 
-    from bench.core.flops import peak_with_reference, vendor_peak_tflops
+    from bench.core.flops import EMULATED_GEMM_N, peak_with_reference, vendor_peak_tflops
     from bench.core.hardware import parse_devices, probe
 
     caps = probe()
@@ -79,10 +76,10 @@ def _peak(args) -> int:
         for dtype in args.dtype.split(","):
             emulated = caps.cpu_emulation_note(device, dtype)
             if emulated and not args.emulated:
-                print(f"{device:8} {dtype:5} skipped, {emulated}; --emulated times it (n={EMULATED_N})",
+                print(f"{device:8} {dtype:5} skipped, {emulated}; --emulated times it (n={EMULATED_GEMM_N})",
                       flush=True)
                 continue
-            n = args.n or (EMULATED_N if emulated else None)
+            n = args.n
             print(f"{device:8} {dtype:5} timing{' (EMULATED)' if emulated else ''} ...", end="\r", flush=True)
             r = peak_with_reference(device, dtype, n)
             name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else None
@@ -203,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", help="comma list of cpu, cuda, cuda:N")
     p.add_argument("--dtype", default="fp32,bf16")
     p.add_argument("--n", type=int, default=None, help="matrix size (default 1024 on CPU, 8192 on CUDA, "
-                                                       f"{EMULATED_N} for an emulated dtype)")
+                                                       "256 for a dtype this CPU emulates)")
     p.add_argument("--emulated", action="store_true", help="also time dtypes this CPU emulates (slow)")
     p.set_defaults(func=_peak)
     args = parser.parse_args(argv)

@@ -242,16 +242,24 @@ def pytest_collection_modifyitems(config, items):
 def _plan_run(config, items) -> None:
     """The run's time plan (bench.core.plan) over the cases that will run: a left-out case is
     skipped saying why and what times it; the others carry their decision to their row."""
+    from bench.core.expectations import for_row
     from bench.core.plan import estimate_of, make_plan, this_machine
 
     session = session_of(config)
     profile, machine, planned = session.profile, this_machine(), []
+    entries, stack = config.stash[KNOWN_KEY]
+
+    def watched(keys: dict) -> bool:
+        return for_row(entries, {**keys, "status": "error"}, stack) is not None
     for item in items:
         marker = item.get_closest_marker("bench_row")
         if marker is None or any(m.name == "skip" for m in item.iter_markers()):
             continue
         keys = dict(marker.kwargs)
-        planned.append((item.nodeid, keys["suite"], estimate_of(keys["suite"])(keys, profile, machine)))
+        cost = estimate_of(keys["suite"])(keys, profile, machine)
+        if watched(keys):  # a known failure in scope: kept, so the report says the day upstream fixes it
+            cost = dataclasses.replace(cost, essential=True)
+        planned.append((item.nodeid, keys["suite"], cost))
     budget = config.getoption("bench_time_budget")
     budget = profile.run_budget_s if budget is None else (budget or None)
     plan = make_plan(planned, budget, "--bench-profile=full")

@@ -120,3 +120,16 @@ def test_compare_does_not_decide_timings_measured_under_different_plans(tmp_path
     timed = next(m for m in out["metrics"] if m["case"] == case and m["metric"] == "median_ms")
     assert timed["verdict"] == "unsure" and "different time plans" in timed["note"]
     assert any("different time plans" in w for w in out["warnings"])
+
+
+def test_a_shared_cost_is_saved_only_when_every_case_sharing_it_is_left_out():
+    parity = dict(shared="graph parity m cpu", shared_s=50.0)
+    cases = [("g::m[eager]", "graph_modes", Cost(fixed_s=5.0, essential=True, **parity)),
+             ("g::m[trace]", "graph_modes", Cost(fixed_s=5.0, **parity)),
+             ("g::n[trace]", "graph_modes", Cost(fixed_s=20.0))]
+    plan = make_plan(cases, 1000.0, "--bench-profile=full")
+    assert plan.total_s == pytest.approx(80.0)  # the parity once, by the first case that runs
+    tight = make_plan(cases, 60.0, "--bench-profile=full")
+    # leaving out m[trace] would save 5 s (m[eager] still pays the parity): n[trace] goes first
+    assert tight.of("g::n[trace]").action == "left_out" and tight.of("g::m[trace]").action == "full"
+    assert tight.total_s == pytest.approx(60.0)

@@ -92,8 +92,18 @@ def measured_bandwidth(device: str, mib: int | None = None, rounds: int = 10) ->
     return {"device": device, "mib": mib, "median_ms": median_ms, "gb_per_s": gbs}
 
 
-def gemm_size(device: str) -> int:
-    return 8192 if torch.device(device).type == "cuda" else 1024
+EMULATED_GEMM_N = 256  # an emulated dtype's roof GEMM: ~0.1 s a call on 2 cores where 1024 takes seconds
+
+
+def gemm_size(device: str, dtype: str | None = None) -> int:
+    """The roof GEMM's n: 8192 on CUDA, 1024 on a CPU, EMULATED_GEMM_N for a dtype this CPU
+    emulates (its roof is a note, not the device's throughput, and at 1024 one bf16 call takes
+    2.3 s at AVX2: the 90 calls of a roof would cost minutes, twice a run)."""
+    if torch.device(device).type == "cuda":
+        return 8192
+    from bench.core.hardware import probe
+
+    return EMULATED_GEMM_N if dtype and probe().cpu_emulation_note("cpu", dtype) else 1024
 
 
 def _gemm_kernels(device: str, dtype: str, n: int) -> dict[str, Callable]:
@@ -115,7 +125,7 @@ def measured_peak(device: str, dtype: str, n: int | None = None, rounds: int = 8
     each timed in ``ROOF_BLOCKS`` interleaved blocks with the suite's own timing; the roof is
     the best block median (a busy moment slows a block, it cannot speed one up). Returns
     tflops, the kernel that set it and the spread of block medians."""
-    n = n or gemm_size(device)
+    n = n or gemm_size(device, dtype)
     flops = 2 * n**3
     kernels = _gemm_kernels(device, dtype, n)
     medians: dict[str, list[float]] = {k: [] for k in kernels}

@@ -47,6 +47,8 @@ class Cost:
     shrink_note: str = ""
     why: str = ""
     essential: bool = False  # the case that keeps its question's meaning: never left out
+    shared: str = ""         # a cost several cases share (a model's parity, a library's import),
+    shared_s: float = 0.0    # paid once by the first of them that runs: saved only when all are left out
 
     def at(self, action: str) -> float:
         rounds = self.timed_s if action == "full" else self.min_timed_s
@@ -106,8 +108,21 @@ def make_plan(cases: list[tuple[str, str, Cost]], budget_s: float | None, comman
     cost = {cid: c for cid, _, c in cases}
     suite = {cid: s for cid, s, _ in cases}
 
+    def shared_total() -> float:
+        groups = {}
+        for cid, c in cost.items():
+            if c.shared and action[cid] != "left_out":
+                groups[c.shared] = max(groups.get(c.shared, 0.0), c.shared_s)
+        return sum(groups.values())
+
     def total() -> float:
-        return sum(cost[cid].at(action[cid]) for cid in action)
+        return sum(cost[cid].at(action[cid]) for cid in action) + shared_total()
+
+    def saving(cid: str) -> float:  # what leaving ``cid`` out would save, its share of a shared cost included
+        c = cost[cid]
+        alone = c.shared and not any(cost[o].shared == c.shared and action[o] != "left_out" for o in action
+                                     if o != cid)
+        return c.at(action[cid]) + (c.shared_s if alone else 0.0)
 
     if budget_s is not None and total() > budget_s:
         for cid in action:  # 1. the fewest rounds everywhere
@@ -119,25 +134,29 @@ def make_plan(cases: list[tuple[str, str, Cost]], budget_s: float | None, comman
         for step, able in (("shrunk", lambda c: c.shrink < 1.0 and c.at("min_rounds") > FAR_ABOVE_SHARE * share),
                            ("left_out", lambda c: not c.essential)):
             order = sorted((cid for cid in action if able(cost[cid]) and action[cid] != "left_out"),
-                           key=lambda cid: (-cost[cid].at(action[cid]), cid))
+                           key=lambda cid: (-saving(cid), cid))
             for cid in order:
                 if total() <= budget_s:
                     break
                 if step == "left_out" and sum(action[o] != "left_out" and suite[o] == suite[cid] for o in action) == 1:
                     continue  # a suite keeps at least one case: the run still answers its question
                 action[cid] = step
-    out = []
-    for cid, suite, c in cases:
+    out, paid = [], set()
+    for cid, suite_name, c in cases:
         a = action[cid]
+        first = bool(c.shared) and a != "left_out" and c.shared not in paid
+        paid |= {c.shared} if first else set()
         note = ""
         if a == "shrunk":
             note = f"shrunk by the run's time plan: {c.shrink_note} (about {c.at('min_rounds'):.0f} s otherwise)"
         elif a == "left_out":
-            note = (f"left out by the run's time plan: about {c.at('min_rounds'):.0f} s"
+            runs_shared = c.shared and any(cost[o].shared == c.shared and action[o] != "left_out" for o in action)
+            saved = c.at("min_rounds") + (0.0 if runs_shared else c.shared_s)
+            note = (f"left out by the run's time plan: about {saved:.0f} s"
                     + (f" ({c.why})" if c.why else "") + f"; {command} times it")
         elif a == "min_rounds":
             note = "timed at its fewest rounds (the run's time plan)"
-        out.append(Decision(cid, suite, a, round(c.at(a), 1), note))
+        out.append(Decision(cid, suite_name, a, round(c.at(a) + (c.shared_s if first else 0.0), 1), note))
     return Plan(budget_s, tuple(out))
 
 

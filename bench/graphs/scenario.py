@@ -100,16 +100,18 @@ _BUILD_S = {"eager": 0.3, "script": 1.5, "trace": 1.0, "export": 3.0, "compile":
 
 
 def estimate(case: dict, profile, machine):
-    """The case's cost for the run's time plan (bench.core.plan): its share of the model's parity
-    (every mode built once, at the inference row), then the mode timed interleaved with eager."""
+    """The case's cost for the run's time plan (bench.core.plan): the model's parity (every mode
+    built and checked once, by its first row: eager, inference), then the mode timed interleaved
+    with eager (a compiled train step compiles its backward on first use)."""
     from bench.core.plan import budget_timed
 
     spec = get_model(case["model"])
     call_s = 2 * spec.step_ms[1 if case["phase"] == "train" else 0] * batch_size(spec, profile) / 1e3
     # a larger model takes longer to script, trace, export and compile, about as it takes to build
-    build = _BUILD_S.get(case["mode"], 2.0) * (1 + spec.build_s / 2) + (spec.build_s if case["mode"] == "eager" else 0)
-    fixed = build if case["phase"] == "inference" else 0.2
-    return budget_timed(profile.budget, call_s, fixed_s=fixed, calls_before=4, essential=case["model"] == "mlp")
+    parity = spec.build_s + sum(_BUILD_S[m] for m in modes_for(case["model"], profile)) * (1 + spec.build_s / 2)
+    fixed = _BUILD_S["compile"] / 2 if case["mode"] == "compile" and case["phase"] == "train" else 0.1
+    return budget_timed(profile.budget, call_s, fixed_s=fixed, calls_before=4, essential=case["model"] == "mlp",
+                        shared=f"graph parity {case['model']} {case['device']}", shared_s=parity)
 
 
 def run_case(case: dict, benchmark, row, session) -> None:

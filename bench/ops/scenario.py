@@ -77,7 +77,7 @@ def estimate(case: dict, profile, machine):
     fp32_ms, emulated_ms = _ROUND_MS.get(case["op"], (20, 40))
     emulated = case["device"] == "cpu" and case["dtype"] in machine.emulated
     call_s = (emulated_ms if emulated else fp32_ms) / 1e3
-    return budget_timed(case_budget(profile, machine, case["device"], case["dtype"]), call_s, fixed_s=2.0,
+    return budget_timed(case_budget(profile, machine, case["device"], case["dtype"]), call_s, fixed_s=0.3,
                         calls_before=2, essential=case["dtype"] == "fp32",
                         why=f"{case['dtype']} is emulated on this CPU" if emulated else "")
 
