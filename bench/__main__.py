@@ -54,11 +54,11 @@ def _compare(args) -> int:
 def _peak(args) -> int:
     """The GEMM roof per device and dtype, through the code the reports use, one line before
     and one after each measurement. A dtype this CPU emulates (no native bf16 / fp16, or its
-    kernels capped away) is left out unless --emulated asks for it, then timed on a small
-    matrix: at 1024 an emulated bf16 GEMM takes seconds a call on a 2-core CPU."""
+    kernels capped away) is left out unless --emulated asks for it: its figure is not the
+    device's low-precision throughput."""
     import torch
 
-    from bench.core.flops import EMULATED_GEMM_N, peak_with_reference, vendor_peak_tflops
+    from bench.core.flops import peak_with_reference, vendor_peak_tflops
     from bench.core.hardware import parse_devices, probe
 
     caps = probe()
@@ -76,7 +76,7 @@ def _peak(args) -> int:
         for dtype in args.dtype.split(","):
             emulated = caps.cpu_emulation_note(device, dtype)
             if emulated and not args.emulated:
-                print(f"{device:8} {dtype:5} skipped, {emulated}; --emulated times it (n={EMULATED_GEMM_N})",
+                print(f"{device:8} {dtype:5} skipped, {emulated}; --emulated times it",
                       flush=True)
                 continue
             n = args.n
@@ -199,8 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("peak", help="measured GEMM roof per device and dtype, checked against torch.utils.benchmark")
     p.add_argument("--device", help="comma list of cpu, cuda, cuda:N")
     p.add_argument("--dtype", default="fp32,bf16")
-    p.add_argument("--n", type=int, default=None, help="matrix size (default 1024 on CPU, 8192 on CUDA, "
-                                                       "256 for a dtype this CPU emulates)")
+    p.add_argument("--n", type=int, default=None, help="matrix size (default 1024 on CPU, 8192 on CUDA)")
     p.add_argument("--emulated", action="store_true", help="also time dtypes this CPU emulates (slow)")
     p.set_defaults(func=_peak)
     args = parser.parse_args(argv)

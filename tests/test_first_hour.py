@@ -86,7 +86,6 @@ def test_peak_prints_each_dtype_marks_emulated_and_uses_the_reports_roof(monkeyp
     out = capsys.readouterr().out
     assert "bf16  timing (EMULATED)" in out and "EMULATED: not this CPU's low-precision throughput" in out
     assert seen[-1] == ("cpu", "bf16", None)
-    assert flops.gemm_size("cpu", "bf16") == 256 and flops.gemm_size("cpu", "fp32") == 1024  # sized down
 
 
 def test_hf_model_folder_without_config_is_a_usage_error(bench_pytester, tmp_path):
