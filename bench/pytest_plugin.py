@@ -4,7 +4,6 @@ Loaded by the repository's conftest.py (``pytest_plugins = ["bench.pytest_plugin
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -12,73 +11,24 @@ import pytest
 
 from bench.core.hardware import parse_devices, probe
 from bench.core.load import FOREIGN_LOAD_WARN, LoadProbe
-from bench.core.profiles import PROFILES, settings
+from bench.core.profiles import settings
 from bench.core.rows import Row
 from bench.core.session import Session
+from bench.plugin_options import add_options, check_paths, load_user_plugin
+from bench.plugin_plan import KNOWN_KEY, PLAN_KEY, judge_expected, known_failures, new_row, plan_run
 from bench.plugin_progress import Watchdog, terminal_fd, terminal_writer
 from bench.plugin_rows import flag_wrong_weights, message, row_keys, run_checks_under_benchmark_only, take_samples
 from bench.run_state import RunState, benchmark_json, required_but_skipped, user_model_unmeasured
 
 ROW_KEY = pytest.StashKey[Row]()
-KNOWN_KEY = pytest.StashKey[tuple]()  # (manifest entries, the stack their scopes are judged on)
 LACKS_KEY = pytest.StashKey[str]()    # why this machine cannot run the item (hardware, build)
-PLAN_KEY = pytest.StashKey["object"]()      # the run's time plan (bench.core.plan.Plan)
-DECISION_KEY = pytest.StashKey["object"]()  # one case's decision in it
 STATE_KEY = pytest.StashKey["RunState"]()
 SESSION_KEY = pytest.StashKey[Session]()
 TTY_KEY = pytest.StashKey["int | None"]()
 
 
 def pytest_addoption(parser):
-    group = parser.getgroup("bench", "torch-hf-bench")
-    group.addoption("--bench-profile", choices=tuple(PROFILES), default="standard",
-                    help="how much to run: smoke (CI), standard (default), full (nightly GPU)")
-    group.addoption("--bench-device", default=None, metavar="LIST",
-                    help="comma list of cpu, cuda, cuda:N (default: cpu and every CUDA device)")
-    group.addoption("--bench-plugin", action="append", default=[], metavar="MODULE",
-                    help="module (or .py file) that registers user ops and models; repeatable")
-    group.addoption("--hf-model", default=None, metavar="PATH_OR_ID",
-                    help="Hugging Face model folder or hub id for the Trainer suite (default: packaged MiniLM); "
-                         "a causal LM also gets generation rows")
-    group.addoption("--hf-dataset", default=None, metavar="NAME_OR_PATH",
-                    help="datasets name or local csv/json/parquet with text and label columns")
-    group.addoption("--bench-report-dir", default=None, metavar="DIR",
-                    help="where reports go (default: <rootdir>/reports)")
-    group.addoption("--bench-compile-backend", default="inductor", metavar="NAME",
-                    help="torch.compile backend of the graph-modes suite (default inductor; eager / aot_eager "
-                         "bisect a compile mismatch to Dynamo, AOTAutograd or Inductor)")
-    group.addoption("--bench-instructions", action="store_true", default=False,
-                    help="also count instructions per call under valgrind's callgrind (CPU rows of the ops, "
-                         "graph-modes and devices suites): a channel a noisy machine does not move")
-    group.addoption("--bench-require", action="append", default=[], choices=("cuda",),
-                    help="fail the run, naming the cases, when a case was skipped for lack of this "
-                         "(e.g. a nightly GPU job that lost its GPU)")
-    group.addoption("--bench-time-budget", type=float, default=None, metavar="SECONDS",
-                    help="the whole run's time budget for the time plan (default: the profile's, 8 min in standard "
-                         "on a CPU, none in full; 0: no ceiling)")
-    group.addoption("--bench-known-failures", action="append", default=[], metavar="PATH",
-                    help="a TOML file of known failures (same format as the repository's known_failures.toml) "
-                         "read after it; repeatable")
-    group.addoption("--bench-strict-known-failures", action="store_true", default=False,
-                    help="fail the run when a case the known-failure manifest expects to fail passes "
-                         "(fixed_upstream), so CI keeps the manifest current")
-
-
-def _looks_like_path(value: str) -> bool:
-    return value.startswith(("/", "./", "../", "~"))
-
-
-def _load_plugin(spec: str) -> None:
-    """Import a user plugin by module name or .py path; raise UsageError when it fails."""
-    from bench.registry import load_plugin
-
-    try:
-        load_plugin(spec)
-    except Exception as exc:  # any error in the user's module is a usage error naming it
-        raise pytest.UsageError(
-            f"--bench-plugin {spec!r} could not be imported: {type(exc).__name__}: {exc}. "
-            "Valid: an importable module name (e.g. examples.my_ops_plugin) or a path to a .py file."
-        ) from None
+    add_options(parser)
 
 
 def pytest_configure(config):
@@ -101,24 +51,11 @@ def pytest_configure(config):
         devices = parse_devices(config.getoption("bench_device")) if config.getoption("bench_device") else None
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
-    for opt in ("hf_model", "hf_dataset"):
-        value = config.getoption(opt)
-        if value and _looks_like_path(value) and not Path(value).expanduser().exists():
-            raise pytest.UsageError(
-                f"--{opt.replace('_', '-')} {value!r}: no such file or folder. Valid: an existing local "
-                "path, or a hub id / datasets name (no leading /, ./ or ../)"
-            )
-    model = config.getoption("hf_model")
-    if model and Path(model).expanduser().is_dir() and not (Path(model).expanduser() / "config.json").is_file():
-        raise pytest.UsageError(
-            f"--hf-model {model!r}: the folder has no config.json, so transformers cannot tell which model it "
-            "holds. Valid: a folder written by save_pretrained (config.json plus model.safetensors or "
-            "pytorch_model.bin, and the tokenizer's files), or a hub id"
-        )
+    check_paths(config)
     plugins = tuple(str(Path(p).expanduser().resolve()) if p.endswith(".py") else p
                     for p in config.getoption("bench_plugin"))
     for spec in plugins:  # before the settings: a plugin may register a torch.compile backend
-        _load_plugin(spec)
+        load_user_plugin(spec)
     try:
         run_settings = settings(config.getoption("bench_profile"), devices, config.getoption("hf_model"),
                                 config.getoption("hf_dataset"), config.getoption("bench_compile_backend"), plugins,
@@ -130,24 +67,10 @@ def pytest_configure(config):
     report_dir = config.getoption("bench_report_dir")
     root = (Path(report_dir).expanduser() if report_dir else Path(config.rootpath) / "reports").resolve()
     state = config.stash[STATE_KEY] = RunState(root, session)
-    config.stash[KNOWN_KEY] = _known_failures(config, state)
+    config.stash[KNOWN_KEY] = known_failures(config, state)
     session.out_dir = state.run_dir
     config.pluginmanager.register(state, "bench-run-state")
     config.stash[TTY_KEY] = terminal_fd()
-
-
-def _known_failures(config, state) -> tuple:
-    """The known-failure manifest (repository's, then the user's files); an unreadable one is a
-    usage error naming the file, entry and field. Entries worth re-checking become notes."""
-    from bench.core import expectations
-
-    try:
-        entries = expectations.load_all(config.rootpath, config.getoption("bench_known_failures"))
-    except expectations.ManifestError as exc:
-        raise pytest.UsageError(f"--bench-known-failures: {exc}") from None
-    stack = expectations.stack_versions()
-    state.notes.extend(expectations.stale(entries, stack))
-    return entries, stack
 
 
 def pytest_unconfigure(config):
@@ -236,41 +159,7 @@ def pytest_collection_modifyitems(config, items):
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
-    _plan_run(config, keep)
-
-
-def _plan_run(config, items) -> None:
-    """The run's time plan (bench.core.plan) over the cases that will run: a left-out case is
-    skipped saying why and what times it; the others carry their decision to their row."""
-    from bench.core.expectations import for_row
-    from bench.core.plan import estimate_of, make_plan, this_machine
-
-    session = session_of(config)
-    profile, machine, planned = session.profile, this_machine(), []
-    entries, stack = config.stash[KNOWN_KEY]
-
-    def watched(keys: dict) -> bool:
-        return for_row(entries, {**keys, "status": "error"}, stack) is not None
-    for item in items:
-        marker = item.get_closest_marker("bench_row")
-        if marker is None or any(m.name == "skip" for m in item.iter_markers()):
-            continue
-        keys = dict(marker.kwargs)
-        cost = estimate_of(keys["suite"])(keys, profile, machine)
-        if watched(keys):  # a known failure in scope: kept, so the report says the day upstream fixes it
-            cost = dataclasses.replace(cost, essential=True)
-        planned.append((item.nodeid, keys["suite"], cost))
-    budget = config.getoption("bench_time_budget")
-    budget = profile.run_budget_s if budget is None else (budget or None)
-    plan = make_plan(planned, budget, "--bench-profile=full")
-    config.stash[PLAN_KEY] = plan
-    config.stash[STATE_KEY].plan = {"budget_s": plan.budget_s, "estimate_s": round(plan.total_s, 1),
-                                    "machine": dataclasses.asdict(machine), "summary": plan.summary()}
-    by_id = {item.nodeid: item for item in items}
-    for d in plan.decisions:
-        by_id[d.case].stash[DECISION_KEY] = d
-        if d.action == "left_out":
-            by_id[d.case].add_marker(pytest.mark.skip(reason=d.note))
+    plan_run(config, keep, session_of(config), config.stash[STATE_KEY])
 
 
 @pytest.fixture
@@ -283,20 +172,10 @@ def bench_row(request) -> Row:
     return row
 
 
-def _new_row(item, keys: dict) -> Row:
-    row = item.stash[ROW_KEY] = Row(test=item.nodeid, **keys)
-    decision = item.stash.get(DECISION_KEY, None)
-    if decision is not None:
-        row.update(plan=decision.action, plan_estimate_s=decision.estimate_s)
-        if decision.note:
-            row["plan_note"] = decision.note
-    return row
-
-
 def pytest_runtest_setup(item):
     keys = row_keys(item)
     if keys is not None and ROW_KEY not in item.stash:
-        _new_row(item, keys)
+        item.stash[ROW_KEY] = new_row(item, keys)
 
 
 LOAD_KEY = pytest.StashKey[LoadProbe]()
@@ -333,7 +212,7 @@ def pytest_runtest_makereport(item, call):
         return
     row = item.stash.get(ROW_KEY, None)
     if row is None:  # skipped at collection: setup never ran
-        row = _new_row(item, keys)
+        row = item.stash[ROW_KEY] = new_row(item, keys)
     state = item.config.stash[STATE_KEY]
     row["wall_s"] = round((row.get("wall_s") or 0.0) + report.duration, 3)  # setup + call + teardown
     if report.when == "teardown":
@@ -356,28 +235,6 @@ def pytest_runtest_makereport(item, call):
     if fixture is not None:  # the row travels in pytest-benchmark's JSON too
         fixture.extra_info.update({k: v for k, v in row.items() if not isinstance(v, (list, dict)) and k != "test"})
     state.add(row)
-
-
-def judge_expected(item, call, report, row: Row) -> None:
-    """A case with an expectation (declared by its model, or a known-failure manifest entry in
-    scope): failing as expected is ``known_failure`` and shown as pytest's XFAIL (exit 0);
-    failing otherwise stays a failure; passing is ``fixed_upstream`` (a failure only under
-    --bench-strict-known-failures, as PyTorch's IMPROVED under a strict accuracy check)."""
-    from bench.core import expectations
-
-    entries, stack = item.config.stash[KNOWN_KEY]
-    excinfo = getattr(call, "excinfo", None)
-    text = f"{excinfo.typename}: {excinfo.value}" if excinfo is not None else ""
-    expected = row.expectation or expectations.for_row(entries, row, stack, text)
-    if expected is None or (report.when != "call" and report.passed):
-        return
-    verdict = expectations.judge(row, expected, text)
-    if verdict == "known":
-        report.outcome, report.wasxfail = "skipped", row["reason"][:500]
-    elif verdict == "different" and not report.failed:
-        report.outcome, report.longrepr = "failed", row["reason"]
-    elif verdict == "fixed" and item.config.getoption("bench_strict_known_failures"):
-        report.outcome, report.longrepr = "failed", f"[--bench-strict-known-failures] {row['reason']}"
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

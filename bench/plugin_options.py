@@ -1,0 +1,81 @@
+"""The plugin's options: their declarations, and the checks of the values that name files and
+modules (a bad one is a usage error, exit 4, naming the value and what is valid)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.core.profiles import PROFILES
+
+
+def add_options(parser) -> None:
+    """Every option of the plugin, in its own group of pytest's --help."""
+    group = parser.getgroup("bench", "torch-hf-bench")
+    group.addoption("--bench-profile", choices=tuple(PROFILES), default="standard",
+                    help="how much to run: smoke (CI), standard (default), full (nightly GPU)")
+    group.addoption("--bench-device", default=None, metavar="LIST",
+                    help="comma list of cpu, cuda, cuda:N (default: cpu and every CUDA device)")
+    group.addoption("--bench-plugin", action="append", default=[], metavar="MODULE",
+                    help="module (or .py file) that registers user ops and models; repeatable")
+    group.addoption("--hf-model", default=None, metavar="PATH_OR_ID",
+                    help="Hugging Face model folder or hub id for the Trainer suite (default: packaged MiniLM); "
+                         "a causal LM also gets generation rows")
+    group.addoption("--hf-dataset", default=None, metavar="NAME_OR_PATH",
+                    help="datasets name or local csv/json/parquet with text and label columns")
+    group.addoption("--bench-report-dir", default=None, metavar="DIR",
+                    help="where reports go (default: <rootdir>/reports)")
+    group.addoption("--bench-compile-backend", default="inductor", metavar="NAME",
+                    help="torch.compile backend of the graph-modes suite (default inductor; eager / aot_eager "
+                         "bisect a compile mismatch to Dynamo, AOTAutograd or Inductor)")
+    group.addoption("--bench-instructions", action="store_true", default=False,
+                    help="also count instructions per call under valgrind's callgrind (CPU rows of the ops, "
+                         "graph-modes and devices suites): a channel a noisy machine does not move")
+    group.addoption("--bench-require", action="append", default=[], choices=("cuda",),
+                    help="fail the run, naming the cases, when a case was skipped for lack of this "
+                         "(e.g. a nightly GPU job that lost its GPU)")
+    group.addoption("--bench-time-budget", type=float, default=None, metavar="SECONDS",
+                    help="the whole run's time budget for the time plan (default: the profile's, 8 min in standard "
+                         "on a CPU, none in full; 0: no ceiling)")
+    group.addoption("--bench-known-failures", action="append", default=[], metavar="PATH",
+                    help="a TOML file of known failures (same format as the repository's known_failures.toml) "
+                         "read after it; repeatable")
+    group.addoption("--bench-strict-known-failures", action="store_true", default=False,
+                    help="fail the run when a case the known-failure manifest expects to fail passes "
+                         "(fixed_upstream), so CI keeps the manifest current")
+
+
+def _looks_like_path(value: str) -> bool:
+    return value.startswith(("/", "./", "../", "~"))
+
+
+def load_user_plugin(spec: str) -> None:
+    """Import a user plugin by module name or .py path; raise UsageError when it fails."""
+    from bench.registry import load_plugin
+
+    try:
+        load_plugin(spec)
+    except Exception as exc:  # any error in the user's module is a usage error naming it
+        raise pytest.UsageError(
+            f"--bench-plugin {spec!r} could not be imported: {type(exc).__name__}: {exc}. "
+            "Valid: an importable module name (e.g. examples.my_ops_plugin) or a path to a .py file."
+        ) from None
+
+
+def check_paths(config) -> None:
+    """``--hf-model`` and ``--hf-dataset`` values that look like paths must exist, and a local
+    model folder must be one transformers can read."""
+    for opt in ("hf_model", "hf_dataset"):
+        value = config.getoption(opt)
+        if value and _looks_like_path(value) and not Path(value).expanduser().exists():
+            raise pytest.UsageError(
+                f"--{opt.replace('_', '-')} {value!r}: no such file or folder. Valid: an existing local "
+                "path, or a hub id / datasets name (no leading /, ./ or ../)"
+            )
+    model = config.getoption("hf_model")
+    if model and Path(model).expanduser().is_dir() and not (Path(model).expanduser() / "config.json").is_file():
+        raise pytest.UsageError(
+            f"--hf-model {model!r}: the folder has no config.json, so transformers cannot tell which model it "
+            "holds. Valid: a folder written by save_pretrained (config.json plus model.safetensors or "
+            "pytorch_model.bin, and the tokenizer's files), or a hub id"
+        )
