@@ -117,13 +117,21 @@ def test_a_stale_entry_warns():
      'expect = {status = "slow"}\n', "expect.status 'slow'; valid: error, mismatch, oom, unsupported"),
     ("[[failure]\n", "not valid TOML"),
 ])
-def test_a_bad_manifest_is_a_usage_error_naming_the_field(bench_pytester, tmp_path, text, complaint):
-    bench_pytester.makepyfile(test_suite=SUITE)
+def test_a_bad_manifest_is_refused_naming_the_file_and_field(tmp_path, text, complaint):
     path = tmp_path / "bad.toml"
     path.write_text(text)
+    with pytest.raises(expectations.ManifestError) as refused:
+        expectations.load(path)
+    assert complaint in str(refused.value) and str(path) in str(refused.value)
+
+
+def test_a_bad_manifest_is_a_usage_error(bench_pytester, tmp_path):
+    bench_pytester.makepyfile(test_suite=SUITE)
+    path = tmp_path / "bad.toml"
+    path.write_text('[[failure]]\ncase = {model = "x"}\nwhy = "w"\nadded = 2026-12-01\n')
     result = bench_pytester.runpytest_subprocess(f"--bench-known-failures={path}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert complaint in result.stderr.str() and str(path) in result.stderr.str()
+    assert "--bench-known-failures" in result.stderr.str() and "'link' must be" in result.stderr.str()
 
 
 def test_compare_keeps_known_failures_honest():

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ("bench.core", "bench.registry", "bench.models", "bench.graphs", "bench.ops", "bench.devices",
           "bench.generation",
           "bench.distributed", "bench.sharded", "bench.trainer", "bench.report", "bench.experiments",
-          ("bench.plugin_progress", "bench.plugin_rows", "bench.plugin_options", "bench.plugin_plan", "bench.run_state"),
+          ("bench.plugin_progress", "bench.plugin_rows", "bench.plugin_options", "bench.plugin_plan",
+           "bench.run_state"),
           "bench.pytest_plugin", "bench.__main__")
 
 

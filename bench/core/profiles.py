@@ -53,7 +53,7 @@ PROFILES = {
         compile_models=("mlp",), hypothesis_examples=5,
         ddp_world_sizes=(1, 2), ddp_steps=6, trainer_steps=16, trainer_variants=0,
         gen_size="smoke", gen_batch_sizes=(2,), gen_prompt_len=16, gen_new_tokens=8, gen_graphs=False,
-        sharded_all=False, instr_inputs="check", instr_case_cap_s=30.0, run_budget_s=240.0),
+        sharded_all=False, instr_inputs="check", instr_case_cap_s=30.0, run_budget_s=180.0),
     "standard": Profile(
         name="standard",
         budget=Budget(measure_s=1.5, min_rounds=5, max_rounds=100, warmup_s=0.5, warmup_rounds=2),

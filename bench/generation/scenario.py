@@ -154,7 +154,7 @@ def estimate(case: dict, profile, machine):
     """The case's cost for the run's time plan (bench.core.plan)."""
     from bench.core.plan import Cost
 
-    cost = _ROW_S.get(case["mode"], 10.0) * (0.3 if profile.gen_size == "smoke" else 1.0)
+    cost = _ROW_S.get(case["mode"], 10.0) * (0.1 if profile.gen_size == "smoke" else 1.0)  # smoke: a tiny decoder
     if case["attention"] == "flex_attention":
         cost += 15.0  # Inductor builds its mask and attention kernels, first in a child process
     return Cost(fixed_s=cost, essential=case["mode"] == "eager" and case["attention"] == "sdpa"

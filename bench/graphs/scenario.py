@@ -96,7 +96,7 @@ def _minimal_repro(c: dict, session) -> dict:
 
 # Seconds to build one mode's graph (and save / load it back) for a small model on the reference
 # 2-core CPU (README, "Time plan"); the model's parity is built once for both phases.
-_BUILD_S = {"eager": 0.3, "script": 1.5, "trace": 1.0, "export": 3.0, "compile": 12.0}
+_BUILD_S = {"eager": 0.1, "script": 0.5, "trace": 0.3, "export": 1.0, "compile": 8.0}
 
 
 def estimate(case: dict, profile, machine):

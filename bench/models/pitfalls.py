@@ -66,10 +66,10 @@ def _shape_probe(device: str):
 
 
 register_model(ModelSpec(name="data_dependent", build=DataDependentBranch, make_batch=_data_dependent_batch,
-                         probe_batch=_negative_probe, suites=("graph_modes",),
+                         probe_batch=_negative_probe, suites=("graph_modes",), step_ms=(0.0005, 0.002),
                          expected_parity=_PITFALLS,
                          description="branch on a tensor value (trace pitfall)"))
 register_model(ModelSpec(name="shape_arith", build=ShapeArithmetic, make_batch=_shape_batch,
-                         probe_batch=_shape_probe, suites=("graph_modes",),
+                         probe_batch=_shape_probe, suites=("graph_modes",), step_ms=(0.0005, 0.002),
                          expected_parity=_PITFALLS,
                          description="Python arithmetic on a shape (trace pitfall)"))

@@ -226,7 +226,8 @@ def _numbers(tables: dict[str, pd.DataFrame], calibration) -> list[tuple[str, st
     if gen is not None and {"mode", "cache", "attention"} <= set(gen.columns):
         ref = _ok(gen, "decode_tokens_per_s")
         ref = ref[(ref["mode"] == "eager") & (ref["cache"] == "dynamic") & (ref["attention"] == "sdpa")]
-        for (model, device), group in ref.groupby(["model", "device"], sort=True):
+        groups = sorted(ref.groupby(["model", "device"], sort=True), key=lambda kv: (kv[0][0] != "llama", kv[0]))
+        for (model, device), group in groups:  # the reference decoder (Llama) first
             top = group.loc[pd.to_numeric(group["batch_size"]).idxmax()]
             out.append((f"generation {model} {device} {top.get('dtype', '')}",
                         f"{_fmt(top['decode_tokens_per_s'])} decode tokens/s, time to first token "

@@ -188,7 +188,7 @@ def estimate(case: dict, profile, machine):
     """The case's cost for the run's time plan (bench.core.plan)."""
     from bench.core.plan import EMULATION_FACTOR, Cost
 
-    cost = _SINGLE_S if case["world_size"] == 1 else _WORLD_S
+    cost = (_SINGLE_S if case["world_size"] == 1 else _WORLD_S) * (1.0 if profile.sharded_all else 0.35)
     if case["world_size"] == 1 and case["model"] != "llama":
         cost = 1.0  # a small model's in-process rows: seconds
     emulated = case.get("mp") in machine.emulated
