@@ -63,7 +63,9 @@ def test_torchrun_runners_take_two_ranks_or_more():
 @pytest.mark.distributed
 def test_the_causal_lm_fine_tune_learns_under_torchrun_with_two_ranks():
     """Trainer's DDP over gloo: the row comes back from rank 0 with the global batch counted."""
+    from bench.core.profiles import settings
+
     row = scenario.run(scenario.Config(runner="causal_lm_torchrun", world_size=2, batch_size=8,
-                                       model=scenario.CAUSAL_MODEL))
+                                       model=scenario.CAUSAL_MODEL), Session(settings("smoke")))  # the tiny decoder
     assert row["status"] == "ok", row
     assert row["world_size"] == 2 and row["samples_per_s"] > 0 and row["loss_last"] < row["loss_first"]
