@@ -160,7 +160,8 @@ def where_time_went(rows: list[dict], top: int = 10) -> tuple[list[tuple[str, fl
     """Per suite, the wall time of its cases (setup, call and teardown as pytest timed them) and
     their number, costliest first; and the ``top`` slowest cases. Rows without ``wall_s`` (older
     files, Python-API rows) are left out."""
-    timed = [r for r in rows if isinstance(r.get("wall_s"), (int, float)) and r["wall_s"] == r["wall_s"]]
+    timed = [r for r in rows if isinstance(r.get("wall_s"), (int, float)) and r["wall_s"] == r["wall_s"]
+             and r.get("status") != "skipped"]  # the cases that ran
     suites: dict[str, list[float]] = {}
     for r in timed:
         suites.setdefault(str(r.get("suite")), []).append(float(r["wall_s"]))
