@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.core.hardware import parse_devices, probe
+from bench.core.hardware import parse_devices, probe, separate_inductor_cache
 from bench.core.load import FOREIGN_LOAD_WARN, LoadProbe
 from bench.core.profiles import settings
 from bench.core.rows import Row
@@ -47,6 +47,7 @@ def pytest_configure(config):
                        ("slow", "takes more than a few seconds; run in the standard and full profiles"),
                        ("hf", "needs transformers models or data")):
         config.addinivalue_line("markers", f"{name}: {text}")
+    separate_inductor_cache()  # before anything compiles
     try:
         devices = parse_devices(config.getoption("bench_device")) if config.getoption("bench_device") else None
     except ValueError as exc:

@@ -128,3 +128,22 @@ def test_a_shared_cost_is_saved_only_when_every_case_sharing_it_is_left_out():
     # leaving out m[trace] would save 5 s (m[eager] still pays the parity): n[trace] goes first
     assert tight.of("g::n[trace]").action == "left_out" and tight.of("g::m[trace]").action == "full"
     assert tight.total_s == pytest.approx(60.0)
+
+
+def test_a_capped_run_gets_an_inductor_cache_of_its_own(monkeypatch):
+    """Inductor's cache keys do not include the dispatch cap: a capped run that loaded an uncapped
+    run's kernels aborted here, and the other way round segfaulted."""
+    from bench.core.hardware import separate_inductor_cache
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS"):
+        monkeypatch.delenv(k, raising=False)
+    assert separate_inductor_cache() is None  # no cap: the default cache
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    folder = separate_inductor_cache()
+    assert folder and folder.endswith("-aten_cpu_capability=avx2")
+    import os
+
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == folder
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/somewhere/mine")
+    assert separate_inductor_cache() is None  # the user's own choice stands

@@ -79,6 +79,7 @@ def fingerprint(learned: dict | None = None) -> dict:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_isa_caps": {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
                                                     "MKL_ENABLE_INSTRUCTIONS") if os.environ.get(k)},
+        "inductor_cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR"),
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
         "transformers": _version("transformers"),

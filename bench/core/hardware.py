@@ -125,6 +125,25 @@ def cpu_native_low_precision(cpuinfo: str | None = None, capability: str | None 
     return tuple(d for d, names in NATIVE_FLAGS.items() if flags & set(names))
 
 
+ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def separate_inductor_cache() -> str | None:
+    """Under a CPU dispatch cap (ISA_CAPS set, how this suite reproduces a CPU without AVX-512),
+    give Inductor an on-disk cache of its own, unless TORCHINDUCTOR_CACHE_DIR is set: its cache
+    keys do not include the cap, and here a capped run that loaded kernels an uncapped run had
+    compiled aborted (SIGABRT), as did an uncapped run loading capped ones (SIGSEGV). Returns the
+    folder chosen, or None when nothing was changed."""
+    caps = [f"{k.lower()}={os.environ[k]}" for k in ISA_CAPS if os.environ.get(k)]
+    if not caps or os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        return None
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    folder = f"{default_cache_dir()}-{'-'.join(re.sub(r'[^a-z0-9=._]', '', c.lower()) for c in caps)}"
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = folder  # inherited by every child (torchrun ranks, isolation)
+    return folder
+
+
 def parse_devices(text: str, cuda_device_count: int | None = None) -> list[str]:
     """Parse ``--bench-device``: a comma list of cpu, cuda, cuda:N. ``cuda`` means every
     visible CUDA device (cuda:0 when there is none, so its rows say why they are skipped).
