@@ -31,29 +31,29 @@ def known_failures(config, state) -> tuple:
 def plan_run(config, items, session, state) -> None:
     """The run's time plan (bench.core.plan) over the cases that will run: a left-out case is
     skipped saying why and what times it; the others carry their decision to their row."""
-    from bench.core.expectations import for_row
     from bench.core.plan import estimate_of, make_plan, this_machine
 
     profile, machine, planned = session.profile, this_machine(), []
-    entries, stack = config.stash[KNOWN_KEY]
-
-    def watched(keys: dict) -> bool:
-        return for_row(entries, {**keys, "status": "error"}, stack) is not None
+    entries, _ = config.stash[KNOWN_KEY]
     for item in items:
         marker = item.get_closest_marker("bench_row")
         if marker is None or any(m.name == "skip" for m in item.iter_markers()):
             continue
         keys = dict(marker.kwargs)
         cost = estimate_of(keys["suite"])(keys, profile, machine)
-        if watched(keys):  # a known failure in scope: kept, so the report says the day upstream fixes it
+        # a case a manifest entry selects is kept, whatever the entry's scope (so the plan does not
+        # depend on the installed versions): the report says the day upstream fixes it
+        if any(e.selects({**keys, "test": item.nodeid}) for e in entries):
             cost = dataclasses.replace(cost, essential=True)
         planned.append((item.nodeid, keys["suite"], cost))
     budget = config.getoption("bench_time_budget")
+    if budget is not None and budget < 0:
+        raise pytest.UsageError(f"--bench-time-budget {budget:g}: valid: seconds > 0, or 0 for no ceiling")
     budget = profile.run_budget_s if budget is None else (budget or None)
-    plan = make_plan(planned, budget, "--bench-profile=full")
+    plan = make_plan(planned, budget, "--bench-time-budget 0 (or a larger budget)")
     config.stash[PLAN_KEY] = plan
     state.plan = {"budget_s": plan.budget_s, "estimate_s": round(plan.total_s, 1),
-                                    "machine": dataclasses.asdict(machine), "summary": plan.summary()}
+                  "machine": dataclasses.asdict(machine), "summary": plan.summary()}
     by_id = {item.nodeid: item for item in items}
     for d in plan.decisions:
         by_id[d.case].stash[DECISION_KEY] = d

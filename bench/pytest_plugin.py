@@ -12,7 +12,7 @@ import pytest
 from bench.core.hardware import parse_devices, probe, separate_inductor_cache
 from bench.core.load import FOREIGN_LOAD_WARN, LoadProbe
 from bench.core.profiles import settings
-from bench.core.rows import Row
+from bench.core.rows import Row, passed
 from bench.core.session import Session
 from bench.plugin_options import add_options, check_paths, load_user_plugin
 from bench.plugin_plan import KNOWN_KEY, PLAN_KEY, judge_expected, known_failures, new_row, plan_run
@@ -218,7 +218,7 @@ def pytest_runtest_makereport(item, call):
     row["wall_s"] = round((row.get("wall_s") or 0.0) + report.duration, 3)  # setup + call + teardown
     if report.when == "teardown":
         state.add(row)  # the whole case's wall time, rewritten, not added twice
-        if report.failed and row["status"] in (None, "ok"):
+        if report.failed and (row["status"] is None or passed(row["status"])):
             row.set_status("error", "teardown: " + message(report))
             state.add(row)
         return
@@ -265,6 +265,10 @@ def pytest_sessionfinish(session, exitstatus):
     if missing:
         state.failures.append(f"--bench-require cuda: {len(missing)} case(s) skipped for lack of a CUDA device "
                               f"(first: {missing[0]})")
+    fixed = [r["test"] for r in state.rows if r.get("status") == "fixed_upstream"]
+    if fixed and config.getoption("bench_strict_known_failures"):
+        state.failures.append(f"--bench-strict-known-failures: {len(fixed)} case(s) a known-failure entry expects to "
+                              f"fail passed (first: {fixed[0]}): update known_failures.toml")
     unmeasured = user_model_unmeasured(state.rows, config.getoption("hf_model"))
     if unmeasured:
         state.failures.append(unmeasured)

@@ -84,6 +84,8 @@ def test_known_failure_and_fix_exit_zero_unless_strict(bench_pytester, tmp_path)
     assert strict.ret == pytest.ExitCode.TESTS_FAILED
     strict.assert_outcomes(failed=1, xfailed=1)
     assert "--bench-strict-known-failures" in strict.stdout.str()
+    summary = (bench_pytester.path / "reports" / "latest" / "summary.md").read_text()
+    assert summary.splitlines()[2].startswith("**NOT GOOD") and "update known_failures.toml" in summary
 
 
 def test_an_entry_out_of_scope_leaves_the_case_judged_normally(bench_pytester, tmp_path):
@@ -181,3 +183,14 @@ def test_pitfall_rows_keep_their_meaning_without_a_reason_prefix():
     assert export["status"] == "known_failure" and "export.html" in export["reason"]
     script = run(Config(model="data_dependent", mode="script"))  # no expectation: judged as usual
     assert script["status"] == "ok" and "expected" not in script
+
+
+def test_a_pitfall_model_that_stops_failing_is_an_error_and_another_status_is_a_failure():
+    declared = expectations.declared("data_dependent", "mismatch", "branch on a tensor value", "https://x.test/doc")
+    row = {"status": "ok", "reason": None}
+    assert expectations.judge(row, declared, "") == "different"
+    assert row["status"] == "error" and "built to show" in row["reason"]  # the checker lost its power
+    upstream = expectations.Expectation("error", "https://x.test/1", "why", "f entry 1", exception="InductorError")
+    row = {"status": "unsupported", "reason": "ImportError: this build has no flex_attention"}
+    assert expectations.judge(row, upstream, "") == "different"
+    assert row["status"] == "error" and row["reason"].startswith("unsupported: ")  # the row says what exit 1 says

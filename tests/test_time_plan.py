@@ -83,7 +83,8 @@ def test_a_run_over_its_budget_says_what_it_left_out_and_still_checks(bench_pyte
     left = [r for r in rows.values() if r.get("plan") == "left_out"]
     ran = [r for r in rows.values() if r.get("plan") != "left_out" and r["suite"] == "ddp"]
     assert left and ran and sum(r["plan_estimate_s"] for r in ran) <= 40
-    assert all(r["status"] == "skipped" and "--bench-profile=full times it" in r["reason"] for r in left)
+    assert all(r["status"] == "skipped" and "--bench-time-budget 0 (or a larger budget) times it" in r["reason"]
+               for r in left)
     assert rows["test_correctness[planted_op]"]["status"] == "ok"  # a plain check is never planned away
     assert data["bench_run"]["plan"]["budget_s"] == 40
     assert result.ret == pytest.ExitCode.OK
@@ -147,3 +148,25 @@ def test_a_capped_run_gets_an_inductor_cache_of_its_own(monkeypatch):
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == folder
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/somewhere/mine")
     assert separate_inductor_cache() is None  # the user's own choice stands
+
+
+def test_a_case_one_side_s_plan_left_out_is_not_a_correctness_change(tmp_path, capsys):
+    import copy
+    from pathlib import Path
+
+    from bench.__main__ import main
+
+    real = json.loads((Path(__file__).parent / "data" / "results_smoke.json").read_text())
+    case = "suites/test_graph_modes.py::test_graph_mode[custom_ops_mlp-eager-cpu-fp32-train]"
+    new = copy.deepcopy(real)
+    row = next(r for r in new["bench_rows"] if r["test"] == case)
+    row.update(status="skipped", plan="left_out", reason="left out by the run's time plan: about 9 s")
+    new["benchmarks"] = [b for b in new["benchmarks"] if b["fullname"] != case]
+    paths = []
+    for name, data in (("a", real), ("b", new)):
+        paths.append(str(tmp_path / f"{name}.json"))
+        Path(paths[-1]).write_text(json.dumps(data))
+    assert main(["compare", *paths, "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert not [c for c in out["correctness"] if c["case"] == case]
+    assert any("left out by a side's time plan" in w for w in out["warnings"])

@@ -264,6 +264,11 @@ def judge(row: dict, expectation: Expectation, text: str) -> str | None:
     if status == "skipped":
         return None
     kind = "known upstream failure" if expectation.upstream else "expected by design"
+    if status == "ok" and not expectation.upstream:  # a model built to fail no longer does: the check lost its power
+        row["status"] = "error"
+        row["reason"] = (f"the model is built to show {expectation.describe()} ({expectation.source}: "
+                         f"{expectation.why}) but it passed: the check that should catch it did not")
+        return "different"
     if status == "ok":
         row["status"] = "fixed_upstream"
         row["reason"] = (f"the {kind} did not occur: {expectation.link} ({expectation.source}: {expectation.why}); "
@@ -274,4 +279,7 @@ def judge(row: dict, expectation: Expectation, text: str) -> str | None:
         return "known"
     row["reason"] = (f"{reason} [the {kind} {expectation.describe()} did not occur as expected "
                      f"({expectation.source}): this is another failure]")
+    if status not in ("error", "mismatch", "oom"):
+        row["reason"] = f"{status}: {row['reason']}"
+        row["status"] = "error"  # the row says what the exit code says: a failure
     return "different"

@@ -23,14 +23,15 @@ MARK = "BENCH-ISOLATED-RESULT "
 def try_in_child(target: str, payload: dict, timeout_s: float = 900.0) -> dict:
     """Run ``target`` ("module:function", called with ``payload``) in a child interpreter.
     Returns ``{"crashed": why}`` when the child died by a signal or timed out, else the
-    function's own result (a JSON-able dict) or ``{"error": text}`` for an exception it raised."""
+    function's own result (a JSON-able dict) or ``{"error": text, "type": name}`` for an exception
+    it raised."""
     code = ("import json, sys, importlib\n"
             "mod, fn = sys.argv[1].split(':')\n"
             "payload = json.loads(sys.argv[2])\n"
             "try:\n"
             "    out = getattr(importlib.import_module(mod), fn)(payload)\n"
             "except Exception as exc:\n"
-            "    out = {'error': f'{type(exc).__name__}: {exc}'}\n"
+            "    out = {'error': f'{type(exc).__name__}: {exc}', 'type': type(exc).__name__}\n"
             f"print({MARK!r} + json.dumps(out, default=str), flush=True)\n")
     try:
         done = subprocess.run([sys.executable, "-c", code, target, json.dumps(payload)], capture_output=True,

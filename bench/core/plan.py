@@ -10,9 +10,10 @@ profile's budget, and at its fewest). When the sum is over the run's budget the 
   3. leaves out the costliest cases, each with the reason and the command that times it, never a
      case its question declares essential nor a suite's last case.
 It stops as soon as the run fits (or nothing more may go: the plan then says it is over budget).
-The plan is a pure function of the selection, the profile and the machine's facts (cores, which
-dtypes this CPU emulates): the same selection on the same machine gets the same plan, so two runs
-``compare`` puts side by side measured alike. Plain correctness tests are not planned: they
+The plan is a pure function of the selection, the profile, the known-failure entries (a case one
+selects is kept) and the machine's facts (cores, which dtypes this CPU emulates): the same
+selection on the same machine gets the same plan, so two runs ``compare`` puts side by side
+measured alike. Plain correctness tests are not planned: they
 always run.
 """
 from __future__ import annotations

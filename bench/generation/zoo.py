@@ -75,7 +75,12 @@ def hf_attention(hf_model: str) -> str:
     """The attention implementation the rows of a ``--hf-model`` checkpoint ask for: ``sdpa``
     when its class supports it (``_supports_sdpa``; Gemma 2 does not, for its logit soft-capping),
     else ``eager``, which every model has. Read from config.json and the class, without loading
-    weights; a checkpoint that cannot be read asks for sdpa and its rows say why it failed."""
+    weights (a local folder only: collection never goes to the hub); a checkpoint that cannot be
+    read here asks for sdpa, and its rows say why it failed."""
+    from pathlib import Path
+
+    if not (Path(hf_model).expanduser() / "config.json").is_file():
+        return "sdpa"
     try:
         from transformers import AutoConfig
         from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING

@@ -134,9 +134,13 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
     if not allow_selection_mismatch:
         correctness += [_case_on_one_side(case, base, lost=True) for case in sorted(base_cases - new_cases)]
     correctness += [_case_on_one_side(case, new, lost=False) for case in sorted(new_cases - base_cases)]
+    planned_out = []
     for case in common:
         brows = [r.rows[case] for r in base if case in r.rows]
         nrows = [r.rows[case] for r in new if case in r.rows]
+        if any(all(r.get("plan") == "left_out" for r in side) for side in (brows, nrows)):
+            planned_out.append(case)  # not run on a side by the time plan: nothing to compare, not a change
+            continue
         c = correctness_diff(case, brows, nrows)
         if c:
             correctness.append(c)
@@ -152,11 +156,14 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
         m.pop("worse", None)
         if m["case"] in busy and m["verdict"] != "same" and metric_of(m["suite"], m["metric"]).moved_by_load:
             _under_load(m, busy[m["case"]])
-        if m["case"] in replanned and metric_of(m["suite"], m["metric"]).moved_by_load and m["verdict"] != "unsure":
+        if m["case"] in replanned and m["verdict"] != "unsure":  # a shrunk batch moves counts too
             m["note"] = (f"measured under different time plans ({replanned[m['case']]}): not like with like, so not "
                          f"decided (was {m['verdict']}); " + (m.get("note") or "")).strip()
             m["verdict"] = "unsure"
             m.pop("q_value", None)
+    if planned_out:
+        warnings.append(f"{len(planned_out)} case(s) were left out by a side's time plan and are not compared "
+                        f"(first: {planned_out[0]}); --bench-time-budget 0 on both sides compares them")
     if replanned:
         warnings.append(f"{len(replanned)} case(s) were measured under different time plans (fewer rounds, a shrunk "
                         "batch): their timings are not decided; run both sides with the same selection and profile "

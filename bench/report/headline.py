@@ -95,7 +95,7 @@ def _counts_clause(tables: dict[str, pd.DataFrame], known: list[dict]) -> list[s
     if lacks:
         parts.append(f"{lacks} need hardware this machine lacks")
     if left_out:
-        parts.append(f"{left_out} left out by the run's time plan (--bench-profile=full times them)")
+        parts.append(f"{left_out} left out by the run's time plan (--bench-time-budget 0 times them)")
     if skipped:
         parts.append(f"{skipped} skipped (profile or options)")
     return parts
