@@ -31,7 +31,7 @@ def known_failures(config, state) -> tuple:
 def plan_run(config, items, session, state) -> None:
     """The run's time plan (bench.core.plan) over the cases that will run: a left-out case is
     skipped saying why and what times it; the others carry their decision to their row."""
-    from bench.core.plan import estimate_of, make_plan, this_machine
+    from bench.core.plan import make_plan, this_machine
 
     profile, machine, planned = session.profile, this_machine(), []
     entries, _ = config.stash[KNOWN_KEY]
@@ -62,6 +62,28 @@ def plan_run(config, items, session, state) -> None:
         by_id[d.case].stash[DECISION_KEY] = d
         if d.action == "left_out":
             by_id[d.case].add_marker(pytest.mark.skip(reason=d.note))
+
+
+def estimate_of(suite: str):
+    """The ``estimate(case, profile, machine) -> Cost`` a question's scenario declares
+    (bench.core.face.QUESTIONS), guarded: a case it cannot read (a user's model) gets the default."""
+    import importlib
+
+    from bench.core.face import QUESTIONS
+    from bench.core.plan import default_cost
+
+    module = QUESTIONS.get(suite)
+    fn = getattr(importlib.import_module(module), "estimate", None) if module else None
+    if fn is None:
+        return default_cost
+
+    def guarded(case, profile, machine):
+        try:
+            return fn(case, profile, machine)
+        except (KeyError, TypeError, ValueError):
+            return default_cost(case, profile, machine)
+
+    return guarded
 
 
 def new_row(item, keys: dict) -> Row:

@@ -28,6 +28,8 @@ else:  # pragma: no cover - Python 3.10
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from bench.core.rows import FAILURES
+
 MANIFEST = "known_failures.toml"  # at the repository's root (pytest's rootdir)
 # An entry older than this is worth a look: upstream may have fixed it under another version.
 STALE_AFTER_DAYS = 180
@@ -109,15 +111,11 @@ def _parse(version: str | None) -> Version | None:
 
 def stack_versions() -> dict:
     """What scopes are judged against: torch, transformers and CUDA versions, CPU capability."""
-    import importlib.metadata
-
     import torch
 
-    try:
-        transformers = importlib.metadata.version("transformers")
-    except importlib.metadata.PackageNotFoundError:
-        transformers = None
-    return {"torch": torch.__version__, "transformers": transformers, "cuda": torch.version.cuda,
+    from bench.core.env import _version
+
+    return {"torch": torch.__version__, "transformers": _version("transformers"), "cuda": torch.version.cuda,
             "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
@@ -279,7 +277,7 @@ def judge(row: dict, expectation: Expectation, text: str) -> str | None:
         return "known"
     row["reason"] = (f"{reason} [the {kind} {expectation.describe()} did not occur as expected "
                      f"({expectation.source}): this is another failure]")
-    if status not in ("error", "mismatch", "oom"):
+    if status not in FAILURES:
         row["reason"] = f"{status}: {row['reason']}"
         row["status"] = "error"  # the row says what the exit code says: a failure
     return "different"

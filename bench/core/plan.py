@@ -171,6 +171,11 @@ def this_machine() -> Machine:
                    emulated=tuple(d for d in ("bf16", "fp16") if caps.cpu_emulation_note("cpu", d)))
 
 
+def default_cost(case: dict, profile, machine: Machine) -> Cost:
+    """A case whose question declares no estimate (or cannot read the case): a quick call."""
+    return budget_timed(profile.budget, 0.01, 1.0)
+
+
 def budget_timed(budget, call_s: float, fixed_s: float, calls_before: int = 1, **kw) -> Cost:
     """A case timed by ``budget`` (bench.core.timing.Budget): ``fixed_s`` (its build and check,
     which make ``calls_before`` calls of ``call_s``) plus warm-up and rounds at the budget, or at
@@ -187,27 +192,3 @@ def case_budget(profile, machine: Machine, device: str, dtype: str):
 # How much slower a CPU that emulates bf16 / fp16 runs a model's step than in fp32 (converting
 # through fp32 around every GEMM and convolution): 4-17x on the reference machine (README, "Time plan").
 EMULATION_FACTOR = 8.0
-
-
-def estimate_of(suite: str):
-    """The ``estimate(case, profile, machine) -> Cost`` a question declares (its scenario
-    module, bench.core.face.QUESTIONS), or a default: a budget-timed case of a quick call."""
-    import importlib
-
-    from bench.core.face import QUESTIONS
-
-    def default(case, profile, machine):
-        return budget_timed(profile.budget, 0.01, 1.0)
-
-    module = QUESTIONS.get(suite)
-    fn = getattr(importlib.import_module(module), "estimate", None) if module else None
-    if fn is None:
-        return default
-
-    def guarded(case, profile, machine):  # a case the estimate cannot read (a user's model): the default
-        try:
-            return fn(case, profile, machine)
-        except (KeyError, TypeError, ValueError):
-            return default(case, profile, machine)
-
-    return guarded

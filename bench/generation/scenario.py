@@ -64,9 +64,9 @@ def cases(session) -> list:
     p, out = session.profile, []
     models = zoo.DECODERS + (("hf",) if session.settings.hf_model else ())
     for model in models:
+        attention = zoo.hf_attention(session.settings.hf_model) if model == "hf" else "sdpa"
         for device in session.devices:
             dtype = "fp32" if device == "cpu" else "bf16"
-            attention = zoo.hf_attention(session.settings.hf_model) if model == "hf" else "sdpa"
             variants = [("eager", "dynamic", attention, bs) for bs in p.gen_batch_sizes]
             if model == "llama" and p.gen_graphs:  # prefill latency by prompt length: a 4x longer prompt
                 variants.append(("eager", "dynamic", "sdpa", 1, 4 * p.gen_prompt_len))

@@ -21,6 +21,8 @@ class Headline:
     numbers: list[tuple[str, str, str]]  # (what, value, which case)
     cards: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)  # one per suite: its first figure
     more: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)   # the other figures
+    known: list[dict] = dataclasses.field(default_factory=list)  # known failures and fixes (known_failures)
+    time: tuple = dataclasses.field(default_factory=lambda: ([], []))  # where_time_went: per suite, slowest
 
 
 def _fmt(v: float, unit: str = "") -> str:
@@ -117,7 +119,8 @@ def build(tables: dict[str, pd.DataFrame], run: dict, notes: list[str]) -> Headl
     good = not any(failures.values()) and not incomplete and not bad_cal and ok > 0 and not run_failures
     parts = [", ".join(f"{n} {s}" for s, n in failures.items() if n) or "no failures"]
     parts += [f"RUN FAILED: {f}" for f in run_failures]
-    parts += _counts_clause(tables, known_failures(tables))
+    known = known_failures(tables)
+    parts += _counts_clause(tables, known)
     if ok == 0:
         parts.append("NOTHING WAS MEASURED")
     if incomplete:
@@ -142,7 +145,8 @@ def build(tables: dict[str, pd.DataFrame], run: dict, notes: list[str]) -> Headl
     for what, value, case, suite in numbers:
         (more if suite in seen else cards).append((what, value, case))
         seen.add(suite)
-    return Headline(good, verdict, counts, [n[:3] for n in numbers], cards, more)
+    time = where_time_went([dict(suite=s, **r) for s, df in tables.items() for r in df.to_dict("records")])
+    return Headline(good, verdict, counts, [n[:3] for n in numbers], cards, more, known, time)
 
 
 def _loaded(tables: dict[str, pd.DataFrame]) -> tuple[int, int] | None:

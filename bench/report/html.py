@@ -119,7 +119,7 @@ def render_html(tables: dict[str, pd.DataFrame], fingerprint: dict, run: dict, n
     if bad:
         cols = ["suite", "test", "status", "reason"]
         parts += ["<h2>Failures</h2>", _table(pd.DataFrame(bad)[cols], "table-failures")]
-    known = hl.known_failures(tables)
+    known = head.known
     if known:
         parts += ["<h2 id='known-failures'>Known failures</h2>", f"<p>{html.escape(KNOWN_TEXT)}</p>",
                   _table(pd.DataFrame(known)[["suite", "case", "status", "kind", "link", "reason"]], "table-known")]
@@ -141,8 +141,7 @@ def render_html(tables: dict[str, pd.DataFrame], fingerprint: dict, run: dict, n
             parts.append(f"<details><summary>{len(cases)} case(s): {html.escape(reason[:200])}</summary><ul>"
                          + "".join(f"<li>{html.escape(c)}</li>" for c in cases) + "</ul></details>")
         parts.append("</details>")
-    per_suite, slowest = hl.where_time_went([dict(suite=s, **r) for s, df in tables.items()
-                                             for r in df.to_dict("records")])
+    per_suite, slowest = head.time
     if per_suite:
         parts += ["<h2 id='time'>Where the time went</h2>",
                   _table(pd.DataFrame(per_suite, columns=["suite", "wall_s", "cases"]), "table-time"),

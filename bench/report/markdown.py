@@ -67,7 +67,7 @@ def render_summary(tables: dict[str, pd.DataFrame], fingerprint: dict, run: dict
                 target.append({"suite": suite, "case": _case(row, suite), "status": row["status"],
                                "reason": reason[:300]})
     lines += ["", "## Failures", "", _md(pd.DataFrame(bad_rows)) if bad_rows else "None."]
-    known = hl.known_failures(tables)
+    known = head.known
     if known:
         lines += ["", "## Known failures", "", KNOWN_TEXT, "",
                   _md(pd.DataFrame(known)[["suite", "case", "status", "kind", "reason"]].assign(
@@ -84,8 +84,7 @@ def render_summary(tables: dict[str, pd.DataFrame], fingerprint: dict, run: dict
                   f"{len(skipped)} reason(s)</summary>", "",
                   _md(pd.DataFrame([{"cases": n, "reason": r[:300]} for r, n in
                                     sorted(skipped.items(), key=lambda kv: -kv[1])])), "", "</details>"]
-    per_suite, slowest = hl.where_time_went([dict(suite=s, **r) for s, df in tables.items()
-                                             for r in df.to_dict("records")])
+    per_suite, slowest = head.time
     if per_suite:
         lines += ["", "## Where the time went", "",
                   _md(pd.DataFrame(per_suite, columns=["suite", "wall_s", "cases"])), "",
