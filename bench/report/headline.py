@@ -145,7 +145,7 @@ def build(tables: dict[str, pd.DataFrame], run: dict, notes: list[str]) -> Headl
     for what, value, case, suite in numbers:
         (more if suite in seen else cards).append((what, value, case))
         seen.add(suite)
-    time = where_time_went([dict(suite=s, **r) for s, df in tables.items() for r in df.to_dict("records")])
+    time = where_time_went([{**r, "suite": s} for s, df in tables.items() for r in df.to_dict("records")])
     return Headline(good, verdict, counts, [n[:3] for n in numbers], cards, more, known, time)
 
 
