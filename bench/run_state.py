@@ -38,6 +38,12 @@ class RunState:
                 if text not in have:
                     row["warnings"] = "; ".join(have + [text])[:2000]
 
+    def channels(self) -> dict:
+        """Which measuring channels this run had on, so ``compare`` tells a count the run never
+        took (``--bench-instructions`` off) from one it lost."""
+        settings = getattr(self.session, "settings", None)
+        return {"wall_time": True, "instructions": bool(getattr(settings, "instructions", False))}
+
     @property
     def run_dir(self) -> Path:
         return self.root / self.run_id
@@ -58,7 +64,8 @@ class RunState:
         data = dict(benchmarks or {"machine_info": {"bench": self.fingerprint()}, "benchmarks": []})
         data["bench_rows"] = [dict(r) for r in self.rows]
         data["bench_run"] = {"schema": RESULTS_SCHEMA, "run_id": self.run_id, "profile": self.profile,
-                             "complete": complete, "notes": self.notes, "failures": self.failures, "plan": self.plan}
+                             "complete": complete, "notes": self.notes, "failures": self.failures, "plan": self.plan,
+                             "channels": self.channels()}
         return data
 
     def write(self, complete: bool, benchmarks: dict | None = None) -> None:

@@ -14,6 +14,7 @@ import subprocess
 import torch
 
 from bench.core.hardware import probe
+from bench.core.machine import cpu_model, hardware
 from bench.core.numerics import float32_matmul_precision, tf32_state
 
 
@@ -22,17 +23,6 @@ def _version(dist: str) -> str | None:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _driver() -> str | None:
@@ -71,7 +61,9 @@ def fingerprint(learned: dict | None = None) -> dict:
         "gpu_name": torch.cuda.get_device_name(0) if cuda else None,
         "gpu_names": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
         "gpu_count": torch.cuda.device_count() if cuda else 0,
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
+        # the hardware as the machine (not this torch) sees it: what makes two runs comparable
+        "hardware": hardware(),
         "cpu_cores": os.cpu_count(),
         "cpu_native_low_precision": list(probe().cpu_native),
         # the ISA ATen dispatches to (capped by ATEN_CPU_CAPABILITY), and the caps on oneDNN / MKL:
@@ -107,5 +99,10 @@ def safe_fingerprint(learned: dict | None = None) -> dict:
     try:
         return fingerprint(learned)
     except Exception as exc:  # noqa: BLE001 -- anything here would cost the run its report
-        return {"fingerprint_error": f"environment fingerprint failed ({type(exc).__name__}: {str(exc)[:200]})",
-                **(learned or {})}
+        out = {"fingerprint_error": f"environment fingerprint failed ({type(exc).__name__}: {str(exc)[:200]})",
+               **(learned or {})}
+        try:  # the machine's identity does not depend on the stack that failed
+            out["hardware"] = hardware()
+        except Exception:  # noqa: BLE001
+            pass
+        return out

@@ -13,15 +13,17 @@ import statistics
 from pathlib import Path
 
 from bench.core.load import FOREIGN_LOAD_WARN
-from bench.core.rows import DRIFT_FACTOR, DRIFT_FLOOR, ERROR_COLUMNS, metric_of
+from bench.core.rows import DRIFT_FACTOR, DRIFT_FLOOR, ERROR_COLUMNS, metric_of, passed
 from bench.report.correctness import correctness_diff
 from bench.report.io import ResultsError
 from bench.report.runs import (
     Run,
     environment_diff,
     load_run,
+    counted_instructions,
     machine_identity,
     repro_command,
+    torch_gpus,
 )
 from bench.report.verdicts import decide, judge_case, two_channels
 
@@ -42,6 +44,7 @@ class Diff:
     repro: dict[str, str]
     crashes: list[dict] = dataclasses.field(default_factory=list)  # runs that gave no results (ab)
     alpha: float = 0.05
+    run_regressions: list[dict] = dataclasses.field(default_factory=list)  # the new stack lost a device
 
     @property
     def crash_regressions(self) -> list[dict]:
@@ -60,7 +63,7 @@ class Diff:
 
     @property
     def verdict(self) -> str:
-        bad = self.regressions or self.status_regressions or self.crash_regressions
+        bad = self.regressions or self.status_regressions or self.crash_regressions or self.run_regressions
         return "regression" if bad else "no_regression"
 
     @property
@@ -72,6 +75,7 @@ class Diff:
                 "metrics": self.metrics, "drift": self.drift, "only_in_base": self.only_in_base,
                 "only_in_new": self.only_in_new, "warnings": self.warnings, "new_warnings": self.new_warnings,
                 "geomean_time_ratio": self.geomean, "repro": self.repro, "crashes": self.crashes,
+                "run_regressions": self.run_regressions,
                 "runs": {"base": self.runs_base, "new": self.runs_new}, "method": method(self.alpha)}
 
 
@@ -94,7 +98,15 @@ def _check_comparable(base: list[Run], new: list[Run], allow_profile_mismatch: b
         if not allow_profile_mismatch:
             raise ResultsError(text + "; pass --allow-profile-mismatch to compare them anyway")
         warnings.append(text)
-    machines = {machine_identity(r.fingerprint) for r in base + new}
+    for r in base + new:
+        if r.fingerprint.get("fingerprint_error"):
+            warnings.append(f"run {r.run_id}: {r.fingerprint['fingerprint_error']}; what changed in its environment "
+                            "cannot be listed")
+    unknown = [r.run_id for r in base + new if machine_identity(r.fingerprint) is None]
+    if unknown:
+        warnings.append(f"run(s) {', '.join(unknown)} recorded no machine identity (the fingerprint failed: "
+                        f"{_fingerprint_error(base + new)}): compared as if on the same machine")
+    machines = {m for r in base + new if (m := machine_identity(r.fingerprint)) is not None}
     if len(machines) > 1:
         text = f"runs come from different machines ({' vs '.join(sorted(machines))}): timings are not comparable"
         if not allow_machine_mismatch:
@@ -104,6 +116,42 @@ def _check_comparable(base: list[Run], new: list[Run], allow_profile_mismatch: b
         if not r.complete:
             warnings.append(f"run {r.run_id} is incomplete (interrupted): cases it did not reach are missing")
     return warnings
+
+
+def _fingerprint_error(runs: list[Run]) -> str:
+    return next((str(r.fingerprint["fingerprint_error"]) for r in runs if r.fingerprint.get("fingerprint_error")),
+                "no hardware recorded")
+
+
+def lost_devices(base: list[Run], new: list[Run]) -> list[dict]:
+    """GPUs the machine has that the base side's torch used and the new side's cannot: the new
+    stack lost the GPU (a CPU wheel, a driver mismatch). A regression of the new side, named."""
+    def usable(runs):
+        counts = [torch_gpus(r.fingerprint) for r in runs]
+        return None if any(c is None for c in counts) else min(counts)
+
+    had, has = usable(base), usable(new)
+    if not had or has is None or has >= had:
+        return []
+    machine = next((machine_identity(r.fingerprint) for r in new if machine_identity(r.fingerprint)), "this machine")
+    why = next((r.fingerprint.get("fingerprint_error") for r in new if r.fingerprint.get("fingerprint_error")), None)
+    return [{"kind": "lost_gpu", "base": had, "new": has,
+             "reason": f"the new side's torch can use {has} of the {had} GPU(s) the base side's torch used on the same "
+                       f"hardware ({machine}): the new stack lost the GPU (a CPU-only wheel, or a driver / CUDA "
+                       "mismatch; torch.cuda.is_available() is False there)" + (f"; {why}" if why else "")}]
+
+
+def channel_warnings(base: list[Run], new: list[Run]) -> list[str]:
+    """The instruction channel (``--bench-instructions``) on one side only: its counts are
+    judged over the runs that had it, or not at all; said once, not per case."""
+    b, n = sum(map(counted_instructions, base)), sum(map(counted_instructions, new))
+    if (b == 0) == (n == 0) and (b in (0, len(base)) and n in (0, len(new))):
+        return []
+    if b == 0 or n == 0:
+        return [f"instruction counts were taken on the {'new' if b == 0 else 'base'} side only (--bench-instructions "
+                f"in {b} of {len(base)} base and {n} of {len(new)} new runs): they are not judged"]
+    return [f"instruction counts were taken in {b} of {len(base)} base and {n} of {len(new)} new runs "
+            "(--bench-instructions): judged over those runs"]
 
 
 def _case_on_one_side(case: str, runs: list[Run], lost: bool) -> dict:
@@ -134,7 +182,7 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
     if not allow_selection_mismatch:
         correctness += [_case_on_one_side(case, base, lost=True) for case in sorted(base_cases - new_cases)]
     correctness += [_case_on_one_side(case, new, lost=False) for case in sorted(new_cases - base_cases)]
-    planned_out = []
+    planned_out, compared = [], 0
     for case in common:
         brows = [r.rows[case] for r in base if case in r.rows]
         nrows = [r.rows[case] for r in new if case in r.rows]
@@ -144,10 +192,15 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
         c = correctness_diff(case, brows, nrows)
         if c:
             correctness.append(c)
+        compared += bool(c) or any(passed(r.get("status")) for r in brows + nrows)
         suite = brows[0].get("suite") or "other"
         same_status = c is None or c["base_status"] == c["new_status"]
         metrics += judge_case(case, suite, base, new, threshold, alpha, same_status)
         drift += _drift(case, suite, brows, nrows)
+    lost = lost_devices(base, new)
+    if not compared and not correctness and not lost:
+        raise ResultsError(_nothing_compared(common, planned_out, base))
+    warnings += channel_warnings(base, new)
     decide(metrics, alpha)
     two_channels(metrics, lambda suite, name: metric_of(suite, name).kind)
     busy = _busy_cases(base + new)
@@ -178,7 +231,20 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
         repro[case] = repro_command(case, run, run.rows[case])
     return Diff([r.run_id for r in base], [r.run_id for r in new], environment_diff(base, new), correctness,
                 metrics, drift, sorted(base_cases - new_cases), sorted(new_cases - base_cases),
-                new_warnings(common, base, new), warnings, geomean_time_ratio(metrics), repro, alpha=alpha)
+                new_warnings(common, base, new), warnings, geomean_time_ratio(metrics), repro, alpha=alpha,
+                run_regressions=lost)
+
+
+def _nothing_compared(common: list[str], planned_out: list[str], base: list[Run]) -> str:
+    """Why a comparison found nothing to judge: every shared case skipped on both sides, or left
+    out by a time plan. "No regression" over nothing would be a verdict nobody earned."""
+    ran = [c for c in common if c not in planned_out]
+    first = ran[0] if ran else (planned_out[0] if planned_out else None)
+    row = next((r.rows[first] for r in base if first in r.rows), {}) if first else {}
+    return (f"nothing was compared: the {len(common)} case(s) both sides have did not pass on either side "
+            f"({len(planned_out)} left out by a time plan; the rest skipped or not applicable)"
+            + (f"; first: {first}: {row.get('status')}: {row.get('reason')}" if first else "")
+            + ". Select cases this machine runs (compare the runs' reports' skip reasons)")
 
 
 def _busy_cases(runs: list[Run]) -> dict[str, list[tuple[str, float]]]:

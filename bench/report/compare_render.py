@@ -31,6 +31,9 @@ def headline(diff: Diff) -> str:
     else:  # nothing worse was shown; whether everything is shown the same is another claim
         head = "no regression shown" if unsure else "no regression"
     crashed = f"{len(diff.crash_regressions)} crashed new run(s), " if diff.crash_regressions else ""
+    crashed += "".join(f"{r['reason'].split(':')[0]}, " for r in diff.run_regressions)
+    flaky = [c for c in diff.correctness if c["change"] == "flaky"]
+    crashed += f"{len(flaky)} flaky on both sides, " if flaky else ""
     loaded = [m for m in diff.metrics if m.get("timed_under_load")]
     decided = sum(m["verdict"] in ("regression", "improvement") for m in loaded)
     load = (f"; {len(loaded)} metric(s) of cases timed under foreign load ({decided} decided from several runs "
@@ -59,6 +62,7 @@ def _sections(diff: Diff) -> list[tuple[str, pd.DataFrame | list[str]]]:
     geo = [{"suite": s, "geomean_time_ratio": r} for s, r in sorted(diff.geomean.items())]
     return [
         ("Crashed runs", crashes),
+        ("The new stack lost hardware", [r["reason"] for r in diff.run_regressions]),
         ("What changed", _df(diff.environment, ["key", "base", "new"])),
         ("Correctness", _df(diff.correctness, ["change", "case", "base_status", "new_status", "base_reason",
                                                "new_reason"])),

@@ -1,5 +1,5 @@
-"""The correctness side of ``compare``: a case's worst status on each side, and whether it
-regressed, was fixed or lost checks (newly not applicable, or fewer checks ran)."""
+"""The correctness side of ``compare``: a case's statuses on each side, run by run, and whether it
+regressed, was fixed, is flaky, or lost checks (newly not applicable, or fewer checks ran)."""
 from __future__ import annotations
 
 from bench.core.rows import FAILURES, SEVERITY, passed
@@ -58,7 +58,52 @@ def _checks_fraction(value) -> float | None:
         return None
 
 
+def _passes(rows: list[dict]) -> int:
+    return sum(passed(r.get("status") or "error") for r in rows)
+
+
+def _tally(rows: list[dict], side: str) -> str:
+    statuses = [r.get("status") or "error" for r in rows]
+    failed = sorted({s for s in statuses if not passed(s)})
+    return f"passed in {_passes(rows)} of {len(rows)} {side} run(s)" + (f" ({', '.join(failed)} in the others)"
+                                                                     if failed and _passes(rows) else "")
+
+
 def correctness_diff(case: str, base_rows: list[dict], new_rows: list[dict]) -> dict | None:
+    """Statuses are judged per run: a side that passes in some runs and fails in others is
+    flaky, and a flaky base does not hide a new side that fails in every run (the worst status
+    of each side alone would read "mismatch -> mismatch", no change)."""
+    pb, pn = _passes(base_rows), _passes(new_rows)
+    if 0 < pb < len(base_rows) or 0 < pn < len(new_rows):
+        return _flaky_diff(case, base_rows, new_rows, pb, pn)
+    return _worst_diff(case, base_rows, new_rows)
+
+
+def _flaky_diff(case: str, base_rows: list[dict], new_rows: list[dict], pb: int, pn: int) -> dict | None:
+    """At least one side passed in some runs and not in others."""
+    nb, nn = len(base_rows), len(new_rows)
+    if pb == nb:  # base always passed, new failed in some: a failure appeared
+        change = "regressed"
+    elif pn == 0:
+        change = "regressed"  # flaky before, failing in every new run
+    elif pn == nn:
+        change = "fixed"      # flaky or failing before, passing in every new run
+    elif pb == 0:
+        change = "changed"    # failing in every base run, passing in some new ones
+    else:
+        change = "flaky"      # flaky on both sides: named, not judged as a change
+    bs, ns = _worst([r.get("status") or "error" for r in base_rows]), _worst([r.get("status") or "error"
+                                                                             for r in new_rows])
+    brow = next((r for r in base_rows if not passed(r.get("status") or "error")), base_rows[0])
+    nrow = next((r for r in new_rows if not passed(r.get("status") or "error")), new_rows[0])
+    return {"case": case, "suite": brow.get("suite"), "base_status": bs, "new_status": ns,
+            "base_reason": "; ".join(filter(None, [_tally(base_rows, "base"), brow.get("reason")])),
+            "new_reason": "; ".join(filter(None, [_tally(new_rows, "new"), nrow.get("reason")])),
+            "change": change, "base_passed": f"{pb}/{nb}", "new_passed": f"{pn}/{nn}"}
+
+
+def _worst_diff(case: str, base_rows: list[dict], new_rows: list[dict]) -> dict | None:
+    """Each side passed in every run or in none: its worst status stands for it."""
     bs, ns = _worst([r.get("status") or "error" for r in base_rows]), _worst([r.get("status") or "error"
                                                                              for r in new_rows])
     brow = next(r for r in base_rows if (r.get("status") or "error") == bs)

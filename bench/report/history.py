@@ -1,6 +1,6 @@
 """``python -m bench history``: trends and change points over every run.
 
-Runs are grouped by profile and machine and ordered by their run id (its time). For every
+Runs are grouped by profile and machine (``compare``'s machine identity) and ordered by their run id (its time). For every
 case and declared metric (``bench.core.rows.METRICS``) the per-run values form a series in
 which change points are found with ruptures' PELT (exact penalised segmentation; a
 maintained library with a small C core, chosen over Apache Otava's E-Divisive, which is a
@@ -33,6 +33,7 @@ from bench.report.runs import (
     Run,
     environment_diff,
     load_run,
+    machine_identity,
     metric_values,
     repro_command,
 )
@@ -60,7 +61,9 @@ def find_runs(folders: list[str]) -> list[Run]:
 
 
 def _machine(run: Run) -> str:
-    return run.fingerprint.get("gpu_name") or run.fingerprint.get("cpu_model") or "unknown machine"
+    """The machine identity ``compare`` uses (CPU model and cores, GPU count and models): a
+    1-GPU night and an 8-GPU night are two series, not one with skips in it."""
+    return machine_identity(run.fingerprint) or "unknown machine"
 
 
 def _spread(run: Run, case: str) -> float | None:

@@ -8,6 +8,7 @@ import math
 import statistics
 from pathlib import Path
 
+from bench.core.machine import identity
 from bench.core.rows import Metric, passed
 from bench.report.io import ResultsError, load_results
 from bench.report.tables import rows_from_results
@@ -25,6 +26,7 @@ class Run:
     fingerprint: dict
     rows: dict[str, dict]               # case (pytest node id) -> row
     samples_ms: dict[str, list[float]]  # case -> raw benchmark samples in ms
+    channels: dict | None = None        # bench_run.channels: which measuring channels the run had on
 
 
 def load_run(path: str | Path) -> Run:
@@ -56,7 +58,7 @@ def _parse(path: str | Path, data: dict) -> Run:
     if info.get("bench"):  # runs before the backend was recorded all compiled with inductor
         fp = {"compile_backend": "inductor", **fp}
     return Run(str(path), run.get("run_id") or Path(path).stem, run.get("profile"), bool(run.get("complete", True)),
-               fp, rows, samples)
+               fp, rows, samples, run.get("channels") if isinstance(run.get("channels"), dict) else None)
 
 
 def _flat(fp: dict, prefix: str = "") -> dict:
@@ -108,7 +110,7 @@ def metric_values(case: str, name: str, metric: Metric, runs: list[Run]) -> tupl
     per_run, raw = [], []
     for r in runs:
         row = r.rows.get(case) or {}
-        if not passed(row.get("status")):
+        if not passed(row.get("status")) or marks_impossible(row, name):
             continue
         if metric.kind == "timing" and r.samples_ms.get(case):
             raw = r.samples_ms[case]
@@ -121,19 +123,70 @@ def metric_values(case: str, name: str, metric: Metric, runs: list[Run]) -> tupl
     return per_run, raw
 
 
+def marks_impossible(row: dict, name: str) -> bool:
+    """Whether the row itself says its ``name`` value is beyond a physical bound (``implausible``:
+    "col value > bound; ..."): such a value is never judged."""
+    text = str(row.get("implausible") or "")
+    return any(part.strip().startswith(name + " ") for part in text.split("(impossible")[0].split(";"))
+
+
+def impossible_in(case: str, name: str, runs: list[Run]) -> str:
+    """The runs whose ``case`` row marks ``name`` impossible, as text ("" when none)."""
+    hits = [f"{r.run_id}: {r.rows[case]['implausible']}" for r in runs
+            if case in r.rows and passed(r.rows[case].get("status")) and marks_impossible(r.rows[case], name)]
+    return "; ".join(hits)
+
+
+def skipped_why(case: str, name: str, runs: list[Run]) -> str:
+    """Why ``runs`` have no ``name`` value for ``case``, where their ok rows say so (a count left
+    out for its cost: ``instructions_skipped``; any ``<name>_skipped``), "" when none says."""
+    keys = (f"{name}_skipped",) + (("instructions_skipped",) if name.endswith("instructions") else ())
+    why = []
+    for r in runs:
+        row = r.rows.get(case) or {}
+        if passed(row.get("status")) and row.get(name) is None:
+            why += [str(row[k]) for k in keys if row.get(k)]
+    return "; ".join(dict.fromkeys(why))
+
+
 def metric_declared_in(case: str, name: str, runs: list[Run]) -> bool:
     """Whether an ok row of ``case`` carries the column ``name`` at all (with any value, None
     and NaN included): a column the runs' code did not write yet is not a lost value."""
     return any(passed((r.rows.get(case) or {}).get("status")) and name in r.rows[case] for r in runs)
 
 
-def machine_identity(fp: dict) -> str:
-    """What makes two runs' timings comparable: CPU model and core count, GPU models and count."""
-    cpu = f"{fp.get('cpu_model') or 'unknown CPU'} x{fp.get('cpu_cores') or '?'}"
+def machine_identity(fp: dict) -> str | None:
+    """What makes two runs' timings comparable: CPU model and core count, GPU models and count,
+    as the hardware reports them (``bench.core.machine``: the fingerprint's ``hardware``), so a
+    torch that cannot see the GPU does not turn the machine into another one. Files written
+    before that key: the torch-side fields. None when the run recorded neither (its fingerprint
+    failed before the hardware was read)."""
+    if isinstance(fp.get("hardware"), dict):
+        return identity(fp["hardware"])
+    if not fp.get("cpu_model") and not fp.get("gpu_names") and not fp.get("gpu_name"):
+        return None
     gpus = fp.get("gpu_names") or ([fp["gpu_name"]] if fp.get("gpu_name") else [])
-    if isinstance(gpus, str):
-        gpus = [gpus]
-    return cpu + (f" + {len(gpus)} GPU(s) {', '.join(sorted(set(map(str, gpus))))}" if gpus else "")
+    return identity({"cpu_model": fp.get("cpu_model"), "cpu_cores": fp.get("cpu_cores"),
+                     "gpus": [gpus] if isinstance(gpus, str) else gpus})
+
+
+def torch_gpus(fp: dict) -> int | None:
+    """How many GPUs the run's torch could use (None: not recorded)."""
+    count = fp.get("gpu_count")
+    return int(count) if isinstance(count, int) else None
+
+
+def hardware_gpus(fp: dict) -> int | None:
+    hw = fp.get("hardware")
+    return len(hw.get("gpus") or []) if isinstance(hw, dict) else None
+
+
+def counted_instructions(run: Run) -> bool:
+    """Whether the run had the instruction channel on (``--bench-instructions``): recorded in
+    ``bench_run.channels``; older files: any row with a count or a reason for none."""
+    if run.channels is not None:
+        return bool(run.channels.get("instructions"))
+    return any("instructions" in row or "instructions_skipped" in row for row in run.rows.values())
 
 
 def ok_runs(case: str, runs: list[Run]) -> int:

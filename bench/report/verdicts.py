@@ -7,34 +7,68 @@ import statistics
 
 from bench.core.rows import Metric, declared_metrics
 from bench.report import stats
-from bench.report.runs import Run, metric_declared_in, metric_values, ok_runs
+from bench.report.runs import (
+    Run,
+    counted_instructions,
+    impossible_in,
+    metric_declared_in,
+    metric_values,
+    ok_runs,
+    skipped_why,
+)
 
 
-def judge_case(case: str, suite: str, base: list[Run], new: list[Run], threshold: float | None, alpha: float,
-                same_status: bool) -> list[dict]:
+INSTRUCTION_METRICS = ("instructions", "native_instructions")  # the callgrind channel (--bench-instructions)
+
+
+def judge_case(case: str, suite: str, base_runs: list[Run], new_runs: list[Run], threshold: float | None,
+               alpha: float, same_status: bool) -> list[dict]:
     out = []
     for name, metric in declared_metrics(suite).items():
         if metric.kind == "derived":
             continue
+        base, new = base_runs, new_runs
+        if name in INSTRUCTION_METRICS:  # judged over the runs that had the channel on (compare warns once)
+            base, new = [r for r in base if counted_instructions(r)], [r for r in new if counted_instructions(r)]
+            if not base or not new:
+                continue
         b, rb = metric_values(case, name, metric, base)
         n, rn = metric_values(case, name, metric, new)
-        if not b and not n:
-            continue
+        impossible = impossible_in(case, name, base + new)
         if not b or not n:  # a value on one side only, while the case's status held
-            if same_status and (b or metric_declared_in(case, name, base)):
+            if impossible and (b or n):
+                out.append(_not_judged(case, suite, name, metric, len(b), len(n), "impossible value(s) left out: "
+                                       + impossible))
+            elif (b or n) and skipped_why(case, name, new if b else base):
+                out.append(_not_judged(case, suite, name, metric, len(b), len(n),
+                                       f"not measured on the {'new' if b else 'base'} side: "
+                                       + skipped_why(case, name, new if b else base)))
+            elif same_status and (b or metric_declared_in(case, name, base)):
                 out.append(_missing_metric(case, suite, name, metric, "base" if b else "new", len(b), len(n)))
             continue
         ok_new = ok_runs(case, new)
-        if len(b) == ok_runs(case, base) and len(n) < ok_new:  # lost in some new runs, not all
+        if len(b) == ok_runs(case, base) and len(n) < ok_new and not impossible \
+                and not skipped_why(case, name, new):  # lost in some new runs, not all
             out.append(_missing_metric(case, suite, name, metric, "base", len(b), len(n),
                                        f"missing, None or NaN in {ok_new - len(n)} of {ok_new} new runs (ok rows) "
                                        "where every base run had a value"))
             continue
         thr = threshold if (threshold is not None and metric.kind == "timing") else metric.threshold
-        out.append({"case": case, "suite": suite, "metric": name, "unit": metric.unit, "better": metric.better,
-                    "base": statistics.median(b), "new": statistics.median(n), "runs_base": len(b),
-                    "runs_new": len(n), "threshold": thr, **_judge(metric, b, n, rb, rn, thr, alpha)})
+        entry = {"case": case, "suite": suite, "metric": name, "unit": metric.unit, "better": metric.better,
+                 "base": statistics.median(b), "new": statistics.median(n), "runs_base": len(b),
+                 "runs_new": len(n), "threshold": thr, **_judge(metric, b, n, rb, rn, thr, alpha)}
+        if impossible:
+            entry["note"] = f"{entry.get('note') or ''} [impossible value(s) left out: {impossible}]".strip()
+        out.append(entry)
     return out
+
+
+def _not_judged(case: str, suite: str, name: str, metric: Metric, runs_b: int, runs_n: int, why: str) -> dict:
+    """A metric one side has no usable value of for a reason its rows state (a count left out
+    for its cost, a value marked impossible): ``unsure`` with the reason, never a change."""
+    return {"case": case, "suite": suite, "metric": name, "unit": metric.unit, "better": metric.better,
+            "base": None, "new": None, "runs_base": runs_b, "runs_new": runs_n, "threshold": metric.threshold,
+            "ratio": None, "p_value": None, "test": "none", "verdict": "unsure", "note": why}
 
 
 def _judge(metric: Metric, base: list[float], new: list[float], raw_base, raw_new, threshold: float,
@@ -159,7 +193,8 @@ def two_channels(metrics: list[dict], kind_of) -> None:
             text = (f"{'slower' if tv == 'regression' else 'faster'} in time with the same instructions: memory, "
                     "threads, frequency or the machine, not the work done")
         elif iv in ("regression", "improvement") and tv in ("same", "unsure"):
-            text = (f"{'more' if iv == 'regression' else 'fewer'} instructions ({instr['ratio']:.3f}x) while wall "
+            ratio = f" ({instr['ratio']:.3f}x)" if isinstance(instr.get("ratio"), (int, float)) else ""
+            text = (f"{'more' if iv == 'regression' else 'fewer'} instructions{ratio} while wall "
                     f"time is {tv}: a change the wall clock does not resolve here")
         elif {iv, tv} == {"regression", "improvement"}:
             text = "instructions and wall time moved in opposite directions"

@@ -1,0 +1,232 @@
+"""The paths around the verdicts: each test plants one of them in run files built from a real
+smoke results file, and each failed on the compare / history of before this change (a lost
+instruction count crashed or was a regression, a flaky base hid a broken upgrade, a lost GPU
+was "another machine", history merged 1-GPU and 8-GPU nights, nothing compared read "no
+regression", an impossible value was judged)."""
+import copy
+import json
+from pathlib import Path
+
+from bench.__main__ import main
+from bench.report.compare import compare_runs
+from bench.report.history import analyse, find_runs
+from bench.report.runs import load_run
+
+REAL = Path(__file__).parent / "data" / "results_smoke.json"
+OP = "suites/test_autograd_ops.py::test_op_fwd_bwd[gelu_tanh-cpu-fp32]"
+HW = {"cpu_model": "Test CPU", "cpu_cores": 2, "gpus": [], "gpus_from": "none found"}
+
+
+def _run(tmp_path, name: str, edit=None, factor: float = 1.0, cases=None) -> str:
+    data = json.loads(REAL.read_text())
+    data["bench_run"]["run_id"] = name
+    data["machine_info"]["bench"]["hardware"] = copy.deepcopy(HW)
+    for b in data["benchmarks"]:
+        if b["fullname"] == OP:
+            b["stats"]["data"] = [v * factor for v in b["stats"]["data"]]
+    if cases is not None:
+        data["bench_rows"] = [r for r in data["bench_rows"] if r["test"] in cases]
+        data["benchmarks"] = [b for b in data["benchmarks"] if b["fullname"] in cases]
+    if edit:
+        edit(data)
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def _row(data: dict, case: str = OP) -> dict:
+    return next(r for r in data["bench_rows"] if r["test"] == case)
+
+
+def _counts(instructions: int | None, skipped: str | None = None, channel: bool = True):
+    def edit(data):
+        row = _row(data)
+        if instructions is not None:
+            row.update(instructions=instructions, instructions_spread=0.0001)
+        if skipped:
+            row["instructions_skipped"] = skipped
+        data["bench_run"]["channels"] = {"wall_time": True, "instructions": channel}
+    return edit
+
+
+def _load(paths):
+    return [load_run(p) for p in paths]
+
+
+def _metric(diff, name, case=OP):
+    return next((m for m in diff.metrics if m["case"] == case and m["metric"] == name), None)
+
+
+# 1. A lost instruction count ------------------------------------------------------------------
+
+def test_a_count_left_out_for_cost_on_one_side_is_unsure_with_its_reason_and_never_crashes(tmp_path, capsys):
+    """Before: a presence regression, and where wall time was same/unsure the two-channel note
+    formatted a None ratio (TypeError, compare exit 2)."""
+    why = "too large under callgrind: estimated 900 s > 600 s for the smoke profile"
+    a = _run(tmp_path, "a", _counts(1_000_000))
+    b = _run(tmp_path, "b", _counts(None, skipped=why))
+    diff = compare_runs(_load([a]), _load([b]))
+    m = _metric(diff, "instructions")
+    assert m["verdict"] == "unsure" and why in m["note"] and "new side" in m["note"]
+    assert diff.verdict == "no_regression"
+    assert main(["compare", a, b]) == 0
+    assert "too large under callgrind" in capsys.readouterr().out
+
+
+def test_a_count_on_the_new_side_only_with_unchanged_time_does_not_crash_the_two_channel_note(tmp_path):
+    """A guard: the instruction entry may have no ratio (a side at zero)."""
+    a = _run(tmp_path, "a", _counts(0))
+    b = _run(tmp_path, "b", _counts(1_000))
+    diff = compare_runs(_load([a]), _load([b]))
+    assert _metric(diff, "instructions")["verdict"] == "unsure"
+
+
+def test_a_run_without_the_instruction_channel_is_not_a_lost_count(tmp_path):
+    """--bench-instructions on in A only: the channel is recorded per run; no regression, one warning."""
+    a = _run(tmp_path, "a", _counts(1_000_000))
+    b = _run(tmp_path, "b", _counts(None, channel=False))
+    diff = compare_runs(_load([a]), _load([b]))
+    assert _metric(diff, "instructions") is None and diff.verdict == "no_regression"
+    assert any("base side only" in w for w in diff.warnings)
+
+
+def test_a_count_lost_without_a_reason_is_still_a_regression(tmp_path):
+    a = _run(tmp_path, "a", _counts(1_000_000))
+    b = _run(tmp_path, "b", _counts(None))
+    assert _metric(compare_runs(_load([a]), _load([b])), "instructions")["verdict"] == "regression"
+
+
+# 2. A flaky baseline ---------------------------------------------------------------------------
+
+def _status(status):
+    def edit(data):
+        if status != "ok":
+            _row(data).update(status=status, reason="max abs err 0.3 vs fp64")
+    return edit
+
+
+def test_failing_in_every_new_run_against_a_flaky_base_is_a_regression(tmp_path):
+    """The issue's case: mismatch in 1 of 3 A runs, 3 of 3 B runs; before: no entry, exit 0."""
+    a = [_run(tmp_path, f"a{i}", _status(s)) for i, s in enumerate(("mismatch", "ok", "ok"))]
+    b = [_run(tmp_path, f"b{i}", _status("mismatch")) for i in range(3)]
+    diff = compare_runs(_load(a), _load(b))
+    c = next(c for c in diff.correctness if c["case"] == OP)
+    assert c["change"] == "regressed" and c["base_passed"] == "2/3" and c["new_passed"] == "0/3"
+    assert "passed in 2 of 3 base run(s)" in c["base_reason"] and diff.exit_code == 1
+
+
+def test_flaky_on_both_sides_is_named_not_judged(tmp_path):
+    a = [_run(tmp_path, f"a{i}", _status(s)) for i, s in enumerate(("mismatch", "ok", "ok"))]
+    b = [_run(tmp_path, f"b{i}", _status(s)) for i, s in enumerate(("ok", "mismatch", "ok"))]
+    diff = compare_runs(_load(a), _load(b))
+    c = next(c for c in diff.correctness if c["case"] == OP)
+    assert c["change"] == "flaky" and diff.verdict == "no_regression"
+    from bench.report.compare_render import headline
+    assert "1 flaky on both sides" in headline(diff)
+
+
+def test_a_flaky_base_fixed_in_every_new_run_is_fixed(tmp_path):
+    a = [_run(tmp_path, f"a{i}", _status(s)) for i, s in enumerate(("mismatch", "ok"))]
+    b = [_run(tmp_path, f"b{i}", _status("ok")) for i in range(2)]
+    c = next(c for c in compare_runs(_load(a), _load(b)).correctness if c["case"] == OP)
+    assert c["change"] == "fixed"
+
+
+# 3. B lost the GPU -------------------------------------------------------------------------------
+
+def _gpu(torch_sees: int, fingerprint_failed: bool = False):
+    def edit(data):
+        fp = data["machine_info"]["bench"]
+        fp["hardware"]["gpus"] = ["NVIDIA H200"]
+        fp.update(gpu_count=torch_sees, gpu_name="NVIDIA H200" if torch_sees else None,
+                  gpu_names=["NVIDIA H200"] * torch_sees)
+        if fingerprint_failed:
+            hw = fp["hardware"]
+            data["machine_info"]["bench"] = {"fingerprint_error": "environment fingerprint failed (RuntimeError: "
+                                                                  "driver too old)", "hardware": hw}
+    return edit
+
+
+def test_a_gpu_that_a_used_and_b_cannot_is_a_regression_of_b_not_another_machine(tmp_path, capsys):
+    a = _run(tmp_path, "a", _gpu(1))
+    b = _run(tmp_path, "b", _gpu(0))
+    diff = compare_runs(_load([a]), _load([b]))  # before: ResultsError "different machines"
+    assert diff.verdict == "regression" and diff.run_regressions[0]["kind"] == "lost_gpu"
+    assert "lost the GPU" in diff.run_regressions[0]["reason"]
+    assert main(["compare", a, b]) == 1
+    assert "lost the GPU" in capsys.readouterr().out
+
+
+def test_a_failed_fingerprint_on_b_is_not_another_machine(tmp_path):
+    a = _run(tmp_path, "a", _gpu(1))
+    b = _run(tmp_path, "b", _gpu(0, fingerprint_failed=True))
+    diff = compare_runs(_load([a]), _load([b]))  # before: refused, "different machines"
+    assert any("fingerprint failed" in w and "driver too old" in w for w in diff.warnings)
+    a2 = _run(tmp_path, "a2")
+    b2 = _run(tmp_path, "b2", lambda d: d["machine_info"].update(bench={"fingerprint_error": "boom"}))
+    diff = compare_runs(_load([a2]), _load([b2]))  # no identity at all: compared, with a warning
+    assert any("no machine identity" in w for w in diff.warnings)
+
+
+def test_the_machine_identity_comes_from_the_hardware_not_from_torch():
+    from bench.core import machine
+
+    hw = machine.hardware()
+    assert hw["cpu_model"] and hw["cpu_cores"] and isinstance(hw["gpus"], list)
+    assert machine.identity({**hw, "gpus": ["NVIDIA H200", "NVIDIA H200"]}).endswith("+ 2 GPU(s) NVIDIA H200")
+
+
+def test_gpus_are_read_from_the_pci_bus_without_a_driver(tmp_path):
+    from bench.core.machine import _pci
+
+    for name, cls, vendor, device in (("0000:01:00.0", "0x030200", "0x10de", "0x2335"),
+                                      ("0000:00:02.0", "0x030000", "0x8086", "0x9a49"),  # Intel iGPU: not a GPU
+                                      ("0000:00:1f.0", "0x060100", "0x8086", "0x1234")):
+        d = tmp_path / name
+        d.mkdir()
+        for f, v in (("class", cls), ("vendor", vendor), ("device", device)):
+            (d / f).write_text(v + "\n")
+    assert _pci(tmp_path) == ["NVIDIA PCI 10de:2335"]
+
+
+# 5. history's machine identity -------------------------------------------------------------------
+
+def test_history_keeps_1_gpu_and_8_gpu_nights_apart(tmp_path):
+    def gpus(n):
+        def edit(data):
+            data["machine_info"]["bench"]["hardware"]["gpus"] = ["NVIDIA H200"] * n
+            data["machine_info"]["bench"].update(gpu_name="NVIDIA H200", gpu_names=["NVIDIA H200"] * n)
+        return edit
+
+    for i in range(4):
+        _run(tmp_path, f"2026110{i + 1}-020000-smoke-1", gpus(1 if i % 2 else 8))
+    groups = analyse(find_runs([str(tmp_path)]))
+    assert sorted(len(g.runs) for g in groups) == [2, 2]
+    assert {g.machine.split("+ ")[1] for g in groups} == {"1 GPU(s) NVIDIA H200", "8 GPU(s) NVIDIA H200"}
+
+
+# 7. No regression over nothing; impossible values -----------------------------------------------
+
+def test_two_runs_whose_shared_cases_were_all_skipped_compare_nothing_exit_2(tmp_path, capsys):
+    skipped = [r["test"] for r in json.loads(REAL.read_text())["bench_rows"] if r["status"] == "skipped"][:3]
+    a, b = _run(tmp_path, "a", cases=skipped), _run(tmp_path, "b", cases=skipped)
+    assert main(["compare", a, b]) == 2
+    assert "nothing was compared" in capsys.readouterr().err
+
+
+def test_a_value_its_own_row_marks_impossible_is_left_out_of_the_verdict(tmp_path):
+    ddp = next(r["test"] for r in json.loads(REAL.read_text())["bench_rows"]
+               if r["suite"] == "ddp" and r["status"] == "ok")
+
+    def eff(value, impossible=False):
+        def edit(data):
+            row = _row(data, ddp)
+            row["scaling_efficiency"] = value
+            if impossible:
+                row["implausible"] = f"scaling_efficiency {value:.3g} > 1.1 (impossible: the timing behind it is suspect)"
+        return edit
+
+    a = [_run(tmp_path, f"a{i}", eff(v)) for i, v in enumerate((0.90, 0.91, 0.89))]
+    b = [_run(tmp_path, f"b{i}", eff(v, True)) for i, v in enumerate((3.0, 3.1, 2.9))]
+    m = _metric(compare_runs(_load(a), _load(b)), "scaling_efficiency", ddp)
+    assert m["verdict"] == "unsure" and "impossible" in m["note"]  # before: an "improvement" of 3.3x
