@@ -182,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --until-decided: most runs a side (default: 3 x --runs, at least 6)")
     p.add_argument("--budget", type=float, default=None, metavar="MINUTES",
                    help="with --until-decided: no new block starts after this many minutes")
+    p.add_argument("--spending", choices=("pocock", "obrien-fleming", "bonferroni"), default="pocock",
+                   help="with --until-decided: how --alpha is spent over the looks (default pocock: Lan-DeMets "
+                        "Pocock-type, more of it early; bonferroni: alpha / looks each)")
     p.add_argument("--noise", metavar="COMPARE.json",
                    help="an earlier A/A's compare.json: its run-to-run spread sizes the plan printed first")
     _verdict_options(p)

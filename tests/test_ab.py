@@ -185,15 +185,15 @@ def test_until_decided_adds_blocks_while_unsure_and_stops_at_its_limits(tmp_path
     plan = ab.Plan(2, until_decided=True, max_runs=4)
     assert plan.looks == 3 and plan.alpha_per_look(0.06) == pytest.approx(0.02)
     done, _ = ab.run_experiment("pa", "pb", plan, tmp_path, log=lambda t: None,
-                                judge=lambda runs: looks.append(len(runs)) or True)
+                                judge=lambda runs, reach: looks.append(len(runs)) or True)
     assert len(done) == 8 and looks == [4, 6] and calls == ["a", "b", "b", "a", "a", "b", "b", "a"]
     looks.clear()
     done, _ = ab.run_experiment("pa", "pb", ab.Plan(2, until_decided=True, max_runs=4), tmp_path / "2",
-                                log=lambda t: None, judge=lambda runs: looks.append(len(runs)) or len(runs) < 6)
+                                log=lambda t: None, judge=lambda runs, reach: looks.append(len(runs)) or len(runs) < 6)
     assert len(done) == 6 and looks == [4, 6]  # decided after the first added block
     lines = []
     done, _ = ab.run_experiment("pa", "pb", ab.Plan(2, until_decided=True, max_runs=10, budget_s=1e-6),
-                                tmp_path / "3", log=lines.append, judge=lambda runs: True)
+                                tmp_path / "3", log=lines.append, judge=lambda runs, reach: True)
     assert len(done) == 4 and any("budget" in line for line in lines)
     with pytest.raises(ab.ResultsError, match="--max-runs 1"):
         ab.Plan(2, until_decided=True, max_runs=1)

@@ -223,10 +223,106 @@ def test_a_value_its_own_row_marks_impossible_is_left_out_of_the_verdict(tmp_pat
             row = _row(data, ddp)
             row["scaling_efficiency"] = value
             if impossible:
-                row["implausible"] = f"scaling_efficiency {value:.3g} > 1.1 (impossible: the timing behind it is suspect)"
+                row["implausible"] = f"scaling_efficiency {value:.3g} > 1.1 (impossible: the timing is suspect)"
         return edit
 
     a = [_run(tmp_path, f"a{i}", eff(v)) for i, v in enumerate((0.90, 0.91, 0.89))]
     b = [_run(tmp_path, f"b{i}", eff(v, True)) for i, v in enumerate((3.0, 3.1, 2.9))]
     m = _metric(compare_runs(_load(a), _load(b)), "scaling_efficiency", ddp)
     assert m["verdict"] == "unsure" and "impossible" in m["note"]  # before: an "improvement" of 3.3x
+
+
+# 4. --until-decided stops when more runs cannot help --------------------------------------------
+
+def test_an_unsure_count_stops_the_sequential_experiment_at_the_first_look(tmp_path, monkeypatch, capsys):
+    """Instruction counts 2 % apart with a 1.5 % threshold and a 0.5 % band stay unsure at any
+    run count; every other metric is decided. Before: blocks were added up to --max-runs (12
+    runs); now the experiment stops after the first look and names the count out of reach."""
+    from bench.experiments import ab
+
+    files = {"a": _run(tmp_path, "ra", _counts(1_000_000)), "b": _run(tmp_path, "rb", _counts(1_020_000))}
+    calls = []
+
+    def fake_run(index, side, python, args, out, timeout_s, attempt=0):
+        calls.append(side)
+        return ab.AbRun(index, side, python, 0, 0.01, files[side], None, 0.0, attempt)
+
+    monkeypatch.setattr(ab, "_run_one", fake_run)
+    monkeypatch.setattr(ab, "check_environment", lambda python, label: "2.13.0")
+    code = main(["ab", "--a", "pa", "--b", "pb", "--runs", "2", "--until-decided", "--max-runs", "6",
+                 "--out", str(tmp_path / "ab"), "--format", "json", "--", "x.py", "--bench-instructions"])
+    err = capsys.readouterr().err
+    assert code == 0 and len(calls) == 4, err
+    assert "instruction counts (--bench-instructions): decided from one run a side" in err  # before the first run
+    m = _metric_json(tmp_path / "ab" / "compare.json", "instructions")
+    assert m["verdict"] == "unsure" and "out of reach" in m["note"] and "band" in m["out_of_reach"]
+
+
+def _metric_json(path, name, case=OP):
+    return next(m for m in json.loads(Path(path).read_text())["metrics"] if m["case"] == case and m["metric"] == name)
+
+
+def test_out_of_reach_names_why_more_runs_cannot_decide():
+    from bench.experiments.ab import out_of_reach
+
+    assert "band" in out_of_reach({}, "counted", 10, 3)
+    assert "zero" in out_of_reach({"test": "none (a side is zero)", "note": "base median is zero"}, "value", 10, 3)
+    assert out_of_reach({"sd_log": None}, "timing", 10, 1) is None  # spread not known yet: keep looking
+    assert "threshold" in out_of_reach({"sd_log": 0.1, "runs_needed": None, "ratio": 1.1}, "timing", 10, 3)
+    assert "can reach 6" in out_of_reach({"sd_log": 0.2, "runs_needed": 40, "ratio": 1.05}, "timing", 6, 3)
+    assert out_of_reach({"sd_log": 0.05, "runs_needed": 5, "ratio": 1.3}, "timing", 6, 3) is None
+
+
+def test_a_lost_gpu_on_b_ends_the_sequential_experiment_with_its_verdict(tmp_path, monkeypatch, capsys):
+    """Before: "different machines" read as "no usable run yet", blocks to --max-runs, exit 2."""
+    from bench.experiments import ab
+
+    files = {"a": _run(tmp_path, "ra", _gpu(1)), "b": _run(tmp_path, "rb", _gpu(0))}
+    calls = []
+    monkeypatch.setattr(ab, "_run_one", lambda index, side, python, args, out, timeout_s, attempt=0:
+                        calls.append(side) or ab.AbRun(index, side, python, 0, 0.01, files[side], None, 0.0, attempt))
+    monkeypatch.setattr(ab, "check_environment", lambda python, label: "2.13.0")
+    code = main(["ab", "--a", "pa", "--b", "pb", "--runs", "2", "--until-decided", "--max-runs", "6",
+                 "--out", str(tmp_path / "ab"), "--format", "json", "--", "x.py"])
+    assert code == 1 and len(calls) == 4
+    assert json.loads((tmp_path / "ab" / "compare.json").read_text())["run_regressions"][0]["kind"] == "lost_gpu"
+
+
+# Looks that cost less: alpha spending ------------------------------------------------------------
+
+def test_alpha_spending_boundaries_keep_the_false_alarm_rate_and_spend_more_early_than_bonferroni():
+    """An independent simulation of the looks under no change: the chance that any look
+    crosses its level stays at alpha (within simulation error), for both spending functions."""
+    import numpy as np
+    from scipy.stats import norm
+
+    from bench.experiments.plan import Plan
+
+    for spending in ("pocock", "obrien-fleming"):
+        plan = Plan(3, until_decided=True, max_runs=9, spending=spending)
+        levels, t = plan.look_levels(0.05), np.asarray(plan.look_fractions())
+        rng = np.random.default_rng(1)
+        w = np.cumsum(rng.standard_normal((100_000, len(t))) * np.sqrt(np.diff(np.concatenate([[0], t]))), axis=1)
+        crossed = (np.abs(w / np.sqrt(t)) > norm.isf(np.asarray(levels) / 2)).any(axis=1).mean()
+        assert abs(crossed - 0.05) < 0.004, (spending, crossed)
+    pocock = Plan(3, until_decided=True, max_runs=9).look_levels(0.05)
+    assert min(pocock) > 1.5 * 0.05 / 7  # every look tests at more than the even split
+
+
+# 6. A time-out ends every process the run started -----------------------------------------------
+
+def test_a_timed_out_run_ends_the_processes_it_started_in_their_own_sessions(tmp_path):
+    """Before: the run's process group was killed, and a child in its own session (torchrun
+    ranks, the minifier, the callgrind child) lived on."""
+    import subprocess
+    import time
+
+    from bench.experiments.ab import _run_one
+
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\nsetsid sleep 3171 &\nexec sleep 3172\n")
+    fake.chmod(0o755)
+    run = _run_one(1, "a", str(fake), [], tmp_path / "out", timeout_s=2)
+    time.sleep(0.3)
+    left = subprocess.run(["pgrep", "-f", "sleep 317[12]"], capture_output=True, text=True).stdout.split()
+    assert not left and run.problem.startswith("timed out") and run.strays >= 1

@@ -10,15 +10,13 @@ other processes took more than FOREIGN_LOAD_WARN of the CPU is run again in its 
 side, same slot of the order), up to ``rerun_busy`` times; the replaced attempts stay in
 ``ab.json`` and are named in the verdict, but only the last attempt is judged.
 
-``--until-decided`` (sequential design): after the first ``--runs`` blocks, the verdict is
-looked at after every further A/B block, and blocks are added while a metric is ``unsure``,
-up to ``--max-runs`` a side and within ``--budget`` minutes. Repeated looks at growing data
-inflate false alarms, so the false-discovery level ``alpha`` is split evenly over the
-planned looks (Bonferroni over looks: each look tests at alpha / looks, so a wrong claim at
-any look stays below alpha). Runs are analysed unpaired (Welch): the A B B A order already
-cancels a linear drift of the machine in the side means, and at 3-6 runs a side a paired
-analysis would halve the degrees of freedom for little gain (run-to-run noise here is mostly
-per process, not a slow drift).
+``--until-decided`` (sequential design): after the first ``--runs`` blocks the verdict is
+looked at after every further A/B block; blocks are added while an unsure metric is still in
+reach (``plan.out_of_reach``), up to ``--max-runs`` a side and within ``--budget`` minutes.
+Each look tests at its level from an alpha-spending function (``plan``); a metric decided at a
+look keeps its verdict and leaves the later looks. Runs are analysed unpaired (Welch): the
+A B B A order cancels a linear drift, and at 3-6 runs a side pairing halves the degrees of
+freedom for little gain (run-to-run noise here is mostly per process).
 """
 from __future__ import annotations
 
@@ -31,17 +29,23 @@ import time
 from pathlib import Path
 
 from bench.core.files import atomic_write_json, atomic_write_text
-from bench.core.load import FOREIGN_LOAD_WARN, LoadProbe, share
-from bench.core.load import busy_s as _busy_s
-from bench.experiments.plan import Plan, noise_from, plan_text
+from bench.core.load import FOREIGN_LOAD_WARN, LoadProbe
+from bench.core.rows import metric_of
+from bench.experiments.plan import Plan, noise_from, out_of_reach, plan_text
+from bench.experiments.processes import (
+    MARKER,
+    QUIET_WAIT_S,
+    check_environment,
+    end_strays,
+    kill_group,
+    wait_for_quiet,
+)
 from bench.report.compare import Diff, compare_runs
 from bench.report.compare_render import render, render_html
 from bench.report.io import ResultsError
 from bench.report.runs import load_run
 
 DEFAULT_PYTEST_ARGS = ("suites/", "--benchmark-only")
-QUIET_WAIT_S = 120.0      # how long a rerun waits for the machine to be quiet
-PROBE = "import bench.pytest_plugin, pytest, pytest_benchmark, torch; print(torch.__version__)"
 
 
 @dataclasses.dataclass
@@ -55,55 +59,16 @@ class AbRun:
     problem: str | None  # why this run gives no results, None when it does
     foreign_cpu_share: float | None = None  # CPU that other processes took during the run
     attempt: int = 0                        # 0: the first; n: the n-th rerun of a busy run
+    strays: int = 0                         # processes the run started that outlived it (ended by ab)
 
     @property
     def busy(self) -> bool:
         return self.foreign_cpu_share is not None and self.foreign_cpu_share > FOREIGN_LOAD_WARN
 
 
-def wait_for_quiet(max_s: float = QUIET_WAIT_S, window_s: float = 2.0, sleep=time.sleep, busy_s=None) -> float | None:
-    """Wait until the machine spends less than FOREIGN_LOAD_WARN of its CPU on anything (no
-    run of ours is going) over one ``window_s``, at most ``max_s``; returns the last window's
-    busy share (None where /proc/stat cannot be read)."""
-    busy_s = busy_s or _busy_s
-    last, waited = None, 0.0
-    while waited < max_s:
-        b0 = busy_s()
-        sleep(window_s)
-        b1 = busy_s()
-        waited += window_s
-        if b0 is None or b1 is None:
-            return None
-        last = share(b1 - b0, window_s)
-        if last <= FOREIGN_LOAD_WARN:
-            break
-    return last
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
-
-
 def balanced_order(runs: int) -> list[str]:
     """A B, B A, A B, ...: each pair swaps, so neither side always goes first."""
     return [side for i in range(runs) for side in (("a", "b") if i % 2 == 0 else ("b", "a"))]
-
-
-def check_environment(python: str, label: str) -> str:
-    """The environment's torch version, or a ResultsError naming what is missing."""
-    try:
-        out = subprocess.run([python, "-c", PROBE], capture_output=True, text=True, timeout=300)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ResultsError(f"--{label} {python}: cannot run it ({type(exc).__name__}: {exc})") from None
-    if out.returncode != 0:
-        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ResultsError(f"--{label} {python}: this environment lacks the project or pytest ({last}); "
-                           "install it there with: pip install -e .")
-    return out.stdout.strip().splitlines()[-1]
 
 
 def _run_one(index: int, side: str, python: str, pytest_args: list[str], out: Path, timeout_s: float,
@@ -113,18 +78,23 @@ def _run_one(index: int, side: str, python: str, pytest_args: list[str], out: Pa
     cmd = [python, "-m", "pytest", *pytest_args, f"--bench-report-dir={run_dir}", "-p", "no:cacheprovider"]
     t0 = time.perf_counter()
     probe = LoadProbe(children_only=True)
+    token = f"{os.getpid()}-{run_dir.name}-{time.time_ns()}"
+    env = {**os.environ, MARKER: token}
     with open(run_dir / "pytest.log", "w") as log:
-        # its own process group, so a time-out kills what the run started too (torchrun ranks,
-        # the minifier's children), not only pytest
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        # its own process group, so a time-out kills pytest's group at once; what the run started
+        # in groups of its own (torchrun ranks, the minifier, the callgrind child) carries the
+        # marker and is ended after it
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         try:
             code = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
+            kill_group(proc)
             code = None
         except BaseException:  # Ctrl-C or any error here: the run's own session would outlive us
-            _kill_group(proc)
+            kill_group(proc)
             raise
+        finally:
+            strays = end_strays(token)
     wall = time.perf_counter() - t0
     # CPU the machine spent on anything but this run: another job on a "quiet" machine
     # skews one side of the experiment (a load spanning the B B of A B B A hits B twice)
@@ -138,14 +108,16 @@ def _run_one(index: int, side: str, python: str, pytest_args: list[str], out: Pa
     elif not results.is_file():
         problem = f"pytest exited {code} but wrote no results.json (see {run_dir / 'pytest.log'})"
     return AbRun(index, side, python, code, wall, str(results) if problem is None else None, problem, foreign,
-                 attempt)
+                 attempt, strays)
 
 
 def run_experiment(python_a: str, python_b: str, runs: int | Plan, out: Path, pytest_args: list[str] | None = None,
                    timeout_s: float = 3600.0, log=print, rerun_busy: int = 1, judge=None,
                    ) -> tuple[list[AbRun], list[AbRun]]:
-    """(the judged runs, the busy attempts they replaced). ``judge(done) -> bool`` says,
-    after each block beyond the first ``runs``, whether metrics are still undecided."""
+    """(the judged runs, the busy attempts they replaced). ``judge(done, reach) -> bool`` says,
+    after the first ``runs`` blocks and each block beyond, whether a metric is still undecided
+    that more runs can decide, ``reach`` being the most runs a side the plan and the budget
+    still allow."""
     plan = runs if isinstance(runs, Plan) else Plan(runs)
     if rerun_busy < 0:
         raise ResultsError(f"--rerun-busy {rerun_busy}: give 0 (never) or more")
@@ -171,8 +143,12 @@ def run_experiment(python_a: str, python_b: str, runs: int | Plan, out: Path, py
                 log(f"ab: stopping: another block (about {block_s:.0f} s) would pass the {plan.budget_s / 60:g} "
                     "minute budget")
                 break
-            if judge is None or not judge(done):
-                log(f"ab: stopping after {len(done)} runs: no metric is unsure")
+            # the most runs a side this experiment can still reach: --max-runs, and what the budget affords
+            reach = plan.max_runs
+            if plan.budget_s is not None:
+                reach = min(reach, len(done) // 2 + int((plan.budget_s - elapsed) // block_s))
+            if judge is None or not judge(done, reach):
+                log(f"ab: stopping after {len(done)} runs: no unsure metric that more runs can decide")
                 break
             planned += 2
             log(f"ab: metrics still unsure after {len(done)} runs: adding block {planned // 2}")
@@ -184,6 +160,8 @@ def run_experiment(python_a: str, python_b: str, runs: int | Plan, out: Path, py
             left = elapsed / (i + len(replaced)) * (planned - i)
             status = "ok" if run.problem is None else f"CRASHED: {run.problem}"
             rerun = run.busy and run.problem is None and run.attempt < rerun_busy
+            if run.strays:
+                status += f"; {run.strays} process(es) it started outlived it and were ended"
             if run.busy:
                 status += f"; other processes took {run.foreign_cpu_share:.0%} of the CPU" + \
                     ("; running it again" if rerun else "")
@@ -205,14 +183,19 @@ def run_experiment(python_a: str, python_b: str, runs: int | Plan, out: Path, py
     return done, replaced
 
 
+class NoUsableRun(ResultsError):
+    """Side A has no run that gave results (yet)."""
+
+
 def compare_experiment(runs: list[AbRun], threshold: float | None = None, alpha: float = 0.05,
-                       replaced: list[AbRun] = (), **allow) -> Diff:
-    """compare over all runs (A = base, B = new), crashes and busy runs named."""
+                       replaced: list[AbRun] = (), settled: dict | None = None, **allow) -> Diff:
+    """compare over all runs (A = base, B = new), crashes and busy runs named; ``settled``
+    metrics (decided at an earlier look) keep that verdict."""
     base = [load_run(r.results) for r in runs if r.side == "a" and r.results]
     new = [load_run(r.results) for r in runs if r.side == "b" and r.results]
     crashed = [f"run {r.index} ({r.side.upper()}): {r.problem}" for r in runs if r.problem]
     if not base:  # the old environment does not run: no baseline, no verdict
-        raise ResultsError("no usable run on side A" + (": " + "; ".join(crashed) if crashed else ""))
+        raise NoUsableRun("no usable run on side A" + (": " + "; ".join(crashed) if crashed else ""))
     crashes = [{"run": f"run {r.index}", "side": "base" if r.side == "a" else "new", "problem": r.problem}
                for r in runs if r.problem]
     if not new:  # every B run crashed: the verdict is the crash itself
@@ -220,12 +203,14 @@ def compare_experiment(runs: list[AbRun], threshold: float | None = None, alpha:
         diff = Diff(ids, [], [], [], [], [], [], [], [], [f"crashed: {c}" for c in crashed], {}, {}, crashes,
                     alpha=alpha)
         return diff
-    diff = compare_runs(base, new, threshold, alpha, **allow)
+    diff = compare_runs(base, new, threshold, alpha, settled=settled, **allow)
     diff.crashes = crashes
     diff.warnings += [f"crashed: {c}" for c in crashed]
     diff.warnings += [f"run {r.index} ({r.side.upper()}): other processes took {r.foreign_cpu_share:.0%} of the CPU "
                       "while it ran; its timings are suspect (rerun on a quiet machine)" for r in runs
                       if r.busy]
+    diff.warnings += [f"run {r.index} ({r.side.upper()}): {r.strays} process(es) it started outlived it (ended by ab)"
+                      for r in runs if r.strays]
     diff.warnings += [f"run {r.index} ({r.side.upper()}) was run again: other processes took "
                       f"{r.foreign_cpu_share:.0%} of the CPU during attempt {r.attempt + 1} (not judged)"
                       for r in replaced]
@@ -237,9 +222,15 @@ def undecided(diff: Diff) -> list[dict]:
 
 
 def verdict(runs: list[AbRun], out: Path, fmt: str = "table", threshold: float | None = None,
-            alpha: float = 0.05, replaced: list[AbRun] = (), note: str | None = None, **allow) -> tuple[str, int]:
+            alpha: float = 0.05, replaced: list[AbRun] = (), note: str | None = None, settled: dict | None = None,
+            out_of_reach: dict | None = None, **allow) -> tuple[str, int]:
     """The experiment's verdict; writes compare.json/.md/.html into ``out``."""
-    diff = compare_experiment(runs, threshold, alpha, replaced, **allow)
+    diff = compare_experiment(runs, threshold, alpha, replaced, settled, **allow)
+    for m in diff.metrics:
+        why = (out_of_reach or {}).get((m["case"], m["metric"]))
+        if why and m["verdict"] == "unsure":
+            m["out_of_reach"] = why
+            m["note"] = f"{m.get('note') or ''} [out of reach at this noise: {why}]".strip()
     if note:
         diff.warnings.append(note)
     atomic_write_text(out / "compare.json", render(diff, "json"))
@@ -265,36 +256,65 @@ def main(args) -> int:
 def _main(args) -> int:
     out = Path(args.out)
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
-    plan = Plan(args.runs, args.until_decided, args.max_runs, args.budget * 60 if args.budget is not None else None)
+    plan = Plan(args.runs, args.until_decided, args.max_runs, args.budget * 60 if args.budget is not None else None,
+                getattr(args, "spending", "pocock"))
     allow = {"allow_profile_mismatch": args.allow_profile_mismatch,
              "allow_machine_mismatch": args.allow_machine_mismatch,
              "allow_selection_mismatch": args.allow_selection_mismatch}
-    alpha = plan.alpha_per_look(args.alpha)
-    if args.noise or plan.until_decided:
-        say(plan_text(noise_from(args.noise) if args.noise else {}, plan.runs, alpha))
+    levels = plan.look_levels(args.alpha)
+    instructions = "--bench-instructions" in (args.pytest_args or ())
+    if args.noise or plan.until_decided or instructions:  # what each channel can decide, before the first run
+        say(plan_text(noise_from(args.noise) if args.noise else {}, plan.runs, levels[0], instructions))
     if plan.until_decided:
-        say(f"ab: up to {plan.looks} looks at the verdict, each at false-discovery level {alpha:.3g} "
-            f"({args.alpha:g} split over the looks)")
+        say(f"ab: up to {plan.looks} looks at the verdict ({plan.spending} alpha spending over {args.alpha:g}); "
+            f"false-discovery level of each look: {', '.join(f'{x:.3g}' for x in levels)}")
+    state: dict = {"settled": {}, "out_of_reach": {}}
 
-    def judge(done: list[AbRun]) -> bool:
+    def level_at(done: list[AbRun]) -> tuple[int, float]:
+        look = max(1, min(sum(r.side == "a" for r in done), sum(r.side == "b" for r in done)) - plan.runs + 1)
+        return look, plan.alpha_at_look(args.alpha, look)
+
+    def judge(done: list[AbRun], reach: int) -> bool:
+        look, level = level_at(done)
         try:
-            diff = compare_experiment(done, args.threshold, alpha, **allow)
-        except ResultsError:
-            return True  # a side has no usable run yet
+            diff = compare_experiment(done, args.threshold, level, settled=state["settled"], **allow)
+        except NoUsableRun:
+            return True  # side A has no usable run yet
+        except ResultsError as exc:  # runs more of the same cannot fix (another machine, nothing compared)
+            say(f"ab: stopping: {exc}")
+            return False
+        per_side = len(done) // 2
+        for m in diff.metrics:
+            key = (m["case"], m["metric"])
+            if m["verdict"] in ("regression", "improvement", "same") and key not in state["settled"]:
+                state["settled"][key] = {**m, "note": f"{m.get('note') or ''} [decided at look {look}, {per_side} "
+                                                      f"runs a side, level {level:.3g}]".strip()}
         open_ = undecided(diff)
-        if len(done) <= 2 * plan.runs:  # the first look: what this experiment's own noise allows
+        reachable = []
+        for m in open_:
+            why = out_of_reach(m, metric_of(m["suite"], m["metric"]).kind, reach, per_side)
+            if why:
+                state["out_of_reach"][(m["case"], m["metric"])] = why
+            else:
+                state["out_of_reach"].pop((m["case"], m["metric"]), None)
+                reachable.append(m)
+        if look == 1:  # the first look: what this experiment's own noise allows
             say(plan_text({(m["case"], m["metric"]): m["sd_log"] for m in diff.metrics if m.get("sd_log")},
-                          max(1, len(done) // 2), alpha).replace("ab: at", "ab: measured so far: at"))
-        needed = sorted(m["runs_needed"] for m in open_ if m.get("runs_needed"))
-        say(f"ab: look after {len(done)} runs: {len(open_)} of {len(diff.metrics)} metrics unsure"
-            + (f" (median runs a side to decide: {needed[len(needed) // 2]})" if needed else ""))
-        return bool(open_)
+                          max(1, per_side), level).replace("ab: at", "ab: measured so far: at"))
+        needed = sorted(m["runs_needed"] for m in reachable if m.get("runs_needed"))
+        say(f"ab: look {look} after {len(done)} runs (level {level:.3g}): {len(open_)} of {len(diff.metrics)} "
+            f"metrics unsure, {len(open_) - len(reachable)} of them out of reach at this noise"
+            + (f" (median runs a side to decide the others: {needed[len(needed) // 2]})" if needed else ""))
+        return bool(reachable)
 
     runs, replaced = run_experiment(args.a, args.b, plan, out, args.pytest_args or None, args.timeout_s,
                                     log=say, rerun_busy=args.rerun_busy, judge=judge)
-    note = (f"sequential experiment: {len(runs)} runs after up to {plan.looks} looks; each look tested at "
-            f"alpha {alpha:.3g}") if plan.until_decided else None
-    text, code = verdict(runs, out, args.format, args.threshold, alpha, replaced, note, **allow)
+    look, level = level_at(runs)
+    note = (f"sequential experiment: {len(runs)} runs, look {look} of up to {plan.looks}; {plan.spending} alpha "
+            f"spending over {args.alpha:g}, this look at {level:.3g}; a metric decided at an earlier look keeps "
+            "that verdict") if plan.until_decided else None
+    text, code = verdict(runs, out, args.format, args.threshold, level if plan.until_decided else args.alpha,
+                         replaced, note, state["settled"], state["out_of_reach"], **allow)
     sys.stdout.write(text)
     say(f"ab: reports and compare.md / compare.json / compare.html in {out}")
     return code

@@ -14,16 +14,15 @@ from pathlib import Path
 
 from bench.core.load import FOREIGN_LOAD_WARN
 from bench.core.rows import DRIFT_FACTOR, DRIFT_FLOOR, ERROR_COLUMNS, metric_of, passed
+from bench.report.comparable import channel_warnings, check_comparable, lost_devices
 from bench.report.correctness import correctness_diff
 from bench.report.io import ResultsError
 from bench.report.runs import (
     Run,
     environment_diff,
     load_run,
-    counted_instructions,
     machine_identity,
     repro_command,
-    torch_gpus,
 )
 from bench.report.verdicts import decide, judge_case, two_channels
 
@@ -86,74 +85,6 @@ def method(alpha: float) -> str:
             f"{alpha:g}), i.e. the interval inside +/- the threshold; unsure: anything else")
 
 
-def _check_comparable(base: list[Run], new: list[Run], allow_profile_mismatch: bool,
-                      allow_machine_mismatch: bool) -> list[str]:
-    """Refuse runs of different profiles or machines (they measure different workloads or
-    hardware) unless allowed; returns the warnings for what was allowed or incomplete."""
-    warnings: list[str] = []
-    profiles = {r.profile for r in base + new if r.profile}
-    if len(profiles) > 1:
-        text = (f"runs used different profiles ({', '.join(sorted(profiles))}): the same cases measure different "
-                "workloads (batch sizes, sequence lengths)")
-        if not allow_profile_mismatch:
-            raise ResultsError(text + "; pass --allow-profile-mismatch to compare them anyway")
-        warnings.append(text)
-    for r in base + new:
-        if r.fingerprint.get("fingerprint_error"):
-            warnings.append(f"run {r.run_id}: {r.fingerprint['fingerprint_error']}; what changed in its environment "
-                            "cannot be listed")
-    unknown = [r.run_id for r in base + new if machine_identity(r.fingerprint) is None]
-    if unknown:
-        warnings.append(f"run(s) {', '.join(unknown)} recorded no machine identity (the fingerprint failed: "
-                        f"{_fingerprint_error(base + new)}): compared as if on the same machine")
-    machines = {m for r in base + new if (m := machine_identity(r.fingerprint)) is not None}
-    if len(machines) > 1:
-        text = f"runs come from different machines ({' vs '.join(sorted(machines))}): timings are not comparable"
-        if not allow_machine_mismatch:
-            raise ResultsError(text + "; pass --allow-machine-mismatch to compare them anyway")
-        warnings.append(text)
-    for r in base + new:
-        if not r.complete:
-            warnings.append(f"run {r.run_id} is incomplete (interrupted): cases it did not reach are missing")
-    return warnings
-
-
-def _fingerprint_error(runs: list[Run]) -> str:
-    return next((str(r.fingerprint["fingerprint_error"]) for r in runs if r.fingerprint.get("fingerprint_error")),
-                "no hardware recorded")
-
-
-def lost_devices(base: list[Run], new: list[Run]) -> list[dict]:
-    """GPUs the machine has that the base side's torch used and the new side's cannot: the new
-    stack lost the GPU (a CPU wheel, a driver mismatch). A regression of the new side, named."""
-    def usable(runs):
-        counts = [torch_gpus(r.fingerprint) for r in runs]
-        return None if any(c is None for c in counts) else min(counts)
-
-    had, has = usable(base), usable(new)
-    if not had or has is None or has >= had:
-        return []
-    machine = next((machine_identity(r.fingerprint) for r in new if machine_identity(r.fingerprint)), "this machine")
-    why = next((r.fingerprint.get("fingerprint_error") for r in new if r.fingerprint.get("fingerprint_error")), None)
-    return [{"kind": "lost_gpu", "base": had, "new": has,
-             "reason": f"the new side's torch can use {has} of the {had} GPU(s) the base side's torch used on the same "
-                       f"hardware ({machine}): the new stack lost the GPU (a CPU-only wheel, or a driver / CUDA "
-                       "mismatch; torch.cuda.is_available() is False there)" + (f"; {why}" if why else "")}]
-
-
-def channel_warnings(base: list[Run], new: list[Run]) -> list[str]:
-    """The instruction channel (``--bench-instructions``) on one side only: its counts are
-    judged over the runs that had it, or not at all; said once, not per case."""
-    b, n = sum(map(counted_instructions, base)), sum(map(counted_instructions, new))
-    if (b == 0) == (n == 0) and (b in (0, len(base)) and n in (0, len(new))):
-        return []
-    if b == 0 or n == 0:
-        return [f"instruction counts were taken on the {'new' if b == 0 else 'base'} side only (--bench-instructions "
-                f"in {b} of {len(base)} base and {n} of {len(new)} new runs): they are not judged"]
-    return [f"instruction counts were taken in {b} of {len(base)} base and {n} of {len(new)} new runs "
-            "(--bench-instructions): judged over those runs"]
-
-
 def _case_on_one_side(case: str, runs: list[Run], lost: bool) -> dict:
     row = next(r.rows[case] for r in runs if case in r.rows)
     status = row.get("status") or "error"
@@ -167,12 +98,14 @@ def _case_on_one_side(case: str, runs: list[Run], lost: bool) -> dict:
 
 def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None, alpha: float = 0.05,
                  allow_profile_mismatch: bool = False, allow_machine_mismatch: bool = False,
-                 allow_selection_mismatch: bool = False) -> Diff:
+                 allow_selection_mismatch: bool = False, settled: dict | None = None) -> Diff:
+    """``settled``: (case, metric) -> the entry an earlier look of a sequential experiment
+    decided; it keeps that verdict and stays out of this look's false-discovery correction."""
     if not base or not new:
         raise ResultsError("compare needs at least one run on each side")
     if not 0 < alpha < 0.5:
         raise ResultsError(f"alpha {alpha}: give a level between 0 and 0.5, e.g. 0.05")
-    warnings = _check_comparable(base, new, allow_profile_mismatch, allow_machine_mismatch)
+    warnings = check_comparable(base, new, allow_profile_mismatch, allow_machine_mismatch)
     base_cases = set().union(*(r.rows for r in base))
     new_cases = set().union(*(r.rows for r in new))
     common = sorted(base_cases & new_cases)
@@ -201,6 +134,9 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
     if not compared and not correctness and not lost:
         raise ResultsError(_nothing_compared(common, planned_out, base))
     warnings += channel_warnings(base, new)
+    if settled:
+        metrics = [dict(settled[(m["case"], m["metric"])]) if (m["case"], m["metric"]) in settled else m
+                   for m in metrics]
     decide(metrics, alpha)
     two_channels(metrics, lambda suite, name: metric_of(suite, name).kind)
     busy = _busy_cases(base + new)

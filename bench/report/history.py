@@ -1,7 +1,7 @@
 """``python -m bench history``: trends and change points over every run.
 
-Runs are grouped by profile and machine (``compare``'s machine identity) and ordered by their run id (its time). For every
-case and declared metric (``bench.core.rows.METRICS``) the per-run values form a series in
+Runs are grouped by profile and machine (``compare``'s machine identity) and ordered by their
+run id (its time). For every case and declared metric (``bench.core.rows.METRICS``) the per-run values form a series in
 which change points are found with ruptures' PELT (exact penalised segmentation; a
 maintained library with a small C core, chosen over Apache Otava's E-Divisive, which is a
 service-style tool with its own storage). The series is in logs, so a step is a ratio; the

@@ -17,7 +17,6 @@ from bench.report.runs import (
     skipped_why,
 )
 
-
 INSTRUCTION_METRICS = ("instructions", "native_instructions")  # the callgrind channel (--bench-instructions)
 
 

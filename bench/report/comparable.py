@@ -1,0 +1,75 @@
+"""Whether runs can be compared, and what of the machine changed between them: profiles and
+machines (the identity from the hardware, ``bench.core.machine``), a failed fingerprint, a GPU
+the new stack can no longer use, a measuring channel on one side only."""
+from __future__ import annotations
+
+from bench.report.io import ResultsError
+from bench.report.runs import Run, counted_instructions, machine_identity, torch_gpus
+
+
+def check_comparable(base: list[Run], new: list[Run], allow_profile_mismatch: bool,
+                      allow_machine_mismatch: bool) -> list[str]:
+    """Refuse runs of different profiles or machines (they measure different workloads or
+    hardware) unless allowed; returns the warnings for what was allowed or incomplete."""
+    warnings: list[str] = []
+    profiles = {r.profile for r in base + new if r.profile}
+    if len(profiles) > 1:
+        text = (f"runs used different profiles ({', '.join(sorted(profiles))}): the same cases measure different "
+                "workloads (batch sizes, sequence lengths)")
+        if not allow_profile_mismatch:
+            raise ResultsError(text + "; pass --allow-profile-mismatch to compare them anyway")
+        warnings.append(text)
+    for r in base + new:
+        if r.fingerprint.get("fingerprint_error"):
+            warnings.append(f"run {r.run_id}: {r.fingerprint['fingerprint_error']}; what changed in its environment "
+                            "cannot be listed")
+    unknown = [r.run_id for r in base + new if machine_identity(r.fingerprint) is None]
+    if unknown:
+        warnings.append(f"run(s) {', '.join(unknown)} recorded no machine identity (the fingerprint failed: "
+                        f"{_fingerprint_error(base + new)}): compared as if on the same machine")
+    machines = {m for r in base + new if (m := machine_identity(r.fingerprint)) is not None}
+    if len(machines) > 1:
+        text = f"runs come from different machines ({' vs '.join(sorted(machines))}): timings are not comparable"
+        if not allow_machine_mismatch:
+            raise ResultsError(text + "; pass --allow-machine-mismatch to compare them anyway")
+        warnings.append(text)
+    for r in base + new:
+        if not r.complete:
+            warnings.append(f"run {r.run_id} is incomplete (interrupted): cases it did not reach are missing")
+    return warnings
+
+
+def _fingerprint_error(runs: list[Run]) -> str:
+    return next((str(r.fingerprint["fingerprint_error"]) for r in runs if r.fingerprint.get("fingerprint_error")),
+                "no hardware recorded")
+
+
+def lost_devices(base: list[Run], new: list[Run]) -> list[dict]:
+    """GPUs the machine has that the base side's torch used and the new side's cannot: the new
+    stack lost the GPU (a CPU wheel, a driver mismatch). A regression of the new side, named."""
+    def usable(runs):
+        counts = [torch_gpus(r.fingerprint) for r in runs]
+        return None if any(c is None for c in counts) else min(counts)
+
+    had, has = usable(base), usable(new)
+    if not had or has is None or has >= had:
+        return []
+    machine = next((machine_identity(r.fingerprint) for r in new if machine_identity(r.fingerprint)), "this machine")
+    why = next((r.fingerprint.get("fingerprint_error") for r in new if r.fingerprint.get("fingerprint_error")), None)
+    return [{"kind": "lost_gpu", "base": had, "new": has,
+             "reason": f"the new side's torch can use {has} of the {had} GPU(s) the base side's torch used on the same "
+                       f"hardware ({machine}): the new stack lost the GPU (a CPU-only wheel, or a driver / CUDA "
+                       "mismatch; torch.cuda.is_available() is False there)" + (f"; {why}" if why else "")}]
+
+
+def channel_warnings(base: list[Run], new: list[Run]) -> list[str]:
+    """The instruction channel (``--bench-instructions``) on one side only: its counts are
+    judged over the runs that had it, or not at all; said once, not per case."""
+    b, n = sum(map(counted_instructions, base)), sum(map(counted_instructions, new))
+    if (b == 0) == (n == 0) and (b in (0, len(base)) and n in (0, len(new))):
+        return []
+    if b == 0 or n == 0:
+        return [f"instruction counts were taken on the {'new' if b == 0 else 'base'} side only (--bench-instructions "
+                f"in {b} of {len(base)} base and {n} of {len(new)} new runs): they are not judged"]
+    return [f"instruction counts were taken in {b} of {len(base)} base and {n} of {len(new)} new runs "
+            "(--bench-instructions): judged over those runs"]
