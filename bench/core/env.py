@@ -16,6 +16,7 @@ import torch
 from bench.core.hardware import probe
 from bench.core.machine import cpu_model, hardware
 from bench.core.numerics import float32_matmul_precision, tf32_state
+from bench.core.reference import identity as reference_identity
 
 
 def _version(dist: str) -> str | None:
@@ -64,6 +65,7 @@ def fingerprint(learned: dict | None = None) -> dict:
         "cpu_model": cpu_model(),
         # the hardware as the machine (not this torch) sees it: what makes two runs comparable
         "hardware": hardware(),
+        "reference": reference_identity(),  # what the *_norm twins' reference depends on (bench.core.reference)
         "cpu_cores": os.cpu_count(),
         "cpu_native_low_precision": list(probe().cpu_native),
         # the ISA ATen dispatches to (capped by ATEN_CPU_CAPABILITY), and the caps on oneDNN / MKL:

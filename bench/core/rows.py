@@ -101,6 +101,13 @@ _INSTRUCTIONS = {
                            noise=INSTRUCTIONS_NOISE),
 }
 
+def _twin(column: str) -> dict[str, Metric]:
+    """The normalised twin of a timing column: its value over the torch-independent reference
+    timed interleaved with it (``bench.core.reference``), judged as a metric of its own."""
+    return {f"{column}_norm": Metric("x reference", "lower", "value", 0.10,
+                                     f"{column} / the reference timed interleaved with it (machine state cancelled)")}
+
+
 # peak_mem_mib (the contract's column) repeats one of these per device: judged through them.
 _COMMON = {
     "peak_rss_mib": Metric("MiB", "lower", "value", 0.25,
@@ -113,6 +120,7 @@ _COMMON = {
 METRICS: dict[str, dict[str, Metric]] = {
     "autograd_ops": {
         "fwd_bwd_median_ms": Metric("ms", "lower", "timing", 0.10, "custom op forward+backward, median"),
+        **_twin("fwd_bwd_median_ms"),
         "speedup_vs_native": Metric("x", "higher", "value", 0.10, "native composite time / op time, interleaved"),
         **_INSTRUCTIONS,
         "native_instructions": Metric("instructions", "lower", "counted", 0.015,
@@ -121,6 +129,7 @@ METRICS: dict[str, dict[str, Metric]] = {
     },
     "graph_modes": {
         "median_ms": Metric("ms", "lower", "timing", 0.10, "one call of the mode's graph, median"),
+        **_twin("median_ms"),
         "speedup_vs_eager": Metric("x", "higher", "value", 0.10, "eager time / mode time, interleaved"),
         "build_s": Metric("s", "lower", "value", 0.50, "build time (compile: first call); cache-dependent"),
         "graph_breaks": Metric("count", "lower", "exact", 0.0, "torch._dynamo graph breaks"),
@@ -130,6 +139,7 @@ METRICS: dict[str, dict[str, Metric]] = {
     },
     "devices": {
         "median_ms": Metric("ms", "lower", "timing", 0.10, "one step (inference or train), median"),
+        **_twin("median_ms"),
         "samples_per_s": Metric("samples/s", "higher", "derived", doc="batch size / median step time"),
         "tokens_per_s": Metric("tokens/s", "higher", "derived", doc="non-padding tokens / median step time"),
         "tflops": Metric("TFLOP/s", "higher", "derived", doc="counted FLOPs / median step time"),
@@ -175,6 +185,7 @@ METRICS: dict[str, dict[str, Metric]] = {
     "generation": {
         "decode_ms_p50": Metric("ms", "lower", "timing", 0.10, "one decode step (one token per sequence), "
                                 "steady state (first 2 steps left out), median over calls"),
+        **_twin("decode_ms_p50"),
         "decode_ms_p95": Metric("ms", "lower", "value", 0.25, "one decode step, 95th percentile"),
         "ttft_ms": Metric("ms", "lower", "value", 0.15, "time to first token (prefill), median over calls"),
         "decode_tokens_per_s": Metric("tokens/s", "higher", "derived", doc="batch size / median decode step"),
@@ -216,6 +227,18 @@ DRIFT_FLOOR = 1e-7
 # the row names it (``implausible``) and the headline never shows it as a best figure.
 PHYSICAL_BOUNDS = {"pct_of_peak": 100.0, "pct_of_vendor_peak": 100.0, "mfu_pct": 100.0,
                    "scaling_efficiency": 1.1, "scaling_efficiency_vs_ddp1": 1.1}
+
+
+def add_reference_twins(row: dict) -> None:
+    """``X_norm = X / reference_ms`` for each declared ``*_norm`` metric of the row's suite whose
+    timing column ``X`` and the interleaved reference (``bench.core.reference``) are both there."""
+    ref = row.get("reference_ms")
+    if not isinstance(ref, (int, float)) or not ref > 0:
+        return
+    for name in declared_metrics(row.get("suite")):
+        value = row.get(name.removesuffix("_norm"))
+        if name.endswith("_norm") and isinstance(value, (int, float)) and value == value:
+            row[name] = value / ref
 
 
 def implausible(row: dict) -> str:
@@ -268,6 +291,7 @@ class Row(dict):
 
     def finalize(self, outcome: str, message: str | None) -> None:
         """Set the status from the pytest outcome unless the test set one itself."""
+        add_reference_twins(self)
         beyond = implausible(self)
         if beyond:
             self["implausible"] = beyond + " (impossible: the timing behind it is suspect)"

@@ -3,7 +3,9 @@
 pytest-benchmark reads the host clock. On CUDA a kernel launch returns before the kernel
 has run, so every callable handed to the timer here synchronises *inside* the timed call
 (without it the host clock measures kernel launches); warm-up runs happen before the timer
-starts, so compilation, CUDA initialisation and autotuning are not counted as speed.
+starts, so compilation, CUDA initialisation and autotuning are not counted as speed. A case
+that records into a row has the torch-independent reference timed between its rounds
+(``bench.core.reference``).
 """
 from __future__ import annotations
 
@@ -16,12 +18,13 @@ from typing import Any, Callable
 import torch
 
 from bench.core.hardware import synchronize
+from bench.core.reference import interleave, record_reference
+from bench.core.samples import percentile, summarize_ms  # noqa: F401  (the timing vocabulary)
 
 
 def current_device(device: str | torch.device):
     """A context that makes ``device`` the current CUDA device (nothing to do on CPU)."""
     import contextlib
-
     dev = torch.device(device)
     return torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext()
 
@@ -156,11 +159,14 @@ def time_callable(fn: Callable[[], Any], device: str | torch.device, budget: Bud
     if min_warmup_s:
         warm_up(call, device, 0, min_warmup_s)
     rounds = _plan([call], budget, record)
+    tick = interleave(record)
     samples = []
     for _ in range(rounds):
+        tick()
         t0 = time.perf_counter()
         call()
         samples.append(time.perf_counter() - t0)
+    record_reference(tick, record)
     return samples
 
 
@@ -182,32 +188,6 @@ def cuda_event_times(fn: Callable[[], Any], device: str | torch.device, budget: 
     return samples
 
 
-def percentile(samples: list[float], q: float) -> float:
-    """Linear-interpolated percentile, q in [0, 100]."""
-    if not samples:
-        raise ValueError("percentile of no samples")
-    data = sorted(samples)
-    k = (len(data) - 1) * q / 100
-    lo, hi = int(k), min(int(k) + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (k - lo)
-
-
-def summarize_ms(samples_s: list[float]) -> dict[str, float]:
-    """median / p90 / p99 / mean / stddev in milliseconds from per-call seconds."""
-    if not samples_s:
-        return {}
-    ms = [s * 1e3 for s in samples_s]
-    return {
-        "median_ms": statistics.median(ms),
-        "p10_ms": percentile(ms, 10),
-        "p90_ms": percentile(ms, 90),
-        "p99_ms": percentile(ms, 99),
-        "mean_ms": statistics.fmean(ms),
-        "stddev_ms": statistics.stdev(ms) if len(ms) > 1 else 0.0,
-        "rounds": len(ms),
-    }
-
-
 def run_benchmark(benchmark, fn: Callable[[], Any], device: str | torch.device, budget: Budget,
                   record: dict | None = None) -> list[float]:
     """Time ``fn`` with pytest-benchmark's fixture, synchronised, warm-up excluded, rounds
@@ -221,7 +201,9 @@ def run_benchmark(benchmark, fn: Callable[[], Any], device: str | torch.device, 
         benchmark.pedantic(call, rounds=1, iterations=1)
         return []
     rounds = _plan([call], budget, record)
-    benchmark.pedantic(call, rounds=rounds, warmup_rounds=0, iterations=1)
+    setup = interleave(record)
+    benchmark.pedantic(call, setup=setup, rounds=rounds, warmup_rounds=0, iterations=1)
+    record_reference(setup, record)
     stats = getattr(benchmark, "stats", None)
     return list(stats.stats.data) if stats is not None else []
 
@@ -289,7 +271,9 @@ def run_benchmark_against(benchmark, fn: Callable[[], Any], baseline: Callable[[
         benchmark.pedantic(call, rounds=1, iterations=1)
         return [], []
     rounds = _plan([base, call], budget, record)
-    benchmark.pedantic(call, setup=setup, rounds=rounds, warmup_rounds=0, iterations=1)
+    hooked = interleave(record, then=setup)
+    benchmark.pedantic(call, setup=hooked, rounds=rounds, warmup_rounds=0, iterations=1)
+    record_reference(hooked, record)
     stats = getattr(benchmark, "stats", None)
     samples = list(stats.stats.data) if stats is not None else []
     # pytest-benchmark calls setup once more for --benchmark-cprofile: keep the paired rounds
@@ -301,9 +285,13 @@ def _interleaved_plain(fn, baseline, device, budget: Budget, record=None) -> tup
     call, base = synchronized(fn, device), synchronized(baseline, device)
     ours: list[float] = []
     theirs: list[float] = []
-    for _ in range(_plan([base, call], budget, record)):
+    rounds = _plan([base, call], budget, record)
+    tick = interleave(record)
+    for _ in range(rounds):
+        tick()
         for f, out in ((base, theirs), (call, ours)):
             t0 = time.perf_counter()
             f()
             out.append(time.perf_counter() - t0)
+    record_reference(tick, record)
     return ours, theirs

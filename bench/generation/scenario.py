@@ -14,6 +14,7 @@ import torch
 from bench.core.compiled import dynamo_counts
 from bench.core.face import one_of, run_as_row
 from bench.core.hardware import DTYPES, peak_memory_columns, reset_peak_memory
+from bench.core.reference import Reference
 from bench.core.timing import budget_for, percentile, record_step_samples
 from bench.generation import decode as D
 from bench.generation import zoo
@@ -270,7 +271,11 @@ def _time(model, c, session, ids, mask, exported, first, benchmark, row) -> None
     one_call = first.ttft_s + sum(first.step_s)
     rounds = int(min(budget.max_rounds, max(budget.min_rounds, budget.measure_s / max(one_call, 1e-6))))
     reset_peak_memory(c["device"])
-    runs = [_once(model, c, session, ids, mask, exported) for _ in range(rounds)]
+    ref, runs = Reference(), []
+    for _ in range(rounds):  # the torch-independent reference between calls: decode_ms_p50_norm
+        ref.tick()
+        runs.append(_once(model, c, session, ids, mask, exported))
+    ref.record(row)
     row.update(peak_memory_columns(c["device"]))
     steady = [s for r in runs for s in r.step_s[STEADY_AFTER:]] or [s for r in runs for s in r.step_s]
     totals = [r.ttft_s + sum(r.step_s) for r in runs]

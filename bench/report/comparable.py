@@ -3,6 +3,8 @@ machines (the identity from the hardware, ``bench.core.machine``), a failed fing
 the new stack can no longer use, a measuring channel on one side only."""
 from __future__ import annotations
 
+import json
+
 from bench.report.io import ResultsError
 from bench.report.runs import Run, counted_instructions, machine_identity, torch_gpus
 
@@ -73,3 +75,28 @@ def channel_warnings(base: list[Run], new: list[Run]) -> list[str]:
                 f"in {b} of {len(base)} base and {n} of {len(new)} new runs): they are not judged"]
     return [f"instruction counts were taken in {b} of {len(base)} base and {n} of {len(new)} new runs "
             "(--bench-instructions): judged over those runs"]
+
+
+REFERENCE_MOVED = 0.10  # the reference's median moving more than this between the sides is named
+
+
+def reference_warnings(base: list[Run], new: list[Run]) -> list[str]:
+    """Where the torch-independent reference itself moved between the sides (another Python or
+    OpenSSL, a machine in another state), the ``*_norm`` twins carry that move: say so."""
+    def level(runs):
+        values = sorted(row["reference_ms"] for r in runs for row in r.rows.values()
+                        if isinstance(row.get("reference_ms"), (int, float)) and row["reference_ms"] > 0)
+        return values[len(values) // 2] if values else None
+
+    out = []
+    ids = {side: {json.dumps(r.fingerprint.get("reference"), sort_keys=True) for r in runs if r.fingerprint.get(
+        "reference")} for side, runs in (("base", base), ("new", new))}
+    if ids["base"] and ids["new"] and ids["base"] != ids["new"]:
+        out.append(f"the reference's software differs between the sides ({' | '.join(sorted(ids['base']))} vs "
+                   f"{' | '.join(sorted(ids['new']))}): the *_norm twins compare different yardsticks")
+    b, n = level(base), level(new)
+    if b and n and abs(n / b - 1) > REFERENCE_MOVED:
+        out.append(f"the torch-independent reference itself took {n / b:.2f}x as long in the new runs (median "
+                   f"{b:.3g} -> {n:.3g} ms): the machine's state moved between the sides, and the *_norm twins "
+                   "take that out of their timings")
+    return out

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.core.load import FOREIGN_LOAD_WARN
 from bench.core.rows import DRIFT_FACTOR, DRIFT_FLOOR, ERROR_COLUMNS, metric_of, passed
-from bench.report.comparable import channel_warnings, check_comparable, lost_devices
+from bench.report.comparable import channel_warnings, check_comparable, lost_devices, reference_warnings
 from bench.report.correctness import correctness_diff
 from bench.report.io import ResultsError
 from bench.report.runs import (
@@ -133,7 +133,7 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
     lost = lost_devices(base, new)
     if not compared and not correctness and not lost:
         raise ResultsError(_nothing_compared(common, planned_out, base))
-    warnings += channel_warnings(base, new)
+    warnings += channel_warnings(base, new) + reference_warnings(base, new)
     if settled:
         metrics = [dict(settled[(m["case"], m["metric"])]) if (m["case"], m["metric"]) in settled else m
                    for m in metrics]
