@@ -42,7 +42,8 @@ class RunState:
         """Which measuring channels this run had on, so ``compare`` tells a count the run never
         took (``--bench-instructions`` off) from one it lost."""
         settings = getattr(self.session, "settings", None)
-        return {"wall_time": True, "instructions": bool(getattr(settings, "instructions", False))}
+        return {"wall_time": True, "instructions": bool(getattr(settings, "instructions", False)),
+                "reference": True}
 
     @property
     def run_dir(self) -> Path:

@@ -124,6 +124,21 @@ def _ab(a, b, runs, out, pytest_args, extra=()) -> int:
         return subprocess.run(cmd, cwd=ROOT, stdout=fh).returncode
 
 
+def rejudge(args) -> None:
+    """compare again over each A/A repeat's judged runs under --out (the same files, this code)."""
+    from bench.experiments.ab import AbRun, compare_experiment
+
+    for man in sorted(Path(args.out).rglob("ab.json")):
+        runs = [AbRun(**r) for r in json.loads(man.read_text())["runs"]]
+        diff = compare_experiment(runs)
+        verdicts = [m["verdict"] for m in diff.metrics]
+        norm = [m["verdict"] for m in diff.metrics if m["metric"].endswith("_norm")]
+        print(f"{man.parent.name}: {len(verdicts)} metrics, {verdicts.count('regression')} regression(s), "
+              f"{verdicts.count('improvement')} improvement(s), {verdicts.count('same')} same, "
+              f"{verdicts.count('unsure')} unsure; of them *_norm: {len(norm)} metrics, {norm.count('same')} same, "
+              f"{norm.count('unsure')} unsure; {len(diff.correctness)} status change(s)")
+
+
 def aa(args) -> None:
     suites = ["suites/test_autograd_ops.py", "suites/test_devices.py", "--benchmark-only", "--bench-profile=smoke"]
     python = sys.executable
@@ -207,7 +222,8 @@ def spread(args) -> None:
 
     from bench.report.runs import load_run
 
-    paths = sorted(Path(args.out).rglob("runs/*/latest/results.json"))
+    paths = sorted(r["results"] for man in Path(args.out).rglob("ab.json")  # judged runs, not replaced busy ones
+                   for r in json.loads(man.read_text())["runs"] if r["results"])
     raw: dict[str, list[float]] = {}
     norm: dict[str, list[float]] = {}
     for path in paths:
@@ -255,7 +271,7 @@ def noise(args) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("aa", "planted", "detection", "noise", "spread"))
+    p.add_argument("what", choices=("aa", "planted", "detection", "noise", "spread", "rejudge"))
     p.add_argument("--selection", choices=tuple(SELECTIONS), default="ops",
                    help="ops: the planted ops (autograd_ops); models: planted models (devices, whole-model rows)")
     p.add_argument("--budget", type=float, default=None, metavar="MINUTES", help="planted: ab --budget")
@@ -266,7 +282,8 @@ def main() -> None:
                    help="planted: another --bench-plugin for both sides (e.g. one that sets the old fixed rounds)")
     p.add_argument("--out", required=True)
     args = p.parse_args()
-    {"aa": aa, "planted": planted, "detection": detection, "noise": noise, "spread": spread}[args.what](args)
+    {"aa": aa, "planted": planted, "detection": detection, "noise": noise, "spread": spread,
+     "rejudge": rejudge}[args.what](args)
 
 
 if __name__ == "__main__":

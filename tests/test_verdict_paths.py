@@ -326,3 +326,30 @@ def test_a_timed_out_run_ends_the_processes_it_started_in_their_own_sessions(tmp
     time.sleep(0.3)
     left = subprocess.run(["pgrep", "-f", "sleep 317[12]"], capture_output=True, text=True).stdout.split()
     assert not left and run.problem.startswith("timed out") and run.strays >= 1
+
+
+def test_an_a_a_of_rows_whose_cuda_columns_are_none_calls_nothing_improved(tmp_path):
+    """Found by the A/A of this change: a column None on both sides (a CUDA memory column of a
+    CPU row) was an "improvement" by presence."""
+    def cuda_none(data):
+        for r in data["bench_rows"]:
+            if r["status"] == "ok":
+                r.update(cuda_peak_allocated_mib=None, cuda_peak_reserved_mib=None)
+
+    a = [_run(tmp_path, f"a{i}", cuda_none) for i in range(2)]
+    b = [_run(tmp_path, f"b{i}", cuda_none) for i in range(2)]
+    diff = compare_runs(_load(a), _load(b))
+    assert not [m for m in diff.metrics if m["verdict"] in ("improvement", "regression")]
+
+
+def test_a_twin_only_one_side_timed_is_not_a_lost_value(tmp_path):
+    """The *_norm twins are a channel (the interleaved reference): a side whose code did not
+    time it (an older version) has lost nothing."""
+    def twin(data):
+        row = next(r for r in data["bench_rows"] if r["suite"] == "graph_modes" and r["status"] == "ok")
+        row.update(reference_ms=2.0, median_ms_norm=row["median_ms"] / 2.0)
+        data["bench_run"]["channels"] = {"wall_time": True, "instructions": False, "reference": True}
+
+    a, b = _run(tmp_path, "a", twin), _run(tmp_path, "b")
+    diff = compare_runs(_load([a]), _load([b]))
+    assert not [m for m in diff.metrics if m["metric"].endswith("_norm")] and diff.verdict == "no_regression"

@@ -181,6 +181,14 @@ def hardware_gpus(fp: dict) -> int | None:
     return len(hw.get("gpus") or []) if isinstance(hw, dict) else None
 
 
+def timed_reference(run: Run) -> bool:
+    """Whether the run timed the torch-independent reference (the ``*_norm`` twins' channel):
+    ``bench_run.channels``; older files: any row with ``reference_ms``."""
+    if run.channels is not None and "reference" in run.channels:
+        return bool(run.channels["reference"])
+    return any("reference_ms" in row for row in run.rows.values())
+
+
 def counted_instructions(run: Run) -> bool:
     """Whether the run had the instruction channel on (``--bench-instructions``): recorded in
     ``bench_run.channels``; older files: any row with a count or a reason for none."""

@@ -15,6 +15,7 @@ from bench.report.runs import (
     metric_values,
     ok_runs,
     skipped_why,
+    timed_reference,
 )
 
 INSTRUCTION_METRICS = ("instructions", "native_instructions")  # the callgrind channel (--bench-instructions)
@@ -27,12 +28,16 @@ def judge_case(case: str, suite: str, base_runs: list[Run], new_runs: list[Run],
         if metric.kind == "derived":
             continue
         base, new = base_runs, new_runs
-        if name in INSTRUCTION_METRICS:  # judged over the runs that had the channel on (compare warns once)
-            base, new = [r for r in base if counted_instructions(r)], [r for r in new if counted_instructions(r)]
+        channel = counted_instructions if name in INSTRUCTION_METRICS else \
+            timed_reference if name.endswith("_norm") else None
+        if channel is not None:  # judged over the runs that had the channel on (compare warns once)
+            base, new = [r for r in base if channel(r)], [r for r in new if channel(r)]
             if not base or not new:
                 continue
         b, rb = metric_values(case, name, metric, base)
         n, rn = metric_values(case, name, metric, new)
+        if not b and not n:  # no value on either side (a CUDA column of a CPU row): nothing to judge
+            continue
         impossible = impossible_in(case, name, base + new)
         if not b or not n:  # a value on one side only, while the case's status held
             if impossible and (b or n):
