@@ -3,6 +3,7 @@ it, so a user at the terminal knows the run is not hung (the run's time plan, pr
 cases run, is bench.core.plan's)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -58,10 +59,7 @@ def terminal_writer(fd: int | None):
     lock = threading.Lock()
 
     def say(text: str) -> None:
-        with lock:
-            try:
-                os.write(fd, f"\n{text}\n".encode())
-            except OSError:
-                pass  # the terminal went away: progress is a courtesy, never a failure
+        with lock, contextlib.suppress(OSError):  # the terminal went away: progress is a courtesy
+            os.write(fd, f"\n{text}\n".encode())
 
     return say

@@ -11,7 +11,8 @@ import importlib
 import importlib.util
 import inspect
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -47,7 +48,7 @@ class ModelSpec:
     # is accepted too, documented by the model's description alone
     expected_parity: dict | None = None
     # For the run's time plan (bench.core.plan): one fp32 step per sample in ms (inference, train)
-    # and the seconds the model takes to build, on the reference 2-core CPU at AVX2 (README, "Time
+    # and the seconds the model takes to build, on the reference 2-core CPU at AVX2 (docs/methods.md, "Time
     # plan"); a model that does not say is planned as a small one.
     step_ms: tuple[float, float] = (0.5, 1.5)
     build_s: float = 0.2
@@ -116,8 +117,7 @@ _OPS: dict[str, OpSpec] = {}
 # Built-ins register themselves when imported: every module of these packages is found by
 # package discovery (pkgutil), so a new model module needs no edit here; the registry never
 # imports a module above it by a hard-coded name.
-_BUILTIN_PACKAGES = ("bench.models",)
-_BUILTIN_OP_MODULES = ("bench.ops.builtin",)
+_BUILTIN_PACKAGES = ("bench.models",)  # models and the built-in ops' entries (bench.models.builtin_ops)
 
 
 def load_plugin(spec: str) -> None:
@@ -166,8 +166,6 @@ def _load_builtins() -> None:
         path = importlib.import_module(package).__path__
         for info in pkgutil.iter_modules(path, prefix=f"{package}."):
             importlib.import_module(info.name)
-    for mod in _BUILTIN_OP_MODULES:
-        importlib.import_module(mod)
 
 
 def ops() -> dict[str, OpSpec]:

@@ -38,6 +38,13 @@ class RunState:
                 if text not in have:
                     row["warnings"] = "; ".join(have + [text])[:2000]
 
+    def questions(self) -> dict:
+        """The declarations of the plugin questions this run's rows answer (``bench.core.question``):
+        the results file then carries them, and ``compare`` judges them without the plugin."""
+        from bench.core.question import builtin_names, record
+
+        return record({r["suite"] for r in self.rows} - set(builtin_names()))
+
     def channels(self) -> dict:
         """Which measuring channels this run had on, so ``compare`` tells a count the run never
         took (``--bench-instructions`` off) from one it lost."""
@@ -66,6 +73,7 @@ class RunState:
         data["bench_rows"] = [dict(r) for r in self.rows]
         data["bench_run"] = {"schema": RESULTS_SCHEMA, "run_id": self.run_id, "profile": self.profile,
                              "complete": complete, "notes": self.notes, "failures": self.failures, "plan": self.plan,
+                             "questions": self.questions(),
                              "channels": self.channels()}
         return data
 
@@ -85,8 +93,6 @@ def benchmark_json(config) -> dict | None:
     )
 
 
-# Skip reasons that mean "no CUDA device here" (see Capabilities.device_reason and _skip_reason).
-_NO_CUDA = ("CUDA is not available", "needs CUDA", "CUDA device(s) are present")
 
 
 def user_model_unmeasured(rows: list, hf_model: str | None) -> str | None:
@@ -112,5 +118,5 @@ def required_but_skipped(rows: list, required: list[str]) -> list[str]:
     cuda_rows = [r for r in rows if str(r.get("device") or "").startswith("cuda")]
     if not cuda_rows:
         return ["(no case ran on a CUDA device: --bench-device selected none)"]
-    return [r["test"] for r in cuda_rows
-            if r.get("status") == "skipped" and any(k in str(r.get("reason")) for k in _NO_CUDA)]
+    # declared, not parsed: a row skipped because the machine lacks what it needs says so (needs_hardware)
+    return [r["test"] for r in cuda_rows if r.get("status") == "skipped" and r.get("needs_hardware")]

@@ -1,4 +1,4 @@
-"""The measurements behind the README's "Verdicts on a noisy machine" tables.
+"""The measurements behind the A/B tables of docs/measurements.md ("A/B verdicts on a noisy machine").
 
     python scripts/ab_experiments.py aa --repeats 3 --runs 3 --out /tmp/aa
     python scripts/ab_experiments.py planted --runs 3 --max-runs 10 --out /tmp/planted   # ab --until-decided

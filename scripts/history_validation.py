@@ -1,5 +1,5 @@
 """Precision and recall of `python -m bench history`'s change-point detector on synthetic
-series with known steps (the README's table), and its false-change rate on a real A/A history.
+series with known steps (docs/measurements.md, "history validation"), and its false-change rate on a real A/A history.
 
     python scripts/history_validation.py synthetic
     python scripts/history_validation.py rounds   # the same through analyse(): results with raw rounds

@@ -90,7 +90,7 @@ def test_cuda_parity_runs_the_reference_side_on_cpu_copies(monkeypatch):
     x = torch.randn(3, 4)
     check = precision.check_cuda(torch.sin, (x,))
     assert moved == ["cpu", "cuda", "cuda"], check  # CPU copies first, then the GPU side and its weights
-    assert check.status == "passed" and check.detail["devices"] == ["cpu", "cuda"]
+    assert check.status == "held" and check.detail["devices"] == ["cpu", "cuda"]
 
 
 # 4. a tool's refusal is unsupported; an internal error or a bug of ours is error
@@ -177,7 +177,7 @@ def test_low_precision_errors_are_failures_unless_the_dtype_is_refused():
     x = torch.randn(4, 4)
     ref = lambda x: x * 2  # noqa: E731
     report = check_autograd(BackwardDtypeBug.apply, x, reference=ref, low_precision=("bf16",))
-    assert report.by_name("low_precision_bf16").status == "failed"
+    assert report.by_name("low_precision_bf16").status == "violated"
     assert "backward raised" in report.by_name("low_precision_bf16").message
 
     def refuses_bf16(x):
@@ -194,7 +194,7 @@ def test_low_precision_errors_are_failures_unless_the_dtype_is_refused():
         return x * 2
 
     report = check_autograd(forward_bug, x, reference=ref, low_precision=("fp16",))
-    assert report.by_name("low_precision_fp16").status == "failed"
+    assert report.by_name("low_precision_fp16").status == "violated"
     report = check_autograd(forward_bug, x, reference=ref, low_precision=("fp16",), unsupported_dtypes=("fp16",))
     assert report.by_name("low_precision_fp16").status == "not_applicable"
 
@@ -288,8 +288,8 @@ def test_trainer_mfu_divides_by_the_peak_of_every_device_used(monkeypatch):
 
 # 11. nccl efficiency against a baseline on the same device
 def test_scaling_efficiency_compares_like_devices(monkeypatch):
+    from bench.core.launch import LaunchResult
     from bench.distributed import scenario as runs
-    from bench.distributed.launcher import LaunchResult
 
     asked = []
 
@@ -309,8 +309,8 @@ def test_scaling_efficiency_compares_like_devices(monkeypatch):
 
 def test_the_no_ddp_baseline_is_timed_next_to_each_ddp_run(monkeypatch):
     """Not the session's earlier measurement: every DDP row runs its own baseline after it."""
+    from bench.core.launch import LaunchResult
     from bench.distributed import scenario as runs
-    from bench.distributed.launcher import LaunchResult
 
     launches = []
 
@@ -474,4 +474,4 @@ def test_a_dtype_mix_up_in_forward_is_a_failure_not_a_refusal():
         return x * w
 
     report = check_autograd(mixes, torch.randn(3, 4), reference=lambda x: x * w, low_precision=("bf16",))
-    assert report.by_name("low_precision_bf16").status == "failed"
+    assert report.by_name("low_precision_bf16").status == "violated"

@@ -67,7 +67,8 @@ def test_counts_are_positive_repeatable_and_grow_with_the_work(tmp_path):
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, BENCH_PLANTED_EXTRA="0"))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    rows = {r["op"]: r for r in csv.DictReader(open(tmp_path / "latest" / "autograd_ops.csv"))}
+    with open(tmp_path / "latest" / "autograd_ops.csv") as fh:
+        rows = {r["op"]: r for r in csv.DictReader(fh)}
     base, more = rows["planted_gelu"], rows["planted_gelu_more"]
     for r in (base, more):
         assert r["status"] == "ok" and float(r["instructions"]) > 0 and float(r["native_instructions"]) > 0, r

@@ -1,5 +1,6 @@
 """The architecture the README's "Where things are" describes, enforced: every question
-package shows the same face, and imports only point down the layer order (no circles)."""
+package shows the same face, questions are siblings on one floor that never import each other,
+and imports only point down the floors (no circles)."""
 import ast
 import dataclasses
 import importlib
@@ -8,24 +9,30 @@ from pathlib import Path
 
 import pytest
 
-from bench.core.face import QUESTIONS
+from bench.core.question import QUESTIONS, questions
 
 ROOT = Path(__file__).resolve().parents[1]
-# Lowest first: a module may import its own package and any package listed before it.
-LAYERS = ("bench.core", "bench.registry", "bench.models", "bench.graphs", "bench.ops", "bench.devices",
-          "bench.generation",
-          "bench.distributed", "bench.sharded", "bench.trainer", "bench.report", "bench.experiments",
-          ("bench.plugin_progress", "bench.plugin_rows", "bench.plugin_options", "bench.plugin_plan",
-           "bench.run_state"),
-          "bench.pytest_plugin", "bench.__main__")
+# The question packages: every package that declares a question (bench/<package>/question.py).
+QUESTION_PACKAGES = tuple(sorted({q.scenario.rsplit(".", 1)[0] for q in questions().values()
+                                  if q.scenario.startswith("bench.")}))
+# Floors, lowest first: a module may import its own package and anything on a lower floor; on the
+# questions' floor no package imports another (what two questions share moves down).
+FLOORS = (("bench.core",), ("bench.registry", "bench.models"), QUESTION_PACKAGES, ("bench.report",),
+          ("bench.experiments",), ("bench.plugin_progress", "bench.plugin_rows", "bench.plugin_options",
+                                   "bench.plugin_plan", "bench.run_state"), ("bench.pytest_plugin",),
+          ("bench.__main__",))
 
 
-def _layer_of(module: str) -> int:
-    for i, layer in enumerate(LAYERS):
-        for name in (layer if isinstance(layer, tuple) else (layer,)):
+def _floor_of(module: str) -> int:
+    for i, floor in enumerate(FLOORS):
+        for name in floor:
             if module == name or module.startswith(name + "."):
                 return i
-    raise AssertionError(f"{module} is in no layer: add it to LAYERS (and the README's table)")
+    raise AssertionError(f"{module} is on no floor: add it to FLOORS (and the README's table)")
+
+
+def _package(module: str) -> str:
+    return ".".join(module.split(".")[:2])
 
 
 def _imports() -> dict[str, set[str]]:
@@ -46,10 +53,24 @@ def _imports() -> dict[str, set[str]]:
     return out
 
 
-def test_imports_only_point_down_the_layers():
+def test_imports_only_point_down_the_floors():
     upward = [f"{m} -> {t}" for m, targets in _imports().items() for t in targets
-              if _layer_of(t) > _layer_of(m)]
-    assert not upward, "imports that point up the layer order:\n" + "\n".join(sorted(upward))
+              if _floor_of(t) > _floor_of(m)]
+    assert not upward, "imports that point up the floors:\n" + "\n".join(sorted(upward))
+
+
+def test_no_question_package_imports_another():
+    """Questions are siblings: a launcher, a decoder zoo or an output comparison two of them share
+    lives on a lower floor (bench.core.launch, bench.models.decoders, bench.core.outputs)."""
+    sideways = [f"{m} -> {t}" for m, targets in _imports().items() if _package(m) in QUESTION_PACKAGES
+                for t in targets if _package(t) in QUESTION_PACKAGES and _package(t) != _package(m)]
+    assert not sideways, "imports between question packages:\n" + "\n".join(sorted(sideways))
+
+
+def test_the_floors_are_named_and_the_question_floor_is_discovered():
+    assert set(QUESTION_PACKAGES) >= {"bench.ops", "bench.graphs", "bench.devices", "bench.distributed",
+                                      "bench.trainer", "bench.sharded", "bench.generation"}
+    assert all(_floor_of(p) == 2 for p in QUESTION_PACKAGES)
 
 
 def test_no_module_imports_one_that_imports_it_back():
@@ -98,10 +119,3 @@ def test_a_scenario_runs_without_pytest():
     row = scenario.run(scenario.Config(op="add_bias"), Session())
     assert row["status"] == "ok" and row["suite"] == "autograd_ops", row
     assert row["fwd_bwd_median_ms"] > 0
-
-
-def test_no_scenario_imports_another_questions_scenario():
-    """What two questions share moves down (a zoo, the launcher), never sideways between scenarios."""
-    sideways = [f"{m} -> {t}" for m, targets in _imports().items() if m.endswith(".scenario")
-                for t in targets if t.endswith(".scenario") and t != m]
-    assert not sideways, sideways

@@ -43,7 +43,7 @@ class Fp32BufferZeroGrad(Function):
 def test_an_fp32_buffer_and_a_zero_gradient_fail():
     """The error mentions "double": that used to make every derivative check not applicable."""
     report = check_autograd(Fp32BufferZeroGrad.apply, torch.randn(4, 5), low_precision=())
-    assert not report.passed and _status(report, "gradcheck") == "failed", report
+    assert not report.passed and _status(report, "gradcheck") == "violated", report
     assert "float64" in report.by_name("gradcheck").message
 
 
@@ -76,11 +76,11 @@ class NoDoubleRight(NoDoubleZeroGrad):
 
 def test_an_op_that_truly_refuses_fp64_still_has_its_gradient_compared():
     wrong = check_autograd(NoDoubleZeroGrad.apply, torch.randn(4, 5), low_precision=(), compile_checks=False)
-    assert _status(wrong, "gradcheck") == "failed" and "fp32 finite differences" in \
+    assert _status(wrong, "gradcheck") == "violated" and "fp32 finite differences" in \
         wrong.by_name("gradcheck").message, wrong
     right = check_autograd(NoDoubleRight.apply, torch.randn(4, 5), low_precision=(), compile_checks=False)
     check = right.by_name("gradcheck")
-    assert check.status == "passed" and check.detail["method"] == "fp32_fd", right
+    assert check.status == "held" and check.detail["method"] == "fp32_fd", right
     assert _status(right, "gradgradcheck") == "not_applicable"
 
 
@@ -103,7 +103,7 @@ def test_a_wrong_small_gradient_fails_the_low_precision_check_by_name():
     report = check_autograd(NegBiasGrad.apply, torch.randn(64, 32), torch.randn(32),
                             reference=lambda x, b: x * 1e4 + 1e-3 * b, low_precision=("bf16",), compile_checks=False)
     check = report.by_name("low_precision_bf16")
-    assert check.status == "failed" and "grad of input 1" in check.message, report
+    assert check.status == "violated" and "grad of input 1" in check.message, report
 
 
 def test_an_edge_input_that_breaks_the_op_fails_even_if_the_reference_cannot_run_another():
@@ -120,7 +120,7 @@ def test_an_edge_input_that_breaks_the_op_fails_even_if_the_reference_cannot_run
     report = check_autograd(op, torch.rand(4) + 1, reference=reference, edge_inputs=edges, low_precision=(),
                             compile_checks=False)
     check = report.by_name("edge_inputs")
-    assert check.status == "failed" and "edge input 1" in check.message, report
+    assert check.status == "violated" and "edge input 1" in check.message, report
     assert "not compared with the reference" in check.message
 
 
@@ -145,7 +145,7 @@ class RaisingVmapRule(Function):
 def test_a_user_vmap_rule_that_raises_is_a_failure_not_a_missing_rule():
     report = check_autograd(RaisingVmapRule.apply, torch.randn(4, 5), low_precision=(), compile_checks=False)
     check = report.by_name("vmap")
-    assert check.status == "failed" and "IndexError" in check.message, report
+    assert check.status == "violated" and "IndexError" in check.message, report
 
 
 # ---- correct ops that used to fail ----
@@ -186,7 +186,7 @@ def test_reentrant_checkpoint_passes_saved_tensors():
         return checkpoint(lambda t: torch.tanh(lin(t)), x, use_reentrant=True)
 
     check = check_saved_tensors(op, (torch.randn(4, 5, requires_grad=True),))
-    assert check.status == "passed" and "fwd_cpu_state" in check.message, check
+    assert check.status == "held" and "fwd_cpu_state" in check.message, check
 
 
 def test_a_tensor_hidden_in_a_namespace_on_ctx_is_seen():
@@ -205,7 +205,7 @@ def test_a_tensor_hidden_in_a_namespace_on_ctx_is_seen():
             return 2 * ctx.state.x * g
 
     check = check_saved_tensors(Hides.apply, (torch.randn(4, 5),))
-    assert check.status == "failed" and "ctx.state.x" in check.message, check
+    assert check.status == "violated" and "ctx.state.x" in check.message, check
 
 
 class RMSNormWithRstd(Function):
@@ -235,7 +235,7 @@ def test_an_extra_output_is_not_a_dtype_failure():
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
 
     check = check_output_dtype(RMSNormWithRstd.apply, (torch.randn(4, 8),), reference)
-    assert check.status == "passed" and check.detail["outputs_compared"] == 1, check
+    assert check.status == "held" and check.detail["outputs_compared"] == 1, check
     assert "extra output" in check.message
 
 
@@ -266,8 +266,8 @@ def test_pytorchs_correct_functions_pass_with_the_checks_that_apply(name):
     fn, args, ref = _db_with_references()[name]
     report = check_autograd(fn.apply, *args, reference=ref, low_precision=())
     assert report.passed, f"{name}:\n{report}"
-    assert _status(report, "output_dtype") == "passed", report
-    assert _status(report, "saved_memory") in ("passed", "failed"), report  # measured against the reference
+    assert _status(report, "output_dtype") == "held", report
+    assert _status(report, "saved_memory") in ("held", "violated"), report  # measured against the reference
     if name in ("SortGenVmap", "NumpyTake"):  # recompiles per batch size: a cost finding, shown as such
         assert [f.name for f in report.findings] == ["recompiles"], report
 
@@ -316,7 +316,7 @@ def test_a_declared_deterministic_op_with_a_nondeterministic_backward_fails_in_t
 
     rows = json.loads((tmp_path / "r" / "latest" / "results.json").read_text())["bench_rows"]
     row = next(r for r in rows if r.get("op") == "jittery")
-    assert row["status"] == "mismatch" and row["reason"].startswith("determinism: failed"), row
+    assert row["status"] == "mismatch" and row["reason"].startswith("determinism: violated"), row
     assert "deterministic=True (by determinism)" in row["declared"]
 
 

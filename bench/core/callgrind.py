@@ -99,7 +99,7 @@ class InstructionCounter:
                f"--instr-atstart={'no' if self.library else 'yes'}",
                f"--callgrind-out-file={self.workdir}/cg.out", sys.executable, "-m", "bench.core.callgrind_child"]
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.workdir / "valgrind.log", "w")
+        self._log = open(self.workdir / "valgrind.log", "w")  # noqa: SIM115  (the child's stderr for its lifetime; closed in close())
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
                                      text=True, env=env, start_new_session=True)
         self._reply(self.start_timeout_s)  # the child's hello: torch imported, the empty loop counted
@@ -110,7 +110,7 @@ class InstructionCounter:
         if not line:
             words = self._last_words()
             self.close(kill=True)
-            raise CountError(f"the callgrind child {'timed out after %g s' % timeout_s if not ready else 'died'}: "
+            raise CountError(f"the callgrind child {f'timed out after {timeout_s:g} s' if not ready else 'died'}: "
                              f"{words}")
         return json.loads(line)
 
@@ -193,7 +193,8 @@ class InstructionCounter:
 # only what even 100x puts past the cap; the child times a call itself and says when the
 # counts would take longer than the cap.
 SLOWDOWN = 100.0
-CALLS = 3  # counted calls per callable (after the warm-up): counts repeat to < 0.5 % (README)
+# counted calls per callable (after the warm-up): counts repeat to < 0.5 % (docs/verdicts.md, "Instruction counts")
+CALLS = 3
 
 
 def record_instructions(row, session, builder: str, case: dict, call_s: float | None, callables: int = 1,

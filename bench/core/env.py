@@ -5,6 +5,7 @@ and compared by ``python -m bench compare`` to warn when two runs are not like f
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
 import os
@@ -103,8 +104,6 @@ def safe_fingerprint(learned: dict | None = None) -> dict:
     except Exception as exc:  # noqa: BLE001 -- anything here would cost the run its report
         out = {"fingerprint_error": f"environment fingerprint failed ({type(exc).__name__}: {str(exc)[:200]})",
                **(learned or {})}
-        try:  # the machine's identity does not depend on the stack that failed
+        with contextlib.suppress(Exception):  # the machine's identity does not depend on the stack that failed
             out["hardware"] = hardware()
-        except Exception:  # noqa: BLE001
-            pass
         return out

@@ -12,13 +12,10 @@ question (generation, FSDP) is a new package with the same four names.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-# suite (report table) -> the module that answers it
-QUESTIONS = {"autograd_ops": "bench.ops.scenario", "graph_modes": "bench.graphs.scenario",
-             "devices": "bench.devices.scenario", "ddp": "bench.distributed.scenario",
-             "trainer": "bench.trainer.scenario", "generation": "bench.generation.scenario",
-             "sharded": "bench.sharded.scenario"}
+from bench.core.question import QUESTIONS  # noqa: F401  suite (report table) -> the module that answers it
 
 
 def run_as_row(suite: str, keys: dict[str, Any], run_case: Callable, session=None, **kwargs) -> dict:

@@ -9,7 +9,8 @@ vendor's *dense* peak for GPUs known by name.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode

@@ -12,7 +12,10 @@ import re
 
 import torch
 
+# The one declaration of dtype names: the precisions a case runs in, then fp64 (the reference).
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp64": torch.float64}
+PRECISIONS = ("fp32", "bf16", "fp16")
+LOW_PRECISION = {name: DTYPES[name] for name in PRECISIONS if name != "fp32"}  # autocast's dtypes
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 

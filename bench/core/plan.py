@@ -190,5 +190,6 @@ def case_budget(profile, machine: Machine, device: str, dtype: str):
 
 
 # How much slower a CPU that emulates bf16 / fp16 runs a model's step than in fp32 (converting
-# through fp32 around every GEMM and convolution): 4-17x on the reference machine (README, "Time plan").
+# through fp32 around every GEMM and convolution): 4-17x on the reference machine
+# (docs/methods.md, "The run's time plan").
 EMULATION_FACTOR = 8.0

@@ -4,7 +4,8 @@ carries a report row's identity."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ class Profile:
     ddp_steps: int
     trainer_steps: int
     trainer_variants: int              # Trainer variants beyond the base run
-    # generation: the decoder zoo's size (bench.generation.zoo.SIZES), batch sizes, prompt
+    # generation: the decoder zoo's size (bench.models.decoders.SIZES), batch sizes, prompt
     # length, tokens generated per request, and whether compile / export rows run
     gen_size: str = "standard"
     gen_batch_sizes: tuple[int, ...] = (1, 4)
@@ -43,7 +44,7 @@ class Profile:
     run_budget_s: float | None = None
 
 
-# Budgets: see the README ("Time budgets"): smoke keeps CI lean, standard fits the main job in
+# Budgets: see docs/methods.md ("Time budgets"): smoke keeps CI lean, standard fits the main job in
 # minutes on 2 cores, full resolves small changes on a dedicated nightly runner.
 PROFILES = {
     "smoke": Profile(

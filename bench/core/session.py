@@ -5,8 +5,9 @@ module level, so two sessions in one process never see each other's state."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Any, Callable, Hashable
+from typing import Any
 
 from bench.core.profiles import Profile, Settings, settings
 

@@ -13,7 +13,8 @@ import dataclasses
 import math
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -81,7 +82,7 @@ class Budget:
             raise ValueError("Budget: measure_s, warmup_s and warmup_rounds must not be negative")
 
     @classmethod
-    def fixed(cls, rounds: int, warmup_rounds: int = 0) -> "Budget":
+    def fixed(cls, rounds: int, warmup_rounds: int = 0) -> Budget:
         return cls(measure_s=0.0, min_rounds=rounds, max_rounds=rounds, warmup_s=0.0, warmup_rounds=warmup_rounds)
 
     @property
@@ -94,7 +95,7 @@ class Budget:
             return self.max_rounds if self.measure_s else self.min_rounds
         return max(self.min_rounds, min(self.max_rounds, math.ceil(self.measure_s / call_s)))
 
-    def reduced(self, factor: float = 4.0, min_rounds: int = 3) -> "Budget":
+    def reduced(self, factor: float = 4.0, min_rounds: int = 3) -> Budget:
         """A smaller budget (emulated low precision: its speed says little, its cost is large)."""
         return dataclasses.replace(self, measure_s=self.measure_s / factor, warmup_s=self.warmup_s / factor,
                                    min_rounds=min(min_rounds, self.min_rounds),
@@ -237,7 +238,7 @@ def interleaved_check(fn: Callable[[], Any], device: str | torch.device, blocks:
 def record_step_samples(benchmark, samples_s: list[float]) -> None:
     """Replace the samples of a ``benchmark.pedantic(run, rounds=1)`` call (one whole run:
     start-up, loading, warm-up) with the run's own steady-state per-step times, so the
-    report and ``compare`` see step statistics (as the README's "How each number is obtained" says)."""
+    report and ``compare`` see step statistics (as docs/methods.md says)."""
     from pytest_benchmark.stats import Stats
 
     meta = getattr(benchmark, "stats", None)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -15,7 +16,7 @@ from bench.core import hardware as dev
 from bench.core import numerics
 from bench.core.callgrind import record_instructions
 from bench.core.flops import count_flops_and_bytes, vendor_peak_tflops
-from bench.core.hardware import DTYPES
+from bench.core.hardware import DTYPES, PRECISIONS
 from bench.core.timing import Budget, budget_for, run_benchmark, summarize_ms
 from bench.registry import ModelSpec
 
@@ -147,7 +148,6 @@ def metrics(case: PreparedCase, device: str, dtype: str, median_ms: float, flops
     return out
 
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def cases(session) -> list:

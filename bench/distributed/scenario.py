@@ -9,9 +9,9 @@ import socket
 import sys
 from pathlib import Path
 
+from bench.core.launch import LaunchResult, in_temp_dir, launch, torchrun_command
 from bench.core.numerics import DDP_GRAD_TOL, DDP_PARAM_TOL
 from bench.core.profiles import PROFILES, Profile
-from bench.distributed.launcher import LaunchResult, in_temp_dir, launch, torchrun_command
 
 WORKER = "bench.distributed.worker"
 BATCH_PER_RANK = {"mlp": 64, "tiny_bert": 8}
@@ -133,7 +133,7 @@ def cases(session) -> list:
     return out
 
 
-# On the reference 2-core CPU (README, "Time plan"): a torchrun launch of a world (its ranks
+# On the reference 2-core CPU (docs/methods.md, "The run's time plan"): a torchrun launch of a world (its ranks
 # importing torch and transformers) in seconds, and one training step in ms per model.
 LAUNCH_S = {1: 11.0, 2: 11.0}
 _STEP_MS = {"mlp": 5.0, "tiny_bert": 25.0}

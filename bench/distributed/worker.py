@@ -20,7 +20,6 @@ import datetime
 import os
 import socket
 import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -29,10 +28,10 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from bench.core.files import atomic_write_json
 from bench.core.hardware import synchronize
+from bench.core.launch import inject_fault, threads_per_rank
 from bench.core.profiles import PROFILES
 from bench.core.steps import StepTimer
 from bench.core.timing import percentile
-from bench.distributed.launcher import threads_per_rank
 from bench.registry import get_model
 
 
@@ -62,17 +61,6 @@ def _grads(model) -> list[torch.Tensor]:
     return [p.grad.detach().clone() for p in model.parameters() if p.grad is not None]
 
 
-def _fault(spec: str, rank: int) -> None:
-    kind, _, target = spec.partition(":")
-    if kind == "none" or int(target or -1) != rank:
-        return
-    if kind == "raise":
-        raise RuntimeError(f"injected failure on rank {rank}")
-    if kind == "hang":
-        while True:
-            time.sleep(3600)
-
-
 @record
 def main(argv=None) -> None:
     a = _args(argv)
@@ -100,7 +88,7 @@ def main(argv=None) -> None:
     shard = slice(rank * a.batch_per_rank, (rank + 1) * a.batch_per_rank)
     my_inputs = tuple(x[shard] for x in inputs)
     my_target = target[shard]
-    _fault(a.fault, rank)
+    inject_fault(a.fault, rank)
     if ddp:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[local_rank] if cuda else None, bucket_cap_mb=a.bucket_cap_mb)

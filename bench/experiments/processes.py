@@ -10,6 +10,7 @@ those alive.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -44,10 +45,8 @@ def wait_for_quiet(max_s: float = QUIET_WAIT_S, window_s: float = 2.0, sleep=tim
 
 
 def kill_group(proc: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait()
 
 
@@ -77,10 +76,8 @@ def end_strays(token: str, rounds: int = 5) -> int:
         if not pids:
             break
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         seen.update(pids)
         time.sleep(0.2)
     return len(seen)

@@ -13,6 +13,7 @@ import dataclasses
 import torch
 
 from bench.core import numerics
+from bench.core.hardware import LOW_PRECISION
 
 
 @dataclasses.dataclass
@@ -61,6 +62,6 @@ def judge_prefill(gold: list[torch.Tensor], eager: list[torch.Tensor], mode: lis
     time (``numerics.worst_by_rmse_rule``), with the multiplier of the dtype the model ran in
     (generate() hands logits back upcast to fp32)."""
     names = [f"sequence {i} prefill logits" for i in range(len(gold))]
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    dtype = LOW_PRECISION.get(precision)
     within, note, _ = numerics.worst_by_rmse_rule(names, gold, eager, mode, precision, dtype)
     return within, note

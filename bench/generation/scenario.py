@@ -13,12 +13,12 @@ import torch
 
 from bench.core.compiled import dynamo_counts
 from bench.core.face import one_of, run_as_row
-from bench.core.hardware import DTYPES, peak_memory_columns, reset_peak_memory
+from bench.core.hardware import DTYPES, PRECISIONS, peak_memory_columns, reset_peak_memory
 from bench.core.reference import Reference
 from bench.core.timing import budget_for, percentile, record_step_samples
 from bench.generation import decode as D
-from bench.generation import zoo
 from bench.generation.parity import judge_prefill, judge_tokens
+from bench.models import decoders as zoo
 
 MODES = ("eager", "compile", "compile_cudagraphs", "export", "continuous_batching")
 CACHES = ("dynamic", "static", "paged")
@@ -46,7 +46,7 @@ class Config:
         one_of("mode", self.mode, MODES)
         one_of("cache", self.cache, CACHES)
         one_of("attention", self.attention, ATTENTION)
-        one_of("dtype", self.dtype, ("fp32", "bf16", "fp16"))
+        one_of("dtype", self.dtype, PRECISIONS)
         if (self.mode == "continuous_batching") != (self.cache == "paged"):
             raise ValueError(f"mode={self.mode!r} with cache={self.cache!r}: continuous batching runs on its paged "
                              "cache, and the paged cache only under continuous batching")
@@ -145,7 +145,7 @@ def _once(model, c: dict, session, ids, mask, exported=None) -> D.Generated:
     return D.generate(model, ids, mask, new, c["cache"], backend, c["device"], compile_mode=mode)
 
 
-# Seconds a row takes on the reference 2-core CPU at the standard profile's decoder (README, "Time
+# Seconds a row takes on the reference 2-core CPU at the standard profile's decoder (docs/methods.md, "Time
 # plan"): build, eager's reference for each sequence, the checked first call, then generate()
 # repeated within the budget; a graph mode adds its build.
 _ROW_S = {"eager": 5.0, "compile": 14.0, "compile_cudagraphs": 14.0, "export": 7.0, "continuous_batching": 14.0}

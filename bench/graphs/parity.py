@@ -11,12 +11,13 @@ import dataclasses
 import logging
 import time
 import warnings
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
 from bench.core import numerics
 from bench.core.compiled import dynamo_counts
+from bench.core.outputs import _tensors, outputs_and_grads, tensor_excess, worst_error  # noqa: F401  (public names)
 from bench.graphs import builders
 from bench.graphs.builders import MODES, build, failure_status  # noqa: F401  (public names)
 
@@ -33,56 +34,6 @@ class ModeResult:
     recompiles: int | None = None     # compile: frames compiled again for the probe inputs' shapes
     warnings: list[str] = dataclasses.field(default_factory=list)
     runner: Callable | None = dataclasses.field(default=None, repr=False)  # the built graph
-
-
-def _tensors(out: Any) -> list[torch.Tensor]:
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if hasattr(out, "to_tuple"):
-        out = out.to_tuple()
-    if isinstance(out, (tuple, list)):
-        return [t for o in out for t in _tensors(o)]
-    return []
-
-
-def outputs_and_grads(runner: Callable, params: Sequence[torch.nn.Parameter], inputs: tuple):
-    """Outputs, then gradients of a fixed weighted sum of outputs wrt floating inputs and
-    parameters."""
-    leaves = tuple(x.detach().clone().requires_grad_(x.is_floating_point()) if isinstance(x, torch.Tensor) else x
-                   for x in inputs)
-    outs = _tensors(runner(*leaves))
-    gen = torch.Generator().manual_seed(0)
-    weights = [torch.randn(o.shape, generator=gen).to(o.device, o.dtype) for o in outs]
-    loss = sum((o * w).sum() for o, w in zip(outs, weights) if o.requires_grad)
-    wrt = [x for x in leaves if isinstance(x, torch.Tensor) and x.requires_grad] + list(params)
-    grads = []
-    if torch.is_tensor(loss) and wrt:
-        grads = [g if g is not None else torch.zeros_like(p)
-                 for g, p in zip(torch.autograd.grad(loss, wrt, allow_unused=True), wrt)]
-    return [o.detach() for o in outs], grads
-
-
-def tensor_excess(a: list[torch.Tensor], b: list[torch.Tensor]) -> tuple[float, list[float]]:
-    """(max abs error, each tensor's excess over its own tolerance) between two lists of tensors;
-    a structure or shape mismatch is an infinite excess for every tensor."""
-    if len(a) != len(b) or any(x.shape != y.shape for x, y in zip(a, b)):
-        return float("inf"), [float("inf")] * max(len(a), 1)
-    err, excess = 0.0, []
-    for x, y in zip(a, b):
-        if not x.numel():
-            excess.append(0.0)
-            continue
-        atol, rtol = numerics.parity_tolerance(x.dtype, x.device)
-        d = numerics.abs_diff(x, y)  # a NaN on one side only is an infinite error
-        err = max(err, float(d.max()))
-        excess.append(float((d - (atol + rtol * x.detach().double().cpu().abs().nan_to_num())).max()))
-    return err, excess
-
-
-def worst_error(a: list[torch.Tensor], b: list[torch.Tensor]) -> tuple[float, float]:
-    """(max abs error, max excess over tolerance) between two lists of tensors."""
-    err, excess = tensor_excess(a, b)
-    return err, max(excess, default=0.0)
 
 
 def tensor_names(n_outputs: int, inputs: tuple, model: torch.nn.Module) -> list[str]:
@@ -197,7 +148,7 @@ def _check_mode(mode, model, all_inputs, reference, nondet, backend, gold=None) 
                         continue
                     culprit = names[beyond[0]] if err != float("inf") and beyond[0] < len(names) else "structure"
                     if gold is not None and err != float("inf"):
-                        pick = lambda ts: [ts[k] for k in beyond]  # noqa: E731
+                        pick = lambda ts, beyond=beyond: [ts[k] for k in beyond]  # noqa: E731
                         within, note = _within_fp64_rule(pick(gold[i][0] + gold[i][1]), pick(ref_out + ref_grads),
                                                          pick(outs + grads), pick(names))
                         if within:

@@ -3,7 +3,7 @@ modes whose parity is ``ok``, against eager on the same inputs."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -95,7 +95,7 @@ def _minimal_repro(c: dict, session) -> dict:
 
 
 # Seconds to build one mode's graph (and save / load it back) for a small model on the reference
-# 2-core CPU (README, "Time plan"); the model's parity is built once for both phases.
+# 2-core CPU (docs/methods.md, "The run's time plan"); the model's parity is built once for both phases.
 _BUILD_S = {"eager": 0.1, "script": 0.5, "trace": 0.3, "export": 1.0, "compile": 8.0}
 
 

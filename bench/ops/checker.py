@@ -7,7 +7,8 @@ to compare against) is ``not_applicable`` with its reason.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -19,10 +20,10 @@ from bench.ops import robustness as R
 from bench.ops import variants as V
 from bench.ops.checks import (  # noqa: F401
     COST_CHECKS,
-    FAILED,
+    HELD,
     LOW_PRECISIONS,
     NA,
-    PASSED,
+    VIOLATED,
     AutogradReport,
     Check,
     err,
@@ -52,7 +53,7 @@ def check_autograd(fn: Callable, *inputs: Any, reference: Callable | None = None
                    rtol: float = 1e-3, unsupported_dtypes: Sequence[str] = (), deterministic: bool = False,
                    compile_checks: bool = True, once_differentiable: bool = False,
                    compile_once: bool = False) -> AutogradReport:
-    """Check ``fn(*inputs)``; see the module docstring; the README's "Check your own op" is the contract.
+    """Check ``fn(*inputs)``; see the module docstring; docs/your-code.md's "Check your own op" is the contract.
 
     reference: a native composite computing the same thing (enables the low-precision verdict
     and is compared on edge inputs). mutates: indices of inputs the op declares it writes.
@@ -72,7 +73,7 @@ def check_autograd(fn: Callable, *inputs: Any, reference: Callable | None = None
     """
     checks: list[Check] = []
     legacy = _legacy_function(fn)
-    checks.append(Check("legacy_function", FAILED, legacy) if legacy else Check("legacy_function", PASSED))
+    checks.append(Check("legacy_function", VIOLATED, legacy) if legacy else Check("legacy_function", HELD))
     call = fn
     if legacy and not inspect.isclass(fn) and isinstance(fn, torch.autograd.Function):
         call = type(fn).apply  # still run the remaining checks through the modern entry point
@@ -81,9 +82,9 @@ def check_autograd(fn: Callable, *inputs: Any, reference: Callable | None = None
     try:
         call(*V.detached(inputs))
     except Exception as exc:  # the op fails on the inputs it was given: nothing else can run
-        checks.append(Check("forward", FAILED, err(exc)))
+        checks.append(Check("forward", VIOLATED, err(exc)))
         return AutogradReport(checks)
-    checks.append(Check("forward", PASSED))
+    checks.append(Check("forward", HELD))
     checks.append(_guard("mutation", _check_mutation, call, inputs, mutates))
     if not V.differentiable_positions(inputs):
         reason = "no floating-point tensor input to differentiate"
@@ -117,7 +118,7 @@ def _guard(name: str, check, *args) -> Check:
     try:
         return check(*args)
     except Exception as exc:
-        return Check(name, FAILED, f"op raised during the check: {err(exc)}")
+        return Check(name, VIOLATED, f"op raised during the check: {err(exc)}")
 
 
 def _check_mutation(fn, inputs, mutates) -> Check:
@@ -127,12 +128,12 @@ def _check_mutation(fn, inputs, mutates) -> Check:
     try:
         fn(*fresh)
     except Exception as exc:
-        return Check("mutation", FAILED, f"op raised on a second call: {err(exc)}")
+        return Check("mutation", VIOLATED, f"op raised on a second call: {err(exc)}")
     changed = [i for i, (x, b, v) in enumerate(zip(fresh, before, versions))
                if b is not None and i not in mutates and (x._version != v or not torch.equal(x.detach(), b))]
     if changed:
-        return Check("mutation", FAILED, f"input(s) {changed} modified in place but not declared in mutates=")
-    return Check("mutation", PASSED)
+        return Check("mutation", VIOLATED, f"input(s) {changed} modified in place but not declared in mutates=")
+    return Check("mutation", HELD)
 
 
 def _check_layout(fn, inputs) -> Check:
@@ -147,7 +148,7 @@ def _check_layout(fn, inputs) -> Check:
         except Exception as exc:
             if label.startswith("broadcast"):
                 continue  # the op does not broadcast: not a layout defect
-            return Check("layout", FAILED, f"{label}: raised {err(exc)}")
+            return Check("layout", VIOLATED, f"{label}: raised {err(exc)}")
         tried.append(label)
         diff = max(max_diff(base_out, outs), max_diff(base_grads, grads))
         if diff > worst:
@@ -157,9 +158,9 @@ def _check_layout(fn, inputs) -> Check:
     tol = numerics.OP_LAYOUT_TOL * max(1.0, max(float(o.detach().abs().max()) for o in base_out if o.numel())
                                        if base_out else 1.0)
     if worst > tol:
-        return Check("layout", FAILED, f"{worst_case}: max abs diff {worst:.3g} vs contiguous inputs",
+        return Check("layout", VIOLATED, f"{worst_case}: max abs diff {worst:.3g} vs contiguous inputs",
                      {"variants": tried})
-    return Check("layout", PASSED, detail={"variants": tried})
+    return Check("layout", HELD, detail={"variants": tried})
 
 
 def _check_edges(fn, edge_inputs, reference) -> Check:
@@ -191,5 +192,5 @@ def _check_edges(fn, edge_inputs, reference) -> Check:
     detail = {"cases": len(edge_inputs), "failed": len(failed), "not_compared": unjudged}
     note = f"; not compared with the reference: {'; '.join(unjudged)}" if unjudged else ""
     if failed:
-        return Check("edge_inputs", FAILED, "; ".join(failed)[:300] + note, detail)
-    return Check("edge_inputs", PASSED, f"{len(edge_inputs)} edge input(s) finite" + note, detail)
+        return Check("edge_inputs", VIOLATED, "; ".join(failed)[:300] + note, detail)
+    return Check("edge_inputs", HELD, f"{len(edge_inputs)} edge input(s) finite" + note, detail)

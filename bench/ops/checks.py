@@ -9,10 +9,13 @@ import dataclasses
 import torch
 
 from bench.core import numerics
+from bench.core.hardware import DTYPES, PRECISIONS
 from bench.ops import variants as V
 
-PASSED, FAILED, NA = "passed", "failed", "not_applicable"
-LOW_PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# A check's outcome, in words distinct from pytest's outcomes ("passed" / "failed") and from the
+# rows' statuses: the op's property held, was violated, or does not apply here.
+HELD, VIOLATED, NA = "held", "violated", "not_applicable"
+LOW_PRECISIONS = {name: DTYPES[name] for name in PRECISIONS}
 
 
 @dataclasses.dataclass
@@ -40,12 +43,12 @@ class AutogradReport:
     @property
     def failures(self) -> list[Check]:
         """Failed correctness checks: the op computes something wrong or breaks a declaration."""
-        return [c for c in self.checks if c.status == FAILED and c.kind == "correctness"]
+        return [c for c in self.checks if c.status == VIOLATED and c.kind == "correctness"]
 
     @property
     def findings(self) -> list[Check]:
         """Failed cost checks: right results at a cost worth knowing (recompiles, memory)."""
-        return [c for c in self.checks if c.status == FAILED and c.kind == "cost"]
+        return [c for c in self.checks if c.status == VIOLATED and c.kind == "cost"]
 
     @property
     def passed(self) -> bool:
@@ -57,13 +60,13 @@ class AutogradReport:
     @property
     def checks_passed(self) -> str:
         applicable = [c for c in self.checks if c.status != NA and c.kind == "correctness"]
-        return f"{sum(c.status == PASSED for c in applicable)}/{len(applicable)}"
+        return f"{sum(c.status == HELD for c in applicable)}/{len(applicable)}"
 
     @property
     def cost_checks(self) -> str:
         """passed/applicable over the cost checks (the findings are the rest)."""
         applicable = [c for c in self.checks if c.status != NA and c.kind == "cost"]
-        return f"{sum(c.status == PASSED for c in applicable)}/{len(applicable)}"
+        return f"{sum(c.status == HELD for c in applicable)}/{len(applicable)}"
 
     def __str__(self):
         return "\n".join(map(str, self.checks))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.graphs import outputs_and_grads, worst_error
+from bench.core.outputs import outputs_and_grads, worst_error
 from bench.ops.variants import tensors_of
 from bench.registry import OpSpec
 

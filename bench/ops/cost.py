@@ -12,7 +12,7 @@ import types
 import torch
 
 from bench.ops import variants as V
-from bench.ops.checks import FAILED, NA, PASSED, Check, err
+from bench.ops.checks import HELD, NA, VIOLATED, Check, err
 
 SAVED_FACTOR = 2.0        # fail above 2x the composite's saved bytes ...
 SAVED_SLACK_BYTES = 1024  # ... plus this much (scalars, shapes, small buffers)
@@ -32,9 +32,9 @@ def check_saved_memory(fn, inputs, reference) -> Check:
         return Check("saved_memory", NA, f"the reference composite does not run: {err(exc)}", detail)
     detail["reference_saved_bytes"] = ref
     if saved > SAVED_FACTOR * ref + SAVED_SLACK_BYTES:
-        return Check("saved_memory", FAILED, f"keeps {saved:.0f} bytes for backward, the composite {ref:.0f} "
+        return Check("saved_memory", VIOLATED, f"keeps {saved:.0f} bytes for backward, the composite {ref:.0f} "
                                              f"(allowed {SAVED_FACTOR:g}x + {SAVED_SLACK_BYTES} bytes)", detail)
-    return Check("saved_memory", PASSED, f"{saved:.0f} bytes vs composite's {ref:.0f}", detail)
+    return Check("saved_memory", HELD, f"{saved:.0f} bytes vs composite's {ref:.0f}", detail)
 
 
 def _fresh(fn):
@@ -82,17 +82,17 @@ def check_recompiles(fn, inputs) -> Check:
 
         if isinstance(exc, (dynamo_exc.Unsupported, dynamo_exc.TorchDynamoException)):
             return Check("recompiles", NA, f"torch.compile cannot trace the op: {err(exc)}")
-        return Check("recompiles", FAILED, f"raised under torch.compile: {err(exc)}")
+        return Check("recompiles", VIOLATED, f"raised under torch.compile: {err(exc)}")
     detail = {"graphs_after_each_batch_size": after}
     if after[0] == 0:
         return Check("recompiles", NA, "torch.compile captured no graph of the op", detail)
     if after[2] > after[1]:
         detail["guard"] = _guard_failure(fresh)
-        return Check("recompiles", FAILED, f"compiled again for every new batch size ({n}, {n + 1}, {n + 2}: "
+        return Check("recompiles", VIOLATED, f"compiled again for every new batch size ({n}, {n + 1}, {n + 2}: "
                                            f"{after} graphs): it specialises on the batch size"
                                            + (f"; guard that failed: {detail['guard']}" if detail["guard"] else ""),
                      detail)
-    return Check("recompiles", PASSED, f"graphs after batch sizes {n}, {n + 1}, {n + 2}: {after}", detail)
+    return Check("recompiles", HELD, f"graphs after batch sizes {n}, {n + 1}, {n + 2}: {after}", detail)
 
 
 def _guard_failure(fn) -> str:

@@ -14,7 +14,7 @@ from torch.autograd.gradcheck import GradcheckError
 
 from bench.core import numerics
 from bench.ops import variants as V
-from bench.ops.checks import FAILED, NA, NO_FORWARD_AD, NO_VMAP, PASSED, Check, err, max_diff, names_dtype, refusal
+from bench.ops.checks import HELD, NA, NO_FORWARD_AD, NO_VMAP, VIOLATED, Check, err, max_diff, names_dtype, refusal
 
 
 def check_fp64(fn, inputs, atol, rtol, forward_ad=True, declared_once=False) -> list[Check]:
@@ -25,7 +25,7 @@ def check_fp64(fn, inputs, atol, rtol, forward_ad=True, declared_once=False) -> 
         if names_dtype(exc, torch.float64):
             return _fp32_fallback(fn, inputs, exc)
         # a dtype mix-up inside the op (an fp32 buffer against fp64 inputs) is the op's defect
-        return [Check(n, FAILED, f"forward raised on float64 inputs: {err(exc)}")
+        return [Check(n, VIOLATED, f"forward raised on float64 inputs: {err(exc)}")
                 for n in ("gradcheck", "gradgradcheck", "forward_ad", "batched_grad")]
     out = []
     if not forward_ad:
@@ -45,19 +45,19 @@ def check_fp64(fn, inputs, atol, rtol, forward_ad=True, declared_once=False) -> 
                 torch.autograd.gradgradcheck(fn, x64, atol=atol, rtol=rtol)
             else:
                 torch.autograd.gradcheck(fn, x64, atol=atol, rtol=rtol, **kwargs)
-            out.append(Check(name, PASSED))
+            out.append(Check(name, HELD))
         except GradcheckError as exc:
             if name == "batched_grad" and "while computing batched gradients, got:" in str(exc).lower():
                 # vmap could not run the backward at all (e.g. numpy inside): unsupported, not wrong
                 out.append(Check(name, NA, f"backward cannot be vmapped: {err(exc)}"))
             else:
-                out.append(Check(name, FAILED, err(exc)))
+                out.append(Check(name, VIOLATED, err(exc)))
         except Exception as exc:
             if name == "forward_ad" and refusal(exc, NO_FORWARD_AD) or \
                     name == "batched_grad" and refusal(exc, NO_VMAP):
                 out.append(Check(name, NA, f"op does not support it: {err(exc)}"))
             else:
-                out.append(Check(name, FAILED, err(exc)))
+                out.append(Check(name, VIOLATED, err(exc)))
     return out
 
 
@@ -73,10 +73,10 @@ def _fp32_fallback(fn, inputs, refusal) -> list[Check]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # gradcheck warns about non-double inputs
             torch.autograd.gradcheck(fn, x32, eps=FD_EPS, atol=FD_TOL, rtol=FD_TOL)
-        first = Check("gradcheck", PASSED, f"{how}: checked by fp32 finite differences "
+        first = Check("gradcheck", HELD, f"{how}: checked by fp32 finite differences "
                                           f"(eps {FD_EPS:g}, tolerance {FD_TOL:g})", {"method": "fp32_fd"})
     except Exception as exc:
-        first = Check("gradcheck", FAILED, f"{how}; fp32 finite differences: {err(exc)}", {"method": "fp32_fd"})
+        first = Check("gradcheck", VIOLATED, f"{how}; fp32 finite differences: {err(exc)}", {"method": "fp32_fd"})
     return [first] + [Check(n, NA, f"{how}; fp32 finite differences are too coarse for it")
                       for n in ("gradgradcheck", "forward_ad", "batched_grad")]
 
@@ -111,9 +111,9 @@ def check_vmap(fn, inputs) -> Check:
     except Exception as exc:  # only PyTorch's own "no rule" is not applicable; a raising rule is a defect
         if refusal(exc, NO_VMAP):
             return Check("vmap", NA, f"op has no vmap rule: {err(exc)}")
-        return Check("vmap", FAILED, f"raised under vmap: {err(exc)}")
+        return Check("vmap", VIOLATED, f"raised under vmap: {err(exc)}")
     want = [V.tensors_of(fn(*[b[i] if d == 0 else b for b, d in zip(batched, in_dims)])) for i in range(3)]
     want = [torch.stack([w[k] for w in want]) for k in range(len(got))]
     diff = max_diff(got, want)
     ok = diff <= numerics.OP_VMAP_TOL
-    return Check("vmap", PASSED if ok else FAILED, "" if ok else f"max abs diff {diff:.3g}")
+    return Check("vmap", HELD if ok else VIOLATED, "" if ok else f"max abs diff {diff:.3g}")

@@ -1,7 +1,7 @@
 """Forward+backward timing and saved-activation memory of an op vs its native composite."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -7,7 +7,7 @@ import torch
 
 from bench.core import numerics
 from bench.ops import variants as V
-from bench.ops.checks import FAILED, LOW_PRECISIONS, NA, PASSED, Check, err, max_diff, names_dtype, rmse, run_grads
+from bench.ops.checks import HELD, LOW_PRECISIONS, NA, VIOLATED, Check, err, max_diff, names_dtype, rmse, run_grads
 
 
 def check_low_precision(fn, inputs, reference, name, unsupported=()) -> Check:
@@ -26,11 +26,11 @@ def check_low_precision(fn, inputs, reference, name, unsupported=()) -> Check:
         # op's forward at this dtype is a defect.
         if names_dtype(exc, dtype):
             return Check(check_name, NA, f"op does not run in {name}: {err(exc)}")
-        return Check(check_name, FAILED, f"forward raised in {name}: {err(exc)}")
+        return Check(check_name, VIOLATED, f"forward raised in {name}: {err(exc)}")
     try:
         res_outs, res_grads, _ = run_grads(fn, low, w)
     except Exception as exc:  # forward runs in this dtype, so its backward must too
-        return Check(check_name, FAILED, f"backward raised in {name} (forward ran): {err(exc)}")
+        return Check(check_name, VIOLATED, f"backward raised in {name} (forward ran): {err(exc)}")
     gold = [*gold_outs, *gold_grads]
     res_err = max((rmse(g, r) for g, r in zip(gold, [*res_outs, *res_grads])), default=0.0)
     detail = {"rmse_vs_fp64": res_err}
@@ -46,7 +46,7 @@ def check_low_precision(fn, inputs, reference, name, unsupported=()) -> Check:
     within, note, per_tensor = numerics.worst_by_rmse_rule(names, gold, [*ref_outs, *ref_grads],
                                                            [*res_outs, *res_grads], name)
     detail["per_tensor"] = per_tensor
-    return Check(check_name, PASSED if within else FAILED, ("" if within else "exceeds the rule: ") + note, detail)
+    return Check(check_name, HELD if within else VIOLATED, ("" if within else "exceeds the rule: ") + note, detail)
 
 
 def tensor_names(n_outputs: int, inputs) -> list[str]:
@@ -70,9 +70,9 @@ def check_cuda(fn, inputs) -> Check:
         with numerics.tf32_disabled():  # full fp32 on the GPU too: TF32 rounding is not a device disagreement
             cuda_outs, cuda_grads, _ = run_grads(fn, V.to_device(cpu_inputs, cuda), list(V.to_device(w, cuda)))
     except Exception as exc:
-        return Check("cuda_parity", FAILED, f"raised on {cuda}: {err(exc)}")
+        return Check("cuda_parity", VIOLATED, f"raised on {cuda}: {err(exc)}")
     scale = max([1.0] + [float(t.detach().abs().max()) for t in cpu_outs if t.numel()])
     diff = max(max_diff(cpu_outs, cuda_outs), max_diff(cpu_grads, cuda_grads))
     ok = diff <= numerics.OP_DEVICE_TOL * scale
-    return Check("cuda_parity", PASSED if ok else FAILED, f"max abs diff {diff:.3g} (cpu vs {cuda})",
+    return Check("cuda_parity", HELD if ok else VIOLATED, f"max abs diff {diff:.3g} (cpu vs {cuda})",
                  {"max_abs_diff": diff, "devices": ["cpu", str(cuda)]})

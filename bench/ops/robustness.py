@@ -21,7 +21,7 @@ import torch
 
 from bench.core import numerics
 from bench.ops import variants as V
-from bench.ops.checks import FAILED, NA, PASSED, Check, err, max_diff
+from bench.ops.checks import HELD, NA, VIOLATED, Check, err, max_diff
 
 
 def _graph(fn, inputs):
@@ -76,7 +76,7 @@ def _grad_layouts(fn, inputs) -> Check:
             try:
                 got = _grads(outs, diff, grads_out)
             except Exception as exc:
-                return Check("grad_layouts", FAILED, f"backward raised on a {label} grad_output: {err(exc)}")
+                return Check("grad_layouts", VIOLATED, f"backward raised on a {label} grad_output: {err(exc)}")
             tried.append(label)
             # each gradient against its own magnitude (not the outputs')
             d = max((max_diff([w], [g]) / max(1.0, float(w.detach().abs().max())) for w, g in zip(want, got)
@@ -86,11 +86,11 @@ def _grad_layouts(fn, inputs) -> Check:
     if not tried:
         return Check("grad_layouts", NA, "outputs too small for non-contiguous gradients")
     if worst > numerics.OP_GRAD_LAYOUT_TOL:
-        return Check("grad_layouts", FAILED, f"{worst_case} grad_output: gradients differ from the contiguous "
+        return Check("grad_layouts", VIOLATED, f"{worst_case} grad_output: gradients differ from the contiguous "
                                              f"case by {worst:.3g} (relative; backward assumes a contiguous "
                                              "grad_output?)",
                      {"variants": tried})
-    return Check("grad_layouts", PASSED, detail={"variants": tried})
+    return Check("grad_layouts", HELD, detail={"variants": tried})
 
 
 def check_grad_not_modified(fn, inputs) -> Check:
@@ -104,9 +104,9 @@ def check_grad_not_modified(fn, inputs) -> Check:
     changed = [i for i, (g, k, v) in enumerate(zip(grads_out, kept, versions))
                if g._version != v or not torch.equal(g, k)]
     if changed:
-        return Check("grad_not_modified", FAILED, f"backward modified grad_output {changed} in place: autograd may "
+        return Check("grad_not_modified", VIOLATED, f"backward modified grad_output {changed} in place: autograd may "
                                                   "share that tensor with another branch of the graph")
-    return Check("grad_not_modified", PASSED)
+    return Check("grad_not_modified", HELD)
 
 
 def _nodes(root, limit: int = 256):
@@ -191,11 +191,12 @@ def check_saved_tensors(fn, inputs) -> Check:
         else:
             hidden.append(where)
     if hidden:
-        return Check("saved_tensors", FAILED, f"tensors kept as ctx attributes ({', '.join(hidden[:4])}): they bypass "
+        return Check("saved_tensors", VIOLATED, f"tensors kept as ctx attributes ({', '.join(hidden[:4])}): they "
+                                                "bypass "
                                               "saved-tensor hooks (activation checkpointing, CPU offload) and live "
                                               "as long as the graph; use ctx.save_for_backward")
     note = f"ctx keeps state not derived from the inputs ({', '.join(state[:3])}): allowed" if state else ""
-    return Check("saved_tensors", PASSED, note, {"state_tensors": state})
+    return Check("saved_tensors", HELD, note, {"state_tensors": state})
 
 
 def check_output_dtype(fn, inputs, reference) -> Check:
@@ -218,12 +219,12 @@ def check_output_dtype(fn, inputs, reference) -> Check:
         tried.append(str(dtype).removeprefix("torch."))
         # the outputs the composite has: an op may return extras (``(y, rstd)``) it lacks
         if len(got) < len(want) or got[:len(want)] != want:
-            return Check("output_dtype", FAILED, f"on {dtype} inputs the op returns {got}, the composite {want}")
+            return Check("output_dtype", VIOLATED, f"on {dtype} inputs the op returns {got}, the composite {want}")
         compared = len(want)
     if not tried:
         return Check("output_dtype", NA, "the op ran on none of the dtypes tried")
     extra = f"; the op's {len(got) - compared} extra output(s) have no counterpart" if len(got) > compared else ""
-    return Check("output_dtype", PASSED, f"output(s) 0-{compared - 1} compared on {', '.join(tried)}{extra}",
+    return Check("output_dtype", HELD, f"output(s) 0-{compared - 1} compared on {', '.join(tried)}{extra}",
                  {"dtypes": tried, "outputs_compared": compared})
 
 
@@ -241,9 +242,9 @@ def check_determinism(fn, inputs, deterministic: bool) -> Check:
     same = all(a.shape == b.shape for a, b in zip(*runs))
     worst = max_diff(*runs) if same else float("inf")
     if worst == 0:  # bitwise: NaN-aware (a NaN on one side only is an infinite difference)
-        return Check("determinism", PASSED, "outputs and gradients bitwise equal over two runs")
+        return Check("determinism", HELD, "outputs and gradients bitwise equal over two runs")
     text = f"outputs or gradients differ between two runs by {worst:.3g}"
     if deterministic:
-        return Check("determinism", FAILED, text + " (the op declares deterministic=True)")
+        return Check("determinism", VIOLATED, text + " (the op declares deterministic=True)")
     return Check("determinism", NA, text + "; a failure only for ops that declare deterministic=True",
                  {"deterministic": False})

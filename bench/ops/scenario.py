@@ -9,14 +9,14 @@ import torch
 
 from bench.core.callgrind import record_instructions
 from bench.core.face import one_of, run_as_row
-from bench.core.hardware import DTYPES
+from bench.core.hardware import DTYPES, PRECISIONS
 from bench.core.timing import budget_for, run_benchmark, run_benchmark_against, summarize_ms
 from bench.ops import check_autograd
 from bench.ops.measure import fwd_bwd_step, saved_tensor_mib
 from bench.registry import OpSpec, get_op
 
 
-def report(spec: OpSpec, device: str, params, dtype: str = "fp32", low_precision=("fp32", "bf16", "fp16"),
+def report(spec: OpSpec, device: str, params, dtype: str = "fp32", low_precision=PRECISIONS,
            compile_checks: bool = True):
     inputs = spec.make_inputs(params, device, DTYPES[dtype])
     edges = [spec.make_inputs(p, device, torch.float64) for p in spec.edge_params]
@@ -56,7 +56,7 @@ def cases(session) -> list:
     profile, out = session.profile, []
     for op in sorted(ops()):
         for device in session.devices:
-            for dtype in ("fp32", "bf16", "fp16"):
+            for dtype in PRECISIONS:
                 if device == "cpu" and dtype == "fp16" and not profile.cpu_fp16:
                     continue
                 out.append(case("autograd_ops", op=op, device=device, dtype=dtype))
@@ -64,7 +64,7 @@ def cases(session) -> list:
 
 
 # One interleaved round (the op's fwd+bwd and the native composite's) on the bench inputs, ms, on
-# the reference 2-core CPU at AVX2 (README, "Time plan"): fp32, and bf16 where this CPU emulates it
+# the reference 2-core CPU at AVX2 (docs/methods.md, "The run's time plan"): fp32, and bf16 where this CPU emulates it
 # (swiglu's matmuls convert through fp32; the elementwise ops cost about what fp32 does).
 _ROUND_MS = {"add_bias": (5, 3), "gelu_tanh": (58, 56), "gelu_tanh_op": (53, 60), "rms_norm": (31, 33),
              "rms_norm_op": (30, 30), "swiglu": (220, 5100)}
@@ -120,7 +120,7 @@ class Config:
 
     def __post_init__(self):
         get_op(self.op)  # KeyError naming the registered ops
-        one_of("dtype", self.dtype, ("fp32", "bf16", "fp16"))
+        one_of("dtype", self.dtype, PRECISIONS)
 
 
 def run(config: Config, session=None) -> dict:

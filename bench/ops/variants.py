@@ -1,7 +1,8 @@
 """Input transformations for the op checker: fp64 copies, casts, layout variants, batches."""
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.core.question import adopt
 from bench.report.html import render_html
 from bench.report.io import (
     ResultsError,
@@ -27,6 +28,7 @@ def build_report(data: dict, out_dir: str | Path, write_results: bool = True) ->
     False) results.json into ``out_dir``. Returns the tables. Each file is written atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    adopt((data.get("bench_run") or {}).get("questions"))  # a plugin's questions, as the run declared them
     rows = rows_from_results(data)
     tables = suite_tables(rows)
     run = dict(data.get("bench_run") or {})

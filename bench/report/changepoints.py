@@ -12,7 +12,7 @@ import math
 import statistics
 
 MIN_SEGMENT = 2     # runs on each side of a change
-PENALTY = 4.0       # x sigma^2 x log(n): tuned on the synthetic validation (README table)
+PENALTY = 4.0       # x sigma^2 x log(n): tuned on the synthetic validation (docs/measurements.md, "history validation")
 NOISE_FLOOR = 0.005  # log-scale noise never taken below 0.5 %
 
 
@@ -68,7 +68,7 @@ def level_steps(values: list[float], step: float) -> list[dict]:
             if abs(after - before) <= step:
                 continue
             mid = (before + after) / 2
-            toward_after = (lambda v: v > mid) if after > before else (lambda v: v < mid)
+            toward_after = (lambda v, mid=mid: v > mid) if after > before else (lambda v, mid=mid: v < mid)
             if not toward_after(values[i]):
                 continue  # a split starts on a run that shows the new level
             wrong_before = sum(toward_after(v) for v in values[lo:i])

@@ -26,10 +26,8 @@ def headline(diff: Diff) -> str:
     better = sum(m["verdict"] == "improvement" for m in diff.metrics)
     same = sum(m["verdict"] == "same" for m in diff.metrics)
     runs = f"{len(diff.runs_base)} run(s) vs {len(diff.runs_new)} run(s)"
-    if diff.verdict == "regression":
-        head = "REGRESSION"
-    else:  # nothing worse was shown; whether everything is shown the same is another claim
-        head = "no regression shown" if unsure else "no regression"
+    # nothing worse shown is not everything shown the same: "no regression shown" while unsure
+    head = "REGRESSION" if diff.verdict == "regression" else "no regression shown" if unsure else "no regression"
     crashed = f"{len(diff.crash_regressions)} crashed new run(s), " if diff.crash_regressions else ""
     crashed += "".join(f"{r['reason'].split(':')[0]}, " for r in diff.run_regressions)
     flaky = [c for c in diff.correctness if c["change"] == "flaky"]

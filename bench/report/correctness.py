@@ -2,12 +2,12 @@
 regressed, was fixed, is flaky, or lost checks (newly not applicable, or fewer checks ran)."""
 from __future__ import annotations
 
-from bench.core.rows import FAILURES, SEVERITY, passed
+from bench.core.rows import FAILURES, passed, severity
 
 
 def _worst(statuses: list[str]) -> str:
     """A side's status over several runs: its worst (an unknown status counts as worst)."""
-    return max(statuses, key=lambda s: SEVERITY.get(s, max(SEVERITY.values()) + 1))
+    return max(statuses, key=severity)
 
 
 def _fraction_or_all(value) -> float:
@@ -115,7 +115,7 @@ def _worst_diff(case: str, base_rows: list[dict], new_rows: list[dict]) -> dict 
         change = "regressed"
     elif not passed(bs) and passed(ns):
         change = "fixed"
-    elif bs != ns and ns in FAILURES and SEVERITY.get(ns, 5) > SEVERITY.get(bs, 5):
+    elif bs != ns and ns in FAILURES and severity(ns) > severity(bs):
         change = "regressed"  # e.g. unsupported -> error, known_failure -> error: a failure appeared
     elif bs != ns and not passed(bs):
         change = "changed"

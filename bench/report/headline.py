@@ -9,9 +9,6 @@ import pandas as pd
 from bench.core.load import FOREIGN_LOAD_WARN
 from bench.core.rows import FAILURES, STATUSES, SUITE_COLUMNS, implausible, passed
 
-FAILED = FAILURES
-STATUS_ORDER = STATUSES
-
 
 @dataclasses.dataclass
 class Headline:
@@ -104,11 +101,11 @@ def _counts_clause(tables: dict[str, pd.DataFrame], known: list[dict]) -> list[s
 
 
 def build(tables: dict[str, pd.DataFrame], run: dict, notes: list[str]) -> Headline:
-    failures = {s: 0 for s in FAILED}
+    failures = {s: 0 for s in FAILURES}
     for df in tables.values():
-        for s in FAILED:
+        for s in FAILURES:
             failures[s] += int((df["status"] == s).sum())
-    counts = pd.DataFrame([{"suite": s, **{st: int((df["status"] == st).sum()) for st in STATUS_ORDER}}
+    counts = pd.DataFrame([{"suite": s, **{st: int((df["status"] == st).sum()) for st in STATUSES}}
                            for s, df in tables.items()])
     calibration = _calibration(tables.get("devices"))
     bad_cal = [c for c in calibration if not c[2]]

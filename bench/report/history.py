@@ -19,7 +19,7 @@ import dataclasses
 import statistics
 from pathlib import Path
 
-from bench.core.rows import SEVERITY, declared_metrics, passed
+from bench.core.rows import declared_metrics, passed, severity
 from bench.report.changepoints import (  # noqa: F401  (re-exported: history's public names)
     MIN_SEGMENT,
     NOISE_FLOOR,
@@ -105,10 +105,10 @@ def _analyse_group(profile, machine, runs: list[Run], threshold) -> Group:
         # a run whose time plan left the case out says nothing about it (bench.core.plan)
         statuses = [(r, r.rows[case].get("status") or "error") for r in present
                     if r.rows[case].get("plan") != "left_out"]
-        for (prev, a), (run, b) in zip(statuses, statuses[1:]):
+        for (_, a), (run, b) in zip(statuses, statuses[1:]):
             if a != b and not (passed(a) and passed(b)):  # ok <-> fixed_upstream: both passed
                 status_changes.append({"case": case, "run_id": run.run_id, "from": a, "to": b,
-                                       "direction": "worse" if SEVERITY.get(b, 5) > SEVERITY.get(a, 5)
+                                       "direction": "worse" if severity(b) > severity(a)
                                        else "better", "reason": run.rows[case].get("reason"),
                                        "repro": repro_command(case, run, run.rows[case])})
         suite = present[0].rows[case].get("suite") or "other"

@@ -9,6 +9,7 @@ import html
 
 import pandas as pd
 
+from bench.core.rows import FAILURES
 from bench.report import headline as hl
 from bench.report.markdown import HEADLINE, KNOWN_TEXT
 from bench.report.plots import charts
@@ -115,7 +116,7 @@ def render_html(tables: dict[str, pd.DataFrame], fingerprint: dict, run: dict, n
     if not head.counts.empty:
         parts += ["<h2>Status per suite</h2>", _table(head.counts, "table-counts")]
     bad = [dict(suite=s, **r) for s, df in tables.items() for r in df.to_dict("records")
-           if r.get("status") in hl.FAILED]
+           if r.get("status") in FAILURES]
     if bad:
         cols = ["suite", "test", "status", "reason"]
         parts += ["<h2>Failures</h2>", _table(pd.DataFrame(bad)[cols], "table-failures")]
@@ -128,7 +129,8 @@ def render_html(tables: dict[str, pd.DataFrame], fingerprint: dict, run: dict, n
         ran = df[df["status"] != "skipped"]
         for _, r in df[df["status"] == "skipped"].iterrows():
             skipped.setdefault(str(r.get("reason")), []).append(f"{suite}: {str(r.get('test', '')).split('::')[-1]}")
-        cols = [c for c in HEADLINE.get(suite, ()) if c in df.columns] + (["reason"] if "reason" in df.columns else [])
+        head = HEADLINE.get(suite) or tuple(c for c in df.columns if c not in ("suite", "reason"))  # a declared table
+        cols = [c for c in head if c in df.columns] + (["reason"] if "reason" in df.columns else [])
         parts.append(f"<section id='{html.escape(suite)}'><h2>{html.escape(suite)}</h2>")
         parts += [_img(f"{suite} {title}", png) for title, png in charts(suite, df, rows or [])]
         parts.append(f"<input class='filter' data-table='table-{html.escape(suite)}' placeholder='filter {suite} "

@@ -5,26 +5,13 @@ from __future__ import annotations
 
 import pandas as pd
 
+from bench.core.question import HEADLINE  # noqa: F401  (each question's table columns)
 from bench.core.rows import FAILURES, SUITE_COLUMNS
 
 # Columns shown per suite in the summary (the CSVs have all of them).
-HEADLINE = {
-    "autograd_ops": ("op", "device", "dtype", "status", "checks_passed", "fwd_bwd_median_ms", "speedup_vs_native"),
-    "graph_modes": ("model", "mode", "device", "phase", "status", "max_abs_err", "median_ms", "speedup_vs_eager"),
-    "devices": ("model", "device", "dtype", "phase", "batch_size", "status", "median_ms", "samples_per_s",
-                "tflops", "pct_of_peak"),
-    "ddp": ("model", "backend", "world_size", "status", "step_ms_p50", "samples_per_s", "scaling_efficiency",
-            "grad_max_abs_diff"),
-    "trainer": ("model", "runner", "device", "precision", "batch_size", "grad_accum", "world_size", "optim",
-                "status", "samples_per_s", "step_ms_p50", "loss_first", "loss_last", "eval_accuracy", "mfu_pct"),
-    "generation": ("model", "mode", "cache", "attention", "device", "dtype", "batch_size", "status", "token_parity",
-                   "ttft_ms", "decode_ms_p50", "decode_tokens_per_s", "kv_cache_bytes_per_token", "build_s"),
-}
-BAD = ("error", "mismatch", "oom", "unsupported")
 KNOWN_TEXT = ("Cases that failed as a known upstream bug (known_failures.toml, with its public issue) or as a "
               "model is built to show (trace pitfalls): not failures of this run. `fixed_upstream`: the "
               "expected failure did not occur; remove or narrow its entry.")
-FAILED = FAILURES
 
 
 def _md(df: pd.DataFrame) -> str:
@@ -62,7 +49,7 @@ def render_summary(tables: dict[str, pd.DataFrame], fingerprint: dict, run: dict
             if row["status"] == "skipped":
                 skipped[reason] = skipped.get(reason, 0) + 1
                 continue
-            target = bad_rows if row["status"] in FAILED else limits if row["status"] in BAD else None
+            target = bad_rows if row["status"] in FAILURES else limits if row["status"] == "unsupported" else None
             if target is not None:
                 target.append({"suite": suite, "case": _case(row, suite), "status": row["status"],
                                "reason": reason[:300]})

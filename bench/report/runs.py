@@ -9,6 +9,7 @@ import statistics
 from pathlib import Path
 
 from bench.core.machine import identity
+from bench.core.question import adopt
 from bench.core.rows import Metric, passed
 from bench.report.io import ResultsError, load_results
 from bench.report.tables import rows_from_results
@@ -53,6 +54,7 @@ def _parse(path: str | Path, data: dict) -> Run:
         if name not in rows and not data.get("bench_rows"):  # plain pytest-benchmark: judged by its median
             rows[name] = {"suite": "other", "test": name, "status": "ok"}
     run = data.get("bench_run") or {}
+    adopt(run.get("questions"))  # a plugin's questions, as the run declared them
     info = data.get("machine_info") or {}
     fp = info.get("bench") or {k: v for k, v in info.items() if not isinstance(v, (dict, list))}
     if info.get("bench"):  # runs before the backend was recorded all compiled with inductor

@@ -26,14 +26,14 @@ spread stands in for it when it has two or more runs (equal variances assumed: S
 pooled interval). With one run a side nothing is known about run-to-run noise: no ``same``
 is possible; a change beyond ``SINGLE_RUN_FLOOR`` whose rounds also differ (Mann-Whitney U)
 is still called, since two fresh processes of unchanged code here never differed by that
-much (see the README).
+much (see docs/measurements.md).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import statistics
-from typing import Sequence
+from collections.abc import Sequence
 
 MIN_RUNS = 3            # runs a side `ab` recommends: the fewest at which Welch's df is usable
 # One run a side: untouched timings differed by up to 3.75x between two single runs here (3,264
@@ -71,7 +71,7 @@ def log_values(values: Sequence[float]) -> list[float]:
 def evidence(base: Sequence[float], new: Sequence[float], threshold: float, alpha: float = 0.05) -> Evidence | None:
     """Interval and tests for the ratio of geometric means; None when a side has no positive
     value. A spread from an earlier experiment never stands in for this one's: two
-    experiments on the same machine disagreed on 10-16 % effects here (see the README)."""
+    experiments on the same machine disagreed on 10-16 % effects here (see docs/measurements.md)."""
     a, b = log_values(base), log_values(new)
     if not a or not b:
         return None

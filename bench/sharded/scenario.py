@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from bench.core.face import one_of, run_as_row
+from bench.core.launch import LaunchResult, in_temp_dir, launch, torchrun_command
 from bench.core.numerics import SHARDED_MP_TOL, SHARDED_MP_UPDATE_TOL, SHARDED_TOL
-from bench.distributed.launcher import LaunchResult, in_temp_dir, launch, torchrun_command
 
 WORKER = "bench.sharded.worker"
 STRATEGIES = ("single", "ddp", "fsdp")
@@ -59,7 +59,7 @@ class Config:
 
 
 def _size(session, device: str) -> str:
-    from bench.generation.zoo import size_for
+    from bench.models.decoders import size_for
 
     return size_for(session.profile.gen_size, device)
 
@@ -132,7 +132,7 @@ def _loss_fn(case: dict, session, device: str):
     """(model in training mode, loss of one batch) for an in-process checkpointing row."""
     import torch
 
-    from bench.generation import zoo
+    from bench.models import decoders as zoo
 
     steps, batch, seq = SHAPES[session.profile.gen_size]
     if case["model"] == "tiny_bert":
@@ -178,7 +178,7 @@ def checkpoint_case(case: dict, row, session, preserve_rng_state: bool = True, b
               f"{r['grad_max_abs_diff']:.3g} (> {SHARDED_TOL:g}): the recomputation is not the forward it replaces")
 
 
-# Seconds a row takes on the reference 2-core CPU (README, "Time plan"): in process (the model,
+# Seconds a row takes on the reference 2-core CPU (docs/methods.md, "The run's time plan"): in process (the model,
 # its plain and checkpointed steps, the gradient proof), or a torchrun world of two (its start, the
 # steps, the equivalence check against one process).
 _SINGLE_S, _WORLD_S = 10.0, 21.0

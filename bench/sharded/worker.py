@@ -36,9 +36,9 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from bench.core.files import atomic_write_json
 from bench.core.hardware import peak_memory_columns, reset_peak_memory, synchronize
+from bench.core.launch import inject_fault, threads_per_rank
 from bench.core.timing import percentile
-from bench.distributed.launcher import threads_per_rank
-from bench.generation import zoo
+from bench.models import decoders as zoo
 from bench.sharded import checkpointing
 
 
@@ -118,16 +118,9 @@ def _optimizer(model):
 
 
 def _fault(spec: str, rank: int, model):
-    """Run a test hook; returns what to call after each backward (or None)."""
-    kind, _, target = spec.partition(":")
-    if kind == "none" or int(target or -1) != rank:
-        return None
-    if kind == "raise":
-        raise RuntimeError(f"injected failure on rank {rank}")
-    if kind == "hang":
-        while True:
-            time.sleep(3600)
-    if kind == "lose_grad":  # the reduced gradient of one layer lost on one rank
+    """Run a test hook (``bench.core.launch.inject_fault``); returns what to call after each
+    backward (or None)."""
+    if inject_fault(spec, rank) == "lose_grad":  # the reduced gradient of one layer lost on one rank
         def lose():
             for p in model.model.layers[-1].parameters():
                 if p.grad is not None:

@@ -74,7 +74,7 @@ def run(cfg: CausalConfig, world_size: int = 1) -> dict:
     trainer.csv row. Logged losses are Trainer's, the mean over ranks."""
     from transformers import DataCollatorForLanguageModeling, PrinterCallback, Trainer, TrainingArguments
 
-    from bench.generation import zoo
+    from bench.models import decoders as zoo
     from bench.models.text import minilm_tokenizer
 
     tokenizer = minilm_tokenizer()

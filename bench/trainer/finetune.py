@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from bench.core.hardware import LOW_PRECISION
 from bench.core.timing import percentile
 from bench.trainer import data as hf_data
 from bench.trainer.steps import StepTimer, TokenCountingCollator, callback
@@ -186,7 +187,7 @@ def _plain_loop(cfg, model, data, collator, timer, device) -> dict:
                                          collate_fn=collator, generator=gen)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     model.train()
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+    dtype = LOW_PRECISION.get(cfg.precision)
     step, batches = 0, iter(loader)
     t0 = time.perf_counter()
     while step < cfg.steps:
@@ -271,7 +272,7 @@ def run_worker(cfg, world_size: int | None, env: dict | None = None, timeout_s: 
     """One fine-tune (``task`` finetune: a TrainerConfig; causal_lm: a CausalConfig) in child
     process(es), bounded: under torchrun with ``world_size`` ranks (gloo on CPU, nccl on CUDA),
     or one plain process. Rank 0's metrics."""
-    from bench.distributed.launcher import launch, torchrun_command
+    from bench.core.launch import launch, torchrun_command
 
     with tempfile.TemporaryDirectory(prefix="bench-trainer-") as workdir:
         out = Path(workdir) / "result.json"

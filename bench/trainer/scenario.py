@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from bench.core.face import one_of, run_as_row
+from bench.core.hardware import PRECISIONS
 from bench.core.profiles import case
 from bench.core.timing import record_step_samples
 from bench.models.text import packaged_minilm_weights
@@ -34,7 +35,7 @@ class Config:
 
     def __post_init__(self):
         one_of("runner", self.runner, RUNNERS)
-        one_of("precision", self.precision, ("fp32", "bf16", "fp16"))
+        one_of("precision", self.precision, PRECISIONS)
         if self.runner in TORCHRUN and self.world_size < 2 or self.runner not in TORCHRUN and self.world_size != 1:
             raise ValueError(f"world_size={self.world_size} does not fit runner={self.runner!r}: "
                              f"{' and '.join(TORCHRUN)} take 2 or more, the others 1")
@@ -48,7 +49,7 @@ def cases(session) -> list:
     base = dict(precision="fp32", batch_size=16, grad_accum=1, compile=False, optim="adamw_torch")
     out = []
     for device in session.devices:
-        precisions = ("fp32",) if device == "cpu" else ("fp32", "bf16", "fp16")
+        precisions = ("fp32",) if device == "cpu" else PRECISIONS
         for precision in precisions:
             out.append(dict(base, runner="trainer", device=device, precision=precision, world_size=1))
         out.append(dict(base, runner="plain_loop", device=device, world_size=1))
@@ -84,7 +85,7 @@ def finetune_config(c: dict, s) -> trainer.TrainerConfig:
         eval_every=max(2, s.profile.trainer_steps // 4) if first else 0)
 
 
-# Seconds a run takes on the reference 2-core CPU at the standard profile's steps (README, "Time
+# Seconds a run takes on the reference 2-core CPU at the standard profile's steps (docs/methods.md, "Time
 # plan"): loading MiniLM and the data set, the steps, the evaluation; under torchrun the world's
 # start on top. Scaled by the profile's steps.
 _RUN_S = {"trainer": 12.0, "plain_loop": 9.0, "trainer_torchrun": 31.0, "causal_lm": 9.5,
@@ -163,7 +164,7 @@ def _causal_lm(c: dict, benchmark, row, session) -> None:
     """The zoo's Llama fine-tuned as a causal LM under Trainer (or under torchrun, Trainer's
     DDP); quality asserted; the checkpointed variant must log the base run's losses
     (checkpointing recomputes, it does not change the step) and reports its time against the base."""
-    from bench.generation.zoo import size_for
+    from bench.models.decoders import size_for
     from bench.models.text import minilm_unavailable
     from bench.trainer import causal_lm
 

@@ -18,7 +18,7 @@ import torch
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from bench.core.files import atomic_write_json
-from bench.distributed.launcher import threads_per_rank
+from bench.core.launch import threads_per_rank
 
 
 @record

@@ -140,3 +140,19 @@ def in_temp_dir(fn):
             shutil.rmtree(tmp, ignore_errors=True)
 
     return wrapper
+
+
+def inject_fault(spec: str, rank: int) -> str | None:
+    """The workers' test hook (``--fault KIND:RANK``, one implementation for DDP and sharded
+    workers): on that rank, ``raise`` raises and ``hang`` never returns; any other kind aimed at
+    this rank is returned for the worker to apply (the sharded worker's ``lose_grad``); None
+    when the hook is off or aimed at another rank."""
+    kind, _, target = spec.partition(":")
+    if kind == "none" or int(target or -1) != rank:
+        return None
+    if kind == "raise":
+        raise RuntimeError(f"injected failure on rank {rank}")
+    if kind == "hang":
+        while True:
+            time.sleep(3600)
+    return kind

@@ -1,0 +1,156 @@
+"""One declaration per question: what a suite asks, read by everything that serves it.
+
+Each question package (``bench/<package>/question.py``) declares a :class:`Question`: its report
+name, suite file, CSV columns, judged metrics, headline columns and its scenario module. The
+registry discovers the built-in ones; a plugin (``--bench-plugin MODULE``) adds its own with
+:func:`register`. The report's tables and headline, ``compare`` and ``history``, the run's time
+plan, the layer test and the README's layout read them through the views below
+(``SUITE_COLUMNS``, ``METRICS``, ``HEADLINE``, ``QUESTIONS``), so adding a question is one new
+package and one suite file. A results file records its questions (``bench_run.questions``), so
+``compare`` judges a plugin's question without loading the plugin.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import pkgutil
+from collections.abc import Callable, Mapping
+
+from bench.core.metrics import Metric
+
+KINDS = ("timing", "value", "derived", "exact", "counted")
+
+
+@dataclasses.dataclass(frozen=True)
+class Question:
+    """A suite's question. ``columns``: the leading CSV columns (the contract; ``status`` and
+    ``reason`` among them); ``metrics``: every judged column; ``headline``: the columns of the
+    report's table for it; ``scenario``: the module with ``cases`` / ``run_case`` / ``Config`` /
+    ``run`` (``bench.core.face``); ``order``: its place in reports."""
+
+    name: str
+    summary: str
+    suite_file: str
+    scenario: str
+    columns: tuple[str, ...]
+    metrics: Mapping[str, Metric]
+    headline: tuple[str, ...]
+    order: int = 100
+
+    def __post_init__(self):
+        where = f"question {self.name!r}"
+        if not self.name.isidentifier():
+            raise ValueError(f"{where}: the name must be an identifier (it names a CSV and a table)")
+        for need in ("status", "reason"):
+            if need not in self.columns:
+                raise ValueError(f"{where}: columns must include {need!r}")
+        for name, m in self.metrics.items():
+            if m.kind not in KINDS or m.better not in ("lower", "higher"):
+                raise ValueError(
+                    f"{where}: metric {name!r}: kind {m.kind!r} / better {m.better!r}; valid kinds: "
+                    f"{', '.join(KINDS)}; better: lower, higher"
+                )
+        if "status" not in self.headline:
+            raise ValueError(f"{where}: the headline (the report's table) must show 'status'")
+
+    def to_json(self) -> dict:
+        return {**dataclasses.asdict(self), "metrics": {k: dataclasses.asdict(m) for k, m in self.metrics.items()}}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Question:
+        return cls(
+            **{
+                **data,
+                "columns": tuple(data["columns"]),
+                "headline": tuple(data["headline"]),
+                "metrics": {k: Metric(**m) for k, m in data["metrics"].items()},
+            }
+        )
+
+
+_REGISTRY: dict[str, Question] = {}
+_DISCOVERED = False
+
+
+def register(question: Question) -> Question:
+    """Add a question (a plugin's); the same declaration again is a no-op, another one with a
+    taken name is an error."""
+    have = _REGISTRY.get(question.name)
+    if have is not None and have != question:
+        raise ValueError(f"question {question.name!r} is declared twice ({have.scenario}, {question.scenario})")
+    _REGISTRY[question.name] = question
+    return question
+
+
+def discover() -> None:
+    """Import every ``bench.<package>.question`` once (each registers its ``QUESTION``)."""
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    _DISCOVERED = True
+    import bench
+
+    for info in pkgutil.iter_modules(bench.__path__):
+        if info.ispkg and info.name != "core" and importlib.util.find_spec(f"bench.{info.name}.question"):
+            register(importlib.import_module(f"bench.{info.name}.question").QUESTION)
+
+
+def questions() -> dict[str, Question]:
+    """Every known question, in report order."""
+    discover()
+    return dict(sorted(_REGISTRY.items(), key=lambda kv: (kv[1].order, kv[0])))
+
+
+def builtin_names() -> tuple[str, ...]:
+    discover()
+    return tuple(n for n, q in questions().items() if q.scenario.startswith("bench."))
+
+
+def record(names) -> dict:
+    """The declarations of the questions ``names`` for a results file (``bench_run.questions``)."""
+    known = questions()
+    return {n: known[n].to_json() for n in names if n in known}
+
+
+def adopt(recorded: dict) -> None:
+    """Register the questions a results file recorded that this process does not know (a
+    plugin's), so their rows are judged; a known one keeps this code's declaration."""
+    known = questions()
+    for name, data in (recorded or {}).items():
+        if name not in known:
+            try:
+                register(Question.from_json(data))
+            except (TypeError, ValueError, KeyError):
+                continue  # a malformed record: its rows are judged as plain rows
+
+
+def reports_table() -> str:
+    """The rows of ``reports/README.md``'s table for each question's CSV, from the declarations
+    (``scripts/reports_readme.py`` writes them between the file's markers)."""
+    return "\n".join(f"| `<run-id>/{q.name}.csv` | {q.summary} Leading columns: "
+                     f"{', '.join(f'`{c}`' for c in q.columns)} |" for q in questions().values()
+                     if q.scenario.startswith("bench."))
+
+
+class _View(Mapping):
+    """A read-only mapping question name -> one field of its declaration, always current."""
+
+    def __init__(self, field: Callable[[Question], object]):
+        self._field = field
+
+    def __getitem__(self, name):
+        return self._field(questions()[name])
+
+    def __iter__(self):
+        return iter(questions())
+
+    def __len__(self):
+        return len(questions())
+
+
+SUITE_COLUMNS: Mapping[str, tuple[str, ...]] = _View(lambda q: q.columns)
+METRICS: Mapping[str, Mapping[str, Metric]] = _View(lambda q: q.metrics)
+HEADLINE: Mapping[str, tuple[str, ...]] = _View(lambda q: q.headline)
+QUESTIONS: Mapping[str, str] = _View(lambda q: q.scenario)
