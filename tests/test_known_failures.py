@@ -116,7 +116,7 @@ def test_a_stale_entry_warns():
     ('[[failure]]\ncase = {model = "x"}\nlink = "https://x.test/1"\nwhy = "w"\nadded = 2026-12-01\n'
      'scope = {torch = "two point thirteen"}\n', "scope.torch 'two point thirteen' is not a version range"),
     ('[[failure]]\ncase = {model = "x"}\nlink = "https://x.test/1"\nwhy = "w"\nadded = 2026-12-01\n'
-     'expect = {status = "slow"}\n', "expect.status 'slow'; valid: error, mismatch, oom, unsupported"),
+     'expect = {status = "slow"}\n', "expect.status 'slow'; valid: mismatch, error, oom, unsupported"),
     ("[[failure]\n", "not valid TOML"),
 ])
 def test_a_bad_manifest_is_refused_naming_the_file_and_field(tmp_path, text, complaint):

@@ -24,6 +24,8 @@ FLOORS = (("bench.core",), ("bench.registry", "bench.models"), QUESTION_PACKAGES
 
 
 def _floor_of(module: str) -> int:
+    if module == "bench":  # the bare package (its path, for discovery): holds nothing
+        return 0
     for i, floor in enumerate(FLOORS):
         for name in floor:
             if module == name or module.startswith(name + "."):

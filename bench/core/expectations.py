@@ -33,7 +33,7 @@ from bench.core.rows import FAILURES
 MANIFEST = "known_failures.toml"  # at the repository's root (pytest's rootdir)
 # An entry older than this is worth a look: upstream may have fixed it under another version.
 STALE_AFTER_DAYS = 180
-EXPECTABLE = ("error", "mismatch", "oom", "unsupported")
+EXPECTABLE = (*FAILURES, "unsupported")  # the statuses a known-failure entry may expect
 _VERSIONED = ("torch", "transformers", "cuda")
 _FIELDS = {"case", "test", "link", "why", "added", "scope", "expect"}
 _SCOPE_FIELDS = {"device", "cpu_capability", *_VERSIONED}

@@ -129,8 +129,8 @@ def render_html(tables: dict[str, pd.DataFrame], fingerprint: dict, run: dict, n
         ran = df[df["status"] != "skipped"]
         for _, r in df[df["status"] == "skipped"].iterrows():
             skipped.setdefault(str(r.get("reason")), []).append(f"{suite}: {str(r.get('test', '')).split('::')[-1]}")
-        head = HEADLINE.get(suite) or tuple(c for c in df.columns if c not in ("suite", "reason"))  # a declared table
-        cols = [c for c in head if c in df.columns] + (["reason"] if "reason" in df.columns else [])
+        shown = HEADLINE.get(suite) or tuple(c for c in df.columns if c not in ("suite", "reason"))  # declared
+        cols = [c for c in shown if c in df.columns] + (["reason"] if "reason" in df.columns else [])
         parts.append(f"<section id='{html.escape(suite)}'><h2>{html.escape(suite)}</h2>")
         parts += [_img(f"{suite} {title}", png) for title, png in charts(suite, df, rows or [])]
         parts.append(f"<input class='filter' data-table='table-{html.escape(suite)}' placeholder='filter {suite} "
