@@ -9,8 +9,9 @@ import torch
 from bench.core.profiles import PROFILES, Settings
 from bench.core.rows import METRICS, SUITE_COLUMNS
 from bench.core.session import Session
-from bench.generation import scenario, zoo
+from bench.generation import scenario
 from bench.generation.parity import judge_tokens
+from bench.models import decoders as zoo
 
 
 def _session(**kwargs) -> Session:
