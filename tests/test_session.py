@@ -11,14 +11,17 @@ from bench.core.session import Roofs, Session
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Module-level containers that start empty and are filled at run time: the op and model
-# registry only (what --bench-plugin modules register, like pytest's own plugin manager).
-ALLOWED_MODULE_STATE = {("bench/registry.py", "_MODELS"), ("bench/registry.py", "_OPS")}
-# Caches of facts that no run changes: the machine (probe, the kernel's RSS reset), the git
-# commit, the bundled digits data set, the packaged tokenizer, a file version's SHA-256.
+# Module-level containers that start empty and are filled at run time: the op, model and question
+# registries only (declarations that built-ins and --bench-plugin modules register, like pytest's own
+# plugin manager), and whether the built-in questions were discovered yet.
+ALLOWED_MODULE_STATE = {("bench/registry.py", "_MODELS"), ("bench/registry.py", "_OPS"),
+                        ("bench/core/question.py", "_REGISTRY"), ("bench/core/question.py", "_DISCOVERED")}
+# Caches of facts that no run changes: the machine (probe, the kernel's RSS reset, its hardware
+# identity), the alpha-spending boundaries of a plan (a pure function), the git commit, the bundled digits data set, the packaged tokenizer, a file version's SHA-256.
 ALLOWED_CACHES = {("bench/core/hardware.py", "probe"), ("bench/core/hardware.py", "_hwm_resettable"),
                   ("bench/core/env.py", "git_commit"), ("bench/models/data.py", "digits_28x28"),
-                  ("bench/models/text.py", "minilm_tokenizer"), ("bench/core/files.py", "_sha256")}
+                  ("bench/models/text.py", "minilm_tokenizer"), ("bench/core/files.py", "_sha256"),
+                  ("bench/core/machine.py", "hardware"), ("bench/experiments/plan.py", "_boundaries")}
 
 
 def _is_empty_container(node: ast.expr) -> bool:
