@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ALLOWED_MODULE_STATE = {("bench/registry.py", "_MODELS"), ("bench/registry.py", "_OPS"),
                         ("bench/core/question.py", "_REGISTRY"), ("bench/core/question.py", "_DISCOVERED")}
 # Caches of facts that no run changes: the machine (probe, the kernel's RSS reset, its hardware
-# identity), the alpha-spending boundaries of a plan (a pure function), the git commit, the bundled digits data set, the packaged tokenizer, a file version's SHA-256.
+# identity), the alpha-spending boundaries of a plan (a pure function), the git commit, the
+# bundled digits data set, the packaged tokenizer, a file version's SHA-256.
 ALLOWED_CACHES = {("bench/core/hardware.py", "probe"), ("bench/core/hardware.py", "_hwm_resettable"),
                   ("bench/core/env.py", "git_commit"), ("bench/models/data.py", "digits_28x28"),
                   ("bench/models/text.py", "minilm_tokenizer"), ("bench/core/files.py", "_sha256"),
