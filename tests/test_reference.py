@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from bench.core import reference
-from bench.core.rows import Row
+from bench.core.rows import Row, add_reference_twins
 from bench.core.timing import Budget, time_callable
 from bench.report.compare import compare_runs
 from bench.report.runs import load_run
@@ -45,11 +45,12 @@ def test_rows_get_a_twin_per_declared_timing_column():
     assert "median_ms_norm" not in bare
 
 
-def _run(tmp_path, name, factor, ref_factor, norm_factor=None):
+def _run(tmp_path, name, factor, ref_factor):
     data = json.loads(REAL.read_text())
     data["bench_run"]["run_id"] = name
     row = next(r for r in data["bench_rows"] if r["test"] == CASE)
-    row.update(reference_ms=1.0 * ref_factor, median_ms_norm=row["median_ms"] * (norm_factor or factor) / ref_factor)
+    row.update(reference_ms=1.0 * ref_factor, median_ms=row["median_ms"] * factor)
+    add_reference_twins(row)  # the twin as a run writes it
     for b in data["benchmarks"]:
         if b["fullname"] == CASE:
             b["stats"]["data"] = [v * factor for v in b["stats"]["data"]]

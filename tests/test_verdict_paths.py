@@ -353,3 +353,36 @@ def test_a_twin_only_one_side_timed_is_not_a_lost_value(tmp_path):
     a, b = _run(tmp_path, "a", twin), _run(tmp_path, "b")
     diff = compare_runs(_load([a]), _load([b]))
     assert not [m for m in diff.metrics if m["metric"].endswith("_norm")] and diff.verdict == "no_regression"
+
+
+
+def test_a_gpu_box_against_a_cpu_box_is_another_machine_not_a_lost_gpu(tmp_path):
+    """Compared anyway (--allow-machine-mismatch), a machine without the GPU did not lose it."""
+    def cpu_box(data):
+        data["machine_info"]["bench"]["hardware"]["cpu_model"] = "Other CPU"
+        data["machine_info"]["bench"].update(gpu_count=0, gpu_name=None, gpu_names=[])
+
+    diff = compare_runs(_load([_run(tmp_path, "a", _gpu(1))]), _load([_run(tmp_path, "b", cpu_box)]),
+                        allow_machine_mismatch=True)
+    assert not diff.run_regressions
+
+
+def test_a_case_the_plan_left_out_of_one_run_is_not_flaky(tmp_path):
+    def left_out(data):
+        _row(data).update(status="skipped", reason="left out by the run's time plan", plan="left_out")
+
+    a = [_run(tmp_path, f"a{i}", left_out if i == 0 else None) for i in range(3)]
+    b = [_run(tmp_path, f"b{i}") for i in range(3)]
+    assert not [c for c in compare_runs(_load(a), _load(b)).correctness if c["case"] == OP]
+
+
+def test_a_metric_settled_at_an_earlier_look_is_kept_as_it_was(tmp_path):
+    """A sequential experiment's settled entry is neither corrected nor annotated again."""
+    a, b = [_run(tmp_path, f"a{i}") for i in range(2)], [_run(tmp_path, f"b{i}") for i in range(2)]
+    first = compare_runs(_load(a), _load(b))
+    m = next(m for m in first.metrics if m["case"] == OP and m["metric"] == "fwd_bwd_median_ms")
+    settled = {(OP, "fwd_bwd_median_ms"): {**m, "verdict": "regression", "note": "decided at look 1"}}
+    again = compare_runs(_load(a), _load(b), settled=settled)
+    kept = next(m for m in again.metrics if m["case"] == OP and m["metric"] == "fwd_bwd_median_ms")
+    assert kept["verdict"] == "regression" and kept["note"] == "decided at look 1"
+    assert len(again.metrics) == len(first.metrics)

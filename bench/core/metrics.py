@@ -27,6 +27,9 @@ class Metric:
     threshold: float = 0.10
     doc: str = ""
     noise: float = 0.0  # ``counted``: the measured relative spread of repeated counts (A/A)
+    # the measuring channel behind it (``bench_run.channels``): a run that did not have the channel
+    # on has no value to lose; "wall_time" is always on
+    channel: str = "wall_time"
 
     @property
     def moved_by_load(self) -> bool:
@@ -40,29 +43,18 @@ class Metric:
 # band is the A/A spread measured here across processes and runs (docs/verdicts.md, "Instruction counts").
 INSTRUCTIONS_NOISE = 0.005
 INSTRUCTIONS = {
-    "instructions": Metric(
-        "instructions",
-        "lower",
-        "counted",
-        0.015,
-        "instructions per call under callgrind, one intra-op thread, loop subtracted",
-        noise=INSTRUCTIONS_NOISE,
-    ),
+    "instructions": Metric("instructions", "lower", "counted", 0.015,
+                           "instructions per call under callgrind, one intra-op thread, loop subtracted",
+                           noise=INSTRUCTIONS_NOISE, channel="instructions"),
 }
 
 
 def twin(column: str) -> dict[str, Metric]:
     """The normalised twin of a timing column: its value over the torch-independent reference
-    timed interleaved with it (``bench.core.reference``), judged as a metric of its own."""
-    return {
-        f"{column}_norm": Metric(
-            "x reference",
-            "lower",
-            "value",
-            0.10,
-            f"{column} / the reference timed interleaved with it (machine state cancelled)",
-        )
-    }
+    timed with it (``bench.core.reference``), judged as a metric of its own."""
+    return {f"{column}_norm": Metric("x reference", "lower", "value", 0.10,
+                                     f"{column} / the reference timed with it (machine state cancelled)",
+                                     channel="reference")}
 
 
 # peak_mem_mib (the contract's column) repeats one of these per device: judged through them.

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import importlib.util
 import pkgutil
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from bench.core.metrics import Metric
 
@@ -89,12 +89,13 @@ def discover() -> None:
     global _DISCOVERED
     if _DISCOVERED:
         return
-    _DISCOVERED = True
     import bench
 
-    for info in pkgutil.iter_modules(bench.__path__):
-        if info.ispkg and info.name != "core" and importlib.util.find_spec(f"bench.{info.name}.question"):
+    root = Path(bench.__path__[0])
+    for info in pkgutil.iter_modules(bench.__path__):  # by file, so no other package is imported
+        if info.ispkg and info.name != "core" and (root / info.name / "question.py").is_file():
             register(importlib.import_module(f"bench.{info.name}.question").QUESTION)
+    _DISCOVERED = True  # only once every declaration loaded: a failed import fails again, loudly
 
 
 def questions() -> dict[str, Question]:

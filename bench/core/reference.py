@@ -16,7 +16,8 @@ reference between A and B: another Python or OpenSSL build, a machine in another
 identity is in the fingerprint (``reference``) and ``compare`` says when its time moved.
 
 Its cost is kept under ``MAX_SHARE`` of a case's timed rounds: the reference runs before every
-k-th round, k sized from one call of each.
+k-th round, k sized from one call of each. Paired timing (a case against its interleaved baseline)
+times it right after the rounds instead, so both sides of a pair see the same cache.
 """
 from __future__ import annotations
 
@@ -107,3 +108,11 @@ def record_reference(hook, record: dict | None) -> None:
     ref = getattr(hook, "reference", None)
     if ref is not None:
         ref.record(record)
+
+
+def reference_after(record: dict | None) -> None:
+    """The reference timed right after a case's rounds instead of between them: for paired timing
+    (a case against its baseline, ``run_benchmark_against``), where a reference call before one
+    side of the pair would leave that side a cold cache (its copy evicts it)."""
+    if record is not None:
+        Reference().record(record)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from bench.core.hardware import synchronize
-from bench.core.reference import interleave, record_reference
+from bench.core.reference import interleave, record_reference, reference_after
 from bench.core.samples import percentile, summarize_ms  # noqa: F401  (the timing vocabulary)
 
 
@@ -272,9 +272,8 @@ def run_benchmark_against(benchmark, fn: Callable[[], Any], baseline: Callable[[
         benchmark.pedantic(call, rounds=1, iterations=1)
         return [], []
     rounds = _plan([base, call], budget, record)
-    hooked = interleave(record, then=setup)
-    benchmark.pedantic(call, setup=hooked, rounds=rounds, warmup_rounds=0, iterations=1)
-    record_reference(hooked, record)
+    benchmark.pedantic(call, setup=setup, rounds=rounds, warmup_rounds=0, iterations=1)
+    reference_after(record)  # not between the pair: it would cool the cache before one side only
     stats = getattr(benchmark, "stats", None)
     samples = list(stats.stats.data) if stats is not None else []
     # pytest-benchmark calls setup once more for --benchmark-cprofile: keep the paired rounds
@@ -286,13 +285,10 @@ def _interleaved_plain(fn, baseline, device, budget: Budget, record=None) -> tup
     call, base = synchronized(fn, device), synchronized(baseline, device)
     ours: list[float] = []
     theirs: list[float] = []
-    rounds = _plan([base, call], budget, record)
-    tick = interleave(record)
-    for _ in range(rounds):
-        tick()
+    for _ in range(_plan([base, call], budget, record)):
         for f, out in ((base, theirs), (call, ours)):
             t0 = time.perf_counter()
             f()
             out.append(time.perf_counter() - t0)
-    record_reference(tick, record)
+    reference_after(record)
     return ours, theirs

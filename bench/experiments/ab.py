@@ -21,6 +21,7 @@ freedom for little gain (run-to-run noise here is mostly per process).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import signal
 import subprocess
@@ -31,19 +32,12 @@ from pathlib import Path
 from bench.core.files import atomic_write_json, atomic_write_text
 from bench.core.load import FOREIGN_LOAD_WARN, LoadProbe
 from bench.core.rows import metric_of
-from bench.experiments.plan import Plan, noise_from, out_of_reach, plan_text
-from bench.experiments.processes import (
-    MARKER,
-    QUIET_WAIT_S,
-    check_environment,
-    end_strays,
-    kill_group,
-    wait_for_quiet,
-)
+from bench.experiments.plan import Plan, mark_out_of_reach, noise_from, out_of_reach, plan_text
+from bench.experiments.processes import MARKER, QUIET_WAIT_S, check_environment, end_strays, kill_group, wait_for_quiet
 from bench.report.compare import Diff, compare_runs
 from bench.report.compare_render import render, render_html
 from bench.report.io import ResultsError
-from bench.report.runs import load_run
+from bench.report.runs import Run, load_run
 
 DEFAULT_PYTEST_ARGS = ("suites/", "--benchmark-only")
 
@@ -60,6 +54,11 @@ class AbRun:
     foreign_cpu_share: float | None = None  # CPU that other processes took during the run
     attempt: int = 0                        # 0: the first; n: the n-th rerun of a busy run
     strays: int = 0                         # processes the run started that outlived it (ended by ab)
+
+    @functools.cached_property
+    def loaded(self) -> Run:
+        """The run's results, read once however many looks compare it (not a dataclass field)."""
+        return load_run(self.results)
 
     @property
     def busy(self) -> bool:
@@ -191,8 +190,8 @@ def compare_experiment(runs: list[AbRun], threshold: float | None = None, alpha:
                        replaced: list[AbRun] = (), settled: dict | None = None, **allow) -> Diff:
     """compare over all runs (A = base, B = new), crashes and busy runs named; ``settled``
     metrics (decided at an earlier look) keep that verdict."""
-    base = [load_run(r.results) for r in runs if r.side == "a" and r.results]
-    new = [load_run(r.results) for r in runs if r.side == "b" and r.results]
+    base = [r.loaded for r in runs if r.side == "a" and r.results]
+    new = [r.loaded for r in runs if r.side == "b" and r.results]
     crashed = [f"run {r.index} ({r.side.upper()}): {r.problem}" for r in runs if r.problem]
     if not base:  # the old environment does not run: no baseline, no verdict
         raise NoUsableRun("no usable run on side A" + (": " + "; ".join(crashed) if crashed else ""))
@@ -226,11 +225,7 @@ def verdict(runs: list[AbRun], out: Path, fmt: str = "table", threshold: float |
             out_of_reach: dict | None = None, **allow) -> tuple[str, int]:
     """The experiment's verdict; writes compare.json/.md/.html into ``out``."""
     diff = compare_experiment(runs, threshold, alpha, replaced, settled, **allow)
-    for m in diff.metrics:
-        why = (out_of_reach or {}).get((m["case"], m["metric"]))
-        if why and m["verdict"] == "unsure":
-            m["out_of_reach"] = why
-            m["note"] = f"{m.get('note') or ''} [out of reach at this noise: {why}]".strip()
+    mark_out_of_reach(diff.metrics, out_of_reach or {})
     if note:
         diff.warnings.append(note)
     atomic_write_text(out / "compare.json", render(diff, "json"))

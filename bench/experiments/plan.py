@@ -59,8 +59,6 @@ class Plan:
         """Planned looks at the verdict: after the first blocks, then after each added block."""
         return 1 + (self.max_runs - self.runs if self.until_decided else 0)
 
-    spending: str = "pocock"
-
     def alpha_per_look(self, alpha: float) -> float:
         """The even (Bonferroni) split, the level of every look under ``bonferroni``."""
         return alpha / self.looks
@@ -73,8 +71,6 @@ class Plan:
 
     def look_levels(self, alpha: float) -> list[float]:
         """The nominal two-sided level of each planned look (see the module's docstring)."""
-        if self.spending not in SPENDING:
-            raise ResultsError(f"--spending {self.spending}: valid: {', '.join(SPENDING)}")
         if self.spending == "bonferroni" or self.looks == 1:
             return [alpha / self.looks] * self.looks
         return _boundaries(tuple(self.look_fractions()), alpha, self.spending)
@@ -178,3 +174,13 @@ def out_of_reach(m: dict, kind: str, reach: int, per_side: int) -> str | None:
     if need > reach:
         return f"needs about {need} runs a side; the experiment can reach {reach} (--max-runs, --budget)"
     return None
+
+
+def mark_out_of_reach(metrics: list[dict], reasons: dict) -> None:
+    """Name, in each unsure metric's note, why more runs could not decide it (``reasons``:
+    (case, metric) -> why, from the experiment's last look)."""
+    for m in metrics:
+        why = reasons.get((m["case"], m["metric"]))
+        if why and m["verdict"] == "unsure":
+            m["out_of_reach"] = why
+            m["note"] = f"{m.get('note') or ''} [out of reach at this noise: {why}]".strip()

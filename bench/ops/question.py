@@ -26,6 +26,7 @@ QUESTION = Question(
             0.015,
             "the native composite's instructions per call under callgrind",
             noise=INSTRUCTIONS_NOISE,
+            channel="instructions",
         ),
     },
     headline=("op", "device", "dtype", "status", "checks_passed", "fwd_bwd_median_ms", "speedup_vs_native"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from bench.report.io import ResultsError
-from bench.report.runs import Run, counted_instructions, machine_identity, torch_gpus
+from bench.report.runs import Run, counted_instructions, hardware_gpus, machine_identity, torch_gpus
 
 
 def check_comparable(base: list[Run], new: list[Run], allow_profile_mismatch: bool,
@@ -55,6 +55,11 @@ def lost_devices(base: list[Run], new: list[Run]) -> list[dict]:
 
     had, has = usable(base), usable(new)
     if not had or has is None or has >= had:
+        return []
+    # the GPUs must still be there: the new runs' hardware lists them (a CPU box compared under
+    # --allow-machine-mismatch, or a run without a recorded machine, is not a lost GPU)
+    there = [hardware_gpus(r.fingerprint) for r in new]
+    if any(n is None for n in there) or min(there) < had:
         return []
     machine = next((machine_identity(r.fingerprint) for r in new if machine_identity(r.fingerprint)), "this machine")
     why = next((r.fingerprint.get("fingerprint_error") for r in new if r.fingerprint.get("fingerprint_error")), None)

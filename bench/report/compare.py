@@ -119,7 +119,10 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
     for case in common:
         brows = [r.rows[case] for r in base if case in r.rows]
         nrows = [r.rows[case] for r in new if case in r.rows]
-        if any(all(r.get("plan") == "left_out" for r in side) for side in (brows, nrows)):
+        # a run whose time plan left the case out says nothing about it (as in history)
+        brows = [r for r in brows if r.get("plan") != "left_out"]
+        nrows = [r for r in nrows if r.get("plan") != "left_out"]
+        if not brows or not nrows:
             planned_out.append(case)  # not run on a side by the time plan: nothing to compare, not a change
             continue
         c = correctness_diff(case, brows, nrows)
@@ -134,9 +137,10 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
     if not compared and not correctness and not lost:
         raise ResultsError(_nothing_compared(common, planned_out, base))
     warnings += channel_warnings(base, new) + reference_warnings(base, new)
-    if settled:
-        metrics = [dict(settled[(m["case"], m["metric"])]) if (m["case"], m["metric"]) in settled else m
-                   for m in metrics]
+    # a metric an earlier look decided keeps that entry as it was (notes included) and stays out of
+    # this look's correction and annotations; the open ones are judged here
+    order = [(m["case"], m["metric"]) for m in metrics]
+    metrics = [m for m in metrics if (m["case"], m["metric"]) not in (settled or {})]
     decide(metrics, alpha)
     two_channels(metrics, lambda suite, name: metric_of(suite, name).kind)
     busy = _busy_cases(base + new)
@@ -150,6 +154,9 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
                          f"decided (was {m['verdict']}); " + (m.get("note") or "")).strip()
             m["verdict"] = "unsure"
             m.pop("q_value", None)
+    if settled:
+        fresh = {(m["case"], m["metric"]): m for m in metrics}
+        metrics = [fresh[k] if k in fresh else dict(settled[k]) for k in order]
     if planned_out:
         warnings.append(f"{len(planned_out)} case(s) were left out by a side's time plan and are not compared "
                         f"(first: {planned_out[0]}); --bench-time-budget 0 on both sides compares them")
@@ -200,8 +207,8 @@ def _plan_differs(cases, base: list[Run], new: list[Run]) -> dict[str, str]:
     in every run of both sides: "base X, new Y". A row without one (older files) was timed in full."""
     out = {}
     for case in cases:
-        b = {(r.rows[case].get("plan") or "full") for r in base if case in r.rows}
-        n = {(r.rows[case].get("plan") or "full") for r in new if case in r.rows}
+        b = {(r.rows[case].get("plan") or "full") for r in base if case in r.rows} - {"left_out"}  # gave no values
+        n = {(r.rows[case].get("plan") or "full") for r in new if case in r.rows} - {"left_out"}
         if len(b | n) > 1:
             out[case] = f"base {'/'.join(sorted(b))}, new {'/'.join(sorted(n))}"
     return out

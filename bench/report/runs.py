@@ -60,7 +60,7 @@ def _parse(path: str | Path, data: dict) -> Run:
     if info.get("bench"):  # runs before the backend was recorded all compiled with inductor
         fp = {"compile_backend": "inductor", **fp}
     return Run(str(path), run.get("run_id") or Path(path).stem, run.get("profile"), bool(run.get("complete", True)),
-               fp, rows, samples, run.get("channels") if isinstance(run.get("channels"), dict) else None)
+               fp, rows, samples, _channels(run.get("channels"), rows))
 
 
 def _flat(fp: dict, prefix: str = "") -> dict:
@@ -183,20 +183,26 @@ def hardware_gpus(fp: dict) -> int | None:
     return len(hw.get("gpus") or []) if isinstance(hw, dict) else None
 
 
-def timed_reference(run: Run) -> bool:
-    """Whether the run timed the torch-independent reference (the ``*_norm`` twins' channel):
-    ``bench_run.channels``; older files: any row with ``reference_ms``."""
-    if run.channels is not None and "reference" in run.channels:
-        return bool(run.channels["reference"])
-    return any("reference_ms" in row for row in run.rows.values())
+def has_channel(run: Run, channel: str) -> bool:
+    """Whether the run measured with ``channel`` on (``bench_run.channels``, inferred on load for
+    older files: see ``_channels``)."""
+    return channel == "wall_time" or bool((run.channels or {}).get(channel))
 
 
 def counted_instructions(run: Run) -> bool:
-    """Whether the run had the instruction channel on (``--bench-instructions``): recorded in
-    ``bench_run.channels``; older files: any row with a count or a reason for none."""
-    if run.channels is not None:
-        return bool(run.channels.get("instructions"))
-    return any("instructions" in row or "instructions_skipped" in row for row in run.rows.values())
+    """Whether the run had the instruction channel on (``--bench-instructions``)."""
+    return has_channel(run, "instructions")
+
+
+def _channels(recorded, rows: dict[str, dict]) -> dict:
+    """The run's channels as recorded, or, for files written before they were, what its rows show:
+    any count or reason for none (instructions), any ``reference_ms`` (reference)."""
+    got = dict(recorded) if isinstance(recorded, dict) else {}
+    if "instructions" not in got:
+        got["instructions"] = any("instructions" in r or "instructions_skipped" in r for r in rows.values())
+    if "reference" not in got:
+        got["reference"] = any("reference_ms" in r for r in rows.values())
+    return got
 
 
 def ok_runs(case: str, runs: list[Run]) -> int:

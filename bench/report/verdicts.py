@@ -9,16 +9,13 @@ from bench.core.rows import Metric, declared_metrics
 from bench.report import stats
 from bench.report.runs import (
     Run,
-    counted_instructions,
+    has_channel,
     impossible_in,
     metric_declared_in,
     metric_values,
     ok_runs,
     skipped_why,
-    timed_reference,
 )
-
-INSTRUCTION_METRICS = ("instructions", "native_instructions")  # the callgrind channel (--bench-instructions)
 
 
 def judge_case(case: str, suite: str, base_runs: list[Run], new_runs: list[Run], threshold: float | None,
@@ -28,10 +25,9 @@ def judge_case(case: str, suite: str, base_runs: list[Run], new_runs: list[Run],
         if metric.kind == "derived":
             continue
         base, new = base_runs, new_runs
-        channel = counted_instructions if name in INSTRUCTION_METRICS else \
-            timed_reference if name.endswith("_norm") else None
-        if channel is not None:  # judged over the runs that had the channel on (compare warns once)
-            base, new = [r for r in base if channel(r)], [r for r in new if channel(r)]
+        if metric.channel != "wall_time":  # judged over the runs that had its channel on (compare warns once)
+            base = [r for r in base if has_channel(r, metric.channel)]
+            new = [r for r in new if has_channel(r, metric.channel)]
             if not base or not new:
                 continue
         b, rb = metric_values(case, name, metric, base)
@@ -43,10 +39,9 @@ def judge_case(case: str, suite: str, base_runs: list[Run], new_runs: list[Run],
             if impossible and (b or n):
                 out.append(_not_judged(case, suite, name, metric, len(b), len(n), "impossible value(s) left out: "
                                        + impossible))
-            elif (b or n) and skipped_why(case, name, new if b else base):
+            elif (b or n) and (why := skipped_why(case, name, new if b else base)):
                 out.append(_not_judged(case, suite, name, metric, len(b), len(n),
-                                       f"not measured on the {'new' if b else 'base'} side: "
-                                       + skipped_why(case, name, new if b else base)))
+                                       f"not measured on the {'new' if b else 'base'} side: {why}"))
             elif same_status and (b or metric_declared_in(case, name, base)):
                 out.append(_missing_metric(case, suite, name, metric, "base" if b else "new", len(b), len(n)))
             continue
