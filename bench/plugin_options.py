@@ -37,6 +37,9 @@ def add_options(parser) -> None:
     group.addoption("--bench-time-budget", type=float, default=None, metavar="SECONDS",
                     help="the whole run's time budget for the time plan (default: the profile's, 8 min in standard "
                          "on a CPU, none in full; 0: no ceiling)")
+    group.addoption("--bench-threads", type=int, default=None, metavar="N",
+                    help="torch threads for every timed path, workers and ranks included (default: torch's own, "
+                         "the cores); 1 takes the other cores' availability out of the timings (see docs/methods.md)")
     group.addoption("--bench-known-failures", action="append", default=[], metavar="PATH",
                     help="a TOML file of known failures (same format as the repository's known_failures.toml) "
                          "read after it; repeatable")
@@ -79,3 +82,22 @@ def check_paths(config) -> None:
             "holds. Valid: a folder written by save_pretrained (config.json plus model.safetensors or "
             "pytorch_model.bin, and the tokenizer's files), or a hub id"
         )
+
+
+def apply_threads(config) -> int | None:
+    """``--bench-threads N``: this process's torch threads, and a cap every child inherits
+    (``BENCH_THREADS``, read by ``bench.core.launch.threads_per_rank``; ``OMP_NUM_THREADS`` for
+    torch's own start-up in children). None when not given."""
+    import os
+
+    n = config.getoption("bench_threads")
+    if n is None:
+        return None
+    cores = os.cpu_count() or 1
+    if n < 1:
+        raise pytest.UsageError(f"--bench-threads {n}: give 1 or more (this machine has {cores} core(s))")
+    import torch
+
+    torch.set_num_threads(n)
+    os.environ.update(BENCH_THREADS=str(n), OMP_NUM_THREADS=str(n), MKL_NUM_THREADS=str(n))
+    return n

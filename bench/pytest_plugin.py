@@ -14,7 +14,7 @@ from bench.core.load import FOREIGN_LOAD_WARN, LoadProbe
 from bench.core.profiles import settings
 from bench.core.rows import Row, passed
 from bench.core.session import Session
-from bench.plugin_options import add_options, check_paths, load_user_plugin
+from bench.plugin_options import add_options, apply_threads, check_paths, load_user_plugin
 from bench.plugin_plan import KNOWN_KEY, PLAN_KEY, judge_expected, known_failures, new_row, plan_run
 from bench.plugin_progress import Watchdog, terminal_fd, terminal_writer
 from bench.plugin_rows import flag_wrong_weights, message, row_keys, run_checks_under_benchmark_only, take_samples
@@ -53,6 +53,7 @@ def pytest_configure(config):
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
     check_paths(config)
+    threads = apply_threads(config)  # before anything is timed or fingerprinted
     plugins = tuple(str(Path(p).expanduser().resolve()) if p.endswith(".py") else p
                     for p in config.getoption("bench_plugin"))
     for spec in plugins:  # before the settings: a plugin may register a torch.compile backend
@@ -68,6 +69,7 @@ def pytest_configure(config):
     report_dir = config.getoption("bench_report_dir")
     root = (Path(report_dir).expanduser() if report_dir else Path(config.rootpath) / "reports").resolve()
     state = config.stash[STATE_KEY] = RunState(root, session)
+    state.threads = threads
     config.stash[KNOWN_KEY] = known_failures(config, state)
     session.out_dir = state.run_dir
     config.pluginmanager.register(state, "bench-run-state")

@@ -24,6 +24,7 @@ class RunState:
         self.failures: list[str] = []  # run-level failures (no row holds them): the headline is NOT GOOD
         self.plan: dict = {}  # the run's time plan: budget and estimate (each row carries its decision)
         self._fingerprint = None
+        self.threads: int | None = None  # --bench-threads (None: torch's default)
 
     def pytest_warning_recorded(self, warning_message, when, nodeid, location):
         """Each case's warnings (category and first line), so compare can list the ones an
@@ -74,7 +75,7 @@ class RunState:
         data["bench_run"] = {"schema": RESULTS_SCHEMA, "run_id": self.run_id, "profile": self.profile,
                              "complete": complete, "notes": self.notes, "failures": self.failures, "plan": self.plan,
                              "questions": self.questions(),
-                             "channels": self.channels()}
+                             "channels": self.channels(), "threads": self.threads}
         return data
 
     def write(self, complete: bool, benchmarks: dict | None = None) -> None:

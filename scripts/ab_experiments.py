@@ -124,6 +124,10 @@ def _ab(a, b, runs, out, pytest_args, extra=()) -> int:
         return subprocess.run(cmd, cwd=ROOT, stdout=fh).returncode
 
 
+def _threads(args) -> list[str]:
+    return [f"--bench-threads={args.threads}"] if args.threads else []
+
+
 def rejudge(args) -> None:
     """compare again over each A/A repeat's judged runs under --out (the same files, this code)."""
     from bench.experiments.ab import AbRun, compare_experiment
@@ -146,6 +150,7 @@ def aa(args) -> None:
         selection, plugin, _, _ = SELECTIONS["models"]
         python = _env(Path(args.out) / "env_a", {})
         suites = [*selection, "--benchmark-only", "--bench-profile=smoke", "--bench-plugin", plugin]
+    suites += _threads(args)
     for r in range(args.repeats):
         out = Path(args.out) / f"repeat{r + 1}"
         code = _ab(python, python, args.runs, out, suites)
@@ -165,7 +170,7 @@ def planted(args) -> None:
     extra = [arg for name in args.plugin for arg in ("--bench-plugin", name)]
     selection, plugin, _, _ = SELECTIONS[args.selection]
     code = _ab(a, b, args.runs, out / "ab", [*selection, "--benchmark-only", "--bench-profile=smoke",
-                                             "--bench-plugin", plugin, *extra],
+                                             "--bench-plugin", plugin, *extra, *_threads(args)],
                ["--until-decided", "--max-runs", str(args.max_runs),
                 *(["--budget", str(args.budget)] if args.budget else [])])
     print(f"planted: bench ab --until-decided exit {code}, {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
@@ -280,6 +285,8 @@ def main() -> None:
     p.add_argument("--max-runs", type=int, default=10)
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                    help="planted: another --bench-plugin for both sides (e.g. one that sets the old fixed rounds)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="aa / planted: --bench-threads N on both sides (default: torch's own thread count)")
     p.add_argument("--out", required=True)
     args = p.parse_args()
     {"aa": aa, "planted": planted, "detection": detection, "noise": noise, "spread": spread,

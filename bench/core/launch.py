@@ -37,7 +37,9 @@ def threads_per_rank(requested: int = 0) -> int:
     (N processes x M threads > cores makes everything slower and noisier: here 2 ranks x 2
     threads took 258 ms a step against 139 ms with 1 thread each)."""
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    return requested or max(1, (os.cpu_count() or 1) // local_world)
+    share = max(1, (os.cpu_count() or 1) // local_world)
+    cap = int(os.environ.get("BENCH_THREADS") or 0)  # --bench-threads of the run that started this one
+    return requested or (min(share, cap) if cap > 0 else share)
 
 
 def torchrun_command(module: str, args: list[str], nproc: int, nnodes: int = 1,

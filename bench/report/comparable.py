@@ -21,6 +21,13 @@ def check_comparable(base: list[Run], new: list[Run], allow_profile_mismatch: bo
         if not allow_profile_mismatch:
             raise ResultsError(text + "; pass --allow-profile-mismatch to compare them anyway")
         warnings.append(text)
+    threads = {r.threads for r in base + new}
+    if len(threads) > 1:  # the setting, not torch's default (a new torch's own default is part of the upgrade)
+        shown = ", ".join(str(t or "default") for t in sorted(threads, key=str))
+        text = f"runs used different --bench-threads ({shown}): the same cases ran on different numbers of threads"
+        if not allow_profile_mismatch:
+            raise ResultsError(text + "; pass --allow-profile-mismatch to compare them anyway")
+        warnings.append(text)
     for r in base + new:
         if r.fingerprint.get("fingerprint_error"):
             warnings.append(f"run {r.run_id}: {r.fingerprint['fingerprint_error']}; what changed in its environment "

@@ -28,6 +28,7 @@ class Run:
     rows: dict[str, dict]               # case (pytest node id) -> row
     samples_ms: dict[str, list[float]]  # case -> raw benchmark samples in ms
     channels: dict | None = None        # bench_run.channels: which measuring channels the run had on
+    threads: int | None = None          # bench_run.threads: --bench-threads (None: torch's default)
 
 
 def load_run(path: str | Path) -> Run:
@@ -60,7 +61,7 @@ def _parse(path: str | Path, data: dict) -> Run:
     if info.get("bench"):  # runs before the backend was recorded all compiled with inductor
         fp = {"compile_backend": "inductor", **fp}
     return Run(str(path), run.get("run_id") or Path(path).stem, run.get("profile"), bool(run.get("complete", True)),
-               fp, rows, samples, _channels(run.get("channels"), rows))
+               fp, rows, samples, _channels(run.get("channels"), rows), run.get("threads"))
 
 
 def _flat(fp: dict, prefix: str = "") -> dict:
@@ -101,6 +102,8 @@ def repro_command(case: str, run: Run, row: dict) -> str:
     parts = ["pytest", f"'{case}'", "--benchmark-only"]
     if run.profile:
         parts.append(f"--bench-profile={run.profile}")
+    if run.threads:
+        parts.append(f"--bench-threads={run.threads}")
     if row.get("device"):
         parts.append(f"--bench-device={row['device']}")
     return " ".join(parts)
