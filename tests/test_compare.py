@@ -240,3 +240,26 @@ def test_plain_pytest_benchmark_files_judge_their_timings(tmp_path):
         b["stats"]["median"] *= 3
     diff = compare_runs([load_run(_write(tmp_path, "p", data))], [load_run(_write(tmp_path, "s", slow))])
     assert diff.metrics and all(m["ratio"] == pytest.approx(3.0) for m in diff.metrics if m["metric"] == "median_ms")
+
+
+def test_every_question_declares_its_error_columns_and_drift_watches_them(tmp_path):
+    """The sharded and generation error columns were watched nowhere: a parameter difference
+    growing from 5e-7 to 9e-6 under a 1e-5 tolerance went unreported. Drift now reads each
+    question's declared ``errors``."""
+    from bench.core.question import ERRORS
+
+    assert {"loss_max_abs_diff", "param_max_abs_diff", "update_rel_err_max"} <= set(ERRORS["sharded"])
+    assert "decode_logits_max_abs_diff" in ERRORS["generation"]
+    base = _real()
+    new = copy.deepcopy(base)
+    rows = {"sharded": ("suites/test_sharded.py::test_sharded[llama-fsdp-ws2-cpu]", "param_max_abs_diff", 5e-7, 9e-6),
+            "generation": ("suites/test_generation.py::test_generation[llama-compile-cpu]",
+                           "decode_logits_max_abs_diff", 2e-6, 2e-3)}
+    for suite, (case, col, before, after) in rows.items():
+        base["bench_rows"].append({"suite": suite, "test": case, "status": "ok", col: before})
+        new["bench_rows"].append({"suite": suite, "test": case, "status": "ok", col: after})
+    diff = compare_runs([load_run(_write(tmp_path, "a", base))], [load_run(_write(tmp_path, "b", new))])
+    drift = {(d["case"], d["metric"]): d["factor"] for d in diff.drift}
+    assert drift.keys() == {(case, col) for case, col, _, _ in rows.values()}
+    assert drift[rows["generation"][:2]] == pytest.approx(1000)
+    assert diff.exit_code == 0  # drift is a warning, not a regression

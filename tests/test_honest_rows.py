@@ -475,3 +475,21 @@ def test_a_dtype_mix_up_in_forward_is_a_failure_not_a_refusal():
 
     report = check_autograd(mixes, torch.randn(3, 4), reference=lambda x: x * w, low_precision=("bf16",))
     assert report.by_name("low_precision_bf16").status == "violated"
+
+
+def test_a_gpu_with_no_listed_peak_gets_no_vendor_percentage_and_says_why(monkeypatch):
+    """An unknown GPU is n/a against the vendor's peak, with the reason, never a neighbour's
+    figure (a default peak gave a peer project an MFU of 152 %); the measured roof still gives
+    pct_of_peak."""
+    from bench.devices.scenario import PreparedCase, metrics
+
+    class Roofs:
+        def peak(self, device, dtype):
+            return {"tflops": 100.0}
+
+    monkeypatch.setattr("torch.cuda.get_device_name", lambda device=None: "NVIDIA Imaginary X1")
+    case = PreparedCase(lambda: None, 64, None, None, None)
+    out = metrics(case, "cuda:0", "bf16", median_ms=1.0, flops=int(5e10), roofs=Roofs())
+    assert out["pct_of_peak"] == pytest.approx(50.0)
+    assert out["vendor_peak_tflops"] is None and out["pct_of_vendor_peak"] is None
+    assert "n/a" in out["vendor_peak_note"] and "NVIDIA Imaginary X1" in out["vendor_peak_note"]

@@ -92,6 +92,7 @@ def test_every_checkpointing_mode_keeps_the_gradients_under_dropout_and_lowers_t
     row = scenario.run(scenario.Config(model=model, strategy="single", world_size=1, checkpointing=mode,
                                        dropout=scenario.CHECKPOINT_DROPOUT), _session())
     assert row["status"] == "ok" and row["grad_max_abs_diff"] == 0.0, row
+    assert row["forward_calls"] > row["forward_calls_no_checkpoint"], row  # the recomputation ran
     assert row["step_peak_fraction"] < 0.95, row  # measured: 0.51-0.83 (selective keeps the matmul outputs)
 
 
@@ -104,6 +105,21 @@ def test_a_recomputation_with_new_dropout_masks_is_a_mismatch_naming_the_paramet
         scenario.checkpoint_case(c, row, _session(), preserve_rng_state=False)
     assert row["status"] == "mismatch" and "gradient of " in row["reason"], row
     assert row["grad_worst"] in row["reason"] and "recomputation" in row["reason"]
+
+
+def test_checkpointing_that_never_switched_on_is_a_mismatch_not_a_vacuous_pass(monkeypatch):
+    """Before, its one check (equal gradients) held trivially with checkpointing off: ok. Now
+    the step must show recomputation (module forwards run again in the backward)."""
+    from bench.sharded import checkpointing
+
+    monkeypatch.setattr(checkpointing, "enable", lambda *a, **k: None)  # a stack where enabling is a no-op
+    c = dict(model="tiny_bert", strategy="single", world_size=1, checkpointing="non_reentrant",
+             dropout=scenario.CHECKPOINT_DROPOUT, mp="fp32", device="cpu")
+    row = _row(**c)
+    with pytest.raises(AssertionError):
+        scenario.checkpoint_case(c, row, _session())
+    assert row["status"] == "mismatch" and "never switched on" in row["reason"], row
+    assert row["grad_max_abs_diff"] == 0.0 and row["forward_calls"] == row["forward_calls_no_checkpoint"] > 0
 
 
 @pytest.mark.parametrize("bad, words", [

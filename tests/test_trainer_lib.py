@@ -1,5 +1,6 @@
 """Trainer metrics arithmetic against a hand count; local model folders and CSV files
 through the suite; clear errors for unusable data."""
+import csv as csv_module
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,27 @@ def test_local_model_folder_and_csv_through_the_suite(tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     table = (reports / "latest" / "trainer.csv").read_text()
     assert f"{model_dir},fp32,16,1,False,adamw_torch,single,none,ok" in table
+    row = next(r for r in csv_module.DictReader(table.splitlines()) if r["status"] == "ok")
+    assert row["learned"].split(":")[0] in ("yes", "did not learn") and "logged steps" in row["learned"], row
+
+
+def test_a_user_run_that_learned_nothing_says_so_in_the_row_and_the_headline():
+    """Tried before: a user's two-class set, loss 0.692 -> 0.693, accuracy 0.46, row ok with
+    nothing said. A finding, not a failure: the run stays GOOD, the headline names it."""
+    import pandas as pd
+
+    from bench.report.headline import build
+    from bench.trainer.scenario import learning
+
+    flat = learning([0.692, 0.6925, 0.6921, 0.693], 0.46)
+    assert flat.startswith("did not learn: loss 0.692 -> 0.693 over 4 logged steps") and "0.46" in flat
+    assert learning([0.70, 0.55, 0.40]).startswith("yes: ")
+    assert learning([0.70, 0.40, 0.72]).startswith("did not learn")  # last above first
+    tr = pd.DataFrame([{"model": "my-model", "device": "cpu", "precision": "fp32", "status": "ok",
+                        "samples_per_s": 10.0, "learned": flat}])
+    head = build({"trainer": tr}, {"complete": True}, [])
+    assert head.good and "1 Trainer row(s) on your model/data DID NOT LEARN" in head.verdict
+    assert "my-model" in head.verdict and "0.692 -> 0.693" in head.verdict
 
 
 @pytest.mark.hf

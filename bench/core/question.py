@@ -28,7 +28,9 @@ class Question:
     """A suite's question. ``columns``: the leading CSV columns (the contract; ``status`` and
     ``reason`` among them); ``metrics``: every judged column; ``headline``: the columns of the
     report's table for it; ``scenario``: the module with ``cases`` / ``run_case`` / ``Config`` /
-    ``run`` (``bench.core.face``); ``order``: its place in reports."""
+    ``run`` (``bench.core.face``); ``order``: its place in reports; ``errors``: its error
+    columns (distances from eager, fp64 or one process), whose growth ``compare`` reports as
+    numeric drift while still inside tolerance."""
 
     name: str
     summary: str
@@ -38,6 +40,7 @@ class Question:
     metrics: Mapping[str, Metric]
     headline: tuple[str, ...]
     order: int = 100
+    errors: tuple[str, ...] = ()
 
     def __post_init__(self):
         where = f"question {self.name!r}"
@@ -65,6 +68,7 @@ class Question:
                 **data,
                 "columns": tuple(data["columns"]),
                 "headline": tuple(data["headline"]),
+                "errors": tuple(data.get("errors") or ()),
                 "metrics": {k: Metric(**m) for k, m in data["metrics"].items()},
             }
         )
@@ -155,3 +159,4 @@ SUITE_COLUMNS: Mapping[str, tuple[str, ...]] = _View(lambda q: q.columns)
 METRICS: Mapping[str, Mapping[str, Metric]] = _View(lambda q: q.metrics)
 HEADLINE: Mapping[str, tuple[str, ...]] = _View(lambda q: q.headline)
 QUESTIONS: Mapping[str, str] = _View(lambda q: q.scenario)
+ERRORS: Mapping[str, tuple[str, ...]] = _View(lambda q: q.errors)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bench.core.metrics import INSTRUCTIONS_NOISE, TIMING_OTHER, Metric  # noqa: F401  (re-exported)
-from bench.core.question import METRICS, SUITE_COLUMNS  # noqa: F401  (re-exported)
+from bench.core.question import ERRORS, METRICS, SUITE_COLUMNS  # noqa: F401  (re-exported)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,9 +81,13 @@ def metric_of(suite: str | None, name: str) -> Metric:
     return declared_metrics(suite).get(name) or TIMING_OTHER
 
 
-# Error columns: growth beyond DRIFT_FACTOR x (and above DRIFT_FLOOR) is reported as numeric
-# drift even while inside tolerance: a warning, not a regression.
-ERROR_COLUMNS = ("max_abs_err", "rel_err_vs_fp64", "grad_max_abs_diff", "param_max_abs_diff_across_ranks")
+def error_columns(suite: str | None) -> tuple[str, ...]:
+    """A suite's error columns (its question's ``errors``): growth beyond DRIFT_FACTOR x (and
+    above DRIFT_FLOOR) is reported as numeric drift even while inside tolerance: a warning,
+    not a regression."""
+    return ERRORS.get(suite, ()) if suite else ()
+
+
 DRIFT_FACTOR = 10.0
 DRIFT_FLOOR = 1e-7
 

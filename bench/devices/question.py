@@ -29,4 +29,5 @@ QUESTION = Question(
     headline=("model", "device", "dtype", "phase", "batch_size", "status", "median_ms", "samples_per_s", "tflops",
               "pct_of_peak"),
     order=2,
+    errors=("rel_err_vs_fp64",),
 )

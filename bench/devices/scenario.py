@@ -142,9 +142,13 @@ def metrics(case: PreparedCase, device: str, dtype: str, median_ms: float, flops
     out["peak_tflops"] = peak["tflops"]
     out["pct_of_peak"] = 100 * tflops / peak["tflops"] if tflops else None
     if torch.device(device).type == "cuda":
-        vendor = vendor_peak_tflops(torch.cuda.get_device_name(torch.device(device)), dtype)
+        name = torch.cuda.get_device_name(torch.device(device))
+        vendor = vendor_peak_tflops(name, dtype)
         out["vendor_peak_tflops"] = vendor
         out["pct_of_vendor_peak"] = 100 * tflops / vendor if vendor and tflops else None
+        if vendor is None:  # never a neighbour's figure (a default peak gave a peer project an MFU of 152 %)
+            out["vendor_peak_note"] = (f"n/a: no {dtype} vendor peak listed for {name!r} "
+                                       "(bench/core/flops.py VENDOR_PEAK_TFLOPS); pct_of_peak uses the measured roof")
     return out
 
 

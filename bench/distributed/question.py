@@ -24,4 +24,5 @@ QUESTION = Question(
     headline=("model", "backend", "world_size", "status", "step_ms_p50", "samples_per_s", "scaling_efficiency",
               "grad_max_abs_diff"),
     order=3,
+    errors=("grad_max_abs_diff", "param_max_abs_diff_across_ranks"),
 )

@@ -26,4 +26,5 @@ QUESTION = Question(
     },
     headline=("model", "mode", "device", "phase", "status", "max_abs_err", "median_ms", "speedup_vs_eager"),
     order=1,
+    errors=("max_abs_err",),
 )

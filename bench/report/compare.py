@@ -13,9 +13,10 @@ import statistics
 from pathlib import Path
 
 from bench.core.load import FOREIGN_LOAD_WARN
-from bench.core.rows import DRIFT_FACTOR, DRIFT_FLOOR, ERROR_COLUMNS, metric_of, passed
+from bench.core.rows import DRIFT_FACTOR, DRIFT_FLOOR, error_columns, metric_of, passed
 from bench.report.comparable import channel_warnings, check_comparable, lost_devices, reference_warnings
 from bench.report.correctness import correctness_diff
+from bench.report.curves import judge_curve
 from bench.report.io import ResultsError
 from bench.report.runs import (
     Run,
@@ -44,6 +45,7 @@ class Diff:
     crashes: list[dict] = dataclasses.field(default_factory=list)  # runs that gave no results (ab)
     alpha: float = 0.05
     run_regressions: list[dict] = dataclasses.field(default_factory=list)  # the new stack lost a device
+    curves: list[dict] = dataclasses.field(default_factory=list)  # loss curves judged (bench.report.curves)
 
     @property
     def crash_regressions(self) -> list[dict]:
@@ -74,7 +76,7 @@ class Diff:
                 "metrics": self.metrics, "drift": self.drift, "only_in_base": self.only_in_base,
                 "only_in_new": self.only_in_new, "warnings": self.warnings, "new_warnings": self.new_warnings,
                 "geomean_time_ratio": self.geomean, "repro": self.repro, "crashes": self.crashes,
-                "run_regressions": self.run_regressions,
+                "run_regressions": self.run_regressions, "curves": self.curves,
                 "runs": {"base": self.runs_base, "new": self.runs_new}, "method": method(self.alpha)}
 
 
@@ -111,7 +113,7 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
     common = sorted(base_cases & new_cases)
     if not common:
         raise ResultsError(f"the two sides have no case in common ({len(base_cases)} in base, {len(new_cases)} in new)")
-    correctness, metrics, drift, repro = [], [], [], {}
+    correctness, metrics, drift, repro, curves = [], [], [], {}, []
     if not allow_selection_mismatch:
         correctness += [_case_on_one_side(case, base, lost=True) for case in sorted(base_cases - new_cases)]
     correctness += [_case_on_one_side(case, new, lost=False) for case in sorted(new_cases - base_cases)]
@@ -133,6 +135,7 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
         same_status = c is None or c["base_status"] == c["new_status"]
         metrics += judge_case(case, suite, base, new, threshold, alpha, same_status)
         drift += _drift(case, suite, brows, nrows)
+        curves += [v for v in [judge_curve(case, suite, brows, nrows)] if v]
     lost = lost_devices(base, new)
     if not compared and not correctness and not lost:
         raise ResultsError(_nothing_compared(common, planned_out, base))
@@ -175,7 +178,7 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
     return Diff([r.run_id for r in base], [r.run_id for r in new], environment_diff(base, new), correctness,
                 metrics, drift, sorted(base_cases - new_cases), sorted(new_cases - base_cases),
                 new_warnings(common, base, new), warnings, geomean_time_ratio(metrics), repro, alpha=alpha,
-                run_regressions=lost)
+                run_regressions=lost, curves=curves)
 
 
 def _nothing_compared(common: list[str], planned_out: list[str], base: list[Run]) -> str:
@@ -232,7 +235,7 @@ def _under_load(m: dict, loaded: list[tuple[str, float]]) -> None:
 
 def _drift(case: str, suite: str, brows: list[dict], nrows: list[dict]) -> list[dict]:
     out = []
-    for col in ERROR_COLUMNS:
+    for col in error_columns(suite):
         b = [r.get(col) for r in brows if isinstance(r.get(col), (int, float))]
         n = [r.get(col) for r in nrows if isinstance(r.get(col), (int, float))]
         if b and n and max(n) > DRIFT_FLOOR and max(n) > DRIFT_FACTOR * max(max(b), DRIFT_FLOOR / DRIFT_FACTOR):

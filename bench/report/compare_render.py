@@ -38,7 +38,15 @@ def headline(diff: Diff) -> str:
             "a side, the loaded runs named in their notes; the others not decided)" if loaded else "")
     return (f"{head}: {crashed}{len(st)} correctness regression(s), {len(reg)} performance regression(s), "
             f"{better} improvement(s), {same} same, {len(unsure)} unsure{_needed(unsure)}, "
-            f"{len(diff.drift)} numeric drift(s) ({runs}){load}")
+            f"{len(diff.drift)} numeric drift(s){_curves(diff)} ({runs}){load}")
+
+
+def _curves(diff: Diff) -> str:
+    changed = [c for c in diff.curves if c["verdict"] == "changed"]
+    if not diff.curves:
+        return ""
+    first = f" (first: {changed[0]['case']} at step {changed[0]['first_step']})" if changed else ""
+    return f", {len(changed)} of {len(diff.curves)} loss curve(s) changed{first}"
 
 
 def _needed(unsure: list[dict]) -> str:
@@ -65,6 +73,9 @@ def _sections(diff: Diff) -> list[tuple[str, pd.DataFrame | list[str]]]:
         ("Correctness", _df(diff.correctness, ["change", "case", "base_status", "new_status", "base_reason",
                                                "new_reason"])),
         ("Numeric drift (warning)", _df(diff.drift, ["case", "metric", "base", "new", "factor"])),
+        ("Loss curves (a changed curve is a finding: where the new stack's training left the old one's)",
+         _df([c for c in diff.curves if c["verdict"] != "same"], ["verdict", "case", "first_step", "max_rel_diff",
+                                                                  "band", "final_base", "final_new", "note"])),
         ("Performance: suite geometric means of time ratios (new / base)", pd.DataFrame(geo)),
         ("Performance: changed or unsure metrics", _df(judged, METRIC_COLUMNS)),
         ("New warnings", _df(diff.new_warnings, ["case", "warning"])),

@@ -131,6 +131,9 @@ def build(tables: dict[str, pd.DataFrame], run: dict, notes: list[str]) -> Headl
     if loaded:
         parts.append(f"{loaded[0]} of {loaded[1]} timed cases ran while other processes took > "
                      f"{FOREIGN_LOAD_WARN:.0%} of the CPU: their timings are SUSPECT (rerun on a quiet machine)")
+    unlearned = _did_not_learn(tables.get("trainer"))
+    if unlearned:  # a finding on the user's model or data, not a failure of the stack
+        parts.append(f"{len(unlearned)} Trainer row(s) on your model/data DID NOT LEARN (first: {unlearned[0]})")
     impossible = _implausible(tables)
     if impossible:
         parts.append(f"{len(impossible)} IMPOSSIBLE value(s), left out of the figures below "
@@ -144,6 +147,14 @@ def build(tables: dict[str, pd.DataFrame], run: dict, notes: list[str]) -> Headl
         seen.add(suite)
     time = where_time_went([{**r, "suite": s} for s, df in tables.items() for r in df.to_dict("records")])
     return Headline(good, verdict, counts, [n[:3] for n in numbers], cards, more, known, time)
+
+
+def _did_not_learn(tr: pd.DataFrame | None) -> list[str]:
+    if tr is None or "learned" not in tr.columns:
+        return []
+    rows = tr[tr["learned"].astype(str).str.startswith("did not learn")]
+    return [f"{_case(r, ('model', 'device', 'precision'))}: {r['learned'][len('did not learn: '):]}"
+            for _, r in rows.iterrows()]
 
 
 def _loaded(tables: dict[str, pd.DataFrame]) -> tuple[int, int] | None:

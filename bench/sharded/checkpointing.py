@@ -16,6 +16,7 @@ other gradients, and ``compare`` names the parameter.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import statistics
@@ -100,7 +101,34 @@ def step_peak_bytes(step) -> int:
     return peak
 
 
-def _grads(model, loss_fn, seed: int) -> tuple[float, dict[str, torch.Tensor], int]:
+@contextlib.contextmanager
+def counting_forwards():
+    """Count every module forward call while the block runs (a global forward pre-hook,
+    ``torch.nn.modules.module.register_module_forward_pre_hook``). A checkpointed step calls
+    its checkpointed modules' forwards again in the backward (the recomputation), so it counts
+    more than the same step without checkpointing: the evidence that checkpointing ran. Equal
+    gradients alone are no evidence: they hold just as well when it never switched on."""
+    calls = [0]
+
+    def hook(module, args):
+        calls[0] += 1
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(hook)
+    try:
+        yield calls
+    finally:
+        handle.remove()
+
+
+def not_recomputed(mode: str, calls: int, calls_plain: int) -> str | None:
+    """Why a ``mode`` step shows no recomputation (None when it does, or for ``none``)."""
+    if mode == "none" or calls > calls_plain:
+        return None
+    return (f"{mode} checkpointing never switched on: no module's forward ran again in the backward ({calls} "
+            f"forward calls in the step with it, {calls_plain} without), so equal gradients prove nothing")
+
+
+def _grads(model, loss_fn, seed: int) -> tuple[float, dict[str, torch.Tensor], int, int]:
     model.zero_grad(set_to_none=True)
     loss_fn(model).backward()  # warm-up: first-call allocations are not the step's
     model.zero_grad(set_to_none=True)
@@ -112,8 +140,10 @@ def _grads(model, loss_fn, seed: int) -> tuple[float, dict[str, torch.Tensor], i
         loss.backward()
         out["loss"] = float(loss.detach())
 
-    nbytes = step_peak_bytes(step)
-    return out["loss"], {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}, nbytes
+    with counting_forwards() as calls:
+        nbytes = step_peak_bytes(step)
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    return out["loss"], grads, nbytes, calls[0]
 
 
 def _step_ms(model, loss_fn, repeats: int) -> list[float]:
@@ -136,8 +166,8 @@ def compare(model, loss_fn, mode: str, *, preserve_rng_state: bool = True, seed:
     plain = copy.deepcopy(model).train()
     ckpt = model.train()
     enable(ckpt, mode, preserve_rng_state)
-    loss_p, grads_p, bytes_p = _grads(plain, loss_fn, seed)
-    loss_c, grads_c, bytes_c = _grads(ckpt, loss_fn, seed)
+    loss_p, grads_p, bytes_p, calls_p = _grads(plain, loss_fn, seed)
+    loss_c, grads_c, bytes_c, calls_c = _grads(ckpt, loss_fn, seed)
     diffs = {n: float(abs_diff(g, grads_c[n]).max()) if n in grads_c else float("inf") for n, g in grads_p.items()}
     worst = max(diffs, key=diffs.get)
     t_plain, t_ckpt = [], []
@@ -147,5 +177,6 @@ def compare(model, loss_fn, mode: str, *, preserve_rng_state: bool = True, seed:
     return {"checkpointing": mode, "loss_abs_diff": abs(loss_p - loss_c), "grad_max_abs_diff": diffs[worst],
             "grad_worst": worst, "grads_compared": len(diffs),
             "step_peak_bytes": bytes_c, "step_peak_bytes_no_checkpoint": bytes_p,
+            "forward_calls": calls_c, "forward_calls_no_checkpoint": calls_p,
             "step_ms_p50": statistics.median(t_ckpt), "step_ms_p50_no_checkpoint": statistics.median(t_plain),
             "step_ms_samples": t_ckpt}

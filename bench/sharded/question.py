@@ -49,4 +49,5 @@ QUESTION = Question(
               "tokens_per_s", "loss_max_abs_diff", "param_bytes_per_rank", "step_peak_fraction",
               "step_time_vs_no_checkpoint"),
     order=5,
+    errors=("loss_max_abs_diff", "param_max_abs_diff", "update_rel_err_max", "grad_max_abs_diff"),
 )

@@ -173,6 +173,8 @@ def checkpoint_case(case: dict, row, session, preserve_rng_state: bool = True, b
     row["method"] = "one step's gradients vs the plain model, in-process"
     row["step_peak_fraction"] = r["step_peak_bytes"] / r["step_peak_bytes_no_checkpoint"]
     row["step_time_vs_no_checkpoint"] = r["step_ms_p50"] / r["step_ms_p50_no_checkpoint"]
+    why = checkpointing.not_recomputed(case["checkpointing"], r["forward_calls"], r["forward_calls_no_checkpoint"])
+    row.check(why is None, why or "")
     row.check(r["grad_max_abs_diff"] <= SHARDED_TOL,
               f"gradient of {r['grad_worst']} differs with {case['checkpointing']} checkpointing by "
               f"{r['grad_max_abs_diff']:.3g} (> {SHARDED_TOL:g}): the recomputation is not the forward it replaces")
@@ -220,10 +222,18 @@ def run_case(case: dict, benchmark, row, session, *, extra: list[str] | None = N
         "cuda_peak_allocated_mib_max_rank", "step_peak_bytes", "step_peak_bytes_no_checkpoint",
         "compute_ms_p50", "comm_share_est", "update_rel_err_max", "update_worst")})
     row["method"] = f"{r['steps']} steps vs one process on the whole batch (torchrun)"
+    row["loss_curve"] = r.get("losses")  # the world's mean loss of every step: judged between runs
     row["launch_wall_s"] = launched.wall_s
     row["sharded_fraction"] = r["param_bytes_per_rank"] / r["param_bytes_unsharded"]
     if r.get("step_peak_bytes_no_checkpoint"):
         row["step_peak_fraction"] = r["step_peak_bytes"] / r["step_peak_bytes_no_checkpoint"]
+    if c.get("checkpointing", "none") != "none":
+        from bench.sharded.checkpointing import not_recomputed
+
+        calls, plain = r.get("forward_calls"), r.get("forward_calls_no_checkpoint")
+        row.update(forward_calls=calls, forward_calls_no_checkpoint=plain)
+        why = not_recomputed(c["checkpointing"], calls or 0, plain or 0)
+        row.check(why is None, why or "")
     tol = SHARDED_MP_TOL if c.get("mp", "fp32") != "fp32" else SHARDED_TOL
 
     def beyond_tol(d) -> bool:  # None: a non-finite difference (NaN or inf, written as null)

@@ -129,13 +129,15 @@ def _fault(spec: str, rank: int, model):
     return None
 
 
-def _step_peak(model, ids) -> int:
-    """Peak allocator bytes of one forward and backward (see checkpointing.step_peak_bytes)."""
+def _step_peak(model, ids) -> tuple[int, int]:
+    """Peak allocator bytes of one forward and backward (see checkpointing.step_peak_bytes), and
+    the module forward calls in it (``checkpointing.counting_forwards``: recomputation shows)."""
     model(input_ids=ids, labels=ids).loss.backward()  # warm-up: first-call allocations are not the step's
     model.zero_grad(set_to_none=True)
-    peak = checkpointing.step_peak_bytes(lambda: model(input_ids=ids, labels=ids).loss.backward())
+    with checkpointing.counting_forwards() as calls:
+        peak = checkpointing.step_peak_bytes(lambda: model(input_ids=ids, labels=ids).loss.backward())
     model.zero_grad(set_to_none=True)
-    return peak
+    return peak, calls[0]
 
 
 def _compute_ms(model, batches, rank: int, per: int) -> float:
@@ -196,14 +198,15 @@ def main(argv=None) -> None:
     vocab = model.config.vocab_size
     batches = [b.to(device) for b in _batches(a.steps, a.global_batch, a.seq, vocab)]
     per = a.global_batch // world
-    ref = compute_ms = peak_plain = None
+    ref = compute_ms = peak_plain = calls_plain = None
     if rank == 0:
         initial = {n: p.detach().cpu().clone() for n, p in model.named_parameters()}
         ref = (*_reference(copy.deepcopy(model), batches, a.mp), initial)
         compute_ms = _compute_ms(copy.deepcopy(model), batches, rank, per) if sharded else None
-        peak_plain = _step_peak(copy.deepcopy(model), batches[0][:per])
+        peak_plain, calls_plain = _step_peak(copy.deepcopy(model), batches[0][:per])
     checkpointing.enable(model, a.checkpointing)
-    peak = _step_peak(model, batches[0][:per]) if rank == 0 and a.checkpointing != "none" else peak_plain
+    peak, calls = _step_peak(model, batches[0][:per]) if rank == 0 and a.checkpointing != "none" \
+        else (peak_plain, calls_plain)
     unsharded_param_bytes = _bytes(model.parameters())
     if a.strategy == "ddp":
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if cuda else None)
@@ -247,13 +250,14 @@ def main(argv=None) -> None:
         gathered = [stats]
     if rank == 0:
         atomic_write_json(out, _result(a, world, ref, losses, full, gathered, unsharded_param_bytes, peak,
-                                       peak_plain, compute_ms))
+                                       peak_plain, compute_ms, (calls, calls_plain)))
     if sharded:
         dist.barrier()
         dist.destroy_process_group()
 
 
-def _result(a, world, ref, losses, full, ranks, unsharded_param_bytes, peak, peak_plain, compute_ms) -> dict:
+def _result(a, world, ref, losses, full, ranks, unsharded_param_bytes, peak, peak_plain, compute_ms,
+            forward_calls=(None, None)) -> dict:
     ref_losses, ref_params, initial = ref
     from bench.core.numerics import abs_diff
 
@@ -288,6 +292,7 @@ def _result(a, world, ref, losses, full, ranks, unsharded_param_bytes, peak, pea
         "peak_rss_mib_max_rank": max((r.get("peak_rss_mib") or 0) for r in ranks) or None,
         "cuda_peak_allocated_mib_max_rank": max((r.get("cuda_peak_allocated_mib") or 0) for r in ranks) or None,
         "step_peak_bytes": peak, "step_peak_bytes_no_checkpoint": peak_plain,
+        "forward_calls": forward_calls[0], "forward_calls_no_checkpoint": forward_calls[1],
         "compute_ms_p50": compute_ms,
         "comm_share_est": max(0.0, 1 - compute_ms / percentile([s * 1e3 for s in steady], 50)) if compute_ms else None,
     }

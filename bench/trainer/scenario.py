@@ -132,11 +132,29 @@ def run_case(case: dict, benchmark, row, session) -> None:
         record_step_samples(benchmark, [ms / 1e3 for ms in steady])
     row.update({k: v for k, v in result.items() if not isinstance(v, list)})
     row["step_ms_samples"] = result["step_ms_samples"]  # the report's step chart (not a CSV column)
-    if s.hf_model is None and s.hf_dataset is None:  # the built-in pair: quality is asserted
+    row["loss_curve"] = result.get("losses")  # every logged step's loss (not a CSV column)
+    if s.hf_model is not None or s.hf_dataset is not None:  # a user's model or data: a finding, not a failure
+        row["learned"] = learning(result.get("losses") or [], result.get("eval_accuracy"))
+    else:  # the built-in pair: quality is asserted
         row.check(result["loss_last"] < result["loss_first"],
                   f"training loss did not fall ({result['loss_first']:.4f} -> {result['loss_last']:.4f})")
         row.check(result["eval_accuracy"] >= MIN_ACCURACY,
                   f"eval accuracy {result['eval_accuracy']:.3f} < {MIN_ACCURACY} on the built-in set")
+
+
+def learning(losses: list[float], eval_accuracy: float | None = None) -> str:
+    """Whether a fine-tune on the user's model or data learned: ``yes`` when the loss fell
+    (last below first and a falling least-squares trend over the logged steps), else ``did not
+    learn`` with the trend. Not a failure: the user's data may be unlearnable (two classes at
+    random), but a run that trained and learned nothing must say so, not read ``ok`` alone."""
+    if len(losses) < 2:
+        return "unknown: fewer than two logged losses"
+    n = len(losses)
+    mean_x, mean_y = (n - 1) / 2, sum(losses) / n
+    slope = sum((i - mean_x) * (v - mean_y) for i, v in enumerate(losses)) / sum((i - mean_x) ** 2 for i in range(n))
+    trend = (f"loss {losses[0]:.4g} -> {losses[-1]:.4g} over {n} logged steps (trend {slope:+.2g} per step"
+             + (f"; eval accuracy {eval_accuracy:.3g})" if eval_accuracy is not None else ")"))
+    return f"yes: {trend}" if losses[-1] < losses[0] and slope < 0 else f"did not learn: {trend}"
 
 
 def _once(benchmark, c: dict, cfg, session) -> dict:
@@ -181,6 +199,7 @@ def _causal_lm(c: dict, benchmark, row, session) -> None:
         record_step_samples(benchmark, [ms / 1e3 for ms in result["step_ms_samples"][cfg.warmup_steps:]])
     row.update({k: v for k, v in result.items() if not isinstance(v, list)})
     row["step_ms_samples"] = result["step_ms_samples"]
+    row["loss_curve"] = result.get("losses")  # every logged step's loss: judged between runs (bench.report.curves)
     row.check(result["loss_last"] < causal_lm.LOSS_BOUND * result["loss_first"],
               f"causal-LM loss did not fall below {causal_lm.LOSS_BOUND} x its first value "
               f"({result['loss_first']:.3f} -> {result['loss_last']:.3f})")

@@ -1,0 +1,81 @@
+"""Loss curves judged between runs: does the same seeded training produce the same curve under the
+new stack as under the old one?
+
+A training row stores its per-step losses (``loss_curve``: the Trainer's logged losses, the
+sharded world's mean loss of every step). Each run's row is healthy on its own; an upgrade that
+changes a kernel, a default (an optimizer's foreach path, an attention backend, a dropout RNG, a
+TF32 default) moves the curve. ``compare`` judges the curve as one object, the way Megatron-LM
+checks every step against golden values (``tests/functional_tests``) and TorchTitan compares
+curves between configurations (``scripts/loss_compare.py``):
+
+- ``same``: every step of the new curve within the band of the base curve;
+- ``changed``: the first step beyond the band, the largest relative difference, the final loss
+  of both sides;
+- ``unsure``: the sides logged different numbers of steps (another plan), nothing to align.
+
+The band is relative to the base loss. It is the larger of the device's declared band and the
+spread the runs of each side show among themselves (several runs a side: whatever two runs of
+one environment differ by is not the upgrade's doing). The declared bands: on CPU, A/A runs of
+the same environment are bitwise equal (measured: docs/measurements.md, "Loss curves"), so the
+band is a rounding-level 1e-6; on CUDA, reductions with atomics are nondeterministic, so 1e-3
+(declared, not yet measured on a GPU: the GPU validation script measures it).
+
+A changed curve is a finding, not a regression: an upgrade may change rounding legitimately. It
+says where the curve left the old one, so a changed default is found at its step, not after a
+week of training.
+"""
+from __future__ import annotations
+
+import statistics
+
+CURVE = "loss_curve"
+BANDS = {"cpu": 1e-6, "cuda": 1e-3}
+
+
+def band_for(device: str | None) -> float:
+    kind = str(device or "cpu").split(":")[0]
+    return BANDS.get(kind, BANDS["cuda"])
+
+
+def _curves(rows: list[dict]) -> list[list[float]]:
+    return [[float(v) for v in r[CURVE]] for r in rows
+            if isinstance(r.get(CURVE), list) and r[CURVE] and all(isinstance(v, (int, float)) for v in r[CURVE])]
+
+
+def _rel(a: float, b: float) -> float:
+    return abs(a - b) / max(abs(b), 1e-12)
+
+
+def _spread(curves: list[list[float]]) -> float:
+    """The largest relative difference between two runs of one side, step by step."""
+    if len(curves) < 2 or len({len(c) for c in curves}) > 1:
+        return 0.0
+    return max((_rel(x, y) for first in curves[:1] for other in curves[1:] for x, y in zip(other, first)),
+               default=0.0)
+
+
+def judge_curve(case: str, suite: str, brows: list[dict], nrows: list[dict]) -> dict | None:
+    """The curve verdict of one case, or None when a side stored no curve."""
+    base, new = _curves(brows), _curves(nrows)
+    if not base or not new:
+        return None
+    device = brows[0].get("device")
+    band = max(band_for(device), _spread(base), _spread(new))
+    entry = {"case": case, "suite": suite, "device": device, "band": band, "runs_base": len(base),
+             "runs_new": len(new)}
+    lengths = {len(c) for c in base + new}
+    if len(lengths) > 1:
+        return {**entry, "verdict": "unsure", "steps": sorted(lengths),
+                "note": f"the runs logged different numbers of steps ({sorted(lengths)}): not the same training"}
+    b = [statistics.median(step) for step in zip(*base)]
+    n = [statistics.median(step) for step in zip(*new)]
+    rel = [_rel(y, x) for x, y in zip(b, n)]
+    beyond = [i for i, d in enumerate(rel) if d > band]
+    entry.update(steps=len(b), max_rel_diff=max(rel), final_base=b[-1], final_new=n[-1])
+    if not beyond:
+        return {**entry, "verdict": "same", "first_step": None,
+                "note": f"every one of {len(b)} steps within {band:.2g} of the base loss"}
+    i = beyond[0]
+    return {**entry, "verdict": "changed", "first_step": i,
+            "note": f"leaves the base curve at step {i} ({b[i]:.6g} -> {n[i]:.6g}, {rel[i]:.2g} relative > band "
+                    f"{band:.2g}); largest difference {max(rel):.2g}; final loss {b[-1]:.6g} -> {n[-1]:.6g}"}
