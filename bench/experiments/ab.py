@@ -126,6 +126,9 @@ def run_experiment(python_a: str, python_b: str, runs: int | Plan, out: Path, py
     out.mkdir(parents=True, exist_ok=True)
     order = balanced_order(plan.max_runs)
     planned = 2 * plan.runs
+    if not any(a.startswith("--bench-threads") for a in args) and (os.cpu_count() or 1) <= 4:
+        log(f"ab: {os.cpu_count()} cores at torch's default threads: whole-model timings here are two-speed (the "
+            "other cores' availability); --bench-threads 1 after -- decides them sooner (docs/verdicts.md)")
     log(f"ab: {planned} runs of pytest {' '.join(args)}"
         + (f", then blocks of 2 while metrics are unsure (up to {len(order)} runs)" if plan.until_decided else "")
         + f"; A = {python_a} (torch {versions['a']}), B = {python_b} (torch {versions['b']}); "
