@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench {report,compare,ab,history,peak}``."""
+"""Command line: ``python -m bench {report,compare,ab,history,peak,reference}``."""
 from __future__ import annotations
 
 import argparse
@@ -137,6 +137,16 @@ def _verdict_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
 
 
+def _reference(args) -> int:
+    from bench.report import load_results
+    from bench.report.references import update
+
+    written = update(load_results(args.results), args.reason, Path(args.dir))
+    for path in written:
+        print(f"reference written: {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     pytest_args: list[str] = []
@@ -205,6 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=None, help="matrix size (default 1024 on CPU, 8192 on CUDA)")
     p.add_argument("--emulated", action="store_true", help="also time dtypes this CPU emulates (slow)")
     p.set_defaults(func=_peak)
+    p = sub.add_parser("reference", help="record the loss curves of a run's training rows as the committed "
+                                         "references every later run is checked against")
+    p.add_argument("action", choices=("update",))
+    p.add_argument("results", help="results.json of the run whose curves become the references")
+    p.add_argument("--reason", required=True, help="why (kept in the file with the earlier reasons)")
+    p.add_argument("--dir", default="references", help="the references folder (default: references)")
+    p.set_defaults(func=_reference)
     args = parser.parse_args(argv)
     args.pytest_args = pytest_args
     try:

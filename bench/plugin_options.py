@@ -40,6 +40,9 @@ def add_options(parser) -> None:
     group.addoption("--bench-threads", type=int, default=None, metavar="N",
                     help="torch threads for every timed path, workers and ranks included (default: torch's own, "
                          "the cores); 1 takes the other cores' availability out of the timings (see docs/methods.md)")
+    group.addoption("--bench-references", default=None, metavar="DIR",
+                    help="committed loss-curve references to check training rows against (default: "
+                         "<rootdir>/references; written by python -m bench reference update)")
     group.addoption("--bench-known-failures", action="append", default=[], metavar="PATH",
                     help="a TOML file of known failures (same format as the repository's known_failures.toml) "
                          "read after it; repeatable")

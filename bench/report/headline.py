@@ -131,6 +131,10 @@ def build(tables: dict[str, pd.DataFrame], run: dict, notes: list[str]) -> Headl
     if loaded:
         parts.append(f"{loaded[0]} of {loaded[1]} timed cases ran while other processes took > "
                      f"{FOREIGN_LOAD_WARN:.0%} of the CPU: their timings are SUSPECT (rerun on a quiet machine)")
+    moved = [f"{s}: {r}" for s, df in tables.items() if "reference" in df.columns
+             for r in df["reference"].dropna().astype(str) if r.startswith("changed")]
+    if moved:  # in another environment (in the reference's own, the run failed above, naming it)
+        parts.append(f"{len(moved)} loss curve(s) left their committed reference (first: {moved[0][:300]})")
     unlearned = _did_not_learn(tables.get("trainer"))
     if unlearned:  # a finding on the user's model or data, not a failure of the stack
         parts.append(f"{len(unlearned)} Trainer row(s) on your model/data DID NOT LEARN (first: {unlearned[0]})")
