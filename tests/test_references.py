@@ -44,6 +44,11 @@ def test_a_run_is_checked_against_its_reference(tmp_path):
     assert check(upgraded, "standard", {**FP, "torch": "2.14.1"}, tmp_path) == []  # an upgrade: a finding
     assert "step 2" in upgraded[0]["reference"] and "torch 2.13.0+cpu, this run 2.14.1" in upgraded[0]["reference"]
     assert check(_results()["bench_rows"], "smoke", FP, tmp_path) == []  # no reference for this profile
+    shorter = _results(CURVE[:3])["bench_rows"]  # another number of steps: not the same training
+    assert check(shorter, "standard", FP, tmp_path) == [] and shorter[0]["reference"].startswith("not compared")
+    shrunk = _results([v * 1.1 for v in CURVE])["bench_rows"]
+    shrunk[0]["plan"] = "shrunk"  # the time plan gave it a smaller batch
+    assert check(shrunk, "standard", FP, tmp_path) == [] and "time plan ran the case shrunk" in shrunk[0]["reference"]
 
 
 def test_an_unreadable_reference_is_a_failure_that_names_it(tmp_path):

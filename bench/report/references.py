@@ -68,7 +68,7 @@ def update(results: dict, reason: str, root: Path) -> list[Path]:
         before = [{k: old.get(k) for k in ("reason", "updated", "environment")}] if old else []
         history = before + old.get("history", [])
         ref = {"case": row["test"], "suite": row.get("suite"), "profile": profile, "device": row.get("device"),
-               CURVE: row[CURVE], "environment": environment(fp), "reason": reason.strip(),
+               "plan": row.get("plan"), CURVE: row[CURVE], "environment": environment(fp), "reason": reason.strip(),
                "updated": time.strftime("%Y-%m-%d"), "run_id": run.get("run_id"), "history": history[:HISTORY]}
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(ref, indent=1) + "\n")
@@ -93,8 +93,15 @@ def check(rows, profile: str, fingerprint: dict, root: Path) -> list[str]:
             row["reference"] = f"unreadable reference {path}: {exc}"[:300]
             failures.append(f"loss-curve reference {path} is unreadable ({type(exc).__name__}): fix or update it")
             continue
+        if (ref.get("plan") or "full") != (row.get("plan") or "full"):  # a shrunk case trains on other batches
+            row["reference"] = (f"not compared: this run's time plan ran the case {row.get('plan') or 'full'}, "
+                                f"the reference's {ref.get('plan') or 'full'}")
+            continue
         if judged is None or judged["verdict"] == "same":
             row["reference"] = "same"
+            continue
+        if judged["verdict"] == "unsure":  # another number of steps: not the same training
+            row["reference"] = f"not compared: {judged['note']}"
             continue
         moved = {k: (ref.get("environment", {}).get(k), here[k]) for k in ENVIRONMENT
                  if ref.get("environment", {}).get(k) != here[k]}
