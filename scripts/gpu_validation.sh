@@ -92,6 +92,16 @@ step suites $(($(left) - 25)) python3 -m pytest suites/test_devices.py suites/te
   ${require[@]+"${require[@]}"} -k "cuda or test_devices" --bench-report-dir="$OUT/reports" -p no:cacheprovider \
   -q -ra ${case_timeout[@]+"${case_timeout[@]}"} ${PYTEST_ARGS:-}
 
+# the loss-curve band on this GPU (declared 1e-3 in bench/report/curves.py, never measured): the CUDA
+# training rows once more, their curves judged against the first run's (compare's "curves")
+if (($(left) > 150)); then
+  step curves_aa $(($(left) - 60)) python3 -m pytest suites/test_trainer.py suites/test_sharded.py --benchmark-only \
+    --bench-profile="$PROFILE" --bench-device="$DEVICES" -k cuda --bench-report-dir="$OUT/reports_aa" \
+    -p no:cacheprovider -q
+  step curves_compare 40 python3 -m bench compare "$OUT/reports/latest/results.json" \
+    "$OUT/reports_aa/latest/results.json" --allow-selection-mismatch --format json
+fi
+
 cp "$OUT/reports/latest/summary.md" "$OUT/summary.md" 2> /dev/null || true
 echo "total: $(($(date +%s) - T0)) s of a ${BUDGET_S} s budget; exit $WORST (the first step that failed or" \
   "did not run, else 0)" | tee -a "$OUT/steps.txt"

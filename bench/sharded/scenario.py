@@ -223,6 +223,8 @@ def run_case(case: dict, benchmark, row, session, *, extra: list[str] | None = N
         "compute_ms_p50", "comm_share_est", "update_rel_err_max", "update_worst")})
     row["method"] = f"{r['steps']} steps vs one process on the whole batch (torchrun)"
     row["loss_curve"] = r.get("losses")  # the world's mean loss of every step: judged between runs
+    row["loss_curve_setup"] = {"seed": 0, "data_order": "fixed batches from torch.Generator seed 0, split by rank",
+                               "world_size": c["world_size"], "strategy": c["strategy"]}
     row["launch_wall_s"] = launched.wall_s
     row["sharded_fraction"] = r["param_bytes_per_rank"] / r["param_bytes_unsharded"]
     if r.get("step_peak_bytes_no_checkpoint"):

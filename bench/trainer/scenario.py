@@ -133,6 +133,7 @@ def run_case(case: dict, benchmark, row, session) -> None:
     row.update({k: v for k, v in result.items() if not isinstance(v, list)})
     row["step_ms_samples"] = result["step_ms_samples"]  # the report's step chart (not a CSV column)
     row["loss_curve"] = result.get("losses")  # every logged step's loss (not a CSV column)
+    row["loss_curve_setup"] = curve_setup(cfg.seed, "Trainer's sampler, shuffled by TrainingArguments.seed")
     if s.hf_model is not None or s.hf_dataset is not None:  # a user's model or data: a finding, not a failure
         row["learned"] = learning(result.get("losses") or [], result.get("eval_accuracy"))
     else:  # the built-in pair: quality is asserted
@@ -140,6 +141,16 @@ def run_case(case: dict, benchmark, row, session) -> None:
                   f"training loss did not fall ({result['loss_first']:.4f} -> {result['loss_last']:.4f})")
         row.check(result["eval_accuracy"] >= MIN_ACCURACY,
                   f"eval accuracy {result['eval_accuracy']:.3f} < {MIN_ACCURACY} on the built-in set")
+
+
+def curve_setup(seed: int, data_order: str) -> dict:
+    """What produced a loss curve, stored with it: the seed, the data order and the determinism
+    settings of this process (a curve that moved with one of them is not the stack's doing)."""
+    import torch
+
+    return {"seed": seed, "data_order": data_order,
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "threads": torch.get_num_threads()}
 
 
 def learning(losses: list[float], eval_accuracy: float | None = None) -> str:
@@ -200,6 +211,7 @@ def _causal_lm(c: dict, benchmark, row, session) -> None:
     row.update({k: v for k, v in result.items() if not isinstance(v, list)})
     row["step_ms_samples"] = result["step_ms_samples"]
     row["loss_curve"] = result.get("losses")  # every logged step's loss: judged between runs (bench.report.curves)
+    row["loss_curve_setup"] = curve_setup(cfg.seed, "Trainer's sampler, shuffled by TrainingArguments.seed")
     row.check(result["loss_last"] < causal_lm.LOSS_BOUND * result["loss_first"],
               f"causal-LM loss did not fall below {causal_lm.LOSS_BOUND} x its first value "
               f"({result['loss_first']:.3f} -> {result['loss_last']:.3f})")
