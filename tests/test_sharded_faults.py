@@ -33,6 +33,18 @@ def test_a_gradient_lost_on_one_rank_is_a_mismatch_naming_the_parameter():
     assert "model.layers.1." in row["reason"] and "from step 1" in row["reason"], row["reason"]
 
 
+def test_tensor_parallelism_shards_the_layers_and_a_lost_gradient_shard_is_a_mismatch():
+    """Llama under parallelize_module at world size 2 (gloo): each rank holds part of every
+    projection, and a gradient shard lost on rank 1 is caught by the step-by-step check against
+    one process (a healthy TP row passes it: the standard profile runs one, docs/measurements.md)."""
+    c = dict(model="llama", strategy="tp", world_size=2, checkpointing="none", device="cpu")
+    row = _row(**c)
+    with pytest.raises(AssertionError):
+        scenario.run_case(c, None, row, _session(), extra=["--fault", "lose_grad:1"])
+    assert row["status"] == "mismatch" and "model.layers.1." in row["reason"], row
+    assert 0.5 < row["sharded_fraction"] < 0.9, row  # the projections split in two, embeddings and norms whole
+
+
 def test_a_gradient_lost_in_bf16_mixed_precision_is_a_mismatch_though_rounding_passes():
     """bf16 rounding moves parameters as far as a lost gradient does in fp32: the row judges
     each parameter's update relative to itself (numerics.SHARDED_MP_UPDATE_TOL)."""
@@ -128,6 +140,8 @@ def test_checkpointing_that_never_switched_on_is_a_mismatch_not_a_vacuous_pass(m
     (dict(model="tiny_bert", strategy="fsdp"), "tiny_bert"),
     (dict(strategy="single", world_size=1, checkpointing="sometimes"), "non_reentrant"),
     (dict(strategy="fsdp", offload=True), "CPUOffloadPolicy"),
+    (dict(model="gpt2", strategy="tp"), "tensor parallelism"),
+    (dict(strategy="tp", checkpointing="reentrant"), "tensor parallelism"),
 ])
 def test_config_refuses_combinations_that_cannot_be_proven(bad, words):
     with pytest.raises(ValueError, match=words):

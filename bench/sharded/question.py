@@ -7,7 +7,8 @@ from bench.core.question import Question
 QUESTION = Question(
     name="sharded",
     summary=(
-        "do FSDP2, DDP and activation checkpointing train a decoder step for step like one process, at "
+        "do FSDP2, DDP, tensor parallelism and activation checkpointing train a decoder step for step like one "
+        "process, at "
         "what memory and speed?"
     ),
     suite_file="suites/test_sharded.py",

@@ -16,7 +16,7 @@ from bench.core.launch import LaunchResult, in_temp_dir, launch, torchrun_comman
 from bench.core.numerics import SHARDED_MP_TOL, SHARDED_MP_UPDATE_TOL, SHARDED_TOL
 
 WORKER = "bench.sharded.worker"
-STRATEGIES = ("single", "ddp", "fsdp")
+STRATEGIES = ("single", "ddp", "fsdp", "tp")
 MODELS = ("llama", "gpt2", "mixtral", "tiny_bert")  # the zoo's decoders; tiny_bert: checkpointing only
 CHECKPOINT_DROPOUT = 0.1  # single-process checkpointing rows train with dropout: recomputation must replay its masks
 # (steps, global batch, sequence length) per profile; the decoder's size is the generation zoo's
@@ -45,7 +45,7 @@ class Config:
         one_of("mp", self.mp, ("fp32", "bf16"))
         if self.world_size < 1 or self.strategy == "single" and self.world_size != 1:
             raise ValueError(f"world_size={self.world_size} does not fit strategy={self.strategy!r} "
-                             "(single: 1; ddp / fsdp: 1 or more)")
+                             "(single: 1; ddp / fsdp / tp: 1 or more)")
         if self.dropout and self.strategy != "single":
             raise ValueError(f"dropout={self.dropout} needs strategy 'single': a rank's masks depend on how the "
                              "batch is split, so a sharded run with dropout cannot equal one process")
@@ -53,6 +53,9 @@ class Config:
             raise ValueError(f"mp={self.mp!r} is FSDP2's MixedPrecisionPolicy: strategy must be 'fsdp'")
         if self.offload and (self.strategy != "fsdp" or not self.device.startswith("cuda")):
             raise ValueError("offload=True is FSDP2's CPUOffloadPolicy: it needs strategy 'fsdp' and a cuda device")
+        if self.strategy == "tp" and (self.model != "llama" or self.checkpointing != "none"):
+            raise ValueError("strategy 'tp' (tensor parallelism) has its plan for the zoo's Llama, without "
+                             "checkpointing: model 'llama', checkpointing 'none'")
         if self.model == "tiny_bert" and (self.strategy != "single" or self.checkpointing == "none"):
             raise ValueError("model 'tiny_bert' runs checkpointing rows only: strategy 'single' and a checkpointing "
                              "mode other than 'none'")
@@ -91,7 +94,8 @@ def _variants(session) -> list[tuple]:
             for mode in ("non_reentrant", "reentrant", "selective")]
     for ws in (ws for ws in session.profile.ddp_world_sizes if ws > 1):
         out += [("llama", "ddp", ws, "none", 0.0, "fp32"), ("llama", "fsdp", ws, "none", 0.0, "fp32"),
-                ("llama", "fsdp", ws, "non_reentrant", 0.0, "fp32"), ("llama", "fsdp", ws, "none", 0.0, "bf16")]
+                ("llama", "fsdp", ws, "non_reentrant", 0.0, "fp32"), ("llama", "fsdp", ws, "none", 0.0, "bf16"),
+                ("llama", "tp", ws, "none", 0.0, "fp32")]
     return out
 
 

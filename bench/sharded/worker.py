@@ -44,7 +44,7 @@ from bench.sharded import checkpointing
 
 def _args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--strategy", choices=("single", "ddp", "fsdp"), default="fsdp")
+    p.add_argument("--strategy", choices=("single", "ddp", "fsdp", "tp"), default="fsdp")
     p.add_argument("--model", default="llama", choices=zoo.DECODERS)
     p.add_argument("--size", default="smoke", choices=tuple(zoo.SIZES))
     p.add_argument("--checkpointing", default="none", choices=checkpointing.MODES,
@@ -178,6 +178,34 @@ def _shard(model, a, world: int, cuda: bool):
     return model
 
 
+# Tensor parallelism of a Llama decoder layer, as TorchTitan and transformers' own ``base_model_tp_plan``
+# for Llama write it (torch.distributed.tensor.parallel, https://pytorch.org/docs/stable/distributed.tensor.parallel.html):
+# the attention's q/k/v and the MLP's gate/up projections split by output columns (each rank holds its
+# heads and its part of the hidden MLP), o_proj and down_proj by input rows, whose partial sums are
+# all-reduced. The embeddings, norms and the head stay replicated.
+TP_PLAN = {"self_attn.q_proj": "colwise", "self_attn.k_proj": "colwise", "self_attn.v_proj": "colwise",
+           "self_attn.o_proj": "rowwise", "mlp.gate_proj": "colwise", "mlp.up_proj": "colwise",
+           "mlp.down_proj": "rowwise"}
+
+
+def _tensor_parallel(model, world: int, cuda: bool):
+    """Every decoder layer under ``parallelize_module`` with ``TP_PLAN``; every rank sees the
+    whole batch (tensor parallelism splits the weights, not the data)."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+
+    cfg = model.config
+    for what, n in (("attention heads", cfg.num_attention_heads), ("key/value heads", cfg.num_key_value_heads),
+                    ("MLP width", cfg.intermediate_size)):
+        if n % world:
+            raise ValueError(f"tensor parallelism splits the {what} ({n}) over {world} ranks: it does not divide")
+    mesh = init_device_mesh("cuda" if cuda else "cpu", (world,))
+    styles = {"colwise": ColwiseParallel, "rowwise": RowwiseParallel}
+    for layer in model.model.layers:
+        parallelize_module(layer, mesh, {name: styles[kind]() for name, kind in TP_PLAN.items()})
+    return model
+
+
 @record
 def main(argv=None) -> None:
     a = _args(argv)
@@ -202,7 +230,7 @@ def main(argv=None) -> None:
     if rank == 0:
         initial = {n: p.detach().cpu().clone() for n, p in model.named_parameters()}
         ref = (*_reference(copy.deepcopy(model), batches, a.mp), initial)
-        compute_ms = _compute_ms(copy.deepcopy(model), batches, rank, per) if sharded else None
+        compute_ms = _compute_ms(copy.deepcopy(model), batches, rank, per) if a.strategy in ("ddp", "fsdp") else None
         peak_plain, calls_plain = _step_peak(copy.deepcopy(model), batches[0][:per])
     checkpointing.enable(model, a.checkpointing)
     peak, calls = _step_peak(model, batches[0][:per]) if rank == 0 and a.checkpointing != "none" \
@@ -212,6 +240,8 @@ def main(argv=None) -> None:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if cuda else None)
     elif a.strategy == "fsdp":
         model = _shard(model, a, world, cuda)
+    elif a.strategy == "tp":
+        model = _tensor_parallel(model, world, cuda)
     inner = model.module if a.strategy == "ddp" else model
     after_backward = _fault(a.fault, rank, inner)
     opt = _optimizer(model)
@@ -223,7 +253,7 @@ def main(argv=None) -> None:
         torch.cuda.empty_cache()
     reset_peak_memory(device)
     for ids in batches:
-        mine = ids[rank * per:(rank + 1) * per]
+        mine = ids if a.strategy == "tp" else ids[rank * per:(rank + 1) * per]
         synchronize(device)
         t0 = time.perf_counter()
         loss = model(input_ids=mine, labels=mine).loss
