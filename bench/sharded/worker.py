@@ -178,8 +178,9 @@ def _shard(model, a, world: int, cuda: bool):
     return model
 
 
-# Tensor parallelism of a Llama decoder layer, as TorchTitan and transformers' own ``base_model_tp_plan``
-# for Llama write it (torch.distributed.tensor.parallel, https://pytorch.org/docs/stable/distributed.tensor.parallel.html):
+# Tensor parallelism of a Llama decoder layer, as TorchTitan (torchtitan/models/llama3/infra/parallelize.py) and
+# transformers' LlamaConfig.base_model_tp_plan write it (torch.distributed.tensor.parallel,
+# https://pytorch.org/docs/stable/distributed.tensor.parallel.html):
 # the attention's q/k/v and the MLP's gate/up projections split by output columns (each rank holds its
 # heads and its part of the hidden MLP), o_proj and down_proj by input rows, whose partial sums are
 # all-reduced. The embeddings, norms and the head stay replicated.
