@@ -44,6 +44,9 @@ def test_a_run_is_checked_against_its_reference(tmp_path):
     assert check(upgraded, "standard", {**FP, "torch": "2.14.1"}, tmp_path) == []  # an upgrade: a finding
     assert "step 2" in upgraded[0]["reference"] and "torch 2.13.0+cpu, this run 2.14.1" in upgraded[0]["reference"]
     assert check(_results()["bench_rows"], "smoke", FP, tmp_path) == []  # no reference for this profile
+    avx2 = _results([v * 1.001 for v in CURVE])["bench_rows"]  # another ISA: other kernels, its own curve
+    assert check(avx2, "standard", {**FP, "cpu_capability": "AVX2"}, tmp_path) == []
+    assert avx2[0]["reference"] == "not compared: recorded on other hardware (cpu_capability AVX512, this run AVX2)"
     shorter = _results(CURVE[:3])["bench_rows"]  # another number of steps: not the same training
     assert check(shorter, "standard", FP, tmp_path) == [] and shorter[0]["reference"].startswith("not compared")
     shrunk = _results([v * 1.1 for v in CURVE])["bench_rows"]
@@ -97,3 +100,21 @@ def test_the_run_fails_when_a_curve_left_its_reference(bench_pytester):
     assert "left its committed reference" in again.stdout.str() + again.stderr.str()
     row = json.loads(results.read_text())["bench_rows"][0]
     assert row["reference"].startswith("changed") and "step 2" in row["reference"]
+
+
+def test_the_committed_references_are_well_formed():
+    """references/ holds the CPU default's curves: each file names its case, profile, reason and
+    the environment it was recorded in, and holds a curve of finite numbers."""
+    import math
+    from pathlib import Path
+
+    from bench.report.references import ENVIRONMENT, path_for
+
+    root = Path(__file__).resolve().parents[1] / "references"
+    files = sorted(root.glob("*/*.json"))
+    assert files, "no committed references"
+    for f in files:
+        ref = json.loads(f.read_text())
+        assert path_for(root, ref["profile"], ref["case"]) == f, f
+        assert ref["reason"].strip() and set(ENVIRONMENT) <= set(ref["environment"]), f
+        assert len(ref["loss_curve"]) >= 2 and all(math.isfinite(v) for v in ref["loss_curve"]), f

@@ -8,9 +8,11 @@ Every run that finds a reference for one of its training rows judges the row's c
 (``bench.report.curves``) and writes ``reference`` into the row: ``same``, or where the curve left
 it. A changed curve in the reference's own environment (torch, transformers, the ISA ATen
 dispatches to, the thread count, the GPU) is a failure of the run, naming the step: the code of
-the project, the model or the data changed the training. In another environment it is a finding
-(``changed ... under torch A, this run torch B``): an upgrade moved the curve, which is what the
-reference is there to show, and the user decides whether it is right and records it again:
+the project, the model or the data changed the training. Under another torch or transformers it
+is a finding (``changed ... under torch A, this run torch B``): an upgrade moved the curve, which
+is what the reference is there to show, and the user decides whether it is right and records it
+again. On other hardware (another ISA, thread count or GPU: other kernels, other rounding) the
+curve is not compared; record a reference on that machine for it:
 
     python -m bench reference update reports/latest/results.json --reason "torch 2.14: new AdamW foreach path"
 """
@@ -24,7 +26,9 @@ from pathlib import Path
 from bench.report.curves import CURVE, judge_curve
 from bench.report.io import ResultsError
 
-ENVIRONMENT = ("torch", "transformers", "cpu_capability", "torch_threads", "gpu_name")
+SOFTWARE = ("torch", "transformers")                    # an upgrade: a moved curve is a finding
+HARDWARE = ("cpu_capability", "torch_threads", "gpu_name")  # another machine: kernels differ, not compared
+ENVIRONMENT = SOFTWARE + HARDWARE
 HISTORY = 10  # earlier reasons kept in a reference file
 
 
@@ -97,14 +101,19 @@ def check(rows, profile: str, fingerprint: dict, root: Path) -> list[str]:
             row["reference"] = (f"not compared: this run's time plan ran the case {row.get('plan') or 'full'}, "
                                 f"the reference's {ref.get('plan') or 'full'}")
             continue
+        recorded = ref.get("environment", {})
+        other = {k: (recorded.get(k), here[k]) for k in HARDWARE if recorded.get(k) != here[k]}
+        if other:  # another ISA, thread count or GPU runs other kernels: its curve is its own
+            row["reference"] = ("not compared: recorded on other hardware (" + ", ".join(
+                f"{k} {a}, this run {b}" for k, (a, b) in other.items()) + ")")
+            continue
         if judged is None or judged["verdict"] == "same":
             row["reference"] = "same"
             continue
         if judged["verdict"] == "unsure":  # another number of steps: not the same training
             row["reference"] = f"not compared: {judged['note']}"
             continue
-        moved = {k: (ref.get("environment", {}).get(k), here[k]) for k in ENVIRONMENT
-                 if ref.get("environment", {}).get(k) != here[k]}
+        moved = {k: (recorded.get(k), here[k]) for k in SOFTWARE if recorded.get(k) != here[k]}
         row["reference"] = f"{judged['verdict']}: {judged['note']}"
         if moved:
             where = ", ".join(f"{k} {a}, this run {b}" for k, (a, b) in moved.items())
