@@ -18,7 +18,7 @@ from bench.plugin_options import add_options, apply_threads, check_paths, load_u
 from bench.plugin_plan import KNOWN_KEY, PLAN_KEY, judge_expected, known_failures, new_row, plan_run
 from bench.plugin_progress import Watchdog, terminal_fd, terminal_writer
 from bench.plugin_rows import flag_wrong_weights, message, row_keys, run_checks_under_benchmark_only, take_samples
-from bench.run_state import RunState, benchmark_json, required_but_skipped, user_model_unmeasured
+from bench.run_state import RunState, benchmark_json, check_references, required_but_skipped, user_model_unmeasured
 
 ROW_KEY = pytest.StashKey[Row]()
 LACKS_KEY = pytest.StashKey[str]()    # why this machine cannot run the item (hardware, build)
@@ -271,7 +271,7 @@ def pytest_sessionfinish(session, exitstatus):
     if fixed and config.getoption("bench_strict_known_failures"):
         state.failures.append(f"--bench-strict-known-failures: {len(fixed)} case(s) a known-failure entry expects to "
                               f"fail passed (first: {fixed[0]}): update known_failures.toml")
-    state.failures.extend(_check_references(config, state))
+    state.failures.extend(check_references(config, state))
     unmeasured = user_model_unmeasured(state.rows, config.getoption("hf_model"))
     if unmeasured:
         state.failures.append(unmeasured)
@@ -286,20 +286,6 @@ def pytest_sessionfinish(session, exitstatus):
     config._bench_run_failures = state.failures
     if state.failures and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def _check_references(config, state) -> list[str]:
-    """Training rows' loss curves against their committed references (``bench.report.references``)."""
-    from bench.report.references import check
-
-    folder = config.getoption("bench_references")
-    root = Path(folder).expanduser() if folder else Path(config.rootpath) / "references"
-    if not root.is_dir():
-        return []
-    try:
-        return check(state.rows, state.profile, state.fingerprint(), root)
-    except Exception as exc:  # a broken reference folder costs a failure line, never the report
-        return [f"could not check the loss-curve references in {root}: {exc!r}"[:300]]
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

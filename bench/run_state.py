@@ -121,3 +121,18 @@ def required_but_skipped(rows: list, required: list[str]) -> list[str]:
         return ["(no case ran on a CUDA device: --bench-device selected none)"]
     # declared, not parsed: a row skipped because the machine lacks what it needs says so (needs_hardware)
     return [r["test"] for r in cuda_rows if r.get("status") == "skipped" and r.get("needs_hardware")]
+
+
+def check_references(config, state: RunState) -> list[str]:
+    """The training rows' loss curves against their committed references
+    (``bench.report.references``, ``--bench-references``): the run failures."""
+    from bench.report.references import check
+
+    folder = config.getoption("bench_references")
+    root = Path(folder).expanduser() if folder else Path(config.rootpath) / "references"
+    if not root.is_dir():
+        return []
+    try:
+        return check(state.rows, state.profile, state.fingerprint(), root)
+    except Exception as exc:  # a broken reference folder costs a failure line, never the report
+        return [f"could not check the loss-curve references in {root}: {exc!r}"[:300]]

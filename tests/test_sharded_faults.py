@@ -45,6 +45,25 @@ def test_tensor_parallelism_shards_the_layers_and_a_lost_gradient_shard_is_a_mis
     assert 0.5 < row["sharded_fraction"] < 0.9, row  # the projections split in two, embeddings and norms whole
 
 
+def test_a_compiled_training_row_equals_eager_and_one_that_ran_eager_is_an_error():
+    """torch.compile of every layer (aot_eager here: the graphs without Inductor's code
+    generation, seconds on CPU): the curve equals eager's within the tolerance and the graphs it
+    captured are counted; a stack where compile silently runs eager code is an error, not a
+    compiled row."""
+    from bench.core.profiles import PROFILES, Settings
+    from bench.core.session import Session
+
+    session = Session(Settings(PROFILES["smoke"], ("cpu",), compile_backend="aot_eager"))
+    row = scenario.run(scenario.Config(model="llama", strategy="single", world_size=1, compile=True), session)
+    assert row["status"] == "ok" and row["calls_captured"] > 0 and row["recompiles"] == 0, row
+    assert row["loss_max_abs_diff"] <= scenario.SHARDED_TOL and len(row["loss_curve"]) == 4, row
+    c = dict(model="llama", strategy="single", world_size=1, checkpointing="none", device="cpu", compile=True)
+    eager = _row(**c)
+    with pytest.raises(AssertionError):
+        scenario.run_case(c, None, eager, session, extra=["--fault", "no_compile:0"])
+    assert eager["status"] == "error" and "captured no graph" in eager["reason"], eager
+
+
 def test_a_gradient_lost_in_bf16_mixed_precision_is_a_mismatch_though_rounding_passes():
     """bf16 rounding moves parameters as far as a lost gradient does in fp32: the row judges
     each parameter's update relative to itself (numerics.SHARDED_MP_UPDATE_TOL)."""

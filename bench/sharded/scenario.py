@@ -35,6 +35,7 @@ class Config:
     mp: str = "fp32"
     device: str = "cpu"
     offload: bool = False
+    compile: bool = False  # torch.compile of every decoder layer (--bench-compile-backend), per block
 
     def __post_init__(self):
         from bench.sharded.checkpointing import MODES
@@ -56,6 +57,10 @@ class Config:
         if self.strategy == "tp" and (self.model != "llama" or self.checkpointing != "none"):
             raise ValueError("strategy 'tp' (tensor parallelism) has its plan for the zoo's Llama, without "
                              "checkpointing: model 'llama', checkpointing 'none'")
+        if self.compile and (self.strategy not in ("single", "ddp", "fsdp") or self.checkpointing != "none"
+                             or self.model == "tiny_bert"):
+            raise ValueError("compile=True compiles the decoder's layers in a single, ddp or fsdp run without "
+                             "checkpointing (strategy single / ddp / fsdp, checkpointing 'none', a decoder model)")
         if self.model == "tiny_bert" and (self.strategy != "single" or self.checkpointing == "none"):
             raise ValueError("model 'tiny_bert' runs checkpointing rows only: strategy 'single' and a checkpointing "
                              "mode other than 'none'")
@@ -76,7 +81,8 @@ def launch_run(c: dict, session, extra: list[str] | None = None, timeout_s: floa
             "--steps", str(steps), "--global-batch", str(batch), "--seq", str(seq), "--out", str(out),
             "--device", "cuda" if c["device"].startswith("cuda") else "cpu",
             "--checkpointing", c.get("checkpointing", "none"), "--mp", c.get("mp", "fp32"),
-            *(["--offload"] if c.get("offload") else []), *(extra or [])]
+            *(["--offload"] if c.get("offload") else []),
+            *(["--compile", session.settings.compile_backend] if c.get("compile") else []), *(extra or [])]
     if c["strategy"] == "single":
         cmd = [sys.executable, "-m", WORKER, *args]
     else:
@@ -96,6 +102,9 @@ def _variants(session) -> list[tuple]:
         out += [("llama", "ddp", ws, "none", 0.0, "fp32"), ("llama", "fsdp", ws, "none", 0.0, "fp32"),
                 ("llama", "fsdp", ws, "non_reentrant", 0.0, "fp32"), ("llama", "fsdp", ws, "none", 0.0, "bf16"),
                 ("llama", "tp", ws, "none", 0.0, "fp32")]
+    # compiled training (torch.compile of every layer): one process, and FSDP2 at the smallest world
+    out += [("llama", "single", 1, "none", 0.0, "fp32", False, True)]
+    out += [("llama", "fsdp", ws, "none", 0.0, "fp32", False, True) for ws in session.profile.ddp_world_sizes[1:2]]
     return out
 
 
@@ -107,11 +116,12 @@ def cases(session) -> list:
 
     out, cores, gpus = [], os.cpu_count() or 1, probe().cuda_device_count
     for device in ("cpu",) + (("cuda:0",) if any(d.startswith("cuda") for d in session.devices) else ()):
-        variants = [v + (False,) for v in _variants(session)]
+        variants = list(_variants(session))
         if device != "cpu" and session.profile.sharded_all:  # the host holds the shards: GPU memory saved
             variants += [("llama", "fsdp", ws, "none", 0.0, "fp32", True)
                          for ws in session.profile.ddp_world_sizes if ws > 1]
-        for model, strategy, ws, ckpt, dropout, mp, offload in variants:
+        variants = [v + (False,) * (8 - len(v)) for v in variants]  # (..., offload, compile)
+        for model, strategy, ws, ckpt, dropout, mp, offload, compiled in variants:
             marks = []
             if device == "cpu" and ws > cores:
                 marks.append(lacks(f"gloo at world size {ws} on {cores} cores would oversubscribe"))
@@ -122,7 +132,7 @@ def cases(session) -> list:
                 marks.append(lacks(unavailable(ckpt)))
             out.append(case("sharded", marks=marks, model=model, strategy=strategy, world_size=ws,
                             checkpointing=ckpt, dropout=dropout, mp=mp, device=device,
-                            **({"offload": True} if offload else {})))
+                            **({"offload": True} if offload else {}), **({"compile": True} if compiled else {})))
     return out
 
 
@@ -249,6 +259,11 @@ def run_case(case: dict, benchmark, row, session, *, extra: list[str] | None = N
     row.check(not beyond, f"loss differs from one process on the whole batch from step {beyond[0] if beyond else 0} "
                           f"on (by {r['loss_max_abs_diff']} > {tol:g}); worst parameter "
                           f"{r['param_worst']} ({r['param_max_abs_diff']})")
+    if c.get("compile"):  # a compile that captured nothing ran eager code: not a compiled row
+        row.update({k: r.get(k) for k in ("calls_captured", "graph_breaks", "recompiles", "build_s")})
+        row["compile_backend"] = session.settings.compile_backend
+        row.check(bool(r.get("calls_captured")), "torch.compile of the layers captured no graph: it ran eager code",
+                  status="error")
     row.check(not r["params_missing"], f"parameters missing after training: {r['params_missing']}")
     if c.get("mp", "fp32") == "fp32":
         row.check(not beyond_tol(r["param_max_abs_diff"]),

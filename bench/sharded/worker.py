@@ -1,11 +1,13 @@
 """Sharded-training worker: one process per rank under torchrun (``--strategy single`` runs
 alone). Trains a decoder from the generation zoo (causal-LM loss, SGD with momentum) for N steps on the
 same global batches under one strategy: ``single`` (one process, the whole batch), ``ddp``
-(DistributedDataParallel) or ``fsdp`` (FSDP2: ``torch.distributed.fsdp.fully_shard`` per decoder
-layer, then the root, optionally in mixed precision), optionally with activation
-checkpointing in one of ``bench.sharded.checkpointing.MODES``. (Dropout stays off: a rank's
-masks depend on how the batch is split; checkpointing with dropout is proven in-process, see
-``checkpointing.compare``.)
+(DistributedDataParallel), ``fsdp`` (FSDP2: ``torch.distributed.fsdp.fully_shard`` per decoder
+layer, then the root, optionally in mixed precision) or ``tp`` (tensor parallelism of the layers'
+projections, every rank on the whole batch; ``bench.sharded.parallel``), optionally with activation
+checkpointing in one of ``bench.sharded.checkpointing.MODES``, or with every layer under
+``torch.compile`` (``--compile BACKEND``: calls captured, breaks, recompiles and build time
+recorded). (Dropout stays off: a rank's masks depend on how the batch is split; checkpointing
+with dropout is proven in-process, see ``checkpointing.compare``.)
 
 Equivalence first: rank 0 also trains an unwrapped copy on the whole global batch without
 checkpointing, and compares the loss of every step and, at the end, every full parameter
@@ -39,7 +41,7 @@ from bench.core.hardware import peak_memory_columns, reset_peak_memory, synchron
 from bench.core.launch import inject_fault, threads_per_rank
 from bench.core.timing import percentile
 from bench.models import decoders as zoo
-from bench.sharded import checkpointing
+from bench.sharded import checkpointing, parallel
 
 
 def _args(argv=None):
@@ -53,6 +55,9 @@ def _args(argv=None):
                    help="fsdp: FSDP2 MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)")
     p.add_argument("--offload", action="store_true",
                    help="fsdp on cuda: FSDP2 CPUOffloadPolicy (shards, gradients and the optimizer step on the host)")
+    p.add_argument("--compile", default="none", metavar="BACKEND",
+                   help="torch.compile every decoder layer with this backend (inductor, aot_eager; none: eager), "
+                        "per block as TorchTitan does, before sharding")
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--global-batch", type=int, default=4)
     p.add_argument("--seq", type=int, default=32)
@@ -120,7 +125,10 @@ def _optimizer(model):
 def _fault(spec: str, rank: int, model):
     """Run a test hook (``bench.core.launch.inject_fault``); returns what to call after each
     backward (or None)."""
-    if inject_fault(spec, rank) == "lose_grad":  # the reduced gradient of one layer lost on one rank
+    kind = inject_fault(spec, rank)
+    if kind == "no_compile":  # a stack where torch.compile silently runs eager code
+        torch._dynamo.config.disable = True
+    if kind == "lose_grad":  # the reduced gradient of one layer lost on one rank
         def lose():
             for p in model.model.layers[-1].parameters():
                 if p.grad is not None:
@@ -155,58 +163,6 @@ def _compute_ms(model, batches, rank: int, per: int) -> float:
     return sorted(steady)[len(steady) // 2]
 
 
-def _shard(model, a, world: int, cuda: bool):
-    """fully_shard every decoder layer, then the root (FSDP2's documented order)."""
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
-
-    kwargs = {}
-    if a.mp == "bf16":
-        from torch.distributed.fsdp import MixedPrecisionPolicy
-
-        kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-    if a.offload:
-        if not cuda:
-            raise ValueError("--offload moves FSDP2's shards from the GPU to the host: it needs --device cuda")
-        from torch.distributed.fsdp import CPUOffloadPolicy
-
-        kwargs["offload_policy"] = CPUOffloadPolicy()
-    mesh = init_device_mesh("cuda" if cuda else "cpu", (world,))
-    for layer in model.model.layers:
-        fully_shard(layer, mesh=mesh, **kwargs)
-    fully_shard(model, mesh=mesh, **kwargs)
-    return model
-
-
-# Tensor parallelism of a Llama decoder layer, as TorchTitan (torchtitan/models/llama3/infra/parallelize.py) and
-# transformers' LlamaConfig.base_model_tp_plan write it (torch.distributed.tensor.parallel,
-# https://pytorch.org/docs/stable/distributed.tensor.parallel.html):
-# the attention's q/k/v and the MLP's gate/up projections split by output columns (each rank holds its
-# heads and its part of the hidden MLP), o_proj and down_proj by input rows, whose partial sums are
-# all-reduced. The embeddings, norms and the head stay replicated.
-TP_PLAN = {"self_attn.q_proj": "colwise", "self_attn.k_proj": "colwise", "self_attn.v_proj": "colwise",
-           "self_attn.o_proj": "rowwise", "mlp.gate_proj": "colwise", "mlp.up_proj": "colwise",
-           "mlp.down_proj": "rowwise"}
-
-
-def _tensor_parallel(model, world: int, cuda: bool):
-    """Every decoder layer under ``parallelize_module`` with ``TP_PLAN``; every rank sees the
-    whole batch (tensor parallelism splits the weights, not the data)."""
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
-
-    cfg = model.config
-    for what, n in (("attention heads", cfg.num_attention_heads), ("key/value heads", cfg.num_key_value_heads),
-                    ("MLP width", cfg.intermediate_size)):
-        if n % world:
-            raise ValueError(f"tensor parallelism splits the {what} ({n}) over {world} ranks: it does not divide")
-    mesh = init_device_mesh("cuda" if cuda else "cpu", (world,))
-    styles = {"colwise": ColwiseParallel, "rowwise": RowwiseParallel}
-    for layer in model.model.layers:
-        parallelize_module(layer, mesh, {name: styles[kind]() for name, kind in TP_PLAN.items()})
-    return model
-
-
 @record
 def main(argv=None) -> None:
     a = _args(argv)
@@ -227,22 +183,28 @@ def main(argv=None) -> None:
     vocab = model.config.vocab_size
     batches = [b.to(device) for b in _batches(a.steps, a.global_batch, a.seq, vocab)]
     per = a.global_batch // world
-    ref = compute_ms = peak_plain = calls_plain = None
+    ref = compute_ms = peak_plain = calls_plain = compiled_before = compiled_first = None
     if rank == 0:
         initial = {n: p.detach().cpu().clone() for n, p in model.named_parameters()}
         ref = (*_reference(copy.deepcopy(model), batches, a.mp), initial)
         compute_ms = _compute_ms(copy.deepcopy(model), batches, rank, per) if a.strategy in ("ddp", "fsdp") else None
         peak_plain, calls_plain = _step_peak(copy.deepcopy(model), batches[0][:per])
     checkpointing.enable(model, a.checkpointing)
+    if a.compile != "none":  # per block, after checkpointing and before sharding (TorchTitan's order)
+        from bench.core.compiled import dynamo_counts
+
+        compiled_before = dynamo_counts()
+        for layer in model.model.layers:
+            layer.compile(backend=a.compile)
     peak, calls = _step_peak(model, batches[0][:per]) if rank == 0 and a.checkpointing != "none" \
         else (peak_plain, calls_plain)
     unsharded_param_bytes = _bytes(model.parameters())
     if a.strategy == "ddp":
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if cuda else None)
     elif a.strategy == "fsdp":
-        model = _shard(model, a, world, cuda)
+        model = parallel.fully_shard_layers(model, a.mp, a.offload, world, cuda)
     elif a.strategy == "tp":
-        model = _tensor_parallel(model, world, cuda)
+        model = parallel.tensor_parallel(model, world, cuda)
     inner = model.module if a.strategy == "ddp" else model
     after_backward = _fault(a.fault, rank, inner)
     opt = _optimizer(model)
@@ -270,7 +232,12 @@ def main(argv=None) -> None:
         if sharded:
             dist.all_reduce(mean, op=dist.ReduceOp.AVG)  # equal shards of equal length: the global mean
         losses.append(float(mean))
+        if a.compile != "none" and len(losses) == 1:  # the first step built the graphs
+            from bench.core.compiled import dynamo_counts
+
+            compiled_first = dynamo_counts()
     full = {n: _full(p.detach()) for n, p in inner.named_parameters()}
+    compiled = parallel.compiled_stats(compiled_before, compiled_first, step_s) if a.compile != "none" else {}
     stats = {"rank": rank, "step_s": step_s, "param_bytes": _bytes(model.parameters()), "grad_bytes": grad_bytes,
              "optimizer_bytes": _bytes(t for s in opt.state.values() for t in s.values() if torch.is_tensor(t)),
              **peak_memory_columns(device)}
@@ -280,8 +247,8 @@ def main(argv=None) -> None:
     else:
         gathered = [stats]
     if rank == 0:
-        atomic_write_json(out, _result(a, world, ref, losses, full, gathered, unsharded_param_bytes, peak,
-                                       peak_plain, compute_ms, (calls, calls_plain)))
+        atomic_write_json(out, {**_result(a, world, ref, losses, full, gathered, unsharded_param_bytes, peak,
+                                          peak_plain, compute_ms, (calls, calls_plain)), **compiled})
     if sharded:
         dist.barrier()
         dist.destroy_process_group()

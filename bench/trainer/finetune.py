@@ -247,8 +247,7 @@ def _metrics(cfg, timer, collator, flops_per_sample, extra, wall_s, world_size, 
         "steady_steps": len(steady),
         "data_loading_share": sum(timer.gaps[w:]) / (steady_s + sum(timer.gaps[w:])) if timer.gaps else None,
         "loss_first": losses[0] if losses else None,
-        "loss_last": losses[-1] if losses else None,
-        "losses": losses,  # every logged step's training loss: the row's loss curve
+        "loss_last": losses[-1] if losses else None, "losses": losses,  # every logged step's: the loss curve
         "eval_accuracy": eval_accuracy,
         "time_to_accuracy_s": reached[0] if reached else None,
         "target_accuracy": cfg.target_accuracy if cfg.eval_every else None,
