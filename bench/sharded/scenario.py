@@ -197,7 +197,7 @@ def checkpoint_case(case: dict, row, session, preserve_rng_state: bool = True, b
 # Seconds a row takes on the reference 2-core CPU (docs/methods.md, "The run's time plan"): in process (the model,
 # its plain and checkpointed steps, the gradient proof), or a torchrun world of two (its start, the
 # steps, the equivalence check against one process).
-_SINGLE_S, _WORLD_S = 10.0, 21.0
+_SINGLE_S, _WORLD_S, _COMPILE_S = 10.0, 21.0, 20.0
 
 
 def estimate(case: dict, profile, machine):
@@ -207,6 +207,8 @@ def estimate(case: dict, profile, machine):
     cost = (_SINGLE_S if case["world_size"] == 1 else _WORLD_S) * (1.0 if profile.sharded_all else 0.35)
     if case["world_size"] == 1 and case["model"] != "llama":
         cost = 1.0  # a small model's in-process rows: seconds
+    if case.get("compile"):  # Inductor's build of the layers' graphs: 33 s single, 41 s FSDP2 at world 2 in all
+        cost += _COMPILE_S
     emulated = case.get("mp") in machine.emulated
     if emulated:
         cost *= EMULATION_FACTOR * 0.55
