@@ -133,6 +133,8 @@ def check_references(config, state: RunState) -> list[str]:
     if not root.is_dir():
         return []
     try:
-        return check(state.rows, state.profile, state.fingerprint(), root)
+        user = " and ".join(f"--{o.replace('_', '-')} {config.getoption(o)}" for o in ("hf_model", "hf_dataset")
+                            if config.getoption(o))
+        return check(state.rows, state.profile, state.fingerprint(), root, user_inputs=user and f"trains {user}")
     except Exception as exc:  # a broken reference folder costs a failure line, never the report
         return [f"could not check the loss-curve references in {root}: {exc!r}"[:300]]

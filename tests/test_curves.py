@@ -60,3 +60,14 @@ def test_compare_reports_a_changed_curve_without_calling_it_a_regression(tmp_pat
     text = " ".join(render(diff, "table").split())  # the table wraps long lines
     assert "1 of 1 loss curve(s) changed (first: " in text and "at step 2" in text
     assert json.loads(render(diff, "json"))["curves"][0]["first_step"] == 2
+
+
+def test_a_curve_that_went_non_finite_is_changed_at_that_step_never_same():
+    """NaN > band is False: a NaN step read as within the band before; saved results write it
+    as null, which dropped the whole curve."""
+    nan = CURVE[:2] + [float("nan")] + CURVE[3:]
+    judged = judge_curve(CASE, "trainer", [_row(CURVE)], [_row(nan)])
+    assert judged["verdict"] == "changed" and judged["first_step"] == 2
+    saved = CURVE[:4] + [None, None]  # NaN written as null in results.json
+    assert judge_curve(CASE, "trainer", [_row(CURVE)], [_row(saved)])["first_step"] == 4
+    assert judge_curve(CASE, "trainer", [_row(saved)], [_row(saved)])["verdict"] == "same"  # both lost alike

@@ -54,6 +54,22 @@ def test_a_run_is_checked_against_its_reference(tmp_path):
     assert check(shrunk, "standard", FP, tmp_path) == [] and "time plan ran the case shrunk" in shrunk[0]["reference"]
 
 
+def test_a_users_model_or_data_is_not_compared_with_the_built_in_references(tmp_path):
+    update(_results(), "first reference", tmp_path)
+    mine = _results([v * 1.2 for v in CURVE])["bench_rows"]
+    assert check(mine, "standard", FP, tmp_path, user_inputs="trains --hf-dataset my.csv") == []
+    assert mine[0]["reference"].startswith("not compared") and "--hf-dataset my.csv" in mine[0]["reference"]
+    other = _results([v * 1.2 for v in CURVE])["bench_rows"]
+    other[0]["model"] = "/my/model"  # the reference recorded model None... give it one
+    ref = path_for(tmp_path, "standard", CASE)
+    ref.write_text(json.dumps({**json.loads(ref.read_text()), "model": "all-MiniLM-L6-v2"}))
+    assert check(other, "standard", FP, tmp_path) == [] and "this row /my/model" in other[0]["reference"]
+    lost = _results([None] * len(CURVE))["bench_rows"]  # every step lost: still never "same"
+    lost[0]["model"] = "all-MiniLM-L6-v2"
+    assert check(lost, "standard", {**FP, "torch": "2.14.1"}, tmp_path) == []
+    assert lost[0]["reference"].startswith("changed")
+
+
 def test_an_unreadable_reference_is_a_failure_that_names_it(tmp_path):
     path = path_for(tmp_path, "standard", CASE)
     path.parent.mkdir(parents=True)

@@ -45,6 +45,11 @@ def test_tensor_parallelism_shards_the_layers_and_a_lost_gradient_shard_is_a_mis
     assert 0.5 < row["sharded_fraction"] < 0.9, row  # the projections split in two, embeddings and norms whole
 
 
+def test_tensor_parallel_rows_whose_heads_do_not_split_are_skipped_with_the_reason():
+    assert scenario._tp_unsplit("standard", 2) is None
+    assert "2 key/value heads do not split over 4 ranks" in scenario._tp_unsplit("standard", 4)
+
+
 def test_a_compiled_training_row_equals_eager_and_one_that_ran_eager_is_an_error():
     """torch.compile of every layer (aot_eager here: the graphs without Inductor's code
     generation, seconds on CPU): the curve equals eager's within the tolerance and the graphs it

@@ -45,7 +45,7 @@ def test_threads_per_rank_takes_the_cap(monkeypatch):
     assert threads_per_rank() == 4
     monkeypatch.setenv("BENCH_THREADS", "1")
     assert threads_per_rank() == 1
-    assert threads_per_rank(3) == 3  # an explicit request (a worker's --threads) stands
+    assert threads_per_rank(3) == 1  # a worker's explicit --threads (the DDP baseline's cores) is capped too
     monkeypatch.setenv("BENCH_THREADS", "16")
     assert threads_per_rank() == 4  # a cap above this rank's share of the cores changes nothing
 

@@ -39,7 +39,8 @@ def threads_per_rank(requested: int = 0) -> int:
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     share = max(1, (os.cpu_count() or 1) // local_world)
     cap = int(os.environ.get("BENCH_THREADS") or 0)  # --bench-threads of the run that started this one
-    return requested or (min(share, cap) if cap > 0 else share)
+    n = requested or share
+    return min(n, cap) if cap > 0 else n
 
 
 def torchrun_command(module: str, args: list[str], nproc: int, nnodes: int = 1,

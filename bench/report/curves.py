@@ -26,6 +26,7 @@ week of training.
 """
 from __future__ import annotations
 
+import math
 import statistics
 
 CURVE = "loss_curve"
@@ -38,11 +39,17 @@ def band_for(device: str | None) -> float:
 
 
 def _curves(rows: list[dict]) -> list[list[float]]:
-    return [[float(v) for v in r[CURVE]] for r in rows
-            if isinstance(r.get(CURVE), list) and r[CURVE] and all(isinstance(v, (int, float)) for v in r[CURVE])]
+    """The rows' curves; a step whose loss was not finite (NaN, inf, or null once saved) is inf,
+    so it can never read as within the band."""
+    def value(v) -> float:
+        return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else math.inf
+
+    return [[value(v) for v in r[CURVE]] for r in rows if isinstance(r.get(CURVE), list) and r[CURVE]]
 
 
 def _rel(a: float, b: float) -> float:
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return 0.0 if a == b else math.inf  # a non-finite step on one side only is the largest change
     return abs(a - b) / max(abs(b), 1e-12)
 
 

@@ -72,6 +72,7 @@ def update(results: dict, reason: str, root: Path) -> list[Path]:
         before = [{k: old.get(k) for k in ("reason", "updated", "environment")}] if old else []
         history = before + old.get("history", [])
         ref = {"case": row["test"], "suite": row.get("suite"), "profile": profile, "device": row.get("device"),
+               "model": row.get("model"),
                "plan": row.get("plan"), CURVE: row[CURVE], "environment": environment(fp), "reason": reason.strip(),
                "updated": time.strftime("%Y-%m-%d"), "run_id": run.get("run_id"), "history": history[:HISTORY]}
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,15 +81,20 @@ def update(results: dict, reason: str, root: Path) -> list[Path]:
     return written
 
 
-def check(rows, profile: str, fingerprint: dict, root: Path) -> list[str]:
+def check(rows, profile: str, fingerprint: dict, root: Path, user_inputs: str | None = None) -> list[str]:
     """Judge every training row's curve against its committed reference (the row gets
     ``reference``); returns the run failures: curves that changed in the reference's own
-    environment."""
+    environment. ``user_inputs``: the run trains the user's model or data (``--hf-model`` /
+    ``--hf-dataset``), which the references of the built-in ones say nothing about."""
     failures = []
     here = environment(fingerprint)
     for row in _curve_rows(rows):
         path = path_for(root, profile, row["test"])
         if not path.is_file():
+            continue
+        if user_inputs:
+            row["reference"] = ("not compared: the references are of the built-in models and data; this run "
+                                f"{user_inputs}")[:300]
             continue
         try:
             ref = json.loads(path.read_text())
@@ -101,13 +107,19 @@ def check(rows, profile: str, fingerprint: dict, root: Path) -> list[str]:
             row["reference"] = (f"not compared: this run's time plan ran the case {row.get('plan') or 'full'}, "
                                 f"the reference's {ref.get('plan') or 'full'}")
             continue
+        if ref.get("model") is not None and ref.get("model") != row.get("model"):
+            row["reference"] = f"not compared: the reference is of model {ref['model']}, this row {row.get('model')}"
+            continue
         recorded = ref.get("environment", {})
         other = {k: (recorded.get(k), here[k]) for k in HARDWARE if recorded.get(k) != here[k]}
         if other:  # another ISA, thread count or GPU runs other kernels: its curve is its own
             row["reference"] = ("not compared: recorded on other hardware (" + ", ".join(
                 f"{k} {a}, this run {b}" for k, (a, b) in other.items()) + ")")
             continue
-        if judged is None or judged["verdict"] == "same":
+        if judged is None:  # a side with no usable curve
+            row["reference"] = "not compared: no comparable curve on one side"
+            continue
+        if judged["verdict"] == "same":
             row["reference"] = "same"
             continue
         if judged["verdict"] == "unsure":  # another number of steps: not the same training

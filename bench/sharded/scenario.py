@@ -82,7 +82,8 @@ def launch_run(c: dict, session, extra: list[str] | None = None, timeout_s: floa
             "--device", "cuda" if c["device"].startswith("cuda") else "cpu",
             "--checkpointing", c.get("checkpointing", "none"), "--mp", c.get("mp", "fp32"),
             *(["--offload"] if c.get("offload") else []),
-            *(["--compile", session.settings.compile_backend] if c.get("compile") else []), *(extra or [])]
+            *(["--compile", session.settings.compile_backend] if c.get("compile") else []),
+            *[x for spec in session.settings.plugins for x in ("--plugin", spec)], *(extra or [])]
     if c["strategy"] == "single":
         cmd = [sys.executable, "-m", WORKER, *args]
     else:
@@ -110,6 +111,8 @@ def _variants(session) -> list[tuple]:
 
 def cases(session) -> list:
 
+    import pytest
+
     from bench.core.hardware import probe
     from bench.core.profiles import case, lacks
     from bench.sharded.checkpointing import unavailable
@@ -130,10 +133,23 @@ def cases(session) -> list:
                 marks.append(lacks(reason))
             elif ckpt != "none" and unavailable(ckpt):
                 marks.append(lacks(unavailable(ckpt)))
+            elif strategy == "tp" and (why := _tp_unsplit(_size(session, device), ws)):
+                marks.append(pytest.mark.skip(reason=why))
             out.append(case("sharded", marks=marks, model=model, strategy=strategy, world_size=ws,
                             checkpointing=ckpt, dropout=dropout, mp=mp, device=device,
                             **({"offload": True} if offload else {}), **({"compile": True} if compiled else {})))
     return out
+
+
+def _tp_unsplit(size: str, world: int) -> str | None:
+    """Why tensor parallelism cannot split the zoo's decoder of ``size`` over ``world`` ranks."""
+    from bench.models.decoders import SIZES
+
+    s = SIZES[size]
+    for what, n in (("attention heads", s.heads), ("key/value heads", s.kv_heads), ("MLP width", s.intermediate)):
+        if n % world:
+            return f"tensor parallelism of the {size} decoder: its {n} {what} do not split over {world} ranks"
+    return None
 
 
 def in_process(case: dict) -> bool:

@@ -58,6 +58,8 @@ def _args(argv=None):
     p.add_argument("--compile", default="none", metavar="BACKEND",
                    help="torch.compile every decoder layer with this backend (inductor, aot_eager; none: eager), "
                         "per block as TorchTitan does, before sharding")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="a --bench-plugin of the run (a compile backend or model it registers), loaded first")
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--global-batch", type=int, default=4)
     p.add_argument("--seq", type=int, default=32)
@@ -113,13 +115,15 @@ def _reference(model, batches, mp: str = "fp32") -> tuple[list[float], dict[str,
     return losses, {n: p.detach().cpu().clone() for n, p in model.named_parameters()}
 
 
-def _optimizer(model):
+def _optimizer(model, tp: bool = False):
     """SGD with momentum (one state tensor per parameter). Not AdamW: its step m / sqrt(v)
     turns a rounding-level gradient (an embedding row whose contributions cancel) into a full
     +/- lr step whose sign is the rounding's; measured on the standard decoder, two correct
     runs then differed by 3.6e-3 on embed_tokens after 6 steps while every loss agreed exactly.
     The equivalence is about the gradient reduction, which SGD carries over unamplified."""
-    return torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    # foreach=False: under tensor parallelism the projections are DTensors and the embeddings, norms
+    # and head plain tensors, and a foreach kernel over both (the CUDA default) is refused by DTensor
+    return torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, foreach=False if tp else None)
 
 
 def _fault(spec: str, rank: int, model):
@@ -166,6 +170,10 @@ def _compute_ms(model, batches, rank: int, per: int) -> float:
 @record
 def main(argv=None) -> None:
     a = _args(argv)
+    for spec in a.plugin:  # the run's --bench-plugin modules: a backend or model they register is needed here
+        from bench.registry import load_plugin
+
+        load_plugin(spec)
     out = Path(a.out)
     sharded = a.strategy != "single"
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
@@ -207,7 +215,7 @@ def main(argv=None) -> None:
         model = parallel.tensor_parallel(model, world, cuda)
     inner = model.module if a.strategy == "ddp" else model
     after_backward = _fault(a.fault, rank, inner)
-    opt = _optimizer(model)
+    opt = _optimizer(model, tp=a.strategy == "tp")
     losses, step_s, grad_bytes = [], [], 0
     import gc
 
