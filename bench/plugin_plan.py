@@ -66,11 +66,11 @@ def plan_run(config, items, session, state) -> None:
 
 def estimate_of(suite: str):
     """The ``estimate(case, profile, machine) -> Cost`` a question's scenario declares
-    (bench.core.face.QUESTIONS), guarded: a case it cannot read (a user's model) gets the default."""
+    (bench.core.question.QUESTIONS), guarded: a case it cannot read (a user's model) gets the default."""
     import importlib
 
-    from bench.core.face import QUESTIONS
     from bench.core.plan import default_cost
+    from bench.core.question import QUESTIONS
 
     module = QUESTIONS.get(suite)
     try:

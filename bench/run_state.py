@@ -25,6 +25,8 @@ class RunState:
         self.plan: dict = {}  # the run's time plan: budget and estimate (each row carries its decision)
         self._fingerprint = None
         self.threads: int | None = None  # --bench-threads (None: torch's default)
+        self._suites: set[str] = set()  # the suites of the rows so far (their questions go in the file)
+        self._builtin: set[str] | None = None
 
     def pytest_warning_recorded(self, warning_message, when, nodeid, location):
         """Each case's warnings (category and first line), so compare can list the ones an
@@ -44,7 +46,9 @@ class RunState:
         the results file then carries them, and ``compare`` judges them without the plugin."""
         from bench.core.question import builtin_names, record
 
-        return record({r["suite"] for r in self.rows} - set(builtin_names()))
+        if self._builtin is None:  # once a run: the built-in questions do not change while it runs
+            self._builtin = set(builtin_names())
+        return record(self._suites - self._builtin)
 
     def channels(self) -> dict:
         """Which measuring channels this run had on, so ``compare`` tells a count the run never
@@ -67,6 +71,7 @@ class RunState:
     def add(self, row: Row) -> None:
         if not any(r is row for r in self.rows):
             self.rows.append(row)
+            self._suites.add(row["suite"])
         self.write(complete=False)
 
     def results(self, complete: bool, benchmarks: dict | None = None) -> dict:

@@ -15,8 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bench.core.question import QUESTIONS  # noqa: F401  suite (report table) -> the module that answers it
-
 
 def run_as_row(suite: str, keys: dict[str, Any], run_case: Callable, session=None, **kwargs) -> dict:
     """Run one case outside pytest: the row a suite would write, with its status and reason

@@ -54,12 +54,15 @@ def torchrun_command(module: str, args: list[str], nproc: int, nnodes: int = 1,
     return cmd + ["-m", module, *args]
 
 
-def kill_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the process group, then SIGKILL whatever is left after 5 s."""
-    for sig, wait_s in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+def kill_group(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
+    """SIGTERM the process group, then SIGKILL whatever is left after ``grace_s``; with no grace,
+    SIGKILL at once."""
+    steps = ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5)) if grace_s > 0 else ((signal.SIGKILL, None),)
+    for sig, wait_s in steps:
         try:
             os.killpg(proc.pid, sig)
-        except ProcessLookupError:
+        except ProcessLookupError:  # the group is gone: reap the leader
+            proc.wait()
             return
         try:
             proc.wait(timeout=wait_s)
@@ -99,11 +102,8 @@ def launch(cmds: list[list[str]], out_file: Path, timeout_s: float, env: dict | 
                 timed_out = True
                 break
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                kill_group(proc)
-            else:
-                kill_group(proc)  # its ranks may outlive a finished torchrun agent
+        for proc in procs:  # a finished torchrun agent too: its ranks may outlive it
+            kill_group(proc)
     wall_s = time.perf_counter() - t0
     log_text = "\n".join(log.read_text(errors="replace") for log in logs if log.exists())
     tail = log_text[-4000:]

@@ -68,16 +68,14 @@ class Reference:
             self.tick()
         return 1 if not call_s else max(1, math.ceil(min(self.samples) / (MAX_SHARE * call_s)))
 
-    def hook(self, k: int, then=None):
-        """A per-round setup: the reference every ``k``-th round, then ``then`` (another setup)."""
+    def hook(self, k: int):
+        """A per-round setup: the reference every ``k``-th round."""
         count = [0]
 
         def setup():
             if count[0] % k == 0:
                 self.tick()
             count[0] += 1
-            if then is not None:
-                then()
         return setup
 
     def record(self, row: dict | None) -> None:
@@ -91,15 +89,15 @@ class Reference:
         row["reference_rounds"] = len(self.samples)
 
 
-def interleave(record: dict | None, then=None):
+def interleave(record: dict | None):
     """The per-round setup that times the reference between a case's rounds when the case
     records into a row (``record``, which holds the warm-up's ``call_ms_estimate``); else
-    ``then`` (or nothing). Pass it to :func:`record_reference` after the rounds."""
+    nothing. Pass it to :func:`record_reference` after the rounds."""
     if record is None:
-        return then or (lambda: None)
+        return lambda: None
     ref = Reference()
     est = record.get("call_ms_estimate")
-    hook = ref.hook(ref.every(est / 1e3 if est else None), then)
+    hook = ref.hook(ref.every(est / 1e3 if est else None))
     hook.reference = ref
     return hook
 

@@ -30,10 +30,11 @@ import time
 from pathlib import Path
 
 from bench.core.files import atomic_write_json, atomic_write_text
+from bench.core.launch import kill_group
 from bench.core.load import FOREIGN_LOAD_WARN, LoadProbe
 from bench.core.rows import metric_of
 from bench.experiments.plan import Plan, mark_out_of_reach, noise_from, out_of_reach, plan_text
-from bench.experiments.processes import MARKER, QUIET_WAIT_S, check_environment, end_strays, kill_group, wait_for_quiet
+from bench.experiments.processes import MARKER, QUIET_WAIT_S, check_environment, end_strays, wait_for_quiet
 from bench.report.compare import Diff, compare_runs
 from bench.report.compare_render import render, render_html
 from bench.report.io import ResultsError
@@ -87,10 +88,10 @@ def _run_one(index: int, side: str, python: str, pytest_args: list[str], out: Pa
         try:
             code = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            kill_group(proc)
+            kill_group(proc, grace_s=0)  # a time-out: nothing of this run is waited for
             code = None
         except BaseException:  # Ctrl-C or any error here: the run's own session would outlive us
-            kill_group(proc)
+            kill_group(proc, grace_s=0)
             raise
         finally:
             strays = end_strays(token)

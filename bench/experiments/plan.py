@@ -72,7 +72,7 @@ class Plan:
     def look_levels(self, alpha: float) -> list[float]:
         """The nominal two-sided level of each planned look (see the module's docstring)."""
         if self.spending == "bonferroni" or self.looks == 1:
-            return [alpha / self.looks] * self.looks
+            return [self.alpha_per_look(alpha)] * self.looks
         return _boundaries(tuple(self.look_fractions()), alpha, self.spending)
 
     def alpha_at_look(self, alpha: float, look: int) -> float:

@@ -44,12 +44,6 @@ def wait_for_quiet(max_s: float = QUIET_WAIT_S, window_s: float = 2.0, sleep=tim
     return last
 
 
-def kill_group(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
 def marked(token: str, proc_root: str = "/proc") -> list[int]:
     """Processes whose environment carries ``MARKER=token``: everything a run started, in any
     process group or session, even once re-parented to init."""

@@ -17,7 +17,7 @@ import torch
 
 from bench.core import numerics
 from bench.core.compiled import dynamo_counts
-from bench.core.outputs import _tensors, outputs_and_grads, tensor_excess, worst_error  # noqa: F401  (public names)
+from bench.core.outputs import outputs_and_grads, tensor_excess, worst_error
 from bench.graphs import builders
 from bench.graphs.builders import MODES, build, failure_status  # noqa: F401  (public names)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from bench.report.io import ResultsError
-from bench.report.runs import Run, counted_instructions, hardware_gpus, machine_identity, torch_gpus
+from bench.report.runs import Run, hardware_gpus, has_channel, machine_identity, torch_gpus
 
 
 def check_comparable(base: list[Run], new: list[Run], allow_profile_mismatch: bool,
@@ -79,7 +79,7 @@ def lost_devices(base: list[Run], new: list[Run]) -> list[dict]:
 def channel_warnings(base: list[Run], new: list[Run]) -> list[str]:
     """The instruction channel (``--bench-instructions``) on one side only: its counts are
     judged over the runs that had it, or not at all; said once, not per case."""
-    b, n = sum(map(counted_instructions, base)), sum(map(counted_instructions, new))
+    b, n = (sum(has_channel(r, "instructions") for r in runs) for runs in (base, new))
     if (b == 0) == (n == 0) and (b in (0, len(base)) and n in (0, len(new))):
         return []
     if b == 0 or n == 0:

@@ -9,9 +9,10 @@ import html
 
 import pandas as pd
 
+from bench.core.question import HEADLINE
 from bench.core.rows import FAILURES
 from bench.report import headline as hl
-from bench.report.markdown import HEADLINE, KNOWN_TEXT
+from bench.report.markdown import KNOWN_TEXT
 from bench.report.plots import charts
 
 CSS = """

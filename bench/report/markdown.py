@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.core.question import HEADLINE  # noqa: F401  (each question's table columns)
+from bench.core.question import HEADLINE  # each question's table columns
 from bench.core.rows import FAILURES, SUITE_COLUMNS
 
 # Columns shown per suite in the summary (the CSVs have all of them).

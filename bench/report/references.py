@@ -23,6 +23,7 @@ import re
 import time
 from pathlib import Path
 
+from bench.core.rows import passed
 from bench.report.curves import CURVE, judge_curve
 from bench.report.io import ResultsError
 
@@ -46,8 +47,7 @@ def environment(fingerprint: dict) -> dict:
 
 
 def _curve_rows(rows) -> list[dict]:
-    return [r for r in rows
-            if isinstance(r.get(CURVE), list) and r[CURVE] and r.get("status") in ("ok", "fixed_upstream")]
+    return [r for r in rows if isinstance(r.get(CURVE), list) and r[CURVE] and passed(r.get("status"))]
 
 
 def update(results: dict, reason: str, root: Path) -> list[Path]:

@@ -192,11 +192,6 @@ def has_channel(run: Run, channel: str) -> bool:
     return channel == "wall_time" or bool((run.channels or {}).get(channel))
 
 
-def counted_instructions(run: Run) -> bool:
-    """Whether the run had the instruction channel on (``--bench-instructions``)."""
-    return has_channel(run, "instructions")
-
-
 def _channels(recorded, rows: dict[str, dict]) -> dict:
     """The run's channels as recorded, or, for files written before they were, what its rows show:
     any count or reason for none (instructions), any ``reference_ms`` (reference)."""

@@ -40,6 +40,15 @@ TP_PLAN = {"self_attn.q_proj": "colwise", "self_attn.k_proj": "colwise", "self_a
            "mlp.down_proj": "rowwise"}
 
 
+def tp_unsplit(heads: int, kv_heads: int, mlp_width: int, world: int) -> str | None:
+    """Why tensor parallelism cannot split a decoder with these widths over ``world`` ranks
+    (each rank must hold whole attention heads, whole key/value heads and an equal MLP part)."""
+    for what, n in (("attention heads", heads), ("key/value heads", kv_heads), ("MLP width", mlp_width)):
+        if n % world:
+            return f"tensor parallelism: the decoder's {n} {what} do not split over {world} ranks"
+    return None
+
+
 def tensor_parallel(model, world: int, cuda: bool):
     """Every decoder layer under ``parallelize_module`` with ``TP_PLAN``; every rank sees the
     whole batch (tensor parallelism splits the weights, not the data)."""
@@ -47,10 +56,9 @@ def tensor_parallel(model, world: int, cuda: bool):
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 
     cfg = model.config
-    for what, n in (("attention heads", cfg.num_attention_heads), ("key/value heads", cfg.num_key_value_heads),
-                    ("MLP width", cfg.intermediate_size)):
-        if n % world:
-            raise ValueError(f"tensor parallelism splits the {what} ({n}) over {world} ranks: it does not divide")
+    why = tp_unsplit(cfg.num_attention_heads, cfg.num_key_value_heads, cfg.intermediate_size, world)
+    if why:
+        raise ValueError(why)
     mesh = init_device_mesh("cuda" if cuda else "cpu", (world,))
     styles = {"colwise": ColwiseParallel, "rowwise": RowwiseParallel}
     for layer in model.model.layers:

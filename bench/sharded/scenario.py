@@ -144,12 +144,11 @@ def cases(session) -> list:
 def _tp_unsplit(size: str, world: int) -> str | None:
     """Why tensor parallelism cannot split the zoo's decoder of ``size`` over ``world`` ranks."""
     from bench.models.decoders import SIZES
+    from bench.sharded.parallel import tp_unsplit
 
     s = SIZES[size]
-    for what, n in (("attention heads", s.heads), ("key/value heads", s.kv_heads), ("MLP width", s.intermediate)):
-        if n % world:
-            return f"tensor parallelism of the {size} decoder: its {n} {what} do not split over {world} ranks"
-    return None
+    why = tp_unsplit(s.heads, s.kv_heads, s.intermediate, world)
+    return f"{why} (the {size} decoder)" if why else None
 
 
 def in_process(case: dict) -> bool:

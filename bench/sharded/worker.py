@@ -36,6 +36,7 @@ import torch
 import torch.distributed as dist
 from torch.distributed.elastic.multiprocessing.errors import record
 
+from bench.core.compiled import dynamo_counts
 from bench.core.files import atomic_write_json
 from bench.core.hardware import peak_memory_columns, reset_peak_memory, synchronize
 from bench.core.launch import inject_fault, threads_per_rank
@@ -199,8 +200,6 @@ def main(argv=None) -> None:
         peak_plain, calls_plain = _step_peak(copy.deepcopy(model), batches[0][:per])
     checkpointing.enable(model, a.checkpointing)
     if a.compile != "none":  # per block, after checkpointing and before sharding (TorchTitan's order)
-        from bench.core.compiled import dynamo_counts
-
         compiled_before = dynamo_counts()
         for layer in model.model.layers:
             layer.compile(backend=a.compile)
@@ -241,8 +240,6 @@ def main(argv=None) -> None:
             dist.all_reduce(mean, op=dist.ReduceOp.AVG)  # equal shards of equal length: the global mean
         losses.append(float(mean))
         if a.compile != "none" and len(losses) == 1:  # the first step built the graphs
-            from bench.core.compiled import dynamo_counts
-
             compiled_first = dynamo_counts()
     full = {n: _full(p.detach()) for n, p in inner.named_parameters()}
     compiled = parallel.compiled_stats(compiled_before, compiled_first, step_s) if a.compile != "none" else {}
