@@ -10,8 +10,8 @@ from bench.core.profiles import PROFILES, Settings
 from bench.core.rows import METRICS, SUITE_COLUMNS
 from bench.core.session import Session
 from bench.generation import scenario
-from bench.generation.parity import judge_tokens
 from bench.models import decoders as zoo
+from bench.models.token_parity import judge_tokens
 
 
 def _session(**kwargs) -> Session:

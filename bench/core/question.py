@@ -30,7 +30,10 @@ class Question:
     report's table for it; ``scenario``: the module with ``cases`` / ``run_case`` / ``Config`` /
     ``run`` (``bench.core.face``); ``order``: its place in reports; ``errors``: its error
     columns (distances from eager, fp64 or one process), whose growth ``compare`` reports as
-    numeric drift while still inside tolerance."""
+    numeric drift while still inside tolerance; ``figures`` / ``charts``: ``"module:function"``
+    of the question's own headline figures (its table -> ``[(what, value, case)]``) and report
+    charts (its table and rows -> ``[(title, png)]``), for what its rows mean together (a rate
+    sweep's capacity, say) that no single row says."""
 
     name: str
     summary: str
@@ -41,6 +44,8 @@ class Question:
     headline: tuple[str, ...]
     order: int = 100
     errors: tuple[str, ...] = ()
+    figures: str | None = None
+    charts: str | None = None
 
     def __post_init__(self):
         where = f"question {self.name!r}"
@@ -55,8 +60,23 @@ class Question:
                     f"{where}: metric {name!r}: kind {m.kind!r} / better {m.better!r}; valid kinds: "
                     f"{', '.join(KINDS)}; better: lower, higher"
                 )
+        for hook in (self.figures, self.charts):
+            if hook is not None and hook.count(":") != 1:
+                raise ValueError(f"{where}: {hook!r} must name 'module:function'")
         if "status" not in self.headline:
             raise ValueError(f"{where}: the headline (the report's table) must show 'status'")
+
+    def hook(self, which: str) -> Callable | None:
+        """The question's ``figures`` or ``charts`` function, None where it declares none or
+        its module does not import here (a results file's plugin question, say)."""
+        path = getattr(self, which)
+        if path is None:
+            return None
+        module, _, name = path.partition(":")
+        try:
+            return getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            return None
 
     def to_json(self) -> dict:
         return {**dataclasses.asdict(self), "metrics": {k: dataclasses.asdict(m) for k, m in self.metrics.items()}}

@@ -16,9 +16,9 @@ from bench.core.face import one_of, run_as_row
 from bench.core.hardware import DTYPES, PRECISIONS, peak_memory_columns, reset_peak_memory
 from bench.core.reference import Reference
 from bench.core.timing import budget_for, percentile, record_step_samples
-from bench.generation import decode as D
-from bench.generation.parity import judge_prefill, judge_tokens
 from bench.models import decoders as zoo
+from bench.models import decoding as D
+from bench.models.token_parity import judge_prefill, judge_tokens
 
 MODES = ("eager", "compile", "compile_cudagraphs", "export", "continuous_batching")
 CACHES = ("dynamic", "static", "paged")

@@ -68,7 +68,12 @@ def config(name: str, profile: str):
                                 num_key_value_heads=s.kv_heads, num_local_experts=4, num_experts_per_tok=2,
                                 max_position_embeddings=s.max_positions, sliding_window=s.max_positions // 2,
                                 initializer_range=INIT_RANGE)
-    raise ValueError(f"unknown decoder {name!r}; valid: {', '.join(DECODERS)}")
+    if name == "mistral":  # Llama's block with a sliding attention window (the serving suite sets it)
+        return tf.MistralConfig(vocab_size=s.vocab, hidden_size=s.hidden, intermediate_size=s.intermediate,
+                                num_hidden_layers=s.layers, num_attention_heads=s.heads,
+                                num_key_value_heads=s.kv_heads, max_position_embeddings=4 * s.max_positions,
+                                sliding_window=s.max_positions // 2, initializer_range=INIT_RANGE)
+    raise ValueError(f"unknown decoder {name!r}; valid: {', '.join(DECODERS + ('mistral',))}")
 
 
 def hf_attention(hf_model: str) -> str:
@@ -92,14 +97,17 @@ def hf_attention(hf_model: str) -> str:
 
 
 def build(name: str, profile: str, attn: str = "sdpa", device: str = "cpu", dtype: torch.dtype = torch.float32,
-          hf_model: str | None = None):
-    """(model in eval mode, description). ``name`` "hf" loads ``hf_model`` (a causal LM)."""
+          hf_model: str | None = None, **overrides):
+    """(model in eval mode, description). ``name`` "hf" loads ``hf_model`` (a causal LM);
+    ``overrides``: config fields set on the zoo config (``sliding_window=256``)."""
     from transformers import AutoModelForCausalLM
 
     if name == "hf":
         model = AutoModelForCausalLM.from_pretrained(hf_model, attn_implementation=attn, dtype=dtype)
         return model.to(device).eval(), f"checkpoint {hf_model}"  # pretrained or not: not ours to say
     cfg = config(name, profile)
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
     # no end-of-sequence token: every generation runs its max_new_tokens (a random model would
     # otherwise stop wherever it happens to emit one); pad id 0 for left-padded batches
     cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id = None, None, 0

@@ -7,6 +7,7 @@ import dataclasses
 import pandas as pd
 
 from bench.core.load import FOREIGN_LOAD_WARN
+from bench.core.question import questions
 from bench.core.rows import FAILURES, STATUSES, SUITE_COLUMNS, implausible, passed
 
 
@@ -250,6 +251,10 @@ def _numbers(tables: dict[str, pd.DataFrame], calibration) -> list[tuple[str, st
                         f"{_fmt(top['decode_tokens_per_s'])} decode tokens/s, time to first token "
                         f"{_fmt(top.get('ttft_ms'), ' ms')}", f"eager, dynamic cache, batch {int(top['batch_size'])}",
                         "generation"))
+    for name, q in questions().items():  # a question's own figures (bench.core.question: figures)
+        figures = q.hook("figures") if name in tables else None
+        if figures is not None:
+            out += [(*n, name) for n in figures(tables[name])]
     gm = tables.get("graph_modes")
     if gm is not None:
         fast = _ok(gm, "speedup_vs_eager")

@@ -209,4 +209,10 @@ def charts(suite: str, df: pd.DataFrame, rows: list[dict]) -> list[tuple[str, by
     if suite == "generation":
         out += [("decode latency by position", decode_by_position(rows)),
                 ("throughput vs batch size", generation_vs_batch(df))]
+    from bench.core.question import questions
+
+    q = questions().get(suite)
+    own = q.hook("charts") if q is not None else None
+    if own is not None:  # the question's own charts (bench.core.question: charts)
+        out += own(df, rows)
     return [(t, png) for t, png in out if png]

@@ -1,0 +1,134 @@
+"""What the serving rows mean together: the highest Poisson rate that met the targets at p90
+(with the bracket the sweep puts around it), for the headline, and the throughput-latency
+curve and the long-context sweep as report charts (``Question.figures`` / ``charts``)."""
+from __future__ import annotations
+
+import pandas as pd
+
+from bench.core.rows import passed
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; the report embeds PNG bytes
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig, ax, xlabel: str, ylabel: str, title: str) -> bytes:
+    import io
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+def _num(df: pd.DataFrame, col: str) -> pd.Series:
+    return pd.to_numeric(df[col], errors="coerce") if col in df.columns else pd.Series(index=df.index, dtype=float)
+
+
+def sweeps(df: pd.DataFrame) -> list[dict]:
+    """Per model, device and scheduler: the Poisson rows by rate, and the highest rate at which
+    that rate and every lower one met both targets at p90, with the next rate tested above it
+    (which did not). A failed row (not served, tokens differ) ends the sustainable range."""
+    need = {"scenario", "scheduler", "request_rate", "ttft_ms_p90", "ttft_target_ms"}
+    if df.empty or not need <= set(df.columns):
+        return []
+    out = []
+    sweep = df[df["scenario"] == "poisson"]
+    for key, g in sweep.groupby(["model", "device", "scheduler"], sort=True):
+        g = g.assign(rate=_num(g, "request_rate")).dropna(subset=["rate"]).sort_values("rate")
+        if g.empty:
+            continue
+        meets = [passed(r["status"]) and r["ttft_ms_p90"] <= r["ttft_target_ms"]
+                 and (pd.isna(r.get("tpot_ms_p90")) or r["tpot_ms_p90"] <= r["tpot_target_ms"])
+                 for _, r in g.iterrows()]
+        held = 0
+        while held < len(meets) and meets[held]:
+            held += 1
+        best = g.iloc[held - 1] if held else None
+        above = g.iloc[held] if held < len(g) else None
+        out.append({"model": key[0], "device": key[1], "scheduler": key[2], "rows": g, "best": best, "above": above,
+                    "targets": (float(g["ttft_target_ms"].iloc[0]), float(g["tpot_target_ms"].iloc[0]))})
+    return out
+
+
+def headline(df: pd.DataFrame) -> list[tuple[str, str, str]]:
+    out = []
+    for s in sweeps(df):
+        ttft, tpot = s["targets"]
+        best, above = s["best"], s["above"]
+        if best is None:
+            value = f"none: the lowest rate tested, {above['rate']:.3g} requests/s, missed a target"
+        elif above is None:
+            value = (f">= {best['rate']:.3g} requests/s (every rate tested met the targets; goodput there "
+                     f"{best['goodput']:.3g} requests/s)")
+        else:
+            value = (f"{best['rate']:.3g} requests/s, bracket [{best['rate']:.3g}, {above['rate']:.3g}); goodput "
+                     f"there {best['goodput']:.3g} requests/s")
+        out.append((f"serving {s['model']} {s['device']} {s['scheduler']} batching: highest Poisson rate meeting "
+                    f"the targets", value, f"p90 TTFT <= {ttft:.0f} ms and TPOT <= {tpot:.0f} ms"))
+    if {"scenario", "prompt_len", "cache", "kv_cache_bytes_held"} <= set(df.columns):
+        ctx = df[(df["scenario"] == "long_context") & df["status"].map(passed) & (df["cache"] == "dynamic")]
+        if not ctx.empty:
+            top = ctx.loc[_num(ctx, "prompt_len").idxmax()]
+            out.append((f"long context {top['model']} {top['device']} at {int(top['prompt_len'])} tokens",
+                        f"TTFT {top['ttft_ms']:.3g} ms, decode {top['decode_ms_p50']:.3g} ms/token, KV held "
+                        f"{top['kv_cache_bytes_held'] / top['kv_cache_bytes_formula']:.2f}x the window's formula",
+                        f"sliding window {int(top['window'])}, tokens equal to eager's"))
+    return out
+
+
+def charts(df: pd.DataFrame, rows: list[dict]) -> list[tuple[str, bytes | None]]:
+    return [("throughput vs latency", _curve(df)), ("long context", _context(df))]
+
+
+def _curve(df: pd.DataFrame) -> bytes | None:
+    drawn = sweeps(df)
+    if not drawn:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for s in drawn:
+        g = s["rows"][s["rows"]["status"].map(passed)]
+        label = f"{s['model']} {s['device']} {s['scheduler']}"
+        axes[0].plot(_num(g, "requests_per_s"), _num(g, "ttft_ms_p90"), marker="o", label=label)
+        axes[1].plot(_num(g, "requests_per_s"), _num(g, "tpot_ms_p90"), marker="o", label=label)
+    ttft, tpot = drawn[0]["targets"]
+    axes[0].axhline(ttft, ls="--", lw=0.8, color="grey", label=f"target {ttft:.0f} ms")
+    axes[1].axhline(tpot, ls="--", lw=0.8, color="grey", label=f"target {tpot:.0f} ms")
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("completed requests/s")
+    axes[0].set_ylabel("p90 time to first token (ms)")
+    axes[0].legend(fontsize=6)
+    return _png(fig, axes[1], "completed requests/s", "p90 time per output token (ms)",
+                   "serving: latency against throughput (Poisson arrivals)")
+
+
+def _context(df: pd.DataFrame) -> bytes | None:
+    if "scenario" not in df.columns:
+        return None
+    ctx = df[(df["scenario"] == "long_context") & df["status"].map(passed)]
+    if ctx.empty or ctx["prompt_len"].nunique() < 2:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for (model, device, cache), g in ctx.groupby(["model", "device", "cache"], sort=True):
+        g = g.sort_values("prompt_len")
+        ax.plot(_num(g, "prompt_len"), _num(g, "ttft_ms"), marker="o", label=f"{model} {device} {cache}: TTFT")
+        ax.plot(_num(g, "prompt_len"), _num(g, "decode_ms_p50"), marker="s", ls=":",
+                label=f"{model} {device} {cache}: decode step")
+    window = _num(ctx, "window").dropna()
+    if not window.empty:
+        ax.axvline(float(window.iloc[0]), ls="--", lw=0.8, color="grey", label="sliding window")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    return _png(fig, ax, "prompt length (tokens)", "ms", "serving: prefill and decode against context length")
