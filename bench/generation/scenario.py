@@ -1,6 +1,8 @@
 """Generation rows: one decoder x mode x cache x attention implementation x batch, correctness
 first (greedy tokens of every sequence of a left-padded batch against eager's tokens for that
-sequence alone; first-token logits against an fp64 copy, tensor by tensor), then ``generate()``
+sequence alone; the logits of the first token and of every decode step where the paths agree
+against an fp64 copy, tensor by tensor; a quantized mode by its quality line instead, a
+speculative one by its tokens), then ``generate()``
 timed per token: time to first token, decode latency p50/p95 in steady state, tokens/s, KV
 cache bytes per token against the analytic size -> generation.csv."""
 from __future__ import annotations
@@ -16,11 +18,14 @@ from bench.core.face import one_of, run_as_row
 from bench.core.hardware import DTYPES, PRECISIONS, peak_memory_columns, reset_peak_memory
 from bench.core.reference import Reference
 from bench.core.timing import budget_for, percentile, record_step_samples
+from bench.generation import quantized as Q
+from bench.generation import speculative as S
+from bench.generation.isolation import crash_guard
 from bench.models import decoders as zoo
 from bench.models import decoding as D
-from bench.models.token_parity import judge_prefill, judge_tokens
+from bench.models.token_parity import judge_logits, judge_tokens
 
-MODES = ("eager", "compile", "compile_cudagraphs", "export", "continuous_batching")
+MODES = ("eager", "compile", "compile_cudagraphs", "export", "continuous_batching", *Q.SCHEMES, *S.MODES)
 CACHES = ("dynamic", "static", "paged")
 ATTENTION = ("sdpa", "eager", "flex_attention")
 STEADY_AFTER = 2  # decode steps left out of the steady-state statistics (allocator, cache growth start)
@@ -55,6 +60,10 @@ class Config:
                              "shapes); valid with cache='dynamic': mode='eager'")
         if self.mode == "export" and self.batch_size != 1:
             raise ValueError("mode='export' runs batch_size=1 (transformers' ExecuTorch recipe)")
+        if self.mode in Q.SCHEMES + S.MODES and self.cache != "dynamic":
+            raise ValueError(f"mode={self.mode!r} runs on the dynamic cache; valid cache: 'dynamic'")
+        if self.mode in S.MODES and self.batch_size != 1:
+            raise ValueError(f"mode={self.mode!r} runs batch_size=1 (transformers' speculative decoding)")
 
 
 def cases(session) -> list:
@@ -79,6 +88,9 @@ def cases(session) -> list:
                              ("compile_cudagraphs", "static", "sdpa", p.gen_batch_sizes[-1]),
                              ("export", "static", "sdpa", 1),
                              ("continuous_batching", "paged", "sdpa", max(p.gen_batch_sizes))]
+            if model in ("llama", "hf"):
+                variants += [(q, "dynamic", attention, p.gen_batch_sizes[-1]) for q in Q.SCHEMES]
+                variants += [(m, "dynamic", attention, 1) for m in S.MODES]
             for mode, cache, attn, bs, *prompt in variants:
                 marks = []
                 if mode == "continuous_batching" and not p.gen_graphs:
@@ -92,30 +104,38 @@ def cases(session) -> list:
                                                          f"profiles (10-30 s per graph on CPU; this is {p.name})"))
                 elif mode == "compile_cudagraphs" and device == "cpu":
                     marks.append(lacks("CUDA graphs (mode reduce-overhead) need a CUDA device"))
+                elif mode == "float8_dynamic" and not _float8(device):
+                    marks.append(lacks("float8 matmuls (torch._scaled_mm) need a CUDA GPU of compute capability "
+                                       "8.9 or later"))
                 out.append(case("generation", marks=marks, model=model, mode=mode, cache=cache, attention=attn,
                                 device=device, dtype=dtype, batch_size=bs, prompt_len=prompt[0] if prompt else None))
     return out
+
+
+def _float8(device: str) -> bool:
+    return device.startswith("cuda") and torch.cuda.is_available() and \
+        torch.cuda.get_device_capability(torch.device(device)) >= (8, 9)
 
 
 def decoder_size(session, device: str) -> str:
     return zoo.size_for(session.profile.gen_size, device)
 
 
-def _build(c: dict, session, attn: str | None = None, dtype: str | None = None):
+def _build(c: dict, session, attn: str | None = None, dtype: str | None = None, **load):
     return zoo.build(c["model"], decoder_size(session, c["device"]), attn or c["attention"], c["device"],
-                     DTYPES[dtype or c["dtype"]], session.settings.hf_model)
+                     DTYPES[dtype or c["dtype"]], session.settings.hf_model, **load)
 
 
 def _reference(c: dict, session, ids, mask, lengths) -> dict:
     """Eager's greedy tokens and logits for each sequence alone (no padding, eager attention,
-    dynamic cache, the case's dtype), and the fp64 copy's first-token logits: built once per
-    decoder, device, dtype and batch of prompts."""
+    dynamic cache, the case's dtype), and the fp64 copy's logits at every step of eager's
+    tokens: built once per decoder, device, dtype and batch of prompts."""
     def make():
         model, _ = _build(c, session, attn="eager")
         p = session.profile
         runs = [D.generate(model, ids[i:i + 1, -n:], mask[i:i + 1, -n:], p.gen_new_tokens, device=c["device"])
                 for i, n in enumerate(lengths)]
-        gold, why = _fp64_logits(model, ids, lengths)
+        gold, why = _fp64_logits(model, ids, lengths, [r.tokens[0] for r in runs])
         del model
         return {"tokens": [r.tokens[0] for r in runs], "logits": [[x[0] for x in r.logits] for r in runs],
                 "gold": gold, "no_gold": why}
@@ -124,14 +144,16 @@ def _reference(c: dict, session, ids, mask, lengths) -> dict:
     return session.shared(key, make, slot="generation_reference")
 
 
-def _fp64_logits(model, ids, lengths) -> tuple[list | None, str | None]:
-    """The fp64 copy's last-position logits per sequence, or None and why it cannot run."""
+def _fp64_logits(model, ids, lengths, tokens) -> tuple[list | None, str | None]:
+    """The fp64 copy's logits per sequence at each generated position (the prompt followed by
+    eager's tokens, one forward: (new tokens, vocab)), or None and why it cannot run."""
     try:
         gold_model = model.to(torch.float64)
         if hasattr(gold_model, "set_experts_implementation") and getattr(gold_model.config, "num_local_experts", 0):
             gold_model.set_experts_implementation("eager")  # grouped_mm kernels refuse float64
         with torch.no_grad():
-            return [gold_model(ids[i:i + 1, -n:]).logits[0, -1].cpu() for i, n in enumerate(lengths)], None
+            return [gold_model(torch.cat([ids[i, -n:], tokens[i][:-1].to(ids.device)])[None]).logits[0, n - 1:].cpu()
+                    for i, n in enumerate(lengths)], None
     except (RuntimeError, ValueError, NotImplementedError) as exc:
         return None, f"no fp64 reference: {type(exc).__name__}: {str(exc)[:150]}"
 
@@ -148,7 +170,8 @@ def _once(model, c: dict, session, ids, mask, exported=None) -> D.Generated:
 # Seconds a row takes on the reference 2-core CPU at the standard profile's decoder (docs/methods.md, "Time
 # plan"): build, eager's reference for each sequence, the checked first call, then generate()
 # repeated within the budget; a graph mode adds its build.
-_ROW_S = {"eager": 5.0, "compile": 14.0, "compile_cudagraphs": 14.0, "export": 7.0, "continuous_batching": 14.0}
+_ROW_S = {"eager": 5.0, "compile": 14.0, "compile_cudagraphs": 14.0, "export": 7.0, "continuous_batching": 14.0,
+          "assisted": 8.0, "prompt_lookup": 5.0, **{q: 6.0 for q in Q.SCHEMES}}
 
 
 def estimate(case: dict, profile, machine):
@@ -160,10 +183,6 @@ def estimate(case: dict, profile, machine):
         cost += 15.0  # Inductor builds its mask and attention kernels, first in a child process
     return Cost(fixed_s=cost, essential=case["mode"] == "eager" and case["attention"] == "sdpa"
                 and case["cache"] == "dynamic" and case["model"] == "llama")
-
-
-class IsolatedFailure(RuntimeError):
-    """The case raised in the child process it was first tried in (its whole message follows)."""
 
 
 def first_call(payload: dict) -> dict:
@@ -180,30 +199,11 @@ def first_call(payload: dict) -> dict:
     return {"ok": True}
 
 
-def _crash_guard(c: dict, session, row) -> None:
-    """transformers' flex_attention path compiles its mask and attention kernels with Inductor
-    even in eager mode; on CPU such a kernel can abort the process (pytorch/pytorch#195402), which
-    would end the whole run: the first call is tried in a child first (bench.core.isolate)."""
-    from bench.core.isolate import try_in_child
-
-    if c["attention"] != "flex_attention" or c["device"] != "cpu":
-        return
-    out = try_in_child("bench.generation.scenario:first_call",
-                       {"case": dict(c), "profile": session.profile.name, "hf_model": session.settings.hf_model})
-    if "crashed" in out:
-        row.check(False, out["crashed"], status="error")
-    if out.get("type") in ("ValueError", "ImportError", "NotImplementedError", "ModuleNotFoundError"):
-        row.end("unsupported", out["error"][:300])  # as the in-process build maps them: this build lacks it
-    if "error" in out and "out of memory" not in out["error"].lower():
-        raise IsolatedFailure(f"in a child process: {out['error']}")
-    # out of memory (judged in process, where it is an ``oom`` row) or ok: the case runs here
-
-
 def run_case(case: dict, benchmark, row, session) -> None:
     c, p = case, session.profile
     if c["model"] == "hf":  # the report names the model as the user gave it (the case id says "hf")
         row["model"] = session.settings.hf_model
-    _crash_guard(c, session, row)
+    crash_guard(c, session, row)
     try:
         model, weights = _build(c, session)
     except (ValueError, ImportError, NotImplementedError) as exc:  # e.g. an attention this build lacks
@@ -222,6 +222,11 @@ def run_case(case: dict, benchmark, row, session) -> None:
         return run_serving(model, c, session, prompts, ref,
                            lambda t, r, lg: judge_tokens(t, r, lg, DTYPES[c["dtype"]], device=c["device"]),
                            benchmark, row)
+    if c["mode"] in S.MODES:
+        return S.run_speculative(model, c, session, ids, ref, lambda t, r, lg: judge_tokens(
+            t, r, lg, DTYPES[c["dtype"]], device=c["device"]), benchmark, row)
+    if c["mode"] in Q.SCHEMES:
+        model = Q.quantized_model(model, c, session, row, load=lambda **kw: _build(c, session, **kw)[0])
     exported = None
     counts0 = dynamo_counts()
     t0 = time.perf_counter()
@@ -232,24 +237,7 @@ def run_case(case: dict, benchmark, row, session) -> None:
     counts1 = dynamo_counts()
     if c["mode"].startswith("compile") and counts1["captured"] == counts0["captured"]:
         row.check(False, "torch.compile captured no graph: generate() ran eager code", status="error")
-    # correctness first: tokens, then first-token logits
-    tokens = judge_tokens(first.tokens, ref["tokens"], ref["logits"], DTYPES[c["dtype"]], c["device"])
-    # decode-step logits where the paths agree: transformers compiles the decode steps only, so
-    # for compile rows this is the compiled graph's own numeric distance from eager (recorded)
-    agree = tokens.first_diff if tokens.first_diff is not None else len(first.logits)
-    row["decode_logits_max_abs_diff"] = max((float((first.logits[k][i] - ref["logits"][i][k]).abs().max())
-                                             for i in range(len(lengths)) for k in range(1, agree)), default=None)
-    row.update(token_parity="tie" if tokens.tie else "equal" if tokens.ok else "differs",
-               first_diff_pos=tokens.first_diff, logit_margin=tokens.margin, parity_note=tokens.text or None)
-    row.check(tokens.ok, f"tokens differ from eager's: {tokens.text}")
-    if ref["gold"] is None:
-        row["prefill_vs_fp64"] = ref["no_gold"]  # the tokens were still compared with eager's
-    else:
-        eager_first = [ref["logits"][i][0] for i in range(len(lengths))]
-        within, note = judge_prefill(ref["gold"], eager_first, [first.logits[0][i] for i in range(len(lengths))],
-                                     c["dtype"])
-        row["prefill_vs_fp64"] = note
-        row.check(within, f"first-token logits beyond the fp64 rule: {note}")
+    _judge(first, ref, c, row, exact=c["mode"] not in Q.SCHEMES)
     _time(model, c, session, ids, mask, exported, first, benchmark, row)
     if c["mode"].startswith("compile"):  # recompiles over prompt lengths: a shorter prompt
         short = max(2, prompt_len // 2)
@@ -262,6 +250,40 @@ def run_case(case: dict, benchmark, row, session) -> None:
                kv_cache_bytes_ratio=measured / formula if measured else None)
     if c["mode"] == "eager" and c["attention"] == "sdpa":
         row["sdpa_kernel"] = D.sdpa_kernels(model, ids, mask)
+
+
+def _judge(first, ref, c: dict, row, exact: bool) -> None:
+    """Tokens against eager's, then the logits of the first token and of every decode step up
+    to the first differing token against the fp64 copy: transformers compiles the decode steps
+    only, so for compile rows the steps are the compiled graph's own numbers. A quantized mode
+    (``exact`` False) records how far its tokens follow eager's; its quality line judged it."""
+    n = len(ref["tokens"])
+    tokens = judge_tokens(first.tokens, ref["tokens"], ref["logits"], DTYPES[c["dtype"]], c["device"])
+    agree = tokens.first_diff if tokens.first_diff is not None else len(first.logits)
+    row["decode_logits_max_abs_diff"] = max((float((first.logits[k][i] - ref["logits"][i][k]).abs().max())
+                                             for i in range(n) for k in range(1, agree)), default=None)
+    row.update(token_parity="tie" if tokens.tie else "equal" if tokens.ok else "differs",
+               first_diff_pos=tokens.first_diff, logit_margin=tokens.margin, parity_note=tokens.text or None)
+    if not exact:
+        row["token_agreement"] = float((first.tokens == torch.stack(ref["tokens"])).float().mean())
+        return
+    row.check(tokens.ok, f"tokens differ from eager's: {tokens.text}")
+    if ref["gold"] is None:
+        row["logits_vs_fp64"] = ref["no_gold"]  # the tokens were still compared with eager's
+        return
+    # per sequence: the first token's logits, and its decode steps stacked into one tensor (one
+    # rule per step would put 32 x batch tensors through it, and its tail with them)
+    names, gold, eager, mode = [], [], [], []
+    for i in range(n):
+        for what, ks in (("first token", range(1)), (f"decode steps 1-{agree - 1}", range(1, agree))):
+            if len(ks):
+                names.append(f"sequence {i} {what} logits")
+                gold.append(torch.stack([ref["gold"][i][k] for k in ks]))
+                eager.append(torch.stack([ref["logits"][i][k] for k in ks]))
+                mode.append(torch.stack([first.logits[k][i] for k in ks]))
+    within, note = judge_logits(names, gold, eager, mode, c["dtype"])
+    row["logits_vs_fp64"] = note
+    row.check(within, f"logits beyond the fp64 rule: {note}")
 
 
 def _time(model, c, session, ids, mask, exported, first, benchmark, row) -> None:

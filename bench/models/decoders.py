@@ -102,8 +102,8 @@ def build(name: str, profile: str, attn: str = "sdpa", device: str = "cpu", dtyp
     ``overrides``: config fields set on the zoo config (``sliding_window=256``)."""
     from transformers import AutoModelForCausalLM
 
-    if name == "hf":
-        model = AutoModelForCausalLM.from_pretrained(hf_model, attn_implementation=attn, dtype=dtype)
+    if name == "hf":  # overrides: loading arguments here (quantization_config=...)
+        model = AutoModelForCausalLM.from_pretrained(hf_model, attn_implementation=attn, dtype=dtype, **overrides)
         return model.to(device).eval(), f"checkpoint {hf_model}"  # pretrained or not: not ours to say
     cfg = config(name, profile)
     for key, value in overrides.items():

@@ -56,12 +56,11 @@ def judge_tokens(tokens: torch.Tensor, reference: list[torch.Tensor], ref_logits
     return TokenParity(True, "")
 
 
-def judge_prefill(gold: list[torch.Tensor], eager: list[torch.Tensor], mode: list[torch.Tensor],
-                  precision: str) -> tuple[bool, str]:
-    """Each sequence's first-token logits by torch._dynamo's fp64 RMSE rule, one tensor at a
-    time (``numerics.worst_by_rmse_rule``), with the multiplier of the dtype the model ran in
-    (generate() hands logits back upcast to fp32)."""
-    names = [f"sequence {i} prefill logits" for i in range(len(gold))]
+def judge_logits(names: list[str], gold: list[torch.Tensor], eager: list[torch.Tensor], mode: list[torch.Tensor],
+                 precision: str) -> tuple[bool, str]:
+    """Logits (the first token's, each decode step's) by torch._dynamo's fp64 RMSE rule, one
+    tensor at a time (``numerics.worst_by_rmse_rule``), with the multiplier of the dtype the
+    model ran in (generate() hands logits back upcast to fp32)."""
     dtype = LOW_PRECISION.get(precision)
     within, note, _ = numerics.worst_by_rmse_rule(names, gold, eager, mode, precision, dtype)
     return within, note
