@@ -95,3 +95,37 @@ def test_a_compiled_decode_step_off_by_1e2_that_keeps_the_argmax_is_a_mismatch(m
     row = run(Config(mode="compile", cache="static", batch_size=2), _session(compile_backend="eager"))
     assert row["status"] == "mismatch" and "decode steps" in row["reason"] and "fp64" in row["reason"], row
     assert row["token_parity"] == "equal"
+
+
+def test_a_saved_checkpoint_gets_a_quality_line_in_every_mode(tmp_path):
+    """--hf-model: perplexity of the held-out text next to eager's in the eager and static-cache
+    rows, and the int8 row quantized through transformers' TorchAoConfig on loading."""
+    model, _ = zoo.build("llama", "smoke")
+    model.save_pretrained(tmp_path)
+    session = _session(hf_model=str(tmp_path))
+    for cfg in (Config(model="hf", batch_size=2), Config(model="hf", cache="static", batch_size=2)):
+        row = run(cfg, session)
+        assert row["status"] == "ok" and row["perplexity"] > 1, row.get("reason")
+        assert abs(row["perplexity_change"]) < 1e-3 and row["model"] == str(tmp_path)
+    row = run(Config(model="hf", mode="int8_weight_only", batch_size=2), session)
+    assert row["status"] == "ok" and row["top1_agreement"] >= Q.BOUNDS["int8_weight_only"][1], row.get("reason")
+
+
+def test_a_mode_whose_perplexity_moves_is_a_mismatch(tmp_path, monkeypatch):
+    model, _ = zoo.build("llama", "smoke")
+    model.save_pretrained(tmp_path)
+    build = zoo.build
+
+    def hotter(*args, **kwargs):
+        """The timed model's logits scaled beyond 100 positions (a kernel that breaks on long
+        inputs): the 16-token prompts decode cleanly, the held-out text does not."""
+        model, desc = build(*args, **kwargs)
+        if args[2] == "sdpa":
+            head = model.lm_head.forward
+            model.lm_head.forward = lambda x: head(x) * (1.05 if x.shape[-2] > 100 else 1.0)
+        return model, desc
+
+    monkeypatch.setattr(zoo, "build", hotter)
+    row = run(Config(model="hf", cache="static", batch_size=2), _session(hf_model=str(tmp_path)))
+    assert row["status"] == "mismatch" and "perplexity of the held-out text" in row["reason"], row
+    assert row["token_parity"] == "equal"

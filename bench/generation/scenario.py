@@ -15,20 +15,19 @@ import torch
 
 from bench.core.compiled import dynamo_counts
 from bench.core.face import one_of, run_as_row
-from bench.core.hardware import DTYPES, PRECISIONS, peak_memory_columns, reset_peak_memory
-from bench.core.reference import Reference
-from bench.core.timing import budget_for, percentile, record_step_samples
+from bench.core.hardware import DTYPES, PRECISIONS
+from bench.core.timing import budget_for
 from bench.generation import quantized as Q
 from bench.generation import speculative as S
 from bench.generation.isolation import crash_guard
 from bench.models import decoders as zoo
 from bench.models import decoding as D
+from bench.models.heldout import heldout_ids, judge_perplexity, quality
 from bench.models.token_parity import judge_logits, judge_tokens
 
 MODES = ("eager", "compile", "compile_cudagraphs", "export", "continuous_batching", *Q.SCHEMES, *S.MODES)
 CACHES = ("dynamic", "static", "paged")
 ATTENTION = ("sdpa", "eager", "flex_attention")
-STEADY_AFTER = 2  # decode steps left out of the steady-state statistics (allocator, cache growth start)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,10 +134,12 @@ def _reference(c: dict, session, ids, mask, lengths) -> dict:
         p = session.profile
         runs = [D.generate(model, ids[i:i + 1, -n:], mask[i:i + 1, -n:], p.gen_new_tokens, device=c["device"])
                 for i, n in enumerate(lengths)]
+        text = heldout_ids(model.config.vocab_size, session.settings.hf_model) if c["model"] == "hf" else None
+        ppl = quality(model, text).perplexity if text is not None else None  # a checkpoint's quality line
         gold, why = _fp64_logits(model, ids, lengths, [r.tokens[0] for r in runs])
         del model
         return {"tokens": [r.tokens[0] for r in runs], "logits": [[x[0] for x in r.logits] for r in runs],
-                "gold": gold, "no_gold": why}
+                "gold": gold, "no_gold": why, "text": text, "perplexity": ppl}
 
     key = ("generation_reference", c["model"], c["device"], c["dtype"], tuple(lengths), ids.shape[1])
     return session.shared(key, make, slot="generation_reference")
@@ -238,6 +239,8 @@ def run_case(case: dict, benchmark, row, session) -> None:
     if c["mode"].startswith("compile") and counts1["captured"] == counts0["captured"]:
         row.check(False, "torch.compile captured no graph: generate() ran eager code", status="error")
     _judge(first, ref, c, row, exact=c["mode"] not in Q.SCHEMES)
+    if ref["perplexity"] is not None and c["mode"] not in Q.SCHEMES:  # --hf-model: its quality line per mode
+        judge_perplexity(row, model, ref["text"], ref["perplexity"], c["dtype"], c["mode"])
     _time(model, c, session, ids, mask, exported, first, benchmark, row)
     if c["mode"].startswith("compile"):  # recompiles over prompt lengths: a shorter prompt
         short = max(2, prompt_len // 2)
@@ -287,31 +290,13 @@ def _judge(first, ref, c: dict, row, exact: bool) -> None:
 
 
 def _time(model, c, session, ids, mask, exported, first, benchmark, row) -> None:
-    """generate() again and again within the case's budget (the first call, checked above, was
-    the warm-up): time to first token per call, decode steps pooled over calls."""
+    """generate() within the case's budget (``decoding.time_calls``), and the throughputs."""
     budget = budget_for(session.profile.budget, c["device"], c["dtype"], row)
-    one_call = first.ttft_s + sum(first.step_s)
-    rounds = int(min(budget.max_rounds, max(budget.min_rounds, budget.measure_s / max(one_call, 1e-6))))
-    reset_peak_memory(c["device"])
-    ref, runs = Reference(), []
-    for _ in range(rounds):  # the torch-independent reference between calls: decode_ms_p50_norm
-        ref.tick()
-        runs.append(_once(model, c, session, ids, mask, exported))
-    ref.record(row)
-    row.update(peak_memory_columns(c["device"]))
-    steady = [s for r in runs for s in r.step_s[STEADY_AFTER:]] or [s for r in runs for s in r.step_s]
-    totals = [r.ttft_s + sum(r.step_s) for r in runs]
-    if benchmark is not None:
-        benchmark.pedantic(lambda: None, rounds=1, iterations=1)
-        record_step_samples(benchmark, steady)  # the judged samples: steady decode steps
-    ms = [s * 1e3 for s in steady]
-    decode_ms = statistics.median(ms)
-    row.update(rounds=rounds, ttft_ms=statistics.median(r.ttft_s for r in runs) * 1e3,
-               ttft_ms_p90=percentile([r.ttft_s * 1e3 for r in runs], 90), decode_ms_p50=decode_ms,
-               decode_ms_p95=percentile(ms, 95), decode_tokens_per_s=c["batch_size"] / (decode_ms / 1e3),
-               tokens_per_s=c["batch_size"] * session.profile.gen_new_tokens / statistics.median(totals),
-               decode_ms_by_position="/".join(f"{statistics.median(r.step_s[k] for r in runs) * 1e3:.3g}"
-                                               for k in range(len(first.step_s))))
+    runs = D.time_calls(lambda: _once(model, c, session, ids, mask, exported), first, budget, c["device"], benchmark,
+                        row)
+    row.update(decode_tokens_per_s=c["batch_size"] / (row["decode_ms_p50"] / 1e3),
+               tokens_per_s=c["batch_size"] * session.profile.gen_new_tokens
+               / statistics.median(r.ttft_s + sum(r.step_s) for r in runs))
 
 
 def run(config: Config, session=None) -> dict:

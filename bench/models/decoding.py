@@ -147,3 +147,41 @@ def sdpa_kernels(model, input_ids, attention_mask) -> str:
     names = sorted({e.name for e in prof.events() if any(w in e.name for w in words)})
     specific = [n for n in names if n not in ("aten::scaled_dot_product_attention",)]
     return ", ".join(specific or names) or "none (attention as matmul + softmax)"
+
+
+STEADY_AFTER = 2  # decode steps left out of the steady-state statistics (allocator, cache growth start)
+
+
+def time_calls(call, first: Generated, budget, device: str, benchmark, row, min_rounds: int | None = None) -> list:
+    """``call()`` (one greedy generation) again and again within ``budget`` (the first call,
+    checked by the caller, was the warm-up), the torch-independent reference ticked between
+    calls (``decode_ms_p50_norm``): time to first token per call, decode steps pooled over
+    calls in steady state; the row gets rounds, TTFT, decode p50 / p95, per-position medians
+    and peak memory, and pytest-benchmark the steady steps. Returns the calls' ``Generated``."""
+    import statistics
+
+    from bench.core.hardware import peak_memory_columns, reset_peak_memory
+    from bench.core.reference import Reference
+    from bench.core.timing import percentile, record_step_samples
+
+    one_call = first.ttft_s + sum(first.step_s)
+    least = budget.min_rounds if min_rounds is None else min_rounds
+    rounds = int(min(budget.max_rounds, max(least, budget.measure_s / max(one_call, 1e-6))))
+    reset_peak_memory(device)
+    ref, runs = Reference(), []
+    for _ in range(rounds):
+        ref.tick()
+        runs.append(call())
+    ref.record(row)
+    row.update(peak_memory_columns(device))
+    steady = [s for r in runs for s in r.step_s[STEADY_AFTER:]] or [s for r in runs for s in r.step_s]
+    if benchmark is not None:
+        benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+        record_step_samples(benchmark, steady)  # the judged samples: steady decode steps
+    ms = [x * 1e3 for x in steady]
+    row.update(rounds=rounds, ttft_ms=statistics.median(r.ttft_s for r in runs) * 1e3,
+               ttft_ms_p90=percentile([r.ttft_s * 1e3 for r in runs], 90), decode_ms_p50=statistics.median(ms),
+               decode_ms_p95=percentile(ms, 95),
+               decode_ms_by_position="/".join(f"{statistics.median(r.step_s[k] for r in runs) * 1e3:.3g}"
+                                               for k in range(len(first.step_s))))
+    return runs

@@ -57,3 +57,19 @@ def quality(model, ids: torch.Tensor) -> Quality:
         logits = model(ids.to(model.device)).logits[0, :-1].float().cpu()
     nll = torch.nn.functional.cross_entropy(logits, ids[0, 1:].cpu())
     return Quality(float(nll.exp()), logits.argmax(-1))
+
+
+# How far a mode's perplexity may move from eager's (eager attention, same dtype) on the held-out
+# text before it is a mismatch: rounding of the dtype's matmuls and softmax moves it a little,
+# a broken kernel a lot.
+PERPLEXITY_RTOL = {"fp32": 1e-3, "tf32": 5e-3, "fp16": 1e-2, "bf16": 2e-2}
+
+
+def judge_perplexity(row, model, ids: torch.Tensor, reference: float, precision: str, mode: str) -> None:
+    """The row's perplexity of the held-out text next to eager's; beyond the dtype's relative
+    bound the row is a ``mismatch`` (``row``: a ``bench.core.rows.Row``)."""
+    ppl = quality(model, ids).perplexity
+    change, bound = ppl / reference - 1, PERPLEXITY_RTOL.get(precision, 2e-2)
+    row.update(perplexity=ppl, perplexity_eager=reference, perplexity_change=change)
+    row.check(abs(change) <= bound, f"{mode}: perplexity of the held-out text {ppl:.5g} against eager's "
+                                    f"{reference:.5g} ({change:+.2%}, bound {bound:.1%} for {precision})")

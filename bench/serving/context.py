@@ -9,19 +9,14 @@ case's budget, with peak memory.
 """
 from __future__ import annotations
 
-import statistics
-
 import torch
 
-from bench.core.hardware import DTYPES, peak_memory_columns, reset_peak_memory
-from bench.core.reference import Reference
-from bench.core.timing import budget_for, percentile, record_step_samples
+from bench.core.hardware import DTYPES
+from bench.core.timing import budget_for
 from bench.models import decoders as zoo
 from bench.models import decoding as D
 from bench.models.token_parity import judge_tokens
 from bench.serving import plan
-
-STEADY_AFTER = 2  # decode steps left out of the steady-state statistics, as in the generation rows
 
 
 def held_bytes(cache, batch: int = 1) -> int:
@@ -63,19 +58,5 @@ def run_long_context(c: dict, session, benchmark, row) -> None:
 
 def _time(model, c, session, ids, mask, new, first, benchmark, row) -> None:
     budget = budget_for(session.profile.budget, c["device"], c["dtype"], row)
-    one_call = first.ttft_s + sum(first.step_s)
-    rounds = int(min(budget.max_rounds, max(2, budget.measure_s / max(one_call, 1e-6))))
-    reset_peak_memory(c["device"])
-    ref, runs = Reference(), []
-    for _ in range(rounds):
-        ref.tick()
-        runs.append(D.generate(model, ids, mask, new, cache=c["cache"], device=c["device"]))
-    ref.record(row)
-    row.update(peak_memory_columns(c["device"]))
-    steady = [s for r in runs for s in r.step_s[STEADY_AFTER:]] or [s for r in runs for s in r.step_s]
-    if benchmark is not None:
-        benchmark.pedantic(lambda: None, rounds=1, iterations=1)
-        record_step_samples(benchmark, steady)
-    ms = [s * 1e3 for s in steady]
-    row.update(rounds=rounds, ttft_ms=statistics.median(r.ttft_s for r in runs) * 1e3,
-               decode_ms_p50=statistics.median(ms), decode_ms_p95=percentile(ms, 95))
+    D.time_calls(lambda: D.generate(model, ids, mask, new, cache=c["cache"], device=c["device"]), first, budget,
+                 c["device"], benchmark, row, min_rounds=2)  # a long prompt's call takes seconds
