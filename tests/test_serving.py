@@ -133,3 +133,16 @@ def test_a_mode_that_ignores_the_sliding_window_is_a_parity_mismatch(monkeypatch
     row = scenario.run(Config(model="mistral", scenario="long_context", scheduler="single", cache="dynamic",
                               prompt_len=48), _session())
     assert row["status"] == "mismatch" and "window" in row["reason"], row.get("reason")
+
+
+def test_a_rows_samples_of_something_else_back_no_timing_metric():
+    """A serving row's samples are request latencies: compare must not read them as the
+    question's decode_ms_p50."""
+    from bench.core.metrics import Metric
+    from bench.report.runs import Run, metric_values
+
+    timing = Metric("ms", "lower", "timing")
+    for samples_of, expect in ((None, [2.0]), ("e2e latency per request", [])):
+        row = {"suite": "serving", "status": "ok", "samples_of": samples_of}
+        run = Run("r", "20990101-000000-smoke", "smoke", True, {}, {"case": row}, {"case": [1.0, 2.0, 3.0]})
+        assert metric_values("case", "decode_ms_p50", timing, [run])[0] == expect

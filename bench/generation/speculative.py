@@ -112,6 +112,7 @@ def run_speculative(model, c: dict, session, ids, ref: dict, judge, benchmark, r
     if benchmark is not None:
         benchmark.pedantic(lambda: None, rounds=1, iterations=1)
         record_step_samples(benchmark, spec_s)
+        row["samples_of"] = f"one {c['mode']} generate() call"  # not a decode step: no timing metric reads them
     proposed, accepted = sum(r["proposed"] for r in runs), sum(r["accepted"] for r in runs)
     row.update(rounds=rounds, tokens_per_s=new / statistics.median(spec_s),
                speedup_vs_plain=statistics.median(plain_s) / statistics.median(spec_s),

@@ -111,13 +111,15 @@ def repro_command(case: str, run: Run, row: dict) -> str:
 
 def metric_values(case: str, name: str, metric: Metric, runs: list[Run]) -> tuple[list[float], list[float]]:
     """Per-run statistics of one metric, and the raw samples of the last run (timing), or for
-    a ``counted`` metric each run's own repeat spread (``<name>_spread``, relative)."""
+    a ``counted`` metric each run's own repeat spread (``<name>_spread``, relative). A timing
+    metric is not read from a row whose samples are of something else (``samples_of`` names
+    it: a serving trace's latencies, a speculative call's wall time)."""
     per_run, raw = [], []
     for r in runs:
         row = r.rows.get(case) or {}
         if not passed(row.get("status")) or marks_impossible(row, name):
             continue
-        if metric.kind == "timing" and r.samples_ms.get(case):
+        if metric.kind == "timing" and r.samples_ms.get(case) and row.get("samples_of") in (None, name):
             raw = r.samples_ms[case]
             per_run.append(statistics.median(raw))
         elif isinstance(row.get(name), (int, float)) and not isinstance(row.get(name), bool) \
