@@ -87,12 +87,13 @@ def cases(session) -> list:
 
 
 def estimate(case: dict, profile, machine):
-    """Seconds on the reference 2-core CPU at the standard profile: the burst builds the
-    decoders and decodes eager's reference; a Poisson trace lasts about requests / rate (the
+    """Seconds on the reference 2-core CPU at the standard profile: the continuous burst builds
+    the decoders and decodes eager's reference; a Poisson trace lasts about requests / rate (the
     rate a fraction of ~20 requests/s there); a long prompt's prefill grows with its length."""
     from bench.core.plan import Cost
 
-    seconds = {"burst": 10.0, "poisson": 1.0 + 1.2 / (case.get("load") or 1.0),
+    seconds = {"burst": 10.0 if case["scheduler"] == "continuous" else 2.5,
+               "poisson": 1.0 + 1.2 / (case.get("load") or 1.0),
                "long_context": 1.0 + (case.get("prompt_len") or 0) / 700}[case["scenario"]]
     cost = seconds * (0.1 if profile.gen_size == "smoke" else 1.0)
     return Cost(fixed_s=cost, essential=case["scenario"] == "burst" and case["scheduler"] == "continuous")
