@@ -87,8 +87,8 @@ require=()
 [[ -n $REQUIRE ]] && require=(--bench-require "$REQUIRE")
 # -k: every CUDA case, and the devices suite whole (its CPU rows give the speed-up column)
 step suites $(($(left) - 25)) python3 -m pytest suites/test_devices.py suites/test_autograd_ops.py \
-  suites/test_graph_modes.py suites/test_generation.py suites/test_trainer.py suites/test_sharded.py \
-  suites/test_ddp.py --benchmark-only --bench-profile="$PROFILE" --bench-device="$DEVICES" \
+  suites/test_graph_modes.py suites/test_generation.py suites/test_serving.py suites/test_trainer.py \
+  suites/test_sharded.py suites/test_ddp.py --benchmark-only --bench-profile="$PROFILE" --bench-device="$DEVICES" \
   ${require[@]+"${require[@]}"} -k "cuda or test_devices" --bench-report-dir="$OUT/reports" -p no:cacheprovider \
   -q -ra ${case_timeout[@]+"${case_timeout[@]}"} ${PYTEST_ARGS:-}
 

@@ -59,8 +59,9 @@ def test_speculative_rows_return_greedy_tokens_and_say_how_much_they_accepted():
     row = run(Config(mode="assisted"), session)
     assert row["status"] == "ok" and row["token_parity"] == "equal", row.get("reason")
     assert 0 <= row["acceptance_rate"] <= 1 and row["speedup_vs_plain"] > 0 and "of 2 layers" in row["draft"]
-    row = run(Config(mode="prompt_lookup"), session)
+    row = run(Config(mode="prompt_lookup"), session)  # the prompt quotes itself: candidates to propose
     assert row["status"] == "ok" and row["token_parity"] == "equal", row.get("reason")
+    assert row["draft_tokens_proposed"] > 0 and 0 <= row["acceptance_rate"] <= 1
 
 
 def test_a_draft_that_disagrees_everywhere_accepts_nothing_and_changes_no_token(monkeypatch):

@@ -141,7 +141,8 @@ def _reference(c: dict, session, ids, mask, lengths) -> dict:
         return {"tokens": [r.tokens[0] for r in runs], "logits": [[x[0] for x in r.logits] for r in runs],
                 "gold": gold, "no_gold": why, "text": text, "perplexity": ppl}
 
-    key = ("generation_reference", c["model"], c["device"], c["dtype"], tuple(lengths), ids.shape[1])
+    key = ("generation_reference", c["model"], c["device"], c["dtype"], tuple(lengths), ids.shape[1],
+           hash(tuple(ids[0].tolist())))
     return session.shared(key, make, slot="generation_reference")
 
 
@@ -215,6 +216,8 @@ def run_case(case: dict, benchmark, row, session) -> None:
     row.update(weights=weights, prompt_len=prompt_len, new_tokens=p.gen_new_tokens,
                decoder_size=decoder_size(session, c["device"]) if c["model"] != "hf" else None,
                params_m=sum(x.numel() for x in model.parameters()) / 1e6, prompt_lengths="/".join(map(str, lengths)))
+    if c["mode"] == "prompt_lookup":  # a prompt that quotes itself, what prompt lookup is for
+        ids = S.quoting(ids)
     ref = _reference(c, session, ids, mask, lengths)
     if c["mode"] == "continuous_batching":  # requests of different lengths, each unpadded
         from bench.generation.serving import run_serving

@@ -77,6 +77,14 @@ def speculate(model, ids, new_tokens: int, mode: str, draft=None, device: str = 
             "accepted": accepted}
 
 
+def quoting(ids: torch.Tensor) -> torch.Tensor:
+    """The prompt with its second half replaced by its first (a text that quotes itself, as a
+    summary or an edit quotes its source): its last n-grams recur earlier in it, so prompt
+    lookup has candidates to propose, which the target then accepts or not."""
+    half = ids.shape[1] // 2
+    return torch.cat([ids[:, :ids.shape[1] - half], ids[:, :half]], dim=1)
+
+
 def plain(model, ids, new_tokens: int, device: str) -> float:
     synchronize(device)
     t0 = time.perf_counter()
