@@ -149,3 +149,26 @@ def test_a_count_that_starts_at_zero_is_followed(tmp_path, capsys):
     (group,) = json.loads(capsys.readouterr().out)["groups"]
     (change,) = [c for c in group["changes"] if c["metric"] == "graph_breaks"]
     assert change["run_id"] == group["runs"][6] and change["direction"] == "worse" and change["ratio"] is None
+
+
+def test_history_names_the_run_where_a_loss_curve_left_the_previous_ones(tmp_path, capsys):
+    """Curves are deterministic on the CPU: the run whose curve moved is a finding (not a change
+    toward worse), with the first step beyond the band and the versions that changed."""
+    base = json.loads(REAL.read_text())
+    case = base["bench_rows"][0]["test"]
+    folder = tmp_path / "curves"
+    folder.mkdir()
+    for i in range(5):
+        run = copy.deepcopy(base)
+        run["bench_run"]["run_id"] = f"202611{i + 1:02d}-020000-smoke-{200 + i}"
+        run["machine_info"]["bench"]["torch"] = "2.14.1" if i >= 3 else "2.13.0+cpu"
+        row = next(r for r in run["bench_rows"] if r["test"] == case)
+        row.update(status="ok", loss_curve=[2.0, 1.5, 1.2 if i < 3 else 1.21, 1.0], device="cpu")
+        (folder / f"{i}.json").write_text(json.dumps(run))
+    main(["history", str(folder), "--format", "json"])
+    (group,) = json.loads(capsys.readouterr().out)["groups"]
+    (moved,) = group["curve_changes"]
+    assert moved["case"] == case and moved["run_id"] == group["runs"][3] and moved["first_step"] == 2
+    assert "torch 2.13.0+cpu -> 2.14.1" in moved["environment"]
+    main(["history", str(folder)])
+    assert "Loss curves that left the previous run's" in capsys.readouterr().out

@@ -182,3 +182,10 @@ def test_nightly_takes_its_baseline_from_the_same_runner(tmp_path):
     out = _run_nightly_compare(tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "history/older.json" in (tmp_path / "summary.md").read_text()
+
+
+def test_no_test_file_name_is_used_twice():
+    """tests/ and suites/ have no __init__.py: pytest imports each file by its base name, so a
+    tests/test_x.py beside a suites/test_x.py is a collection error that stops the whole run."""
+    names = [p.name for folder in ("tests", "suites") for p in (ROOT / folder).glob("test_*.py")]
+    assert len(names) == len(set(names)), sorted({n for n in names if names.count(n) > 1})

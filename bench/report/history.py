@@ -11,7 +11,9 @@ one run plays no part: each point is a run's median, whose noise is the between-
 (a run whose rounds spread 30 % can still have a median that moves 2 % between runs, and a
 25 % step in it must be found). A step counts only when it also exceeds the metric's
 threshold and at least ``MIN_SEGMENT`` runs stand on each side of it: one noisy night is
-not a change. Status transitions (``ok`` for 20 nights, ``mismatch`` since) are changes too.
+not a change. Status transitions (``ok`` for 20 nights, ``mismatch`` since) are changes too,
+and so is a training row's loss curve that left the previous run's (``bench.report.curves``:
+the run where it happened, the first step beyond the band, the versions that changed).
 """
 from __future__ import annotations
 
@@ -84,10 +86,11 @@ class Group:
     changes: list[dict]
     status_changes: list[dict]
     series: dict  # (case, metric) -> {"values", "spreads", "runs"}
+    curve_changes: list[dict] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"profile": self.profile, "machine": self.machine, "runs": [r.run_id for r in self.runs],
-                "changes": self.changes, "status_changes": self.status_changes}
+                "changes": self.changes, "status_changes": self.status_changes, "curve_changes": self.curve_changes}
 
 
 def analyse(runs: list[Run], threshold: float | None = None) -> list[Group]:
@@ -99,7 +102,7 @@ def analyse(runs: list[Run], threshold: float | None = None) -> list[Group]:
 
 def _analyse_group(profile, machine, runs: list[Run], threshold) -> Group:
     cases = sorted(set().union(*(r.rows for r in runs)))
-    changes, status_changes, series = [], [], {}
+    changes, status_changes, curve_changes, series = [], [], [], {}
     for case in cases:
         present = [r for r in runs if case in r.rows]
         # a run whose time plan left the case out says nothing about it (bench.core.plan)
@@ -112,6 +115,7 @@ def _analyse_group(profile, machine, runs: list[Run], threshold) -> Group:
                                        else "better", "reason": run.rows[case].get("reason"),
                                        "repro": repro_command(case, run, run.rows[case])})
         suite = present[0].rows[case].get("suite") or "other"
+        curve_changes += _curve_changes(case, suite, present)
         declared = declared_metrics(suite)
         for name, metric in declared.items():
             if metric.kind == "derived":
@@ -137,7 +141,28 @@ def _analyse_group(profile, machine, runs: list[Run], threshold) -> Group:
                                 "direction": "worse" if worse else "better", "environment": env,
                                 "repro": repro_command(case, run, run.rows[case])
                                 + (f"  # {versions}" if versions else "")})
-    return Group(profile, machine, runs, changes, status_changes, series)
+    return Group(profile, machine, runs, changes, status_changes, series, curve_changes)
+
+
+def _curve_changes(case: str, suite: str, runs: list[Run]) -> list[dict]:
+    """Each run whose loss curve for ``case`` left the previous run's (both passed): a finding
+    at that run, naming the first step beyond the band and what changed in the environment."""
+    from bench.report.curves import judge_curve
+
+    out, previous = [], None
+    for run in runs:
+        row = run.rows[case]
+        if not passed(row.get("status")) or not row.get("loss_curve"):
+            continue
+        if previous is not None:
+            judged = judge_curve(case, suite, [previous.rows[case]], [row])
+            if judged and judged["verdict"] == "changed":
+                env = environment_diff([previous], [run])
+                out.append({"case": case, "run_id": run.run_id, "first_step": judged["first_step"],
+                            "max_rel_diff": judged["max_rel_diff"], "note": judged["note"],
+                            "environment": "; ".join(f"{e['key']} {e['base']} -> {e['new']}" for e in env)})
+        previous = run
+    return out
 
 
 def recent_worse(groups: list[Group], recent: int) -> list[dict]:

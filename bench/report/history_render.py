@@ -13,6 +13,8 @@ from bench.report.history import Group
 
 CHANGE_COLUMNS = ["direction", "case", "metric", "run_id", "before", "after", "ratio", "repro"]
 STATUS_COLUMNS = ["direction", "case", "run_id", "from", "to", "reason"]
+CURVE_COLUMNS = ["case", "run_id", "first_step", "max_rel_diff", "environment", "note"]
+# a changed curve is a finding, not a change toward worse: an upgrade may change rounding legitimately
 
 
 def _df(records, columns) -> pd.DataFrame:
@@ -29,7 +31,8 @@ def render(groups: list[Group], fmt: str, recent_bad: list[dict]) -> str:
         title = f"profile {g.profile}, {g.machine}: {len(g.runs)} runs ({g.runs[0].run_id} .. {g.runs[-1].run_id})"
         lines += ["", f"## {title}" if md else f"== {title} =="]
         for name, records, cols in (("Changes", g.changes, CHANGE_COLUMNS),
-                                    ("Status changes", g.status_changes, STATUS_COLUMNS)):
+                                    ("Status changes", g.status_changes, STATUS_COLUMNS),
+                                    ("Loss curves that left the previous run's", g.curve_changes, CURVE_COLUMNS)):
             lines.append(f"### {name}" if md else f"-- {name} --")
             df = _df(records, cols)
             if df.empty:
@@ -74,7 +77,8 @@ def render_html(groups: list[Group], recent_bad: list[dict]) -> str:
     for g in groups:
         parts.append(f"<h2>profile {html.escape(str(g.profile))}, {html.escape(g.machine)}: {len(g.runs)} runs</h2>")
         for name, records, cols in (("Changes", g.changes, CHANGE_COLUMNS),
-                                    ("Status changes", g.status_changes, STATUS_COLUMNS)):
+                                    ("Status changes", g.status_changes, STATUS_COLUMNS),
+                                    ("Loss curves that left the previous run's", g.curve_changes, CURVE_COLUMNS)):
             df = _df(records, cols)
             parts.append(f"<h3>{name}</h3>" + (df.to_html(index=False, float_format=lambda v: f"{v:.4g}")
                                                if not df.empty else "<p>none</p>"))

@@ -5,9 +5,23 @@ from __future__ import annotations
 
 import torch
 
+TP_WIDTH = 2  # the tensor-parallel dimension of an FSDP2 + TP mesh: (world / 2, 2), TP within a pair
 
-def fully_shard_layers(model, mp: str, offload: bool, world: int, cuda: bool):
-    """fully_shard every decoder layer, then the root (FSDP2's documented order)."""
+
+def mesh_2d(world: int, cuda: bool):
+    """The ("dp", "tp") device mesh of FSDP2 + TP (TorchTitan's layout: TP on the inner, faster
+    dimension; ranks 2k and 2k + 1 hold one data shard's tensor-parallel halves)."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    if world < 2 * TP_WIDTH or world % TP_WIDTH:
+        raise ValueError(f"FSDP2 + TP needs a world of at least {2 * TP_WIDTH} ranks, a multiple of {TP_WIDTH}; "
+                         f"got {world}")
+    return init_device_mesh("cuda" if cuda else "cpu", (world // TP_WIDTH, TP_WIDTH), mesh_dim_names=("dp", "tp"))
+
+
+def fully_shard_layers(model, mp: str, offload: bool, world: int, cuda: bool, mesh=None):
+    """fully_shard every decoder layer, then the root (FSDP2's documented order); ``mesh``: a
+    1-D mesh to shard over (the data-parallel dimension of a 2-D one), else the whole world."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
@@ -22,7 +36,7 @@ def fully_shard_layers(model, mp: str, offload: bool, world: int, cuda: bool):
         from torch.distributed.fsdp import CPUOffloadPolicy
 
         kwargs["offload_policy"] = CPUOffloadPolicy()
-    mesh = init_device_mesh("cuda" if cuda else "cpu", (world,))
+    mesh = mesh if mesh is not None else init_device_mesh("cuda" if cuda else "cpu", (world,))
     for layer in model.model.layers:
         fully_shard(layer, mesh=mesh, **kwargs)
     fully_shard(model, mesh=mesh, **kwargs)
@@ -49,17 +63,19 @@ def tp_unsplit(heads: int, kv_heads: int, mlp_width: int, world: int) -> str | N
     return None
 
 
-def tensor_parallel(model, world: int, cuda: bool):
-    """Every decoder layer under ``parallelize_module`` with ``TP_PLAN``; every rank sees the
-    whole batch (tensor parallelism splits the weights, not the data)."""
+def tensor_parallel(model, world: int, cuda: bool, mesh=None):
+    """Every decoder layer under ``parallelize_module`` with ``TP_PLAN``; every rank of the
+    tensor-parallel group sees its whole batch (tensor parallelism splits the weights, not the
+    data). ``mesh``: the 1-D tensor-parallel mesh (of a 2-D one), else the whole world."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 
     cfg = model.config
-    why = tp_unsplit(cfg.num_attention_heads, cfg.num_key_value_heads, cfg.intermediate_size, world)
+    width = mesh.size() if mesh is not None else world
+    why = tp_unsplit(cfg.num_attention_heads, cfg.num_key_value_heads, cfg.intermediate_size, width)
     if why:
         raise ValueError(why)
-    mesh = init_device_mesh("cuda" if cuda else "cpu", (world,))
+    mesh = mesh if mesh is not None else init_device_mesh("cuda" if cuda else "cpu", (world,))
     styles = {"colwise": ColwiseParallel, "rowwise": RowwiseParallel}
     for layer in model.model.layers:
         parallelize_module(layer, mesh, {name: styles[kind]() for name, kind in TP_PLAN.items()})

@@ -16,7 +16,7 @@ from bench.core.launch import LaunchResult, in_temp_dir, launch, torchrun_comman
 from bench.core.numerics import SHARDED_MP_TOL, SHARDED_MP_UPDATE_TOL, SHARDED_TOL
 
 WORKER = "bench.sharded.worker"
-STRATEGIES = ("single", "ddp", "fsdp", "tp")
+STRATEGIES = ("single", "ddp", "fsdp", "tp", "fsdp+tp")
 MODELS = ("llama", "gpt2", "mixtral", "tiny_bert")  # the zoo's decoders; tiny_bert: checkpointing only
 CHECKPOINT_DROPOUT = 0.1  # single-process checkpointing rows train with dropout: recomputation must replay its masks
 # (steps, global batch, sequence length) per profile; the decoder's size is the generation zoo's
@@ -54,9 +54,12 @@ class Config:
             raise ValueError(f"mp={self.mp!r} is FSDP2's MixedPrecisionPolicy: strategy must be 'fsdp'")
         if self.offload and (self.strategy != "fsdp" or not self.device.startswith("cuda")):
             raise ValueError("offload=True is FSDP2's CPUOffloadPolicy: it needs strategy 'fsdp' and a cuda device")
-        if self.strategy == "tp" and (self.model != "llama" or self.checkpointing != "none"):
-            raise ValueError("strategy 'tp' (tensor parallelism) has its plan for the zoo's Llama, without "
-                             "checkpointing: model 'llama', checkpointing 'none'")
+        if self.strategy in ("tp", "fsdp+tp") and (self.model != "llama" or self.checkpointing != "none"):
+            raise ValueError(f"strategy {self.strategy!r} (tensor parallelism) has its plan for the zoo's Llama, "
+                             "without checkpointing: model 'llama', checkpointing 'none'")
+        if self.strategy == "fsdp+tp" and (self.world_size < 4 or self.world_size % 2):
+            raise ValueError(f"strategy 'fsdp+tp' runs on a (world / 2, 2) mesh: world_size must be an even number "
+                             f">= 4, got {self.world_size}")
         if self.compile and (self.strategy not in ("single", "ddp", "fsdp") or self.checkpointing != "none"
                              or self.model == "tiny_bert"):
             raise ValueError("compile=True compiles the decoder's layers in a single, ddp or fsdp run without "
@@ -103,9 +106,12 @@ def _variants(session) -> list[tuple]:
         out += [("llama", "ddp", ws, "none", 0.0, "fp32"), ("llama", "fsdp", ws, "none", 0.0, "fp32"),
                 ("llama", "fsdp", ws, "non_reentrant", 0.0, "fp32"), ("llama", "fsdp", ws, "none", 0.0, "bf16"),
                 ("llama", "tp", ws, "none", 0.0, "fp32")]
-    # compiled training (torch.compile of every layer): one process, and FSDP2 at the smallest world
+        if ws >= 4:  # a 2-D mesh: FSDP2 over pairs of ranks, TP within each pair
+            out.append(("llama", "fsdp+tp", ws, "none", 0.0, "fp32"))
+    # compiled training (torch.compile of every layer): one process, and DDP and FSDP2 at the smallest world
     out += [("llama", "single", 1, "none", 0.0, "fp32", False, True)]
-    out += [("llama", "fsdp", ws, "none", 0.0, "fp32", False, True) for ws in session.profile.ddp_world_sizes[1:2]]
+    out += [("llama", strategy, ws, "none", 0.0, "fp32", False, True) for ws in session.profile.ddp_world_sizes[1:2]
+            for strategy in ("fsdp", "ddp")]
     return out
 
 
@@ -133,7 +139,8 @@ def cases(session) -> list:
                 marks.append(lacks(reason))
             elif ckpt != "none" and unavailable(ckpt):
                 marks.append(lacks(unavailable(ckpt)))
-            elif strategy == "tp" and (why := _tp_unsplit(_size(session, device), ws)):
+            elif strategy in ("tp", "fsdp+tp") and (why := _tp_unsplit(_size(session, device),
+                                                                        ws if strategy == "tp" else 2)):
                 marks.append(pytest.mark.skip(reason=why))
             out.append(case("sharded", marks=marks, model=model, strategy=strategy, world_size=ws,
                             checkpointing=ckpt, dropout=dropout, mp=mp, device=device,

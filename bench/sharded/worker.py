@@ -47,7 +47,7 @@ from bench.sharded import checkpointing, parallel
 
 def _args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--strategy", choices=("single", "ddp", "fsdp", "tp"), default="fsdp")
+    p.add_argument("--strategy", choices=("single", "ddp", "fsdp", "tp", "fsdp+tp"), default="fsdp")
     p.add_argument("--model", default="llama", choices=zoo.DECODERS)
     p.add_argument("--size", default="smoke", choices=tuple(zoo.SIZES))
     p.add_argument("--checkpointing", default="none", choices=checkpointing.MODES,
@@ -191,7 +191,10 @@ def main(argv=None) -> None:
     model = _build(a, device)
     vocab = model.config.vocab_size
     batches = [b.to(device) for b in _batches(a.steps, a.global_batch, a.seq, vocab)]
-    per = a.global_batch // world
+    # data shards: one a rank; under FSDP2 + TP one a pair of ranks (both halves see the same batch)
+    shards = world // parallel.TP_WIDTH if a.strategy == "fsdp+tp" else world
+    shard = rank // parallel.TP_WIDTH if a.strategy == "fsdp+tp" else rank
+    per = a.global_batch // shards
     ref = compute_ms = peak_plain = calls_plain = compiled_before = compiled_first = None
     if rank == 0:
         initial = {n: p.detach().cpu().clone() for n, p in model.named_parameters()}
@@ -212,9 +215,14 @@ def main(argv=None) -> None:
         model = parallel.fully_shard_layers(model, a.mp, a.offload, world, cuda)
     elif a.strategy == "tp":
         model = parallel.tensor_parallel(model, world, cuda)
+    elif a.strategy == "fsdp+tp":  # TP inside each pair of ranks, then FSDP2 over the pairs (TorchTitan's order)
+        mesh = parallel.mesh_2d(world, cuda)
+        model = parallel.fully_shard_layers(parallel.tensor_parallel(model, world, cuda, mesh["tp"]), a.mp,
+                                            a.offload, world, cuda, mesh["dp"])
     inner = model.module if a.strategy == "ddp" else model
     after_backward = _fault(a.fault, rank, inner)
-    opt = _optimizer(model, tp=a.strategy == "tp")
+    tp = a.strategy in ("tp", "fsdp+tp")
+    opt = _optimizer(model, tp=tp)
     losses, step_s, grad_bytes = [], [], 0
     import gc
 
@@ -223,7 +231,7 @@ def main(argv=None) -> None:
         torch.cuda.empty_cache()
     reset_peak_memory(device)
     for ids in batches:
-        mine = ids if a.strategy == "tp" else ids[rank * per:(rank + 1) * per]
+        mine = ids if a.strategy == "tp" else ids[shard * per:(shard + 1) * per]
         synchronize(device)
         t0 = time.perf_counter()
         loss = model(input_ids=mine, labels=mine).loss
