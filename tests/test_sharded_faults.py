@@ -45,6 +45,17 @@ def test_tensor_parallelism_shards_the_layers_and_a_lost_gradient_shard_is_a_mis
     assert 0.5 < row["sharded_fraction"] < 0.9, row  # the projections split in two, embeddings and norms whole
 
 
+def test_fsdp2_with_tensor_parallelism_on_a_2d_mesh_equals_one_process():
+    """FSDP2 over pairs of ranks, TP within each pair, world size 4 (gloo; oversubscribed on a
+    2-core machine, which only slows it): every step's loss and every full parameter equal one
+    process on the whole batch, and a rank holds less than TP alone leaves it (the projections
+    split in two by TP, everything split again by FSDP2)."""
+    row = scenario.run(scenario.Config(strategy="fsdp+tp", world_size=4), _session())
+    assert row["status"] == "ok", row.get("reason")
+    assert row["loss_max_abs_diff"] < 1e-5 and row["param_max_abs_diff"] < 1e-5
+    assert row["sharded_fraction"] < 0.5, row
+
+
 def test_tensor_parallel_rows_whose_heads_do_not_split_are_skipped_with_the_reason():
     assert scenario._tp_unsplit("standard", 2) is None
     assert "2 key/value heads do not split over 4 ranks" in scenario._tp_unsplit("standard", 4)
@@ -166,6 +177,7 @@ def test_checkpointing_that_never_switched_on_is_a_mismatch_not_a_vacuous_pass(m
     (dict(strategy="fsdp", offload=True), "CPUOffloadPolicy"),
     (dict(model="gpt2", strategy="tp"), "tensor parallelism"),
     (dict(strategy="tp", checkpointing="reentrant"), "tensor parallelism"),
+    (dict(strategy="fsdp+tp", world_size=2), "even number >= 4"),
 ])
 def test_config_refuses_combinations_that_cannot_be_proven(bad, words):
     with pytest.raises(ValueError, match=words):
