@@ -1,8 +1,9 @@
 """Real training curves through the curve verdict (bench.report.curves): two runs of one
 environment are ``same``; each change an upgrade can bring in unannounced is ``changed`` at the
 step where it first shows: another optimizer epsilon (step 1: the first loss is computed before
-any update), another dropout RNG path (step 0), an attention kernel with other numerics (step 0). The smoke Llama with attention dropout 0.1 (as the Trainer rows' BERT has), AdamW,
-eight seeded steps on the CPU, where A/A runs are bitwise equal."""
+any update), another dropout RNG path (step 0), an attention kernel with other numerics (step 0).
+The smoke Llama with attention dropout 0.1 (as the Trainer rows' BERT has), AdamW, eight seeded
+steps on the CPU, where A/A runs are bitwise equal."""
 import pytest
 import torch
 
