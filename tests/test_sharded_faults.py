@@ -178,6 +178,7 @@ def test_checkpointing_that_never_switched_on_is_a_mismatch_not_a_vacuous_pass(m
     (dict(model="gpt2", strategy="tp"), "tensor parallelism"),
     (dict(strategy="tp", checkpointing="reentrant"), "tensor parallelism"),
     (dict(strategy="fsdp+tp", world_size=2), "even number >= 4"),
+    (dict(strategy="fsdp", mp="float8"), "compute capability 8.9"),
 ])
 def test_config_refuses_combinations_that_cannot_be_proven(bad, words):
     with pytest.raises(ValueError, match=words):

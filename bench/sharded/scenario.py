@@ -43,7 +43,7 @@ class Config:
         one_of("model", self.model, MODELS)
         one_of("strategy", self.strategy, STRATEGIES)
         one_of("checkpointing", self.checkpointing, MODES)
-        one_of("mp", self.mp, ("fp32", "bf16"))
+        one_of("mp", self.mp, ("fp32", "bf16", "float8"))
         if self.world_size < 1 or self.strategy == "single" and self.world_size != 1:
             raise ValueError(f"world_size={self.world_size} does not fit strategy={self.strategy!r} "
                              "(single: 1; ddp / fsdp / tp: 1 or more)")
@@ -52,6 +52,10 @@ class Config:
                              "batch is split, so a sharded run with dropout cannot equal one process")
         if self.mp != "fp32" and self.strategy != "fsdp":
             raise ValueError(f"mp={self.mp!r} is FSDP2's MixedPrecisionPolicy: strategy must be 'fsdp'")
+        if self.mp == "float8" and (not self.device.startswith("cuda") or self.model != "llama"):
+            raise ValueError("mp='float8' is torchao's float8 training (convert_to_float8_training): its scaled "
+                             "matmuls need a CUDA GPU of compute capability 8.9+; device must be 'cuda...', "
+                             "model 'llama'")
         if self.offload and (self.strategy != "fsdp" or not self.device.startswith("cuda")):
             raise ValueError("offload=True is FSDP2's CPUOffloadPolicy: it needs strategy 'fsdp' and a cuda device")
         if self.strategy in ("tp", "fsdp+tp") and (self.model != "llama" or self.checkpointing != "none"):
@@ -129,6 +133,8 @@ def cases(session) -> list:
         if device != "cpu" and session.profile.sharded_all:  # the host holds the shards: GPU memory saved
             variants += [("llama", "fsdp", ws, "none", 0.0, "fp32", True)
                          for ws in session.profile.ddp_world_sizes if ws > 1]
+        if device != "cpu":  # torchao's float8 training under FSDP2: GPUs only
+            variants += [("llama", "fsdp", ws, "none", 0.0, "float8") for ws in session.profile.ddp_world_sizes[:2]]
         variants = [v + (False,) * (8 - len(v)) for v in variants]  # (..., offload, compile)
         for model, strategy, ws, ckpt, dropout, mp, offload, compiled in variants:
             marks = []
@@ -137,6 +143,8 @@ def cases(session) -> list:
             elif device != "cpu" and ws > gpus:
                 reason = f"nccl at world size {ws} needs {ws} GPU(s); this machine has {gpus}"
                 marks.append(lacks(reason))
+            elif mp == "float8" and not _float8_gpu():
+                marks.append(lacks("float8 training (torch._scaled_mm) needs a GPU of compute capability 8.9+"))
             elif ckpt != "none" and unavailable(ckpt):
                 marks.append(lacks(unavailable(ckpt)))
             elif strategy in ("tp", "fsdp+tp") and (why := _tp_unsplit(_size(session, device),
@@ -146,6 +154,12 @@ def cases(session) -> list:
                             checkpointing=ckpt, dropout=dropout, mp=mp, device=device,
                             **({"offload": True} if offload else {}), **({"compile": True} if compiled else {})))
     return out
+
+
+def _float8_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 9)
 
 
 def _tp_unsplit(size: str, world: int) -> str | None:

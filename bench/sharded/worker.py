@@ -52,8 +52,9 @@ def _args(argv=None):
     p.add_argument("--size", default="smoke", choices=tuple(zoo.SIZES))
     p.add_argument("--checkpointing", default="none", choices=checkpointing.MODES,
                    help="activation checkpointing of every decoder layer")
-    p.add_argument("--mp", default="fp32", choices=("fp32", "bf16"),
-                   help="fsdp: FSDP2 MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)")
+    p.add_argument("--mp", default="fp32", choices=("fp32", "bf16", "float8"),
+                   help="fsdp: bf16: FSDP2 MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32); float8: "
+                        "torchao's float8 training of the linear layers (CUDA, compute capability 8.9+)")
     p.add_argument("--offload", action="store_true",
                    help="fsdp on cuda: FSDP2 CPUOffloadPolicy (shards, gradients and the optimizer step on the host)")
     p.add_argument("--compile", default="none", metavar="BACKEND",
@@ -92,6 +93,11 @@ def _batches(steps: int, batch: int, seq: int, vocab: int) -> list[torch.Tensor]
 
 def _build(a, device):
     model, _ = zoo.build(a.model, a.size, attn="sdpa", device=device)
+    if a.mp == "float8":  # torchao's float8 training: every linear layer but the head, before sharding (so
+        # the one-process reference, a copy of this model, is float8 too: the comparison is of the sharding)
+        from torchao.float8 import convert_to_float8_training
+
+        convert_to_float8_training(model, module_filter_fn=lambda mod, fqn: fqn != "lm_head")
     return model.train()
 
 
