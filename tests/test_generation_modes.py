@@ -35,7 +35,7 @@ def test_int8_rows_stay_within_their_quality_bounds_and_are_timed():
         row = run(Config(mode=scheme, batch_size=2), session)
         assert row["status"] == "ok", row.get("reason")
         assert abs(row["perplexity_change"]) <= Q.BOUNDS[scheme][0] <= 1
-        assert row["top1_agreement"] >= Q.BOUNDS[scheme][1] and row["decode_ms_p50"] > 0
+        assert 0 < row["top1_agreement"] <= 1 and "not judged" in row["quality_bound"] and row["decode_ms_p50"] > 0
 
 
 def test_a_quantization_with_wrong_scales_is_a_mismatch(monkeypatch):
@@ -51,7 +51,8 @@ def test_a_quantization_with_wrong_scales_is_a_mismatch(monkeypatch):
 
     monkeypatch.setattr(Q, "quantize", wrong_scales)
     row = run(Config(mode="int8_weight_only", batch_size=2), _session())
-    assert row["status"] == "mismatch" and "perplexity" in row["reason"] and "agreement" in row["reason"]
+    assert row["status"] == "mismatch" and "perplexity" in row["reason"], row.get("reason")
+    assert abs(row["perplexity_change"]) > Q.BOUNDS["int8_weight_only"][0]
 
 
 def test_speculative_rows_return_greedy_tokens_and_say_how_much_they_accepted():
@@ -108,8 +109,8 @@ def test_a_saved_checkpoint_gets_a_quality_line_in_every_mode(tmp_path):
         row = run(cfg, session)
         assert row["status"] == "ok" and row["perplexity"] > 1, row.get("reason")
         assert abs(row["perplexity_change"]) < 1e-3 and row["model"] == str(tmp_path)
-    row = run(Config(model="hf", mode="int8_weight_only", batch_size=2), session)
-    assert row["status"] == "ok" and row["top1_agreement"] >= Q.BOUNDS["int8_weight_only"][1], row.get("reason")
+    row = run(Config(model="hf", mode="int8_weight_only", batch_size=2), session)  # a checkpoint: both bounds
+    assert row["status"] == "ok" and "top-1 agreement >=" in row["quality_bound"], row.get("reason")
 
 
 def test_a_mode_whose_perplexity_moves_is_a_mismatch(tmp_path, monkeypatch):

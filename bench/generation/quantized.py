@@ -4,24 +4,26 @@ quantization_config=...)``) for a ``--hf-model`` checkpoint.
 
 A quantized model cannot give eager's tokens; its quality is judged on the fixed held-out text
 (``bench.models.heldout``) against the same model unquantized: the perplexity may move by at
-most the scheme's declared relative bound, and the next-token argmax must agree at no fewer
-than the declared fraction of positions. Beyond either bound the row is a ``mismatch`` (a
-quantization with wrong scales is); within, it is timed like the eager rows.
+most the scheme's declared relative bound, and, for a checkpoint's weights, the next-token
+argmax must agree at no fewer than the declared share of positions. Beyond either bound the
+row is a ``mismatch`` (a quantization with wrong scales is); within, it is timed like the eager
+rows.
 
-The bounds are wide because the zoo's decoders have random weights: their logits are nearly
-flat, so int8 rounding flips the argmax at 17-27 % of the positions of the standard decoder
-(measured: int8 weight-only 0.83 agreement, perplexity -2.3 %; int8 dynamic 0.73, -0.7 %),
-where a trained checkpoint keeps well above 0.95. Scales 10 % off already move the perplexity
-by +69 % and the agreement to 0.53 there.
+The zoo's random-weight decoders have their top-1 agreement recorded but not judged: their
+logits are nearly tied at many positions, so the agreement measures ties, not quality. Measured
+on the standard decoder, int8 dynamic quantization agreed at 0.78 of the positions on the
+AVX-512 path and 0.55 on the AVX2 path (another int8 kernel) with the perplexity unmoved
+(+0.08 % and -0.07 %), while scales 10 % off gave 0.52 agreement and +69 % perplexity: the
+perplexity separates a broken quantization from a rounding one there, the agreement does not.
 """
 from __future__ import annotations
 
 from bench.models.heldout import heldout_ids, quality
 
 SCHEMES = ("int8_weight_only", "int8_dynamic", "int4_weight_only", "float8_dynamic")
-# scheme -> (largest relative perplexity change, smallest top-1 agreement)
-BOUNDS = {"int8_weight_only": (0.10, 0.70), "int8_dynamic": (0.10, 0.60), "int4_weight_only": (0.25, 0.40),
-          "float8_dynamic": (0.10, 0.70)}
+# scheme -> (largest relative perplexity change, smallest top-1 agreement of a checkpoint's weights)
+BOUNDS = {"int8_weight_only": (0.05, 0.90), "int8_dynamic": (0.05, 0.85), "int4_weight_only": (0.15, 0.75),
+          "float8_dynamic": (0.05, 0.90)}
 
 
 def config(scheme: str):
@@ -53,17 +55,19 @@ def quantize(model, scheme: str, hf_model: str | None = None, load=None):
     return model
 
 
-def judge(base, quantized, scheme: str, row) -> None:
-    """Record the quality line and fail the row beyond the scheme's bounds."""
+def judge(base, quantized, scheme: str, row, checkpoint: bool) -> None:
+    """Record the quality line and fail the row beyond the scheme's bounds (the agreement's
+    only for a checkpoint's weights, ``checkpoint``)."""
     change = quantized.perplexity / base.perplexity - 1
     agreement = float((quantized.top1 == base.top1).float().mean())
     most, least = BOUNDS[scheme]
+    bound = f"|perplexity change| <= {most:.0%}" + (f", top-1 agreement >= {least:.0%}" if checkpoint else
+                                                    " (random weights: top-1 agreement recorded, not judged)")
     row.update(perplexity=quantized.perplexity, perplexity_unquantized=base.perplexity, perplexity_change=change,
-               top1_agreement=agreement, quality_bound=f"|perplexity change| <= {most:.0%}, top-1 agreement >= "
-                                                      f"{least:.0%}")
-    row.check(abs(change) <= most and agreement >= least,
+               top1_agreement=agreement, quality_bound=bound)
+    row.check(abs(change) <= most and (agreement >= least or not checkpoint),
               f"{scheme}: perplexity {quantized.perplexity:.4g} against {base.perplexity:.4g} unquantized "
-              f"({change:+.1%}, bound {most:.0%}), top-1 agreement {agreement:.3f} (bound >= {least})")
+              f"({change:+.1%}), top-1 agreement {agreement:.3f}; bounds: {bound}")
 
 
 def quantized_model(model, c: dict, session, row, load):
@@ -79,5 +83,5 @@ def quantized_model(model, c: dict, session, row, load):
         after = quality(model, text)
     except (ImportError, NotImplementedError, ValueError) as exc:
         row.end("unsupported", f"{c['mode']}: {type(exc).__name__}: {str(exc)[:250]}")
-    judge(base, after, c["mode"], row)
+    judge(base, after, c["mode"], row, checkpoint=hf is not None)
     return model

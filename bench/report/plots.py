@@ -3,10 +3,9 @@
 Each function returns None when its rows hold nothing to draw."""
 from __future__ import annotations
 
-import io
-
 import pandas as pd
 
+from bench.core.charts import finish, png, pyplot
 from bench.core.rows import PASSED, passed
 
 LABELS = {
@@ -20,31 +19,6 @@ LABELS = {
 TIMING = {"devices": "median_ms", "graph_modes": "median_ms", "ddp": "step_ms_p50", "trainer": "step_ms_p50",
           "autograd_ops": "fwd_bwd_median_ms", "generation": "decode_ms_p50"}
 SPREAD_HIGH = {"ddp": "step_ms_p90", "trainer": "step_ms_p95", "generation": "decode_ms_p95"}
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    _plt().close(fig)
-    return buf.getvalue()
-
-
-def _finish(fig, ax, xlabel: str, ylabel: str, title: str) -> bytes:
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    return _png(fig)
 
 
 def _num(df: pd.DataFrame, col: str) -> pd.Series:
@@ -62,7 +36,7 @@ def timing_chart(suite: str, df: pd.DataFrame) -> bytes | None:
     hi = _num(ok, SPREAD_HIGH.get(suite, "p90_ms"))
     hi = hi.fillna(med)
     labels = [" ".join(str(r[c]) for c in LABELS[suite] if c in r and pd.notna(r[c])) for _, r in ok.iterrows()]
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 0.26 * len(ok) + 1.3))
     # dots, not bars: times span decades, so the axis is logarithmic, and a bar's length on a log
     # axis (from an arbitrary left edge) would misstate how two times compare
@@ -77,7 +51,7 @@ def timing_chart(suite: str, df: pd.DataFrame) -> bytes | None:
     ax.invert_yaxis()
     ax.tick_params(labelsize=7)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def throughput_vs_batch(df: pd.DataFrame) -> bytes | None:
@@ -85,7 +59,7 @@ def throughput_vs_batch(df: pd.DataFrame) -> bytes | None:
     if ok.empty or not {"batch_size", "model", "device", "dtype", "phase"} <= set(ok.columns) \
             or ok["batch_size"].nunique() < 2:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
     for key, g in ok.groupby(["model", "device", "dtype", "phase"]):
         if g["batch_size"].nunique() > 1:
@@ -93,7 +67,7 @@ def throughput_vs_batch(df: pd.DataFrame) -> bytes | None:
             ax.plot(g["batch_size"], _num(g, "samples_per_s"), marker="o", label=" ".join(map(str, key)))
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    return _finish(fig, ax, "batch size", "samples/s", "Throughput against batch size")
+    return finish(fig, ax, "batch size", "samples/s", "Throughput against batch size")
 
 
 def roofline(df: pd.DataFrame, device: str) -> bytes | None:
@@ -103,7 +77,7 @@ def roofline(df: pd.DataFrame, device: str) -> bytes | None:
             & _num(df, "tflops").notna()] if {"arithmetic_intensity", "dtype"} <= set(df.columns) else df.iloc[0:0]
     if ok.empty:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.2))
     ai, tf = _num(ok, "arithmetic_intensity"), _num(ok, "tflops")
     lo, hi = max(ai.min() / 4, 1e-2), ai.max() * 4
@@ -120,7 +94,7 @@ def roofline(df: pd.DataFrame, device: str) -> bytes | None:
     ax.set_yscale("log")
     ax.set_xlim(lo, hi)
     ax.set_ylim(max(tf.min() / 4, 1e-6), None)
-    return _finish(fig, ax, "arithmetic intensity (FLOP / byte, bytes of unfused ops: a lower bound)",
+    return finish(fig, ax, "arithmetic intensity (FLOP / byte, bytes of unfused ops: a lower bound)",
                    "achieved TFLOP/s", f"Roofline: {device}")
 
 
@@ -128,7 +102,7 @@ def ddp_scaling(df: pd.DataFrame) -> bytes | None:
     ok = df[df["status"].isin(PASSED) & _num(df, "samples_per_s").notna()]
     if ok.empty or not {"backend", "model", "world_size"} <= set(ok.columns):
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.6))
     drew = False
     for (model, backend), g in ok[ok["backend"] != "none"].groupby(["model", "backend"]):
@@ -141,16 +115,16 @@ def ddp_scaling(df: pd.DataFrame) -> bytes | None:
                     label=f"{model} ideal (world size x no-DDP)")
         drew = True
     if not drew:
-        _plt().close(fig)
+        pyplot().close(fig)
         return None
-    return _finish(fig, ax, "world size", "samples/s (global)", "DDP scaling against ideal (weak scaling)")
+    return finish(fig, ax, "world size", "samples/s (global)", "DDP scaling against ideal (weak scaling)")
 
 
 def trainer_steps(rows: list[dict]) -> bytes | None:
     series = [r for r in rows if r.get("suite") == "trainer" and passed(r.get("status")) and r.get("step_ms_samples")]
     if not series:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.6))
     warm = 0
     for r in series:
@@ -161,7 +135,7 @@ def trainer_steps(rows: list[dict]) -> bytes | None:
     if warm:
         ax.axvspan(0.5, warm + 0.5, color="#f4d03f", alpha=0.3, label="warm-up (reported apart)")
     ax.set_yscale("log")
-    return _finish(fig, ax, "optimizer step", "step time (ms)", "Trainer step time over steps")
+    return finish(fig, ax, "optimizer step", "step time (ms)", "Trainer step time over steps")
 
 
 def decode_by_position(rows: list[dict]) -> bytes | None:
@@ -170,14 +144,14 @@ def decode_by_position(rows: list[dict]) -> bytes | None:
               and r.get("decode_ms_by_position")]
     if not series:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.6))
     for r in series:
         ms = [float(x) for x in str(r["decode_ms_by_position"]).split("/")]
         label = " ".join(str(r.get(k)) for k in ("model", "mode", "cache", "attention", "batch_size") if r.get(k))
         ax.plot(range(2, len(ms) + 2), ms, lw=1, label=label)
     ax.set_yscale("log")
-    return _finish(fig, ax, "generated position", "decode step (ms, median over calls)",
+    return finish(fig, ax, "generated position", "decode step (ms, median over calls)",
                    "generation: decode latency as the cache grows")
 
 
@@ -186,13 +160,13 @@ def generation_vs_batch(df: pd.DataFrame) -> bytes | None:
     ok = ok[(ok["mode"] == "eager") & (ok["cache"] == "dynamic") & (ok["attention"] == "sdpa")] if "mode" in ok else ok
     if ok.empty or ok["batch_size"].nunique() < 2:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for (model, device), g in ok.groupby(["model", "device"]):
         g = g.sort_values("batch_size")
         ax.plot(g["batch_size"], _num(g, "decode_tokens_per_s"), marker="o", label=f"{model} {device}")
     ax.set_xscale("log", base=2)
-    return _finish(fig, ax, "batch size", "decode tokens/s", "generation: throughput against batch size")
+    return finish(fig, ax, "batch size", "decode tokens/s", "generation: throughput against batch size")
 
 
 def charts(suite: str, df: pd.DataFrame, rows: list[dict]) -> list[tuple[str, bytes]]:

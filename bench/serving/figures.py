@@ -5,30 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from bench.core.charts import finish, pyplot
 from bench.core.rows import passed
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display; the report embeds PNG bytes
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig, ax, xlabel: str, ylabel: str, title: str) -> bytes:
-    import io
-
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    _plt().close(fig)
-    return buf.getvalue()
 
 
 def _num(df: pd.DataFrame, col: str) -> pd.Series:
@@ -95,7 +73,7 @@ def _curve(df: pd.DataFrame) -> bytes | None:
     drawn = sweeps(df)
     if not drawn:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for s in drawn:
         g = s["rows"][s["rows"]["status"].map(passed)]
@@ -109,7 +87,7 @@ def _curve(df: pd.DataFrame) -> bytes | None:
     axes[0].set_xlabel("completed requests/s")
     axes[0].set_ylabel("p90 time to first token (ms)")
     axes[0].legend(fontsize=6)
-    return _png(fig, axes[1], "completed requests/s", "p90 time per output token (ms)",
+    return finish(fig, axes[1], "completed requests/s", "p90 time per output token (ms)",
                    "serving: latency against throughput (Poisson arrivals)")
 
 
@@ -119,7 +97,7 @@ def _context(df: pd.DataFrame) -> bytes | None:
     ctx = df[(df["scenario"] == "long_context") & df["status"].map(passed)]
     if ctx.empty or ctx["prompt_len"].nunique() < 2:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for (model, device, cache), g in ctx.groupby(["model", "device", "cache"], sort=True):
         g = g.sort_values("prompt_len")
@@ -131,4 +109,4 @@ def _context(df: pd.DataFrame) -> bytes | None:
         ax.axvline(float(window.iloc[0]), ls="--", lw=0.8, color="grey", label="sliding window")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    return _png(fig, ax, "prompt length (tokens)", "ms", "serving: prefill and decode against context length")
+    return finish(fig, ax, "prompt length (tokens)", "ms", "serving: prefill and decode against context length")
