@@ -74,7 +74,10 @@ def _cb_config(requests: list[Request], device: str):
     page = 32
     blocks = sum(math.ceil((len(r.prompt) + r.new_tokens) / page) for r in requests) + 2 * len(requests) + 4
     longest = max(len(r.prompt) for r in requests)
-    return ContinuousBatchingConfig(page_size=page, num_blocks=blocks,
+    # transformers 5.17 names a block's tokens block_size; later releases page_size
+    fields = {f.name for f in dataclasses.fields(ContinuousBatchingConfig)}
+    size = "page_size" if "page_size" in fields else "block_size"
+    return ContinuousBatchingConfig(**{size: page}, num_blocks=blocks,
                                     max_batch_tokens=max(256, longest + len(requests)),
                                     max_requests_per_batch=len(requests), allow_block_sharing=False,
                                     use_cuda_graph=None if str(device).startswith("cuda") else False)
