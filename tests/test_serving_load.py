@@ -78,7 +78,7 @@ def test_a_bad_case_is_refused_naming_what_is_valid():
         Config(scenario="poisson")
     with pytest.raises(ValueError, match="paged cache"):
         Config(scheduler="static", cache="paged")
-    with pytest.raises(ValueError, match="valid: burst, poisson, long_context"):
+    with pytest.raises(ValueError, match="valid: burst, poisson, capacity, long_context"):
         Config(scenario="offline")
 
 
@@ -146,3 +146,20 @@ def test_a_rows_samples_of_something_else_back_no_timing_metric():
         row = {"suite": "serving", "status": "ok", "samples_of": samples_of}
         run = Run("r", "20990101-000000-smoke", "smoke", True, {}, {"case": row}, {"case": [1.0, 2.0, 3.0]})
         assert metric_values("case", "decode_ms_p50", timing, [run])[0] == expect
+
+
+def test_the_capacity_search_brackets_the_highest_rate_that_meets_the_targets():
+    from bench.serving.search import search
+
+    found = search(lambda rate: rate <= 50, start=20, requests=48, profile="standard")
+    assert found["trials"] == "20:met 40:met 80:missed 56.6:missed"
+    assert found["max_rate_meeting"] == 40 and found["rate_bracket_high"] == pytest.approx(56.57, rel=1e-3)
+    # a scheduler that never meets: halved down to the slowest rate whose trace fits the profile (48 / 8 s)
+    found = search(lambda rate: False, start=20, requests=48, profile="standard")
+    assert found["max_rate_meeting"] is None and found["lowest_rate_tried"] == 10 and "5:" not in found["trials"]
+
+
+def test_a_capacity_row_serves_every_trial_with_eagers_tokens():
+    row = scenario.run(Config(scenario="capacity"), _session())
+    assert row["status"] == "ok" and row["token_parity"] == "equal", row.get("reason")
+    assert row["requests"] == 12 and row["trials"] and row["capacity_requests_per_s"] > 0

@@ -40,8 +40,11 @@ def sweeps(df: pd.DataFrame) -> list[dict]:
 
 
 def headline(df: pd.DataFrame) -> list[tuple[str, str, str]]:
-    out = []
+    out = _searched(df)
+    searched = {(w, d, s) for w, d, s, *_ in out}
     for s in sweeps(df):
+        if (s["model"], s["device"], s["scheduler"]) in searched:
+            continue  # the search's bracket is the finer statement
         ttft, tpot = s["targets"]
         best, above = s["best"], s["above"]
         if best is None:
@@ -54,6 +57,7 @@ def headline(df: pd.DataFrame) -> list[tuple[str, str, str]]:
                      f"there {best['goodput']:.3g} requests/s")
         out.append((f"serving {s['model']} {s['device']} {s['scheduler']} batching: highest Poisson rate meeting "
                     f"the targets", value, f"p90 TTFT <= {ttft:.0f} ms and TPOT <= {tpot:.0f} ms"))
+    out = [o[-3:] for o in out]
     if {"scenario", "prompt_len", "cache", "kv_cache_bytes_held"} <= set(df.columns):
         ctx = df[(df["scenario"] == "long_context") & df["status"].map(passed) & (df["cache"] == "dynamic")]
         if not ctx.empty:
@@ -62,6 +66,26 @@ def headline(df: pd.DataFrame) -> list[tuple[str, str, str]]:
                         f"TTFT {top['ttft_ms']:.3g} ms, decode {top['decode_ms_p50']:.3g} ms/token, KV held "
                         f"{top['kv_cache_bytes_held'] / top['kv_cache_bytes_formula']:.2f}x the window's formula",
                         f"sliding window {int(top['window'])}, tokens equal to eager's"))
+    return out
+
+
+def _searched(df: pd.DataFrame) -> list[tuple]:
+    """The capacity rows' statements: (model, device, scheduler, what, value, case)."""
+    if "scenario" not in df.columns or "max_rate_meeting" not in df.columns:
+        return []
+    out = []
+    for _, r in df[(df["scenario"] == "capacity") & df["status"].map(passed)].iterrows():
+        low, high = r.get("max_rate_meeting"), r.get("rate_bracket_high")
+        if pd.notna(low) and pd.notna(high):
+            value = f"{low:.3g} requests/s, bracket [{low:.3g}, {high:.3g})"
+        elif pd.notna(low):
+            value = f">= {low:.3g} requests/s (no rate tried missed the targets)"
+        else:
+            value = f"none down to {r.get('lowest_rate_tried', float('nan')):.3g} requests/s"
+        out.append((r["model"], r["device"], r["scheduler"],
+                    f"serving {r['model']} {r['device']} {r['scheduler']} batching: highest rate meeting the targets",
+                    value, f"p90 TTFT <= {r['ttft_target_ms']:.0f} ms, TPOT <= {r['tpot_target_ms']:.0f} ms; "
+                           f"{int(r['requests'])} Poisson requests a trial; tried {r.get('trials')}"))
     return out
 
 

@@ -30,7 +30,7 @@ from bench.serving import load as L
 from bench.serving.plan import CONTEXTS, PLANS, TPOT_TARGET_MS, TTFT_TARGET_MS
 from bench.serving.plan import model as _model
 
-SCENARIOS = ("burst", "poisson", "long_context")
+SCENARIOS = ("burst", "poisson", "capacity", "long_context")
 SCHEDULERS = ("continuous", "static", "single")
 CACHES = ("paged", "dynamic", "static")
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +78,8 @@ def cases(session) -> list:
                                 device=device, dtype=dtype))
                 out += [case("serving", model=model, scenario="poisson", scheduler=scheduler, load=f, cache=cache,
                              device=device, dtype=dtype) for f in plan.loads]
+                out.append(case("serving", model=model, scenario="capacity", scheduler=scheduler, cache=cache,
+                                device=device, dtype=dtype))
         window, lengths, _ = CONTEXTS[zoo.size_for(session.profile.gen_size, device)]
         for n in lengths:
             for cache in ("dynamic", "static") if n == lengths[-1] else ("dynamic",):
@@ -94,6 +96,7 @@ def estimate(case: dict, profile, machine):
 
     seconds = {"burst": 10.0 if case["scheduler"] == "continuous" else 2.5,
                "poisson": 1.0 + 1.2 / (case.get("load") or 1.0),
+               "capacity": 22.0 if case["scheduler"] == "continuous" else 12.0,
                "long_context": 1.0 + (case.get("prompt_len") or 0) / 700}[case["scenario"]]
     cost = seconds * (0.1 if profile.gen_size == "smoke" else 1.0)
     return Cost(fixed_s=cost, essential=case["scenario"] == "burst" and case["scheduler"] == "continuous")
@@ -115,7 +118,7 @@ def _reference(c: dict, session, requests: list[L.Request]) -> dict:
         return {"tokens": [g.tokens[0] for g in runs], "logits": [[x[0] for x in g.logits] for g in runs]}
 
     key = ("serving_reference", c["model"], c["device"], c["dtype"], tuple((r.prompt, r.new_tokens) for r in requests))
-    return session.shared(key, make, slot="serving_reference")
+    return session.shared(key, make, slot=f"serving_reference_{len(requests)}")  # the sweep's and the search's
 
 
 def _serve(c: dict, session, model, requests: list[L.Request]) -> tuple[list[L.Served], float | None, str | None]:
@@ -168,6 +171,8 @@ def run_case(case: dict, benchmark, row, session) -> None:
     model = _model(c, session)
     requests = _requests(c, session, model.config.vocab_size, None)
     traced, capacity = _capacity(c, session, model, requests)
+    if c["scenario"] == "capacity":
+        return _search(c, session, model, capacity, row)
     rate = None
     if c["scenario"] == "poisson":
         rate = c["load"] * capacity
@@ -190,6 +195,24 @@ def run_case(case: dict, benchmark, row, session) -> None:
         benchmark.pedantic(lambda: None, rounds=1, iterations=1)
         record_step_samples(benchmark, [(s.stamps[-1] - s.arrival) for s in served])
         row["samples_of"] = "e2e latency per request"  # not a decode step: no timing metric reads them
+
+
+def _search(c: dict, session, model, capacity: float, row) -> None:
+    """The highest rate meeting the targets (``bench.serving.search``), every trial's requests
+    checked against eager's tokens first."""
+    from bench.serving.search import meets, search
+
+    p, n = session.profile, 2 * PLANS[session.profile.name].requests
+
+    def trial(rate: float) -> bool:
+        requests = L.workload(n, p.gen_prompt_len, p.gen_new_tokens, model.config.vocab_size, rate, seed=1)
+        served = _serve(c, session, model, requests)[0]
+        _check(c, served, _reference(c, session, requests), row)
+        return meets(L.summarize(served, requests, TTFT_TARGET_MS, TPOT_TARGET_MS))
+
+    row.update(search(trial, capacity, n, p.name), requests=n, prompt_len=p.gen_prompt_len,
+               new_tokens=p.gen_new_tokens, capacity_requests_per_s=capacity, ttft_target_ms=TTFT_TARGET_MS,
+               tpot_target_ms=TPOT_TARGET_MS)
 
 
 def run(config: Config, session=None) -> dict:
