@@ -67,9 +67,13 @@ def test_a_machine_without_an_energy_meter_says_why_and_reports_nothing(tmp_path
     zone.mkdir()
     (zone / "energy_uj").write_text("999000000\n")
     (zone / "max_energy_range_uj").write_text("1000000000\n")
+    core = tmp_path / "intel-rapl:0:0"  # a sub-zone: part of the package's count, never added to it
+    core.mkdir()
+    (core / "energy_uj").write_text("0\n")
     meter = Meter("cpu")
     meter.start()
     (zone / "energy_uj").write_text("1000000\n")  # wrapped once: 1 J up to the wrap, 1 J after it
+    (core / "energy_uj").write_text("5000000\n")
     assert meter.available and meter.stop() == pytest.approx(2.0)
 
 

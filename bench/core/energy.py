@@ -7,6 +7,8 @@ why, and the row's column stays empty: a TDP times a duration is not a measureme
 from __future__ import annotations
 
 import glob
+import os
+import re
 from pathlib import Path
 
 RAPL = "/sys/class/powercap/intel-rapl:*"
@@ -35,6 +37,9 @@ class Meter:
 
             pynvml.nvmlInit()
             index = torch.device(self.device).index or 0
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+            if visible[0] and all(v.strip().isdigit() for v in visible) and index < len(visible):
+                index = int(visible[index])  # NVML counts every GPU; torch only the visible ones
             handle = pynvml.nvmlDeviceGetHandleByIndex(index)
             pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)  # raises where the GPU has no counter
             self._read = lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1e3  # mJ -> J
@@ -44,7 +49,10 @@ class Meter:
             self.why = f"no energy meter: NVML's energy counter is not readable ({type(exc).__name__}: {exc})"
 
     def _rapl(self) -> None:
-        zones = [Path(z) for z in sorted(glob.glob(RAPL)) if Path(z, "energy_uj").exists()]
+        # the top-level zones only (intel-rapl:0, :1: one a package): their sub-zones (intel-rapl:0:0 core,
+        # :0:1 uncore, :0:2 DRAM) are parts of the package's count and would count it twice
+        zones = [Path(z) for z in sorted(glob.glob(RAPL)) if re.fullmatch(r"intel-rapl:\d+", Path(z).name)
+                 and Path(z, "energy_uj").exists()]
         if not zones:
             self.why = ("no energy meter: no RAPL counters here (/sys/class/powercap/intel-rapl:* absent; "
                         "VMs rarely expose them)")

@@ -64,8 +64,8 @@ def speculate(model, ids, new_tokens: int, mode: str, draft=None, device: str = 
         synchronize(device)
         t0 = time.perf_counter()
         with torch.no_grad():
-            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, do_sample=False,
-                                 disable_compile=True, **kwargs)
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                                 min_new_tokens=new_tokens, do_sample=False, disable_compile=True, **kwargs)
         synchronize(device)
         wall = time.perf_counter() - t0
     finally:
@@ -105,11 +105,11 @@ def run_speculative(model, c: dict, session, ids, ref: dict, judge, benchmark, r
         draft, what = draft_of(model)
         row["draft"] = what
     first = speculate(model, ids, new, c["mode"], draft, c["device"])
+    row.check(len(first["tokens"]) == new, f"{c['mode']} decoding returned {len(first['tokens'])} tokens, asked {new}")
     verdict = judge(first["tokens"][None], ref["tokens"][:1], ref["logits"][:1])
     row.update(token_parity="tie" if verdict.tie else "equal" if verdict.ok else "differs",
                first_diff_pos=verdict.first_diff, parity_note=verdict.text or None)
-    row.check(verdict.ok and len(first["tokens"]) == new,
-              f"{c['mode']} decoding returned other tokens than greedy decoding: {verdict.text or 'a short output'}")
+    row.check(verdict.ok, f"{c['mode']} decoding returned other tokens than greedy decoding: {verdict.text}")
     budget = budget_for(session.profile.budget, c["device"], c["dtype"], row)
     rounds = int(min(budget.max_rounds, max(3, budget.measure_s / max(2 * first["wall_s"], 1e-6))))
     plain_s, runs = [], []

@@ -9,7 +9,6 @@ UTF-8 bytes as token ids (byte + 1, folded into the vocabulary): the same ids ev
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import torch
 
@@ -38,13 +37,15 @@ class Quality:
 
 def heldout_ids(vocab: int, tokenizer_path: str | None = None, max_len: int = 512) -> torch.Tensor:
     """(1, n) token ids of ``TEXT``: through the checkpoint's tokenizer where ``tokenizer_path``
-    has one, else its UTF-8 bytes as ids in [1, vocab)."""
-    files = ("tokenizer.json", "tokenizer_config.json")
-    if tokenizer_path and any((Path(tokenizer_path) / f).is_file() for f in files):
+    (a folder or a hub id) has one, else its UTF-8 bytes as ids in [1, vocab)."""
+    if tokenizer_path:  # a local folder or a hub id: the checkpoint's own tokenizer where it has one
         from transformers import AutoTokenizer
 
-        ids = AutoTokenizer.from_pretrained(tokenizer_path)(TEXT, return_tensors="pt")["input_ids"][:, :max_len]
-        if int(ids.max()) < vocab:
+        try:
+            ids = AutoTokenizer.from_pretrained(tokenizer_path)(TEXT, return_tensors="pt")["input_ids"][:, :max_len]
+        except (OSError, ValueError, KeyError):  # no tokenizer files (a folder of weights only), no hub here
+            ids = None
+        if ids is not None and ids.shape[1] > 1 and int(ids.max()) < vocab:
             return ids
     if vocab < 3:
         raise ValueError(f"a vocabulary of {vocab} tokens cannot hold the held-out text")

@@ -19,9 +19,13 @@ from bench.models.token_parity import judge_tokens
 from bench.serving import plan
 
 
-def held_bytes(cache, batch: int = 1) -> int:
-    """Bytes of every key and value tensor the cache holds, per sequence."""
-    return sum(t.numel() * t.element_size() for t in D.cache_tensors(cache)) // batch
+def held_bytes(cache, batch: int = 1) -> tuple[int, int]:
+    """(bytes of memory the cache's key and value tensors keep alive, bytes they show), per
+    sequence. The first counts each tensor's storage once (a window kept as a view of a longer
+    buffer keeps the whole buffer); the second is what their shapes say."""
+    tensors = D.cache_tensors(cache)
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+    return sum(storages.values()) // batch, sum(t.numel() * t.element_size() for t in tensors) // batch
 
 
 def run_long_context(c: dict, session, benchmark, row) -> None:
@@ -48,8 +52,11 @@ def run_long_context(c: dict, session, benchmark, row) -> None:
     row.check(v.ok, f"tokens differ from eager attention's on the same {window}-position window: {v.text}")
     per_token = zoo.kv_bytes_formula(model, DTYPES[c["dtype"]])
     positions = min(n + new, window)
-    formula, held = per_token * positions, held_bytes(first.cache)
-    row.update(kv_cache_bytes_held=held, kv_cache_bytes_formula=formula, kv_cache_bytes_ratio=held / formula)
+    formula, (held, shown) = per_token * positions, held_bytes(first.cache)
+    row.check(held > 0, f"no key or value tensors found in the {type(first.cache).__name__} generate() returned: "
+                        "nothing to measure", status="error")
+    row.update(kv_cache_bytes_held=held, kv_cache_bytes_shown=shown, kv_cache_bytes_formula=formula,
+               kv_cache_bytes_ratio=held / formula)
     row.check(held <= formula * plan.KV_SLACK,
               f"the {c['cache']} cache holds {held} bytes per sequence; the window's formula says {formula} "
               f"({positions} positions x {per_token} bytes): {held / formula:.2f}x, over-allocated")

@@ -43,8 +43,8 @@ class Served:
 
 def workload(n: int, prompt_len: int, new_tokens: int, vocab: int, rate: float | None, seed: int = 0) -> list[Request]:
     """``n`` requests: prompt lengths uniform in [prompt_len/4, prompt_len], output lengths in
-    [new_tokens/4, new_tokens] (vLLM's random dataset with a range ratio of 0.75), token ids
-    uniform in [1, vocab). ``rate`` None: every request at t=0 (a burst); else exponential gaps
+    [new_tokens/4, new_tokens] (as vLLM's random data set draws lengths uniformly in a range),
+    token ids uniform in [1, vocab). ``rate`` None: every request at t=0 (a burst); else exponential gaps
     of mean 1/rate. The prompts depend on ``seed`` only, not on the rate, so every rate serves
     the same requests (and one reference checks them all)."""
     if n < 1 or prompt_len < 2 or new_tokens < 1:
@@ -77,7 +77,10 @@ def _cb_config(requests: list[Request], device: str):
     # transformers 5.17 names a block's tokens block_size; later releases page_size
     fields = {f.name for f in dataclasses.fields(ContinuousBatchingConfig)}
     size = "page_size" if "page_size" in fields else "block_size"
-    return ContinuousBatchingConfig(**{size: page}, num_blocks=blocks,
+    # no switch to FlashAttention on a bf16 GPU: the static rows and the reference run SDPA, and the
+    # comparison is of schedulers, not kernels
+    extra = {"auto_switch_to_flash": False} if "auto_switch_to_flash" in fields else {}
+    return ContinuousBatchingConfig(**{size: page}, **extra, num_blocks=blocks,
                                     max_batch_tokens=max(256, longest + len(requests)),
                                     max_requests_per_batch=len(requests), allow_block_sharing=False,
                                     use_cuda_graph=None if str(device).startswith("cuda") else False)
@@ -95,10 +98,12 @@ def serve_continuous(model, requests: list[Request], device: str, timeout_s: flo
                            max_new_tokens=max(r.new_tokens for r in requests))
     manager = model.init_continuous_batching(generation_config=cfg,
                                              continuous_batching_config=_cb_config(requests + (warmup or []), device))
-    manager.start()
     try:
+        manager.start()
         if warmup:  # first calls (allocation, kernels) before the trace, as a running server has had them
-            _trace(manager, warmup, timeout_s)
+            failed = [s.error for s in _trace(manager, warmup, timeout_s, prefix="w") if s.error]
+            if failed:
+                raise RuntimeError(f"continuous batching failed its warm-up requests: {failed[0]}")
         if meter is not None:
             meter.start()
         served = _trace(manager, requests, timeout_s)
@@ -106,11 +111,15 @@ def serve_continuous(model, requests: list[Request], device: str, timeout_s: flo
             meter.stop()
         return served
     finally:
-        manager.stop(block=True, timeout=10)
+        # hard stop: whatever is still pending (a lost request) is dropped, not run to its end; a
+        # scheduler thread that does not stop is this row's error, not a run that never returns
+        manager.stop(block=True, timeout=10, hard_stop=True)
+        if manager.is_running():
+            raise RuntimeError("the continuous-batching scheduler thread did not stop within 10 s")
         manager.destroy()
 
 
-def _trace(manager, requests: list[Request], timeout_s: float) -> list[Served]:
+def _trace(manager, requests: list[Request], timeout_s: float, prefix: str = "r") -> list[Served]:
     order = sorted(range(len(requests)), key=lambda i: requests[i].arrival_s)
     done: dict[int, object] = {}
     errors: dict[int, str] = {}
@@ -120,17 +129,23 @@ def _trace(manager, requests: list[Request], timeout_s: float) -> list[Served]:
         now = time.perf_counter() - t0
         while submitted < len(order) and requests[order[submitted]].arrival_s <= now:
             i = order[submitted]
-            rid = manager.add_request(list(requests[i].prompt), request_id=f"r{i}",
+            rid = manager.add_request(list(requests[i].prompt), request_id=f"{prefix}{i}",
                                       max_new_tokens=requests[i].new_tokens, record_timestamps=True, eos_token_id=-1)
             if rid is None:
                 errors[i] = "the scheduler refused the request (not accepting new requests)"
             submitted += 1
-        if now > timeout_s or (submitted == len(order) and not manager.is_running()):
+        if not manager.is_running():  # the scheduler thread died: its error is every pending request's
+            fatal = getattr(getattr(manager, "background_thread_status", None), "fatal_error", None)
+            errors.update({i: f"the scheduler stopped: {str(fatal)[:150] if fatal else 'no error recorded'}"
+                           for i in range(len(requests)) if i not in done and i not in errors})
+            break
+        now = time.perf_counter() - t0  # submitting may have taken time: wait from now
+        if now > timeout_s:
             break
         wait = requests[order[submitted]].arrival_s - now if submitted < len(order) else 0.2
         out = manager.get_result(timeout=max(wait, 1e-4))
-        if out is not None and out.is_finished():
-            i = int(str(out.request_id)[1:])
+        if out is not None and out.is_finished() and str(out.request_id).startswith(prefix):
+            i = int(str(out.request_id)[len(prefix):])
             if getattr(out, "error", None):
                 errors[i] = f"the request failed: {str(out.error)[:150]}"
             else:

@@ -138,9 +138,12 @@ def _serve(c: dict, session, model, requests: list[L.Request]) -> tuple[list[L.S
 
 def _capacity(c: dict, session, model, requests: list[L.Request]) -> tuple[tuple, float]:
     """The continuous-batching burst of this decoder and device, served once per run: its
-    trace (the burst row's) and the requests/s the Poisson loads are fractions of."""
+    trace (the burst row's: requests served, joules, why no meter, peak memory) and the
+    requests/s the Poisson loads are fractions of."""
     def make():
+        reset_peak_memory(c["device"])
         traced = _serve({**c, "scheduler": "continuous"}, session, model, requests)
+        traced = (*traced, peak_memory_columns(c["device"]))  # the burst row's peak: of this trace
         return traced, L.summarize(traced[0], requests, TTFT_TARGET_MS, TPOT_TARGET_MS)["requests_per_s"]
 
     return session.shared(("serving_capacity", c["model"], c["device"], c["dtype"]), make)
@@ -183,16 +186,17 @@ def run_case(case: dict, benchmark, row, session) -> None:
     row.update(requests=len(requests), prompt_len=session.profile.gen_prompt_len,
                new_tokens=session.profile.gen_new_tokens, request_rate=rate, capacity_requests_per_s=capacity,
                weights=zoo.RANDOM_WEIGHTS if c["model"] != "hf" else f"checkpoint {session.settings.hf_model}")
-    reset_peak_memory(c["device"])
     if not (c["scenario"] == "burst" and c["scheduler"] == "continuous"):  # that trace is the capacity's
-        traced = _serve(c, session, model, requests)
-    served, joules, no_meter = traced
+        reset_peak_memory(c["device"])
+        traced = (*_serve(c, session, model, requests), None)
+    served, joules, no_meter, peak = traced
     _check(c, served, ref, row)
     summary = L.summarize(served, requests, TTFT_TARGET_MS, TPOT_TARGET_MS)
     tokens = sum(len(s.stamps) for s in served)
-    row.update(summary, **peak_memory_columns(c["device"]), energy_j_per_token=joules / tokens if joules else None,
-               energy_note=no_meter, meets_targets=bool(summary["ttft_ms_p90"] <= TTFT_TARGET_MS
-                                                         and (summary["tpot_ms_p90"] or 0) <= TPOT_TARGET_MS))
+    row.update(summary, **(peak or peak_memory_columns(c["device"])),
+               energy_j_per_token=joules / tokens if joules else None, energy_note=no_meter,
+               meets_targets=bool(summary["ttft_ms_p90"] <= TTFT_TARGET_MS
+                                  and (summary["tpot_ms_p90"] or 0) <= TPOT_TARGET_MS))
     if benchmark is not None:
         benchmark.pedantic(lambda: None, rounds=1, iterations=1)
         record_step_samples(benchmark, [(s.stamps[-1] - s.arrival) for s in served])
