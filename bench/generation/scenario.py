@@ -142,7 +142,7 @@ def _reference(c: dict, session, ids, mask, lengths) -> dict:
                 "gold": gold, "no_gold": why, "text": text, "perplexity": ppl}
 
     key = ("generation_reference", c["model"], c["device"], c["dtype"], tuple(lengths), ids.shape[1],
-           hash(tuple(ids[0].tolist())))
+           hash(tuple(ids.flatten().tolist())))
     return session.shared(key, make, slot="generation_reference")
 
 

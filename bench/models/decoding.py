@@ -5,11 +5,14 @@ exported decoder (``transformers.integrations.executorch``, one token per call).
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import time
 
 import torch
 
-from bench.core.hardware import synchronize
+from bench.core.hardware import peak_memory_columns, reset_peak_memory, synchronize
+from bench.core.reference import Reference
+from bench.core.timing import percentile, record_step_samples
 
 
 @dataclasses.dataclass
@@ -35,7 +38,8 @@ def prompts(batch: int, prompt_len: int, vocab: int, device: str, seed: int = 0)
     return ids.to(device), mask.to(device), lengths
 
 
-def _clock(device: str, stamps: list[float]):
+def step_clock(device: str, stamps: list[float]):
+    """A logits processor that appends the synchronised clock to ``stamps`` after every forward."""
     from transformers import LogitsProcessor
 
     class StepClock(LogitsProcessor):
@@ -58,7 +62,7 @@ def generate(model, input_ids, attention_mask, new_tokens: int, cache: str = "dy
     stamps: list[float] = []
     kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                   return_dict_in_generate=True, output_logits=True,
-                  logits_processor=LogitsProcessorList([_clock(device, stamps)]))
+                  logits_processor=LogitsProcessorList([step_clock(device, stamps)]))
     if cache == "static":
         kwargs["cache_implementation"] = "static"
     if compile_backend:
@@ -158,12 +162,6 @@ def time_calls(call, first: Generated, budget, device: str, benchmark, row, min_
     calls (``decode_ms_p50_norm``): time to first token per call, decode steps pooled over
     calls in steady state; the row gets rounds, TTFT, decode p50 / p95, per-position medians
     and peak memory, and pytest-benchmark the steady steps. Returns the calls' ``Generated``."""
-    import statistics
-
-    from bench.core.hardware import peak_memory_columns, reset_peak_memory
-    from bench.core.reference import Reference
-    from bench.core.timing import percentile, record_step_samples
-
     one_call = first.ttft_s + sum(first.step_s)
     least = budget.min_rounds if min_rounds is None else min_rounds
     rounds = int(min(budget.max_rounds, max(least, budget.measure_s / max(one_call, 1e-6))))

@@ -40,8 +40,8 @@ def sweeps(df: pd.DataFrame) -> list[dict]:
 
 
 def headline(df: pd.DataFrame) -> list[tuple[str, str, str]]:
-    out = _searched(df)
-    searched = {(w, d, s) for w, d, s, *_ in out}
+    searched = _searched(df)
+    out = list(searched.values())
     for s in sweeps(df):
         if (s["model"], s["device"], s["scheduler"]) in searched:
             continue  # the search's bracket is the finer statement
@@ -57,7 +57,6 @@ def headline(df: pd.DataFrame) -> list[tuple[str, str, str]]:
                      f"there {best['goodput']:.3g} requests/s")
         out.append((f"serving {s['model']} {s['device']} {s['scheduler']} batching: highest Poisson rate meeting "
                     f"the targets", value, f"p90 TTFT <= {ttft:.0f} ms and TPOT <= {tpot:.0f} ms"))
-    out = [o[-3:] for o in out]
     if {"scenario", "prompt_len", "cache", "kv_cache_bytes_held"} <= set(df.columns):
         ctx = df[(df["scenario"] == "long_context") & df["status"].map(passed) & (df["cache"] == "dynamic")]
         if not ctx.empty:
@@ -69,11 +68,11 @@ def headline(df: pd.DataFrame) -> list[tuple[str, str, str]]:
     return out
 
 
-def _searched(df: pd.DataFrame) -> list[tuple]:
-    """The capacity rows' statements: (model, device, scheduler, what, value, case)."""
+def _searched(df: pd.DataFrame) -> dict[tuple, tuple[str, str, str]]:
+    """The capacity rows' statements (what, value, case) by (model, device, scheduler)."""
     if "scenario" not in df.columns or "max_rate_meeting" not in df.columns:
-        return []
-    out = []
+        return {}
+    out = {}
     for _, r in df[(df["scenario"] == "capacity") & df["status"].map(passed)].iterrows():
         low, high = r.get("max_rate_meeting"), r.get("rate_bracket_high")
         if pd.notna(low) and pd.notna(high):
@@ -82,10 +81,10 @@ def _searched(df: pd.DataFrame) -> list[tuple]:
             value = f">= {low:.3g} requests/s (no rate tried missed the targets)"
         else:
             value = f"none down to {r.get('lowest_rate_tried', float('nan')):.3g} requests/s"
-        out.append((r["model"], r["device"], r["scheduler"],
-                    f"serving {r['model']} {r['device']} {r['scheduler']} batching: highest rate meeting the targets",
-                    value, f"p90 TTFT <= {r['ttft_target_ms']:.0f} ms, TPOT <= {r['tpot_target_ms']:.0f} ms; "
-                           f"{int(r['requests'])} Poisson requests a trial; tried {r.get('trials')}"))
+        out[(r["model"], r["device"], r["scheduler"])] = (
+            f"serving {r['model']} {r['device']} {r['scheduler']} batching: highest rate meeting the targets", value,
+            f"p90 TTFT <= {r['ttft_target_ms']:.0f} ms, TPOT <= {r['tpot_target_ms']:.0f} ms; "
+            f"{int(r['requests'])} Poisson requests a trial; tried {r.get('trials')}")
     return out
 
 

@@ -180,7 +180,7 @@ def serve_static(model, requests: list[Request], device: str, max_batch: int,
 def _static_loop(model, requests: list[Request], device: str, max_batch: int) -> list[Served]:
     from transformers import LogitsProcessorList
 
-    from bench.models.decoding import _clock
+    from bench.models.decoding import step_clock
 
     order = sorted(range(len(requests)), key=lambda i: requests[i].arrival_s)
     served: dict[int, Served] = {}
@@ -208,7 +208,7 @@ def _static_loop(model, requests: list[Request], device: str, max_batch: int) ->
         with torch.no_grad():
             out = model.generate(ids.to(device), attention_mask=mask.to(device), max_new_tokens=longest,
                                  min_new_tokens=longest, do_sample=False, disable_compile=True,
-                                 logits_processor=LogitsProcessorList([_clock(device, stamps)]))
+                                 logits_processor=LogitsProcessorList([step_clock(device, stamps)]))
         new = out[:, width:].cpu()
         for row, i in enumerate(batch):
             k = requests[i].new_tokens

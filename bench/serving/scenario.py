@@ -29,6 +29,8 @@ from bench.models.token_parity import judge_tokens
 from bench.serving import load as L
 from bench.serving.plan import CONTEXTS, PLANS, TPOT_TARGET_MS, TTFT_TARGET_MS
 from bench.serving.plan import model as _model
+from bench.serving.plan import size as _size
+from bench.serving.search import meets
 
 SCENARIOS = ("burst", "poisson", "capacity", "long_context")
 SCHEDULERS = ("continuous", "static", "single")
@@ -80,7 +82,7 @@ def cases(session) -> list:
                              device=device, dtype=dtype) for f in plan.loads]
                 out.append(case("serving", model=model, scenario="capacity", scheduler=scheduler, cache=cache,
                                 device=device, dtype=dtype))
-        window, lengths, _ = CONTEXTS[zoo.size_for(session.profile.gen_size, device)]
+        window, lengths, _ = CONTEXTS[_size(session, device)]
         for n in lengths:
             for cache in ("dynamic", "static") if n == lengths[-1] else ("dynamic",):
                 out.append(case("serving", model="mistral", scenario="long_context", scheduler="single", cache=cache,
@@ -195,8 +197,7 @@ def run_case(case: dict, benchmark, row, session) -> None:
     tokens = sum(len(s.stamps) for s in served)
     row.update(summary, **(peak or peak_memory_columns(c["device"])),
                energy_j_per_token=joules / tokens if joules else None, energy_note=no_meter,
-               meets_targets=bool(summary["ttft_ms_p90"] <= TTFT_TARGET_MS
-                                  and (summary["tpot_ms_p90"] or 0) <= TPOT_TARGET_MS))
+               meets_targets=meets(summary))
     if benchmark is not None:
         benchmark.pedantic(lambda: None, rounds=1, iterations=1)
         record_step_samples(benchmark, [(s.stamps[-1] - s.arrival) for s in served])
@@ -206,7 +207,7 @@ def run_case(case: dict, benchmark, row, session) -> None:
 def _search(c: dict, session, model, capacity: float, row) -> None:
     """The highest rate meeting the targets (``bench.serving.search``), every trial's requests
     checked against eager's tokens first."""
-    from bench.serving.search import meets, search
+    from bench.serving.search import search
 
     p, n = session.profile, 2 * PLANS[session.profile.name].requests
 
