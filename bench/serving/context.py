@@ -4,8 +4,9 @@ cache need only hold ``window`` positions. Correctness first: greedy tokens agai
 attention with a dynamic cache *on the same window*, so a mode that ignores the window differs;
 then the bytes the cache really holds against the window's formula (2 x layers x KV heads x
 head dim x dtype bytes x min(context, window)), so a cache that keeps the whole context or
-allocates ahead is a ``mismatch``; then prefill (TTFT) and decode steps timed within the
-case's budget, with peak memory.
+allocates ahead is named (``kv_finding``, and the report's headline): a cost, not a wrong
+token, so the row stays ``ok`` and ``compare`` judges the bytes between runs; then prefill
+(TTFT) and decode steps timed within the case's budget, with peak memory.
 """
 from __future__ import annotations
 
@@ -57,9 +58,10 @@ def run_long_context(c: dict, session, benchmark, row) -> None:
                         "nothing to measure", status="error")
     row.update(kv_cache_bytes_held=held, kv_cache_bytes_shown=shown, kv_cache_bytes_formula=formula,
                kv_cache_bytes_ratio=held / formula)
-    row.check(held <= formula * plan.KV_SLACK,
-              f"the {c['cache']} cache holds {held} bytes per sequence; the window's formula says {formula} "
-              f"({positions} positions x {per_token} bytes): {held / formula:.2f}x, over-allocated")
+    if held > formula * plan.KV_SLACK:  # memory, not correctness: a finding in the row and the headline;
+        # compare judges kv_cache_bytes_held (exact) between runs, so a cache that grows is a regression there
+        row["kv_finding"] = (f"over-allocated: the {c['cache']} cache holds {held} bytes per sequence, the window's "
+                             f"formula {formula} ({positions} positions x {per_token} bytes): {held / formula:.2f}x")
     _time(model, c, session, ids, mask, new, first, benchmark, row)
 
 

@@ -59,6 +59,10 @@ def headline(df: pd.DataFrame) -> list[tuple[str, str, str]]:
                     f"the targets", value, f"p90 TTFT <= {ttft:.0f} ms and TPOT <= {tpot:.0f} ms"))
     if {"scenario", "prompt_len", "cache", "kv_cache_bytes_held"} <= set(df.columns):
         ctx = df[(df["scenario"] == "long_context") & df["status"].map(passed) & (df["cache"] == "dynamic")]
+        if "kv_finding" in df.columns:  # a cache holding more than its window: named, whatever the row's length
+            for _, r in df[df["kv_finding"].notna()].iterrows():
+                out.append((f"long context {r['model']} {r['device']} {r['cache']} cache at {int(r['prompt_len'])} "
+                            "tokens: KV cache OVER-ALLOCATED", str(r["kv_finding"]), "a cost, tokens equal to eager's"))
         if not ctx.empty:
             top = ctx.loc[_num(ctx, "prompt_len").idxmax()]
             out.append((f"long context {top['model']} {top['device']} at {int(top['prompt_len'])} tokens",
