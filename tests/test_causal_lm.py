@@ -61,11 +61,15 @@ def test_torchrun_runners_take_two_ranks_or_more():
 
 
 @pytest.mark.distributed
-def test_the_causal_lm_fine_tune_learns_under_torchrun_with_two_ranks():
-    """Trainer's DDP over gloo: the row comes back from rank 0 with the global batch counted."""
+def test_the_causal_lm_fine_tune_learns_under_torchrun_with_two_ranks(tmp_path, monkeypatch):
+    """Trainer's DDP over gloo: the row comes back from rank 0 with the global batch counted, and
+    the ranks leave no Trainer output folder behind in the temporary directory."""
     from bench.core.profiles import settings
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the ranks are child processes: they read it afresh
 
     row = scenario.run(scenario.Config(runner="causal_lm_torchrun", world_size=2, batch_size=8,
                                        model=scenario.CAUSAL_MODEL), Session(settings("smoke")))  # the tiny decoder
     assert row["status"] == "ok", row
     assert row["world_size"] == 2 and row["samples_per_s"] > 0 and row["loss_last"] < row["loss_first"]
+    assert not list(tmp_path.glob("bench-causal-*")), "a rank left its Trainer output folder behind"

@@ -71,7 +71,13 @@ def _checkpointing_args(on: bool) -> dict:
 def run(cfg: CausalConfig, world_size: int = 1) -> dict:
     """One causal-LM fine-tune on the CPU (under torchrun: this rank's part of a DDP run that
     Trainer sets up from the environment, ``cfg.batch_size`` per rank); every metric of its
-    trainer.csv row. Logged losses are Trainer's, the mean over ranks."""
+    trainer.csv row. Logged losses are Trainer's, the mean over ranks. Trainer's output folder
+    (nothing is saved to it: ``save_strategy="no"``) is removed afterwards, whatever the outcome."""
+    with tempfile.TemporaryDirectory(prefix="bench-causal-") as out_dir:
+        return _run(cfg, world_size, out_dir)
+
+
+def _run(cfg: CausalConfig, world_size: int, out_dir: str) -> dict:
     from transformers import DataCollatorForLanguageModeling, PrinterCallback, Trainer, TrainingArguments
 
     from bench.models import decoders as zoo
@@ -89,7 +95,7 @@ def run(cfg: CausalConfig, world_size: int = 1) -> dict:
     collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
     ppl_before = _perplexity(model, data["eval"], collator)
     timer = StepTimer("cpu")
-    args = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="bench-causal-"), max_steps=cfg.steps,
+    args = TrainingArguments(output_dir=out_dir, max_steps=cfg.steps,
                              per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, warmup_steps=0,
                              logging_steps=1, report_to="none", save_strategy="no", eval_strategy="no",
                              disable_tqdm=True, dataloader_drop_last=True, seed=cfg.seed, use_cpu=True,
