@@ -22,14 +22,20 @@ def _processes_mentioning(text: str) -> list[int]:
     return pids
 
 
-def test_crashing_rank_is_reported_with_its_error(tmp_path):
+def test_crashing_rank_is_reported_with_its_error(tmp_path, monkeypatch):
+    """... and torchrun's logs stay in the launch's working folder: none under the temporary
+    directory, where its agent would otherwise leave a torchelastic_* folder a launch."""
+    work, temp = tmp_path / "work", tmp_path / "temp"
+    work.mkdir(), temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))  # read afresh by the torchrun agent, a child process
     t0 = time.perf_counter()
     launched = runs.launch_run("mlp", 2, "cpu", extra=["--fault", "raise:1", "--steps", "2"], timeout_s=90,
-                               workdir=tmp_path)
+                               workdir=work)
     assert not launched.ok
     assert "injected failure on rank 1" in launched.reason, launched.reason + launched.log_tail
     assert time.perf_counter() - t0 < 90
-    assert _processes_mentioning(str(tmp_path)) == []
+    assert _processes_mentioning(str(work)) == []
+    assert not list(temp.glob("torchelastic_*")), "torchrun left its log folder in the temporary directory"
 
 
 def test_hanging_rank_is_killed_within_the_bound(tmp_path):

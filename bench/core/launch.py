@@ -71,6 +71,16 @@ def kill_group(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
             continue
 
 
+def _with_log_dir(cmd: list[str], log_dir: Path) -> list[str]:
+    """Give torchrun a ``--log-dir`` beside the result file (the caller's working folder, which is
+    removed): without one its agent makes a ``torchelastic_*`` folder under the temporary
+    directory per launch and never removes it (torch/distributed/elastic/multiprocessing/api.py, DefaultLogsSpecs)."""
+    if "torch.distributed.run" not in cmd or any(a.startswith(("--log-dir", "--log_dir")) for a in cmd):
+        return cmd
+    at = cmd.index("torch.distributed.run") + 1
+    return [*cmd[:at], f"--log-dir={log_dir}", *cmd[at:]]
+
+
 def _rank_error(log: str) -> str | None:
     """The failing rank and its error from torchrun's failure summary."""
     rank = re.search(r"rank\s*:\s*(\d+)", log)
@@ -88,7 +98,8 @@ def launch(cmds: list[list[str]], out_file: Path, timeout_s: float, env: dict | 
     logs = [out_file.with_name(f"{out_file.stem}.node{i}.log") for i in range(len(cmds))]
     t0 = time.perf_counter()
     procs = []
-    for cmd, log in zip(cmds, logs):
+    for i, (cmd, log) in enumerate(zip(cmds, logs)):
+        cmd = _with_log_dir(cmd, out_file.with_name(f"{out_file.stem}.node{i}.torchrun"))
         with open(log, "w") as fh:
             procs.append(subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=full_env,
                                           start_new_session=True))
