@@ -14,6 +14,7 @@ def _report(args) -> int:
 
     data = load_results(args.results)
     out = Path(args.out) if args.out else Path(args.results).resolve().parent
+    _output_folder(out, "--out")
     # rebuilding in place must not rewrite the source file itself
     build_report(data, out, write_results=(out / "results.json").resolve() != Path(args.results).resolve())
     print(f"report written to {out}")
@@ -42,6 +43,7 @@ def _compare(args) -> int:
                                "or --baseline latest NEW)")
         base_paths, new_paths = [args.files[0]], [args.files[1]]
     _check_verdict_options(args)
+    _output_file(args.html, "--html")
     diff = compare_runs([load_run(p) for p in base_paths], [load_run(p) for p in new_paths], args.threshold,
                         args.alpha, args.allow_profile_mismatch, args.allow_machine_mismatch,
                         args.allow_selection_mismatch)
@@ -49,6 +51,18 @@ def _compare(args) -> int:
     if args.html:
         atomic_write_text(args.html, render_html(diff))
     return diff.exit_code
+
+
+def _output_file(path: str | None, option: str) -> None:
+    """Refuse an output file path that cannot be written before any work: a verdict printed and
+    then lost to a write error would leave exit 2 where the verdict's exit code belongs."""
+    if path and Path(path).is_dir():
+        raise ResultsError(f"{option} {path}: is a folder; give a file path, e.g. {Path(path) / 'compare.html'}")
+
+
+def _output_folder(path: Path, option: str) -> None:
+    if path.exists() and not path.is_dir():
+        raise ResultsError(f"{option} {path}: is a file; give a folder (created if missing)")
 
 
 def _peak(args) -> int:
@@ -100,6 +114,7 @@ def _history(args) -> int:
 
     if args.recent < 1:
         raise ResultsError(f"--recent {args.recent}: give at least 1")
+    _output_file(args.html, "--html")
     groups = analyse(find_runs(args.folders or ["reports/history"]), args.threshold)
     bad = recent_worse(groups, args.recent)
     sys.stdout.write(render(groups, args.format, bad))
@@ -112,6 +127,9 @@ def _ab(args) -> int:
     from bench.experiments.ab import main as ab_main
 
     _check_verdict_options(args)
+    if not 0 < args.timeout_s < float("inf"):
+        raise ResultsError(f"--timeout-s {args.timeout_s}: give the bound on one run in seconds, above 0")
+    _output_folder(Path(args.out), "--out")
     return ab_main(args)
 
 

@@ -7,9 +7,12 @@ import copy
 import json
 from pathlib import Path
 
+import pytest
+
 from bench.__main__ import main
 from bench.report.compare import compare_runs
 from bench.report.history import analyse, find_runs
+from bench.report.io import ResultsError
 from bench.report.runs import load_run
 
 REAL = Path(__file__).parent / "data" / "results_smoke.json"
@@ -386,3 +389,106 @@ def test_a_metric_settled_at_an_earlier_look_is_kept_as_it_was(tmp_path):
     kept = next(m for m in again.metrics if m["case"] == OP and m["metric"] == "fwd_bwd_median_ms")
     assert kept["verdict"] == "regression" and kept["note"] == "decided at look 1"
     assert len(again.metrics) == len(first.metrics)
+
+
+# 7. Inputs that hid a verdict or crashed it ------------------------------------------------------
+
+def _loaded(share: float, drop: str | None = None):
+    def edit(data):
+        for row in data["bench_rows"]:
+            row["foreign_cpu_share"] = share
+        if drop:
+            _row(data)[drop] = None
+    return edit
+
+
+def test_a_metric_lost_under_foreign_load_is_still_a_regression(tmp_path):
+    """Before: load demoted it to unsure ("one run a side", with three a side), exit 0."""
+    a = [_run(tmp_path, f"a{i}", _loaded(0.3)) for i in range(3)]
+    b = [_run(tmp_path, f"b{i}", _loaded(0.3, drop="speedup_vs_native")) for i in range(3)]
+    m = _metric(compare_runs(_load(a), _load(b)), "speedup_vs_native")
+    assert m["verdict"] == "regression" and m["test"] == "presence", m
+    assert main(["compare", "--base", *a, "--new", *b]) == 1
+
+
+def test_a_case_missing_from_some_new_runs_is_a_regression_naming_the_runs(tmp_path):
+    """Before: judged from the one new run that had it, "same", exit 0."""
+    others = [r["test"] for r in json.loads(REAL.read_text())["bench_rows"] if r["test"] != OP]
+    a = [_run(tmp_path, f"a{i}") for i in range(3)]
+    b = [_run(tmp_path, "b0")] + [_run(tmp_path, f"b{i}", cases=others) for i in (1, 2)]
+    diff = compare_runs(_load(a), _load(b))
+    c = next(c for c in diff.correctness if c["case"] == OP)
+    assert c["change"] == "regressed" and "absent from 2 of 3 new run(s) (b1, b2" in c["new_reason"], c
+    assert diff.exit_code == 1
+    assert compare_runs(_load(a), _load(b), allow_selection_mismatch=True).exit_code == 0
+
+
+def test_a_run_given_twice_on_a_side_counts_once(tmp_path):
+    """A run folder and its latest/ copy (same run id) caught by one glob: before, two agreeing
+    runs a side, a spread of zero, and noise called a regression (exit 1)."""
+    a, b = _run(tmp_path, "a"), _run(tmp_path, "b", factor=1.3)
+    copy_b = tmp_path / "latest.json"
+    copy_b.write_text(Path(b).read_text())
+    twice = compare_runs(_load([a, a]), _load([b, str(copy_b)]))
+    assert twice.runs_base == ["a"] and twice.runs_new == ["b"]
+    assert sum("given more than once" in w for w in twice.warnings) == 2
+    assert _metric(twice, "fwd_bwd_median_ms")["verdict"] == _metric(compare_runs(_load([a]), _load([b])),
+                                                                      "fwd_bwd_median_ms")["verdict"]
+    same = compare_runs(_load([a]), _load([a]))
+    assert any("the same run on both sides" in w for w in same.warnings)
+
+
+def test_broken_values_in_a_results_file_are_named_not_crashed(tmp_path, capsys):
+    """Before: NaN samples crashed compare (AttributeError), negative ones a math domain error
+    naming no file; a list as a status crashed; a non-string run id broke history."""
+    def samples(value):
+        def edit(data):
+            next(b for b in data["benchmarks"] if b["fullname"] == OP)["stats"]["data"][0] = value
+        return edit
+
+    a = _run(tmp_path, "a")
+    for name, edit, words in [("nan", samples(float("nan")), "not finite"), ("neg", samples(-0.1), "negative"),
+                              ("status", lambda d: _row(d).update(status=["ok"]), "is not a name"),
+                              ("rid", lambda d: d["bench_run"].update(run_id=7), "bench_run.run_id 7")]:
+        bad = _run(tmp_path, name, edit)
+        assert main(["compare", a, bad]) == 2
+        err = capsys.readouterr().err
+        assert bad in err and words in err and "unexpected" not in err, err
+
+
+def test_a_case_twice_in_one_file_keeps_its_worse_row(tmp_path):
+    """Before: the later row won, so an ok row after a mismatch hid it (report: NOT GOOD, compare: exit 0)."""
+    def twice(data):
+        data["bench_rows"].append({**_row(data), "status": "ok"})
+        _row(data).update(status="mismatch", reason="planted")
+    run = load_run(_run(tmp_path, "t", twice))
+    assert run.rows[OP]["status"] == "mismatch"
+
+
+def test_outputs_and_arguments_that_cannot_work_are_refused_before_any_work(tmp_path, capsys):
+    """Before: compare printed its verdict and then lost its exit code to IsADirectoryError;
+    report --out FILE, ab --budget nan and --timeout-s -1 ran and failed later."""
+    a, b = _run(tmp_path, "a"), _run(tmp_path, "b")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    for argv, words in [(["compare", a, b, "--html", str(tmp_path)], "is a folder"),
+                        (["report", a, "--out", str(a_file)], "is a file"),
+                        (["report", str(tmp_path)], "is a folder, not a results file"),
+                        (["ab", "--a", "x", "--b", "y", "--until-decided", "--budget", "nan"], "--budget nan"),
+                        (["ab", "--a", "x", "--b", "y", "--timeout-s", "-1"], "--timeout-s -1")]:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert words in err and "unexpected" not in err, (argv, err)
+
+
+def test_pytest_arguments_that_select_nothing_stop_the_experiment_at_once(tmp_path, monkeypatch):
+    """Before: every run "CRASHED: pytest exited 5", to the end of the plan."""
+    from bench.experiments import ab
+
+    calls = []
+    monkeypatch.setattr(ab, "_run_one", lambda index, side, python, args, out, timeout_s, attempt=0:
+                        calls.append(side) or ab.AbRun(index, side, python, 5, 0.01, None, "pytest exited 5"))
+    monkeypatch.setattr(ab, "check_environment", lambda python, label: "2.13.0")
+    with pytest.raises(ResultsError, match="select no tests"):
+        ab.run_experiment("pa", "pb", 3, tmp_path / "ab", ["x.py", "-k", "nothing"], log=lambda text: None)
+    assert calls == ["a"]

@@ -21,94 +21,28 @@ freedom for little gain (run-to-run noise here is mostly per process).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from bench.core.files import atomic_write_json, atomic_write_text
-from bench.core.launch import kill_group
-from bench.core.load import FOREIGN_LOAD_WARN, LoadProbe
+from bench.core.load import FOREIGN_LOAD_WARN
 from bench.core.rows import metric_of
 from bench.experiments.plan import Plan, mark_out_of_reach, noise_from, out_of_reach, plan_text
-from bench.experiments.processes import MARKER, QUIET_WAIT_S, check_environment, end_strays, wait_for_quiet
+from bench.experiments.processes import ARGUMENT_ERRORS, QUIET_WAIT_S, AbRun, check_environment, wait_for_quiet
+from bench.experiments.processes import run_one as _run_one
 from bench.report.compare import Diff, compare_runs
 from bench.report.compare_render import render, render_html
 from bench.report.io import ResultsError
-from bench.report.runs import Run, load_run
 
 DEFAULT_PYTEST_ARGS = ("suites/", "--benchmark-only")
-
-
-@dataclasses.dataclass
-class AbRun:
-    index: int
-    side: str
-    python: str
-    exit_code: int | None
-    wall_s: float
-    results: str | None
-    problem: str | None  # why this run gives no results, None when it does
-    foreign_cpu_share: float | None = None  # CPU that other processes took during the run
-    attempt: int = 0                        # 0: the first; n: the n-th rerun of a busy run
-    strays: int = 0                         # processes the run started that outlived it (ended by ab)
-
-    @functools.cached_property
-    def loaded(self) -> Run:
-        """The run's results, read once however many looks compare it (not a dataclass field)."""
-        return load_run(self.results)
-
-    @property
-    def busy(self) -> bool:
-        return self.foreign_cpu_share is not None and self.foreign_cpu_share > FOREIGN_LOAD_WARN
 
 
 def balanced_order(runs: int) -> list[str]:
     """A B, B A, A B, ...: each pair swaps, so neither side always goes first."""
     return [side for i in range(runs) for side in (("a", "b") if i % 2 == 0 else ("b", "a"))]
-
-
-def _run_one(index: int, side: str, python: str, pytest_args: list[str], out: Path, timeout_s: float,
-             attempt: int = 0) -> AbRun:
-    run_dir = out / "runs" / (f"{index:02d}-{side}" + (f"-rerun{attempt}" if attempt else ""))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [python, "-m", "pytest", *pytest_args, f"--bench-report-dir={run_dir}", "-p", "no:cacheprovider"]
-    t0 = time.perf_counter()
-    probe = LoadProbe(children_only=True)
-    token = f"{os.getpid()}-{run_dir.name}-{time.time_ns()}"
-    env = {**os.environ, MARKER: token}
-    with open(run_dir / "pytest.log", "w") as log:
-        # its own process group, so a time-out kills pytest's group at once; what the run started
-        # in groups of its own (torchrun ranks, the minifier, the callgrind child) carries the
-        # marker and is ended after it
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-        try:
-            code = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            kill_group(proc, grace_s=0)  # a time-out: nothing of this run is waited for
-            code = None
-        except BaseException:  # Ctrl-C or any error here: the run's own session would outlive us
-            kill_group(proc, grace_s=0)
-            raise
-        finally:
-            strays = end_strays(token)
-    wall = time.perf_counter() - t0
-    # CPU the machine spent on anything but this run: another job on a "quiet" machine
-    # skews one side of the experiment (a load spanning the B B of A B B A hits B twice)
-    foreign = probe.foreign_share()
-    results = run_dir / "latest" / "results.json"
-    problem = None
-    if code is None:
-        problem = f"timed out after {timeout_s:.0f} s"
-    elif code not in (0, 1):  # 1: some case failed, its row says why; anything else: the run broke
-        problem = f"pytest exited {code} (see {run_dir / 'pytest.log'})"
-    elif not results.is_file():
-        problem = f"pytest exited {code} but wrote no results.json (see {run_dir / 'pytest.log'})"
-    return AbRun(index, side, python, code, wall, str(results) if problem is None else None, problem, foreign,
-                 attempt, strays)
 
 
 def run_experiment(python_a: str, python_b: str, runs: int | Plan, out: Path, pytest_args: list[str] | None = None,
@@ -158,6 +92,10 @@ def run_experiment(python_a: str, python_b: str, runs: int | Plan, out: Path, py
         side = order[i]
         i += 1
         run = _run_one(i, side, pythons[side], args, out, timeout_s)
+        if run.exit_code in ARGUMENT_ERRORS:  # the same arguments fail every run: stop, saying so
+            raise ResultsError(f"run {i} ({side.upper()}): {ARGUMENT_ERRORS[run.exit_code]} (pytest exited "
+                               f"{run.exit_code}; see {out / 'runs'}/*/pytest.log); the pytest arguments after -- "
+                               f"were: {' '.join(args)}")
         while True:
             elapsed = time.perf_counter() - t0
             left = elapsed / (i + len(replaced)) * (planned - i)

@@ -49,7 +49,7 @@ class Plan:
             self.max_runs = max(6, 3 * self.runs) if self.until_decided else self.runs
         if self.max_runs < self.runs:
             raise ResultsError(f"--max-runs {self.max_runs}: give at least --runs ({self.runs})")
-        if self.budget_s is not None and self.budget_s <= 0:
+        if self.budget_s is not None and not 0 < self.budget_s < float("inf"):  # NaN fails both
             raise ResultsError(f"--budget {self.budget_s / 60:g}: give minutes above 0")
         if not self.until_decided and (self.max_runs != self.runs or self.budget_s is not None):
             raise ResultsError("--max-runs and --budget only apply with --until-decided")

@@ -15,11 +15,12 @@ from pathlib import Path
 from bench.core.load import FOREIGN_LOAD_WARN
 from bench.core.rows import DRIFT_FACTOR, DRIFT_FLOOR, error_columns, metric_of, passed
 from bench.report.comparable import channel_warnings, check_comparable, lost_devices, reference_warnings
-from bench.report.correctness import correctness_diff
+from bench.report.correctness import absent_in, case_on_one_side, correctness_diff, lost_in_some
 from bench.report.curves import judge_curve
 from bench.report.io import ResultsError
 from bench.report.runs import (
     Run,
+    distinct_runs,
     environment_diff,
     load_run,
     machine_identity,
@@ -87,17 +88,6 @@ def method(alpha: float) -> str:
             f"{alpha:g}), i.e. the interval inside +/- the threshold; unsure: anything else")
 
 
-def _case_on_one_side(case: str, runs: list[Run], lost: bool) -> dict:
-    row = next(r.rows[case] for r in runs if case in r.rows)
-    status = row.get("status") or "error"
-    entry = {"case": case, "suite": row.get("suite"), "change": "regressed" if lost else "changed"}
-    if lost:
-        return {**entry, "base_status": status, "new_status": "missing", "base_reason": row.get("reason"),
-                "new_reason": "case absent from the new run(s): the run stopped or lost it"}
-    return {**entry, "base_status": "missing", "new_status": status,
-            "base_reason": "case absent from the base run(s)", "new_reason": row.get("reason")}
-
-
 def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None, alpha: float = 0.05,
                  allow_profile_mismatch: bool = False, allow_machine_mismatch: bool = False,
                  allow_selection_mismatch: bool = False, settled: dict | None = None) -> Diff:
@@ -107,7 +97,11 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
         raise ResultsError("compare needs at least one run on each side")
     if not 0 < alpha < 0.5:
         raise ResultsError(f"alpha {alpha}: give a level between 0 and 0.5, e.g. 0.05")
-    warnings = check_comparable(base, new, allow_profile_mismatch, allow_machine_mismatch)
+    twice: list[str] = []
+    base, new = distinct_runs(base, "base", twice), distinct_runs(new, "new", twice)
+    both = sorted({r.run_id for r in base} & {r.run_id for r in new})
+    twice += [f"the same run on both sides ({', '.join(both[:3])}): it cannot differ from itself"] if both else []
+    warnings = twice + check_comparable(base, new, allow_profile_mismatch, allow_machine_mismatch)
     base_cases = set().union(*(r.rows for r in base))
     new_cases = set().union(*(r.rows for r in new))
     common = sorted(base_cases & new_cases)
@@ -115,8 +109,8 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
         raise ResultsError(f"the two sides have no case in common ({len(base_cases)} in base, {len(new_cases)} in new)")
     correctness, metrics, drift, repro, curves = [], [], [], {}, []
     if not allow_selection_mismatch:
-        correctness += [_case_on_one_side(case, base, lost=True) for case in sorted(base_cases - new_cases)]
-    correctness += [_case_on_one_side(case, new, lost=False) for case in sorted(new_cases - base_cases)]
+        correctness += [case_on_one_side(case, base, lost=True) for case in sorted(base_cases - new_cases)]
+    correctness += [case_on_one_side(case, new, lost=False) for case in sorted(new_cases - base_cases)]
     planned_out, compared = [], 0
     for case in common:
         brows = [r.rows[case] for r in base if case in r.rows]
@@ -128,6 +122,9 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
             planned_out.append(case)  # not run on a side by the time plan: nothing to compare, not a change
             continue
         c = correctness_diff(case, brows, nrows)
+        absent = absent_in(case, new)
+        if absent and not allow_selection_mismatch and not absent_in(case, base):
+            c = lost_in_some(case, brows, nrows, c, absent)
         if c:
             correctness.append(c)
         compared += bool(c) or any(passed(r.get("status")) for r in brows + nrows)
@@ -150,7 +147,9 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
     replanned = _plan_differs(common, base, new)
     for m in metrics:
         m.pop("worse", None)
-        if m["case"] in busy and m["verdict"] != "same" and metric_of(m["suite"], m["metric"]).moved_by_load:
+        # a value that went missing is not something load does: that verdict stands as it is
+        if m["case"] in busy and m["verdict"] != "same" and m.get("test") != "presence" \
+                and metric_of(m["suite"], m["metric"]).moved_by_load:
             _under_load(m, busy[m["case"]])
         if m["case"] in replanned and m["verdict"] != "unsure":  # a shrunk batch moves counts too
             m["note"] = (f"measured under different time plans ({replanned[m['case']]}): not like with like, so not "

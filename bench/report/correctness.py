@@ -1,8 +1,10 @@
 """The correctness side of ``compare``: a case's statuses on each side, run by run, and whether it
-regressed, was fixed, is flaky, or lost checks (newly not applicable, or fewer checks ran)."""
+regressed, was fixed, is flaky, or lost checks (newly not applicable, or fewer checks ran); a case
+present on one side only, or missing from some runs of a side."""
 from __future__ import annotations
 
 from bench.core.rows import FAILURES, passed, severity
+from bench.report.runs import Run
 
 
 def _worst(statuses: list[str]) -> str:
@@ -137,3 +139,31 @@ def _worst_diff(case: str, base_rows: list[dict], new_rows: list[dict]) -> dict 
             "base_reason": brow.get("reason") or (f"checks {brow.get('checks_passed')}" if passed(bs) else None),
             "new_reason": nrow.get("reason") or (f"checks {nrow.get('checks_passed')}" if passed(ns) else None),
             "change": change}
+
+
+def case_on_one_side(case: str, runs: list[Run], lost: bool) -> dict:
+    row = next(r.rows[case] for r in runs if case in r.rows)
+    status = row.get("status") or "error"
+    entry = {"case": case, "suite": row.get("suite"), "change": "regressed" if lost else "changed"}
+    if lost:
+        return {**entry, "base_status": status, "new_status": "missing", "base_reason": row.get("reason"),
+                "new_reason": "case absent from the new run(s): the run stopped or lost it"}
+    return {**entry, "base_status": "missing", "new_status": status,
+            "base_reason": "case absent from the base run(s)", "new_reason": row.get("reason")}
+
+
+def absent_in(case: str, runs: list[Run]) -> list[str]:
+    """The runs of a side that lack ``case`` while another run of that side has it."""
+    return [r.run_id for r in runs if case not in r.rows]
+
+
+def lost_in_some(case: str, brows: list[dict], nrows: list[dict], c: dict | None, absent: list[str]) -> dict:
+    """A case every base run has and some new runs lack: lost there, a regression, whatever the
+    runs that have it say (judging it from those alone would hide a run that stopped on it)."""
+    why = (f"case absent from {len(absent)} of {len(absent) + len(nrows)} new run(s) "
+           f"({', '.join(absent[:3])}): the run stopped or lost it")
+    if c:
+        return {**c, "change": "regressed", "new_reason": f"{why}; {c.get('new_reason') or ''}".rstrip("; ")}
+    return {"case": case, "suite": brows[0].get("suite"), "change": "regressed",
+            "base_status": brows[0].get("status") or "error", "new_status": "missing",
+            "base_reason": brows[0].get("reason"), "new_reason": why}

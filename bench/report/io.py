@@ -34,6 +34,10 @@ def replace_dir(src: Path, dst: Path) -> None:
 def load_results(path: str | Path) -> dict:
     """Load a results.json or a plain pytest-benchmark JSON file, or raise ResultsError."""
     path = Path(path)
+    if path.is_dir():
+        inside = path / "results.json"
+        raise ResultsError(f"{path}: is a folder, not a results file"
+                           + (f"; give {inside}" if inside.is_file() else " (give a run's results.json)"))
     if not path.is_file():
         raise ResultsError(f"{path}: no such file")
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench.core.machine import identity
 from bench.core.question import adopt
-from bench.core.rows import Metric, passed
+from bench.core.rows import Metric, passed, severity
 from bench.report.io import ResultsError, load_results
 from bench.report.tables import rows_from_results
 
@@ -40,18 +40,23 @@ def load_run(path: str | Path) -> Run:
 
 
 def _parse(path: str | Path, data: dict) -> Run:
-    rows = {}
+    rows: dict[str, dict] = {}
     for r in rows_from_results(data):
-        rows[str(r.get("test"))] = r
+        case, status = str(r.get("test")), r.get("status")
+        if status is not None and not isinstance(status, str):
+            raise ValueError(f"case {case}: status {status!r} is not a name (valid: a string such as 'ok')")
+        # one case twice (no run of this suite writes that): its worse row stands, never the later one
+        if case not in rows or severity(status or "error") > severity(rows[case].get("status") or "error"):
+            rows[case] = r
     samples = {}
     for b in data.get("benchmarks", []):
         name, st = b.get("fullname"), b.get("stats") or {}
         if not name:
             continue
         if st.get("data"):
-            samples[name] = [float(v) * 1e3 for v in st["data"]]
+            samples[name] = _times_ms(name, st["data"])
         elif "median" in st:
-            samples[name] = [float(st["median"]) * 1e3]
+            samples[name] = _times_ms(name, [st["median"]])
         if name not in rows and not data.get("bench_rows"):  # plain pytest-benchmark: judged by its median
             rows[name] = {"suite": "other", "test": name, "status": "ok"}
     run = data.get("bench_run") or {}
@@ -60,8 +65,20 @@ def _parse(path: str | Path, data: dict) -> Run:
     fp = info.get("bench") or {k: v for k, v in info.items() if not isinstance(v, (dict, list))}
     if info.get("bench"):  # runs before the backend was recorded all compiled with inductor
         fp = {"compile_backend": "inductor", **fp}
+    for key in ("run_id", "profile"):
+        if run.get(key) is not None and not isinstance(run[key], str):
+            raise ValueError(f"bench_run.{key} {run[key]!r} is not a string")
     return Run(str(path), run.get("run_id") or Path(path).stem, run.get("profile"), bool(run.get("complete", True)),
                fp, rows, samples, _channels(run.get("channels"), rows), run.get("threads"))
+
+
+def _times_ms(case: str, seconds) -> list[float]:
+    """A case's timing samples in ms; a negative or non-finite one is a broken file, named."""
+    out = [float(v) * 1e3 for v in seconds]
+    bad = [v for v in out if not math.isfinite(v) or v < 0]
+    if bad:
+        raise ValueError(f"case {case}: {len(bad)} timing sample(s) negative or not finite (first: {bad[0]!r} ms)")
+    return out
 
 
 def _flat(fp: dict, prefix: str = "") -> dict:
@@ -208,3 +225,18 @@ def _channels(recorded, rows: dict[str, dict]) -> dict:
 def ok_runs(case: str, runs: list[Run]) -> int:
     """How many of ``runs`` have ``case`` with status ok (the runs whose metrics count)."""
     return sum(passed((r.rows.get(case) or {}).get("status")) for r in runs)
+
+
+def distinct_runs(runs: list[Run], side: str, warnings: list[str]) -> list[Run]:
+    """Each run of a side once (by run id), saying which were dropped: a run given twice would
+    count as two agreeing runs, a spread of zero no experiment measured, turning noise into a
+    verdict."""
+    kept, seen, dropped = [], set(), []
+    for r in runs:
+        (dropped if r.run_id in seen else kept).append(r)
+        seen.add(r.run_id)
+    if dropped:
+        warnings.append(f"{', '.join(f'run {r.run_id} ({r.path})' for r in dropped[:3])}"
+                        f"{f' and {len(dropped) - 3} more' if len(dropped) > 3 else ''} given more than once on the "
+                        f"{side} side (a run folder and its latest/ copy?): each run counts once")
+    return kept

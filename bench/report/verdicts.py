@@ -84,6 +84,9 @@ def _judge(metric: Metric, base: list[float], new: list[float], raw_base, raw_ne
     if bmed <= 0 or nmed <= 0:  # a side at zero: no ratio, judged by consistency across runs
         return _judge_zero(metric, base, new, bmed, nmed)
     ev = stats.evidence(base, new, threshold, alpha)
+    if ev is None:  # no positive, finite value on a side (the parser refuses non-finite samples)
+        return {"ratio": None, "p_value": None, "test": "none", "verdict": "unsure",
+                "note": "a side has no positive finite value: nothing to test"}
     worse = stats.worse_ratio(ev.ratio, metric.better)
     out = {"ratio": ev.ratio, "ci_low": ev.ci_low, "ci_high": ev.ci_high, "p_value": ev.p_diff,
            "p_same": ev.p_same, "sd_log": ev.sd_log, "test": ev.test, "worse": worse, "note": ""}
