@@ -73,10 +73,17 @@ def _peak(args) -> int:
     import torch
 
     from bench.core.flops import peak_with_reference, vendor_peak_tflops
+    from bench.core.hardware import DTYPES as PEAK_DTYPES
     from bench.core.hardware import parse_devices, probe
 
     caps = probe()
-    devices = parse_devices(args.device) if args.device else ["cpu"] + (["cuda:0"] if caps.cuda else [])
+    devices = parse_devices(args.device, option="--device") if args.device is not None else \
+        ["cpu"] + (["cuda:0"] if caps.cuda else [])
+    dtypes = args.dtype.split(",")
+    if unknown := [d for d in dtypes if d not in PEAK_DTYPES]:
+        raise ResultsError(f"--dtype {','.join(unknown)}: valid: {', '.join(PEAK_DTYPES)} (comma separated)")
+    if args.n is not None and args.n < 16:
+        raise ResultsError(f"--n {args.n}: give a matrix size of 16 or more (default 1024 on CPU, 8192 on CUDA)")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"CPU capability {torch.backends.cpu.get_cpu_capability()}", flush=True)
     print(f"{'device':8} {'dtype':5} {'n':>6} {'kernel':>11} {'median_ms':>10} {'TFLOP/s':>9} {'timer_ms':>10} "
@@ -87,14 +94,15 @@ def _peak(args) -> int:
         if reason:
             print(f"{device:8} skipped: {reason}", flush=True)
             continue
-        for dtype in args.dtype.split(","):
+        for dtype in dtypes:
             emulated = caps.cpu_emulation_note(device, dtype)
             if emulated and not args.emulated:
                 print(f"{device:8} {dtype:5} skipped, {emulated}; --emulated times it",
                       flush=True)
                 continue
             n = args.n
-            print(f"{device:8} {dtype:5} timing{' (EMULATED)' if emulated else ''} ...", end="\r", flush=True)
+            if sys.stdout.isatty():  # a progress line the result overwrites; piped output gets the result only
+                print(f"{device:8} {dtype:5} timing{' (EMULATED)' if emulated else ''} ...", end="\r", flush=True)
             r = peak_with_reference(device, dtype, n)
             name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else None
             vendor = vendor_peak_tflops(name, dtype)

@@ -78,6 +78,14 @@ def check_paths(config) -> None:
                 f"--{opt.replace('_', '-')} {value!r}: no such file or folder. Valid: an existing local "
                 "path, or a hub id / datasets name (no leading /, ./ or ../)"
             )
+    refs = config.getoption("bench_references")
+    if refs and not Path(refs).expanduser().is_dir():  # a typo would turn the curve check off unseen
+        raise pytest.UsageError(f"--bench-references {refs!r}: no such folder. Valid: a folder of loss-curve "
+                                "references (python -m bench reference update writes one), or leave it out for "
+                                "<rootdir>/references")
+    report = config.getoption("bench_report_dir")
+    if report:
+        _writable_folder(Path(report).expanduser())
     model = config.getoption("hf_model")
     if model and Path(model).expanduser().is_dir() and not (Path(model).expanduser() / "config.json").is_file():
         raise pytest.UsageError(
@@ -85,6 +93,19 @@ def check_paths(config) -> None:
             "holds. Valid: a folder written by save_pretrained (config.json plus model.safetensors or "
             "pytorch_model.bin, and the tokenizer's files), or a hub id"
         )
+
+
+def _writable_folder(path: Path) -> None:
+    """``--bench-report-dir``: a folder this process can create and write, checked before any
+    case runs (found at the end, the run's report would be lost to a traceback)."""
+    import tempfile
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError as exc:
+        raise pytest.UsageError(f"--bench-report-dir {str(path)!r}: cannot write reports there "
+                                f"({exc.strerror or exc}). Valid: a folder you can write, created if missing") from None
 
 
 def apply_threads(config) -> int | None:

@@ -47,7 +47,7 @@ def plan_run(config, items, session, state) -> None:
             cost = dataclasses.replace(cost, essential=True)
         planned.append((item.nodeid, keys["suite"], cost))
     budget = config.getoption("bench_time_budget")
-    if budget is not None and budget < 0:
+    if budget is not None and not 0 <= budget < float("inf"):  # NaN fails both
         raise pytest.UsageError(f"--bench-time-budget {budget:g}: valid: seconds > 0, or 0 for no ceiling")
     # the profiles' budgets are for a CPU (their estimates were measured on one); a CUDA machine
     # runs the profile whole unless --bench-time-budget says otherwise

@@ -49,7 +49,8 @@ def pytest_configure(config):
         config.addinivalue_line("markers", f"{name}: {text}")
     separate_inductor_cache()  # before anything compiles
     try:
-        devices = parse_devices(config.getoption("bench_device")) if config.getoption("bench_device") else None
+        given = config.getoption("bench_device")
+        devices = parse_devices(given) if given is not None else None  # "" is refused, not "every device"
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
     check_paths(config)

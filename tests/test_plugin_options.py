@@ -10,6 +10,12 @@ import pytest
     (["--bench-plugin=./missing_plugin.py"], ["missing_plugin.py", "no such file"]),
     (["--hf-model=./no/such/model"], ["./no/such/model", "no such file or folder"]),
     (["--hf-dataset=/no/such/data.csv"], ["/no/such/data.csv", "no such file or folder"]),
+    # before: a file as the report folder ran the cases, then lost the report to an INTERNALERROR; a
+    # missing references folder turned the curve check off unseen; "" meant every device; NaN no ceiling
+    (["--bench-report-dir=/dev/null"], ["--bench-report-dir '/dev/null': cannot write reports there"]),
+    (["--bench-references=./no/refs"], ["--bench-references './no/refs': no such folder"]),
+    (["--bench-device="], ["--bench-device is empty", "cuda:N"]),
+    (["--bench-time-budget=nan"], ["--bench-time-budget nan", "0 for no ceiling"]),
 ])
 def test_bad_option_is_usage_error(bench_pytester, args, expected):
     bench_pytester.makepyfile("def test_x():\n    pass\n")

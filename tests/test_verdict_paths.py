@@ -492,3 +492,20 @@ def test_pytest_arguments_that_select_nothing_stop_the_experiment_at_once(tmp_pa
     with pytest.raises(ResultsError, match="select no tests"):
         ab.run_experiment("pa", "pb", 3, tmp_path / "ab", ["x.py", "-k", "nothing"], log=lambda text: None)
     assert calls == ["a"]
+
+
+def test_a_row_with_an_unknown_status_is_a_failure_in_the_report(tmp_path):
+    """Before: dropped from every count, and the headline said GOOD."""
+    bad = _run(tmp_path, "weird", lambda d: _row(d).update(status="weird"))
+    assert main(["report", bad, "--out", str(tmp_path / "r")]) == 0
+    summary = (tmp_path / "r" / "summary.md").read_text()
+    assert "NOT GOOD" in summary and "1 error" in summary and "status 'weird' is not one this version knows" in summary
+
+
+def test_peak_refuses_a_dtype_and_a_size_it_cannot_time(capsys):
+    """Before: --dtype fp8 crashed (KeyError, "please report it"), --n 0 was silently 1024."""
+    for argv, words in [(["peak", "--dtype", "fp8"], "--dtype fp8: valid: fp32, bf16, fp16, fp64"),
+                        (["peak", "--n", "0"], "--n 0"), (["peak", "--device", "gpu"], "--device: unknown device")]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert words in err and "unexpected" not in err, err

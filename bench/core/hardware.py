@@ -147,16 +147,16 @@ def separate_inductor_cache() -> str | None:
     return folder
 
 
-def parse_devices(text: str, cuda_device_count: int | None = None) -> list[str]:
-    """Parse ``--bench-device``: a comma list of cpu, cuda, cuda:N. ``cuda`` means every
-    visible CUDA device (cuda:0 when there is none, so its rows say why they are skipped).
-    Raises ValueError."""
+def parse_devices(text: str, cuda_device_count: int | None = None, option: str = "--bench-device") -> list[str]:
+    """Parse ``--bench-device`` (or another ``option``): a comma list of cpu, cuda, cuda:N.
+    ``cuda`` means every visible CUDA device (cuda:0 when there is none, so its rows say why
+    they are skipped). Raises ValueError."""
     devices = [d.strip() for d in text.split(",") if d.strip()]
     if not devices:
-        raise ValueError("--bench-device is empty; valid: cpu, cuda, cuda:N (comma separated)")
+        raise ValueError(f"{option} is empty; valid: cpu, cuda, cuda:N (comma separated)")
     for d in devices:
         if not _DEVICE_RE.match(d):
-            raise ValueError(f"--bench-device: unknown device {d!r}; valid: cpu, cuda, cuda:N (comma separated)")
+            raise ValueError(f"{option}: unknown device {d!r}; valid: cpu, cuda, cuda:N (comma separated)")
     count = probe().cuda_device_count if cuda_device_count is None else cuda_device_count
     out: list[str] = []
     for d in devices:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.core.rows import PASSED, SUITE_COLUMNS, passed
+from bench.core.rows import PASSED, STATUSES, SUITE_COLUMNS, passed
 
 
 def rows_from_results(data: dict) -> list[dict]:
@@ -32,7 +32,8 @@ def suite_tables(rows: list[dict]) -> dict[str, pd.DataFrame]:
         by_suite.setdefault(row.get("suite", "other"), []).append(row)
     tables = {}
     for suite, suite_rows in by_suite.items():
-        flat = [{k: v for k, v in r.items() if not isinstance(v, (list, dict)) and k != "suite"} for r in suite_rows]
+        flat = [_known_status({k: v for k, v in r.items() if not isinstance(v, (list, dict)) and k != "suite"})
+                for r in suite_rows]
         df = pd.DataFrame(flat)
         # every leading column, filled or not: a reader of the CSV finds the same header in every
         # run (a suite whose rows were all skipped still has its samples_per_s column, empty)
@@ -44,6 +45,16 @@ def suite_tables(rows: list[dict]) -> dict[str, pd.DataFrame]:
         df = df[lead + rest + (["test"] if "test" in df.columns else [])]
         tables[suite] = derive_columns(suite, df.reset_index(drop=True))
     return tables
+
+
+def _known_status(row: dict) -> dict:
+    """A row whose status is missing or not one this version knows (a hand-edited or newer
+    file) is reported as an ``error`` saying so: never dropped from the headline's counts."""
+    status = row.get("status")
+    if isinstance(status, str) and status in STATUSES:
+        return row
+    why = f"status {status!r} is not one this version knows (valid: {', '.join(STATUSES)}), reported as error"
+    return {**row, "status": "error", "reason": why + (f"; its reason: {row['reason']}" if row.get("reason") else "")}
 
 
 def derive_columns(suite: str, df: pd.DataFrame) -> pd.DataFrame:
