@@ -71,3 +71,16 @@ def test_a_curve_that_went_non_finite_is_changed_at_that_step_never_same():
     saved = CURVE[:4] + [None, None]  # NaN written as null in results.json
     assert judge_curve(CASE, "trainer", [_row(CURVE)], [_row(saved)])["first_step"] == 4
     assert judge_curve(CASE, "trainer", [_row(saved)], [_row(saved)])["verdict"] == "same"  # both lost alike
+
+
+def test_a_new_side_that_disagrees_with_itself_is_changed_never_a_wider_band():
+    """Before: the new side's own spread widened the band, so one diverging new run of two read
+    as "same"; one new run going NaN made the band infinite and every curve "same"."""
+    two = [_row(CURVE), _row(CURVE)]
+    diverged = judge_curve(CASE, "trainer", two, [_row(CURVE), _row([v * 1.5 for v in CURVE])])
+    assert diverged["verdict"] == "changed" and diverged["first_step"] == 0
+    assert "new run 2 of 2" in diverged["note"] and "differ among themselves" in diverged["note"]
+    went_nan = judge_curve(CASE, "trainer", two, [_row(CURVE), _row(CURVE[:4] + [float("nan")] * 2)])
+    assert went_nan["verdict"] == "changed" and went_nan["first_step"] == 4 and went_nan["band"] == 1e-6
+    broken_base = judge_curve(CASE, "trainer", [_row(CURVE), _row(CURVE[:5] + [None])], two)
+    assert broken_base["verdict"] == "unsure" and "no reference" in broken_base["note"]

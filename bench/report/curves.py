@@ -14,8 +14,9 @@ curves between configurations (``scripts/loss_compare.py``):
 - ``unsure``: the sides logged different numbers of steps (another plan), nothing to align.
 
 The band is relative to the base loss. It is the larger of the device's declared band and the
-spread the runs of each side show among themselves (several runs a side: whatever two runs of
-one environment differ by is not the upgrade's doing). The declared bands: on CPU, A/A runs of
+spread the base's runs show among themselves (several runs a side: whatever two runs of the old
+environment differ by is not the upgrade's doing). Each new run is held to it on its own, so a
+new side whose runs disagree with each other is a change, not a wider band. The declared bands: on CPU, A/A runs of
 the same environment are bitwise equal (measured: docs/measurements.md, "Loss curves"), so the
 band is a rounding-level 1e-6; on CUDA, reductions with atomics are nondeterministic, so 1e-3
 (declared, not yet measured on a GPU: the GPU validation script measures it).
@@ -62,27 +63,37 @@ def _spread(curves: list[list[float]]) -> float:
 
 
 def judge_curve(case: str, suite: str, brows: list[dict], nrows: list[dict]) -> dict | None:
-    """The curve verdict of one case, or None when a side stored no curve."""
+    """The curve verdict of one case, or None when a side stored no curve. Every new run is
+    held to the base's band on its own: a new side whose runs disagree among themselves (an
+    upgrade that made training nondeterministic, one run that diverged) is a change, and the
+    median of its runs cannot hide one."""
     base, new = _curves(brows), _curves(nrows)
     if not base or not new:
         return None
     device = brows[0].get("device")
-    band = max(band_for(device), _spread(base), _spread(new))
+    base_spread = _spread(base)
+    band = max(band_for(device), base_spread)
     entry = {"case": case, "suite": suite, "device": device, "band": band, "runs_base": len(base),
              "runs_new": len(new)}
     lengths = {len(c) for c in base + new}
     if len(lengths) > 1:
         return {**entry, "verdict": "unsure", "steps": sorted(lengths),
                 "note": f"the runs logged different numbers of steps ({sorted(lengths)}): not the same training"}
+    if not math.isfinite(base_spread):
+        return {**entry, "verdict": "unsure", "band": None,
+                "note": "a base run's curve is not finite where another's is: the base is no reference"}
     b = [statistics.median(step) for step in zip(*base)]
     n = [statistics.median(step) for step in zip(*new)]
-    rel = [_rel(y, x) for x, y in zip(b, n)]
+    rel = [max(_rel(run[i], b[i]) for run in new) for i in range(len(b))]  # the farthest new run, step by step
     beyond = [i for i, d in enumerate(rel) if d > band]
     entry.update(steps=len(b), max_rel_diff=max(rel), final_base=b[-1], final_new=n[-1])
     if not beyond:
         return {**entry, "verdict": "same", "first_step": None,
-                "note": f"every one of {len(b)} steps within {band:.2g} of the base loss"}
+                "note": f"every step of every new run within {band:.2g} of the base loss ({len(b)} steps)"}
     i = beyond[0]
+    far = max(range(len(new)), key=lambda k: _rel(new[k][i], b[i]))
+    apart = f"; the new runs differ among themselves by up to {_spread(new):.2g}" if len(new) > 1 else ""
     return {**entry, "verdict": "changed", "first_step": i,
-            "note": f"leaves the base curve at step {i} ({b[i]:.6g} -> {n[i]:.6g}, {rel[i]:.2g} relative > band "
-                    f"{band:.2g}); largest difference {max(rel):.2g}; final loss {b[-1]:.6g} -> {n[-1]:.6g}"}
+            "note": f"leaves the base curve at step {i} ({b[i]:.6g} -> {new[far][i]:.6g} in new run {far + 1} of "
+                    f"{len(new)}, {rel[i]:.2g} relative > band {band:.2g}); largest difference {max(rel):.2g}; final "
+                    f"loss {b[-1]:.6g} -> {n[-1]:.6g}{apart}"}
