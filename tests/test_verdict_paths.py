@@ -509,3 +509,14 @@ def test_peak_refuses_a_dtype_and_a_size_it_cannot_time(capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert words in err and "unexpected" not in err, err
+
+
+def test_a_new_run_that_failed_as_a_whole_is_a_regression_of_compare(tmp_path, capsys):
+    """Before: its own report said RUN FAILED (a loss curve off its reference), compare exit 0."""
+    why = "loss curve of trainer-cpu-fp32 left its committed reference at step 3"
+    a, b = _run(tmp_path, "a"), _run(tmp_path, "b", lambda d: d["bench_run"].update(failures=[why]))
+    diff = compare_runs(_load([a]), _load([b]))
+    assert diff.run_regressions[0]["kind"] == "run_failure" and why in diff.run_regressions[0]["reason"]
+    assert main(["compare", a, b]) == 1 and "1 failure(s) of a new run as a whole" in capsys.readouterr().out
+    assert compare_runs(_load([b]), _load([_run(tmp_path, "c", lambda d: d["bench_run"].update(failures=[why]))]
+                                          )).run_regressions == []  # the base failed alike: not the new side's

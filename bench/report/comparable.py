@@ -76,6 +76,21 @@ def lost_devices(base: list[Run], new: list[Run]) -> list[dict]:
                        "mismatch; torch.cuda.is_available() is False there)" + (f"; {why}" if why else "")}]
 
 
+def run_failures(base: list[Run], new: list[Run]) -> list[dict]:
+    """Failures of a new run as a whole (its report's "RUN FAILED": a loss curve off its committed
+    reference, a required GPU missing, the user's model unmeasured) that no base run had: no row
+    holds them, so without this they would pass compare unseen."""
+    had = {f for r in base for f in r.failures}
+    out, seen = [], set()
+    for r in new:
+        for f in r.failures:
+            if f not in had and f not in seen:
+                seen.add(f)
+                out.append({"kind": "run_failure", "base": None, "new": r.run_id,
+                            "reason": f"new run {r.run_id} failed as a whole: {f}"})
+    return out
+
+
 def channel_warnings(base: list[Run], new: list[Run]) -> list[str]:
     """The instruction channel (``--bench-instructions``) on one side only: its counts are
     judged over the runs that had it, or not at all; said once, not per case."""

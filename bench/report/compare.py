@@ -14,7 +14,13 @@ from pathlib import Path
 
 from bench.core.load import FOREIGN_LOAD_WARN
 from bench.core.rows import DRIFT_FACTOR, DRIFT_FLOOR, error_columns, metric_of, passed
-from bench.report.comparable import channel_warnings, check_comparable, lost_devices, reference_warnings
+from bench.report.comparable import (
+    channel_warnings,
+    check_comparable,
+    lost_devices,
+    reference_warnings,
+    run_failures,
+)
 from bench.report.correctness import absent_in, case_on_one_side, correctness_diff, lost_in_some
 from bench.report.curves import judge_curve
 from bench.report.io import ResultsError
@@ -45,7 +51,7 @@ class Diff:
     repro: dict[str, str]
     crashes: list[dict] = dataclasses.field(default_factory=list)  # runs that gave no results (ab)
     alpha: float = 0.05
-    run_regressions: list[dict] = dataclasses.field(default_factory=list)  # the new stack lost a device
+    run_regressions: list[dict] = dataclasses.field(default_factory=list)  # a lost device, a failed new run
     curves: list[dict] = dataclasses.field(default_factory=list)  # loss curves judged (bench.report.curves)
 
     @property
@@ -133,7 +139,7 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
         metrics += judge_case(case, suite, base, new, threshold, alpha, same_status)
         drift += _drift(case, suite, brows, nrows)
         curves += [v for v in [judge_curve(case, suite, brows, nrows)] if v]
-    lost = lost_devices(base, new)
+    lost = lost_devices(base, new) + run_failures(base, new)
     if not compared and not correctness and not lost:
         raise ResultsError(_nothing_compared(common, planned_out, base))
     warnings += channel_warnings(base, new) + reference_warnings(base, new)

@@ -29,7 +29,10 @@ def headline(diff: Diff) -> str:
     # nothing worse shown is not everything shown the same: "no regression shown" while unsure
     head = "REGRESSION" if diff.verdict == "regression" else "no regression shown" if unsure else "no regression"
     crashed = f"{len(diff.crash_regressions)} crashed new run(s), " if diff.crash_regressions else ""
-    crashed += "".join(f"{r['reason'].split(':')[0]}, " for r in diff.run_regressions)
+    lost = [r for r in diff.run_regressions if r["kind"] != "run_failure"]
+    failed = len(diff.run_regressions) - len(lost)
+    crashed += "".join(f"{r['reason'].split(':')[0]}, " for r in lost)
+    crashed += f"{failed} failure(s) of a new run as a whole, " if failed else ""
     flaky = [c for c in diff.correctness if c["change"] == "flaky"]
     crashed += f"{len(flaky)} flaky on both sides, " if flaky else ""
     loaded = [m for m in diff.metrics if m.get("timed_under_load")]
@@ -68,7 +71,7 @@ def _sections(diff: Diff) -> list[tuple[str, pd.DataFrame | list[str]]]:
     geo = [{"suite": s, "geomean_time_ratio": r} for s, r in sorted(diff.geomean.items())]
     return [
         ("Crashed runs", crashes),
-        ("The new stack lost hardware", [r["reason"] for r in diff.run_regressions]),
+        ("The new stack lost hardware, or a new run failed as a whole", [r["reason"] for r in diff.run_regressions]),
         ("What changed", _df(diff.environment, ["key", "base", "new"])),
         ("Correctness", _df(diff.correctness, ["change", "case", "base_status", "new_status", "base_reason",
                                                "new_reason"])),

@@ -29,6 +29,7 @@ class Run:
     samples_ms: dict[str, list[float]]  # case -> raw benchmark samples in ms
     channels: dict | None = None        # bench_run.channels: which measuring channels the run had on
     threads: int | None = None          # bench_run.threads: --bench-threads (None: torch's default)
+    failures: list[str] = dataclasses.field(default_factory=list)  # bench_run.failures: of the run, no row's
 
 
 def load_run(path: str | Path) -> Run:
@@ -69,7 +70,8 @@ def _parse(path: str | Path, data: dict) -> Run:
         if run.get(key) is not None and not isinstance(run[key], str):
             raise ValueError(f"bench_run.{key} {run[key]!r} is not a string")
     return Run(str(path), run.get("run_id") or Path(path).stem, run.get("profile"), bool(run.get("complete", True)),
-               fp, rows, samples, _channels(run.get("channels"), rows), run.get("threads"))
+               fp, rows, samples, _channels(run.get("channels"), rows), run.get("threads"),
+               [str(f) for f in run.get("failures") or []])
 
 
 def _times_ms(case: str, seconds) -> list[float]:
