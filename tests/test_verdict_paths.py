@@ -520,3 +520,36 @@ def test_a_new_run_that_failed_as_a_whole_is_a_regression_of_compare(tmp_path, c
     assert main(["compare", a, b]) == 1 and "1 failure(s) of a new run as a whole" in capsys.readouterr().out
     assert compare_runs(_load([b]), _load([_run(tmp_path, "c", lambda d: d["bench_run"].update(failures=[why]))]
                                           )).run_regressions == []  # the base failed alike: not the new side's
+
+
+def _night(folder: Path, i: int, edit=None) -> str:
+    folder.mkdir(exist_ok=True)
+    return _run(folder, f"2026120{i}-000000-smoke-1", edit)
+
+
+def test_history_holds_a_failure_that_changed_kind_a_lost_value_and_an_unfinished_night(tmp_path, capsys):
+    """Before, each gave "no change toward worse", exit 0: ok -> mismatch -> oom (the newest
+    status was no longer exactly 'mismatch'), a metric None in the last nights, a night whose run
+    stopped (complete: false), and a results.json cut off while written (left out unsaid)."""
+    for i in range(5):
+        _night(tmp_path / "nights", i, {3: lambda d: _row(d).update(status="mismatch", reason="planted"),
+                             4: lambda d: _row(d).update(status="oom", reason="planted")}.get(i))
+    from bench.report.history import recent_worse
+
+    recent = recent_worse(analyse(find_runs([str(tmp_path / "nights")])), 3)
+    assert [(c["from"], c["to"]) for c in recent if c.get("case") == OP] == [("ok", "mismatch")]
+
+    lost = tmp_path / "lost"
+    for i in range(5):
+        _night(lost, i, (lambda d: _row(d).update(speedup_vs_native=None)) if i >= 3 else None)
+    (lost / "results.json").write_text('{"benchmarks": [')  # a night cut off while writing
+    assert main(["history", str(lost), "--html", str(tmp_path / "h.html")]) == 1
+    out, err = capsys.readouterr()
+    assert "speedup_vs_native" in out and "no value in the 2 passing run(s) since" in out
+    assert "history: left out" in err and "results.json: not valid JSON" in err
+
+    stopped = tmp_path / "stopped"
+    for i in range(3):
+        _night(stopped, i, (lambda d: d["bench_run"].update(complete=False)) if i == 2 else None)
+    bad = recent_worse(analyse(find_runs([str(stopped)])), 3)
+    assert [b["run_id"] for b in bad if "did not finish" in b.get("reason", "")] == ["20261202-000000-smoke-1"]

@@ -34,16 +34,20 @@ from bench.report.io import ResultsError
 from bench.report.runs import (
     Run,
     environment_diff,
+    has_channel,
     load_run,
     machine_identity,
     metric_values,
     repro_command,
+    skipped_why,
 )
 
 
-def find_runs(folders: list[str]) -> list[Run]:
+def find_runs(folders: list[str], unreadable: list[str] | None = None) -> list[Run]:
     """Every results file under ``folders`` (history files, reports/<run>/results.json,
-    nightly artifacts unpacked into folders), one per run id."""
+    nightly artifacts unpacked into folders), one per run id. A file that should be a run and
+    cannot be read (a results.json, or JSON that does not parse: a night cut off while writing)
+    is named in ``unreadable``; other JSON beside the results (compare.json, ab.json) is passed over."""
     runs: dict[str, Run] = {}
     for folder in folders:
         root = Path(folder)
@@ -53,8 +57,11 @@ def find_runs(folders: list[str]) -> list[Run]:
         for path in paths:
             try:
                 run = load_run(path)
-            except ResultsError:
-                continue  # compare.json, ab.json and other JSON beside the results
+            except ResultsError as exc:
+                if unreadable is not None and (path.name == "results.json" or "not valid JSON" in str(exc)
+                                               or "malformed results file" in str(exc)):
+                    unreadable.append(str(exc))
+                continue
             if run.rows and run.run_id not in runs:
                 runs[run.run_id] = run
     if not runs:
@@ -87,10 +94,12 @@ class Group:
     status_changes: list[dict]
     series: dict  # (case, metric) -> {"values", "spreads", "runs"}
     curve_changes: list[dict] = dataclasses.field(default_factory=list)
+    incomplete: list[dict] = dataclasses.field(default_factory=list)  # runs that did not finish
 
     def to_json(self) -> dict:
         return {"profile": self.profile, "machine": self.machine, "runs": [r.run_id for r in self.runs],
-                "changes": self.changes, "status_changes": self.status_changes, "curve_changes": self.curve_changes}
+                "changes": self.changes, "status_changes": self.status_changes, "curve_changes": self.curve_changes,
+                "incomplete": self.incomplete}
 
 
 def analyse(runs: list[Run], threshold: float | None = None) -> list[Group]:
@@ -120,8 +129,10 @@ def _analyse_group(profile, machine, runs: list[Run], threshold) -> Group:
         for name, metric in declared.items():
             if metric.kind == "derived":
                 continue
-            points = [(r, metric_values(case, name, metric, [r])[0]) for r in present]
+            judged = [r for r in present if has_channel(r, metric.channel)]
+            points = [(r, metric_values(case, name, metric, [r])[0]) for r in judged]
             points = [(r, v[0]) for r, v in points if v]
+            changes += _lost_value(case, name, metric, judged, points)
             if len(points) < 2 * MIN_SEGMENT:
                 continue
             values = [v for _, v in points]
@@ -141,7 +152,26 @@ def _analyse_group(profile, machine, runs: list[Run], threshold) -> Group:
                                 "direction": "worse" if worse else "better", "environment": env,
                                 "repro": repro_command(case, run, run.rows[case])
                                 + (f"  # {versions}" if versions else "")})
-    return Group(profile, machine, runs, changes, status_changes, series, curve_changes)
+    incomplete = [{"run_id": r.run_id, "reason": "the run did not finish (its results say complete: false); "
+                   f"{sum(c not in r.rows for c in cases)} case(s) other runs have are absent from it"}
+                  for r in runs if not r.complete]
+    return Group(profile, machine, runs, changes, status_changes, series, curve_changes, incomplete)
+
+
+def _lost_value(case: str, name: str, metric, runs: list[Run], points: list[tuple[Run, float]]) -> list[dict]:
+    """A metric that had a value and has none in every passing run since (its case still ok, no
+    row saying why it was not measured): a lost value is a change toward worse, as in compare."""
+    if not points:
+        return []
+    last_run, last = points[-1]
+    since = [r for r in runs[runs.index(last_run) + 1:] if passed(r.rows[case].get("status"))
+             and r.rows[case].get("plan") != "left_out"]
+    if not since or skipped_why(case, name, since):
+        return []
+    return [{"case": case, "metric": name, "unit": metric.unit, "run_id": since[0].run_id, "before": last,
+             "after": None, "ratio": None, "direction": "worse", "kind": "lost",
+             "repro": repro_command(case, since[0], since[0].rows[case])
+             + f"  # no value in the {len(since)} passing run(s) since {last_run.run_id}"}]
 
 
 def _curve_changes(case: str, suite: str, runs: list[Run]) -> list[dict]:
@@ -174,8 +204,11 @@ def recent_worse(groups: list[Group], recent: int) -> list[dict]:
         newest = g.runs[-1]
         out += [c for c in g.changes if c["direction"] == "worse" and c["run_id"] in last]
         for s in g.status_changes:
-            still = (newest.rows.get(s["case"]) or {}).get("status") == s["to"]
+            # still worse than before it at the newest run, whatever failure it is now (mismatch -> oom)
+            now = (newest.rows.get(s["case"]) or {}).get("status")
+            still = now is not None and severity(now) > severity(s["from"])
             if s["direction"] == "worse" and s["run_id"] in last and still:
                 out.append(s)
+        out += [{"direction": "worse", **r} for r in g.incomplete if r["run_id"] in last]
     return out
 

@@ -14,6 +14,7 @@ from bench.report.history import Group
 CHANGE_COLUMNS = ["direction", "case", "metric", "run_id", "before", "after", "ratio", "repro"]
 STATUS_COLUMNS = ["direction", "case", "run_id", "from", "to", "reason"]
 CURVE_COLUMNS = ["case", "run_id", "first_step", "max_rel_diff", "environment", "note"]
+INCOMPLETE_COLUMNS = ["run_id", "reason"]
 # a changed curve is a finding, not a change toward worse: an upgrade may change rounding legitimately
 
 
@@ -30,9 +31,7 @@ def render(groups: list[Group], fmt: str, recent_bad: list[dict]) -> str:
     for g in groups:
         title = f"profile {g.profile}, {g.machine}: {len(g.runs)} runs ({g.runs[0].run_id} .. {g.runs[-1].run_id})"
         lines += ["", f"## {title}" if md else f"== {title} =="]
-        for name, records, cols in (("Changes", g.changes, CHANGE_COLUMNS),
-                                    ("Status changes", g.status_changes, STATUS_COLUMNS),
-                                    ("Loss curves that left the previous run's", g.curve_changes, CURVE_COLUMNS)):
+        for name, records, cols in _sections(g):
             lines.append(f"### {name}" if md else f"-- {name} --")
             df = _df(records, cols)
             if df.empty:
@@ -44,6 +43,12 @@ def render(groups: list[Group], fmt: str, recent_bad: list[dict]) -> str:
     verdict = (f"{len(recent_bad)} change(s) toward worse in the recent runs" if recent_bad
                else "no change toward worse in the recent runs")
     return "\n".join([verdict, *lines, "", verdict]) + "\n"
+
+
+def _sections(g: Group) -> tuple:
+    return (("Changes", g.changes, CHANGE_COLUMNS), ("Status changes", g.status_changes, STATUS_COLUMNS),
+            ("Loss curves that left the previous run's", g.curve_changes, CURVE_COLUMNS),
+            ("Runs that did not finish", g.incomplete, INCOMPLETE_COLUMNS))
 
 
 def _png(fig) -> str:
@@ -76,16 +81,16 @@ def render_html(groups: list[Group], recent_bad: list[dict]) -> str:
     parts = [f"<h1>{len(recent_bad)} change(s) toward worse in the recent runs</h1>"]
     for g in groups:
         parts.append(f"<h2>profile {html.escape(str(g.profile))}, {html.escape(g.machine)}: {len(g.runs)} runs</h2>")
-        for name, records, cols in (("Changes", g.changes, CHANGE_COLUMNS),
-                                    ("Status changes", g.status_changes, STATUS_COLUMNS),
-                                    ("Loss curves that left the previous run's", g.curve_changes, CURVE_COLUMNS)):
+        for name, records, cols in _sections(g):
             df = _df(records, cols)
             parts.append(f"<h3>{name}</h3>" + (df.to_html(index=False, float_format=lambda v: f"{v:.4g}")
                                                if not df.empty else "<p>none</p>"))
-        changed = sorted({(c["case"], c["metric"]) for c in g.changes})
+        # a lost value has no level after it to draw: its row in the table says it
+        drawn = [c for c in g.changes if c["after"] is not None and (c["case"], c["metric"]) in g.series]
+        changed = sorted({(c["case"], c["metric"]) for c in drawn})
         for key in changed:
             fig, ax = plt.subplots(figsize=(9, 2.6))
-            _plot(ax, g.series[key], [c for c in g.changes if (c["case"], c["metric"]) == key],
+            _plot(ax, g.series[key], [c for c in drawn if (c["case"], c["metric"]) == key],
                   f"{key[0].split('::')[-1]} - {key[1]}")
             fig.tight_layout()
             parts.append(f'<div class="trend">{_png(fig)}</div>')
@@ -97,7 +102,7 @@ def render_html(groups: list[Group], recent_bad: list[dict]) -> str:
             rows = (len(overview) + cols - 1) // cols
             fig, axes = plt.subplots(rows, cols, figsize=(16, 1.7 * rows), squeeze=False)
             for ax, key in zip(axes.flat, overview):
-                _plot(ax, g.series[key], [c for c in g.changes if (c["case"], c["metric"]) == key],
+                _plot(ax, g.series[key], [c for c in drawn if (c["case"], c["metric"]) == key],
                       f"{key[0].split('[')[-1].rstrip(']')[:28]} {key[1]}")
             for ax in list(axes.flat)[len(overview):]:
                 ax.axis("off")
