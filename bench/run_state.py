@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+from bench.core.load import LoadProbe
 from bench.core.rows import RESULTS_SCHEMA, Row
 
 
@@ -27,6 +28,7 @@ class RunState:
         self.threads: int | None = None  # --bench-threads (None: torch's default)
         self._suites: set[str] = set()  # the suites of the rows so far (their questions go in the file)
         self._builtin: set[str] | None = None
+        self.load = LoadProbe()  # the whole run's: it judges the cases too short to judge alone
 
     def pytest_warning_recorded(self, warning_message, when, nodeid, location):
         """Each case's warnings (category and first line), so compare can list the ones an
@@ -80,13 +82,18 @@ class RunState:
         data["bench_run"] = {"schema": RESULTS_SCHEMA, "run_id": self.run_id, "profile": self.profile,
                              "complete": complete, "notes": self.notes, "failures": self.failures, "plan": self.plan,
                              "questions": self.questions(),
-                             "channels": self.channels(), "threads": self.threads}
+                             "channels": self.channels(), "threads": self.threads,
+                             "foreign_cpu_share": _rounded(self.load.foreign_share()) if complete else None}
         return data
 
     def write(self, complete: bool, benchmarks: dict | None = None) -> None:
         from bench.core.files import atomic_write_json
 
         atomic_write_json(self.run_dir / "results.json", self.results(complete, benchmarks))
+
+
+def _rounded(share: float | None) -> float | None:
+    return None if share is None else round(share, 4)
 
 
 def benchmark_json(config) -> dict | None:

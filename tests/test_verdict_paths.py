@@ -553,3 +553,33 @@ def test_history_holds_a_failure_that_changed_kind_a_lost_value_and_an_unfinishe
         _night(stopped, i, (lambda d: d["bench_run"].update(complete=False)) if i == 2 else None)
     bad = recent_worse(analyse(find_runs([str(stopped)])), 3)
     assert [b["run_id"] for b in bad if "did not finish" in b.get("reason", "")] == ["20261202-000000-smoke-1"]
+
+
+def test_a_case_too_short_to_judge_alone_takes_its_runs_load(tmp_path):
+    """An A/A here called an 8.6x "improvement" on a case of 0.97 s, too short for a load figure
+    of its own, in a run that other processes took half the CPU of. Now the run's share judges it."""
+    def busy(data):
+        data["bench_run"]["foreign_cpu_share"] = 0.5
+        for row in data["bench_rows"]:
+            row.pop("foreign_cpu_share", None)
+
+    fast = _run(tmp_path, "b", factor=1 / 8)
+    quiet = compare_runs(_load([_run(tmp_path, "a")]), _load([fast]))
+    loaded = compare_runs(_load([_run(tmp_path, "c", busy)]), _load([fast]))
+    assert _metric(quiet, "fwd_bwd_median_ms")["verdict"] == "improvement"
+    m = _metric(loaded, "fwd_bwd_median_ms")
+    assert m["verdict"] == "unsure" and "timed under load" in m["note"], m
+
+
+def test_a_run_records_the_share_of_the_cpu_other_processes_took_over_it(tmp_path):
+    from bench.core.profiles import settings
+    from bench.core.session import Session
+    from bench.run_state import RunState
+
+    state = RunState(tmp_path, Session(settings("smoke")))
+    sum(i * i for i in range(3_000_000))  # longer than MIN_WALL_S of our own work
+    import time
+    time.sleep(1.0)
+    share = state.results(complete=True)["bench_run"]["foreign_cpu_share"]
+    assert share is not None and 0.0 <= share <= 1.0
+    assert state.results(complete=False)["bench_run"]["foreign_cpu_share"] is None

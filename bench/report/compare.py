@@ -200,11 +200,14 @@ def _nothing_compared(common: list[str], planned_out: list[str], base: list[Run]
 
 def _busy_cases(runs: list[Run]) -> dict[str, list[tuple[str, float]]]:
     """Cases whose row says other processes took over FOREIGN_LOAD_WARN of the CPU while
-    they ran, with the runs where that happened and the share they took."""
+    they ran, with the runs where that happened and the share they took. A case too short to
+    judge alone (no share of its own: ``bench.core.load.MIN_WALL_S``) takes its run's."""
     out: dict[str, list[tuple[str, float]]] = {}
     for r in runs:
         for case, row in r.rows.items():
             share = row.get("foreign_cpu_share")
+            if share is None and passed(row.get("status")):
+                share = r.foreign_cpu_share
             if isinstance(share, (int, float)) and share > FOREIGN_LOAD_WARN:
                 out.setdefault(case, []).append((r.run_id, float(share)))
     return out

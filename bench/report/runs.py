@@ -30,6 +30,7 @@ class Run:
     channels: dict | None = None        # bench_run.channels: which measuring channels the run had on
     threads: int | None = None          # bench_run.threads: --bench-threads (None: torch's default)
     failures: list[str] = dataclasses.field(default_factory=list)  # bench_run.failures: of the run, no row's
+    foreign_cpu_share: float | None = None  # bench_run's: other processes' CPU share over the whole run
 
 
 def load_run(path: str | Path) -> Run:
@@ -71,7 +72,8 @@ def _parse(path: str | Path, data: dict) -> Run:
             raise ValueError(f"bench_run.{key} {run[key]!r} is not a string")
     return Run(str(path), run.get("run_id") or Path(path).stem, run.get("profile"), bool(run.get("complete", True)),
                fp, rows, samples, _channels(run.get("channels"), rows), run.get("threads"),
-               [str(f) for f in run.get("failures") or []])
+               [str(f) for f in run.get("failures") or []],
+               run["foreign_cpu_share"] if isinstance(run.get("foreign_cpu_share"), (int, float)) else None)
 
 
 def _times_ms(case: str, seconds) -> list[float]:
