@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--new", nargs="+", metavar="RUN.json", help="several new runs")
     p.add_argument("--baseline", choices=("latest",),
                    help="take BASE from reports/history: the newest earlier run of the same profile and machine")
-    p.add_argument("--reports-dir", default="reports")
+    p.add_argument("--reports-dir", default="reports", help="where --baseline latest looks for reports/history "
+                                                             "(default reports, under the current folder)")
     _verdict_options(p)
     p.add_argument("--html", metavar="PATH", help="also write a self-contained compare.html")
     p.set_defaults(func=_compare)
@@ -210,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--b", required=True, metavar="PYTHON_B", help="interpreter of the new environment")
     p.add_argument("--runs", type=int, default=3, help="runs per environment (default 3: the fewest for a "
                                                         "run-level verdict)")
-    p.add_argument("--out", default="reports/ab", help="folder for every run's report and the verdict")
+    p.add_argument("--out", default="reports/ab", help="folder for every run's report and the verdict (default "
+                                                        "reports/ab, under the current folder)")
     p.add_argument("--timeout-s", type=float, default=3600.0, help="bound on one run (default 3600)")
     p.add_argument("--rerun-busy", type=int, default=1, metavar="N",
                    help="run a run again, up to N times, when other processes took over 10%% of the CPU "
@@ -230,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_ab)
     p = sub.add_parser("history", help="trends and change points over every run; exit 1 on a change toward "
                                        "worse in the last --recent runs")
-    p.add_argument("folders", nargs="*", metavar="DIR", help="folders of results files (default reports/history)")
+    p.add_argument("folders", nargs="*", metavar="DIR", help="folders of results files (default reports/history, "
+                                                             "under the current folder)")
     p.add_argument("--recent", type=int, default=3, help="a change toward worse this many runs back or newer "
                                                          "fails (default 3)")
     p.add_argument("--threshold", type=float, default=None, help="smallest step that counts for timings "

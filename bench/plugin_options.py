@@ -39,7 +39,7 @@ def add_options(parser) -> None:
                          "on a CPU, none in full; 0: no ceiling)")
     group.addoption("--bench-threads", type=int, default=None, metavar="N",
                     help="torch threads for every timed path, workers and ranks included (default: torch's own, "
-                         "the cores); 1 takes the other cores' availability out of the timings (see docs/methods.md)")
+                         "the cores); 1 takes the other cores' availability out of the timings (see docs/verdicts.md)")
     group.addoption("--bench-references", default=None, metavar="DIR",
                     help="committed loss-curve references to check training rows against (default: "
                          "<rootdir>/references; written by python -m bench reference update)")
@@ -64,7 +64,7 @@ def load_user_plugin(spec: str) -> None:
     except Exception as exc:  # any error in the user's module is a usage error naming it
         raise pytest.UsageError(
             f"--bench-plugin {spec!r} could not be imported: {type(exc).__name__}: {exc}. "
-            "Valid: an importable module name (e.g. examples.my_ops_plugin) or a path to a .py file."
+            "Valid: an importable module name (e.g. examples.my_op_plugin) or a path to a .py file."
         ) from None
 
 

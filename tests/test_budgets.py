@@ -80,6 +80,11 @@ def test_an_emulated_bf16_row_says_so_and_gets_the_reduced_budget(monkeypatch):
     assert "emulated" in row["precision_note"] and budget.measure_s == 0.5
     assert budget_for(Budget(measure_s=2.0), "cpu", "fp32", {}).measure_s == 2.0
     assert Capabilities(False, 0, (), (), True, (), 2, cpu_native=("bf16",)).cpu_emulation_note("cpu", "bf16") is None
+    # a CPU with the flags under a dispatch cap: emulated too, and the note blames the cap, not the CPU
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    capped = Capabilities(False, 0, (), (), True, (), 2, cpu_native=(), cpu_capped=("bf16",))
+    assert "has native bf16 arithmetic, but this process's kernels are capped below it (ATEN_CPU_CAPABILITY=avx2)" \
+        in capped.cpu_emulation_note("cpu", "bf16")
     devices = pd.DataFrame([{"model": "mlp", "device": "cpu", "dtype": "bf16", "phase": "train", "batch_size": 256,
                              "status": "ok", "tflops": 0.5, "pct_of_peak": 40.0, **row}])
     head = build({"devices": devices}, {"complete": True}, [])

@@ -29,11 +29,16 @@ class Capabilities:
     backends: tuple[str, ...]  # distributed backends this build offers: gloo, nccl, ...
     cpu_threads: int
     cpu_native: tuple[str, ...] = ()  # low-precision dtypes this CPU computes natively (bf16, fp16)
+    cpu_capped: tuple[str, ...] = ()  # ... that its flags have and this process's ISA cap takes away
 
     def cpu_emulation_note(self, device: str, dtype: str) -> str | None:
         """A note when ``dtype`` on the CPU is emulated (converted through fp32), else None."""
         if device != "cpu" or dtype not in ("bf16", "fp16") or dtype in self.cpu_native:
             return None
+        if dtype in self.cpu_capped:
+            caps = ", ".join(f"{k}={os.environ[k]}" for k in ISA_CAPS if os.environ.get(k)) or "the ISA cap"
+            return (f"emulated: this CPU has native {dtype} arithmetic, but this process's kernels are capped below "
+                    f"it ({caps}); its speed is not the device's low-precision throughput")
         need = "AVX512-BF16 or AMX-BF16" if dtype == "bf16" else "AVX512-FP16 or AMX-FP16"
         return (f"emulated: this CPU has no native {dtype} arithmetic ({need}); its speed is not the device's "
                 "low-precision throughput")
@@ -87,8 +92,10 @@ def probe() -> Capabilities:
             backends.append("gloo")
         if torch.distributed.is_nccl_available() and cuda:
             backends.append("nccl")
-    return Capabilities(cuda, count, names, bf16, dist_ok, tuple(backends), torch.get_num_threads(),
-                        cpu_native_low_precision())
+    native = cpu_native_low_precision()
+    uncapped = cpu_native_low_precision(capability="AVX512", onednn_isa="")  # the flags alone
+    return Capabilities(cuda, count, names, bf16, dist_ok, tuple(backends), torch.get_num_threads(), native,
+                        tuple(d for d in uncapped if d not in native))
 
 
 # CPU flags (Linux /proc/cpuinfo names) that give native arithmetic per dtype: x86 AVX512-BF16,

@@ -92,23 +92,28 @@ def cases(session) -> list:
                 variants += [(m, "dynamic", attention, 1) for m in S.MODES]
             for mode, cache, attn, bs, *prompt in variants:
                 marks = []
-                if mode == "continuous_batching" and not p.gen_graphs:
-                    marks.append(pytest.mark.skip(reason=f"continuous batching rows run in the standard and full "
-                                                         f"profiles (its manager takes about 10 s to start on CPU; "
-                                                         f"this is {p.name})"))
-                elif (mode != "eager" or attn == "flex_attention") and not p.gen_graphs:
-                    # flex_attention is compiled by Inductor even in eager mode
-                    what = "flex_attention" if attn == "flex_attention" else mode
-                    marks.append(pytest.mark.skip(reason=f"generation {what} rows run in the standard and full "
-                                                         f"profiles (10-30 s per graph on CPU; this is {p.name})"))
-                elif mode == "compile_cudagraphs" and device == "cpu":
+                # what the machine lacks first: a profile that would run the row cannot run it here
+                if mode == "compile_cudagraphs" and device == "cpu":
                     marks.append(lacks("CUDA graphs (mode reduce-overhead) need a CUDA device"))
                 elif mode == "float8_dynamic" and not _float8(device):
                     marks.append(lacks("float8 matmuls (torch._scaled_mm) need a CUDA GPU of compute capability "
                                        "8.9 or later"))
+                elif (mode != "eager" or attn == "flex_attention") and not p.gen_graphs:
+                    marks.append(pytest.mark.skip(reason=f"generation {mode if attn != 'flex_attention' else attn} "
+                                                         f"rows run in the standard and full profiles "
+                                                         f"({_cost_on_cpu(mode, attn)}; this is {p.name})"))
                 out.append(case("generation", marks=marks, model=model, mode=mode, cache=cache, attention=attn,
                                 device=device, dtype=dtype, batch_size=bs, prompt_len=prompt[0] if prompt else None))
     return out
+
+
+def _cost_on_cpu(mode: str, attention: str) -> str:
+    """Why a mode waits for the standard profile: what it costs on a CPU."""
+    if mode == "continuous_batching":
+        return "its manager takes about 10 s to start on CPU"
+    if mode in ("compile", "export") or attention == "flex_attention":  # flex_attention: Inductor, even eager
+        return "10-30 s per graph on CPU"
+    return "a quantized model or a second decoding pass: seconds a row on CPU"
 
 
 def _float8(device: str) -> bool:

@@ -92,7 +92,7 @@ def render(diff: Diff, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(diff.to_json(), indent=1, default=str, allow_nan=False) + "\n"
     if fmt == "csv":
-        return _df(diff.metrics, ["suite", *METRIC_COLUMNS, "test", "threshold"]).to_csv(index=False)
+        return _df(diff.metrics, ["suite", *METRIC_COLUMNS, "test"]).to_csv(index=False)
     if fmt == "html":
         return render_html(diff)
     import textwrap

@@ -102,7 +102,7 @@ def _judge(metric: Metric, base: list[float], new: list[float], raw_base, raw_ne
                         "unchanged code, when the rounds differ"}
     return {**out, "verdict": "unsure",
             "note": "one run a side: run-to-run spread unknown, so neither a change nor its absence is shown; "
-                    f"give >= 2 runs a side ({stats.MIN_RUNS} recommended: bench ab --runs)"}
+                    f"give >= 2 runs a side ({stats.MIN_RUNS} recommended: python -m bench ab --runs)"}
 
 
 def _judge_counted(metric: Metric, base: list[float], new: list[float], threshold: float,
