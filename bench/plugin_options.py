@@ -78,6 +78,14 @@ def check_paths(config) -> None:
                 f"--{opt.replace('_', '-')} {value!r}: no such file or folder. Valid: an existing local "
                 "path, or a hub id / datasets name (no leading /, ./ or ../)"
             )
+    data = config.getoption("hf_dataset")
+    if data and Path(data).expanduser().exists():  # a local file: read now, not after the run's first cases
+        from bench.trainer.data import DatasetError, load
+
+        try:
+            load(data)
+        except DatasetError as exc:
+            raise pytest.UsageError(f"--hf-dataset {exc}") from None
     refs = config.getoption("bench_references")
     if refs and not Path(refs).expanduser().is_dir():  # a typo would turn the curve check off unseen
         raise pytest.UsageError(f"--bench-references {refs!r}: no such folder. Valid: a folder of loss-curve "

@@ -26,6 +26,16 @@ def test_bad_option_is_usage_error(bench_pytester, args, expected):
         assert text in err, err
 
 
+def test_a_local_dataset_without_the_columns_is_a_usage_error_before_any_case(bench_pytester):
+    """Before: accepted at configure time, then a test failure with a traceback at run time."""
+    bench_pytester.makepyfile("def test_x():\n    pass\n")
+    data = bench_pytester.path / "reviews.csv"
+    data.write_text("text,lab\ngood,1\nbad,0\n")
+    result = bench_pytester.runpytest_subprocess(f"--hf-dataset={data}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "has no label column(s); it has text, lab" in result.stderr.str()
+
+
 def test_hub_ids_are_not_checked_as_paths(bench_pytester):
     bench_pytester.makepyfile("def test_x():\n    pass\n")
     result = bench_pytester.runpytest_subprocess("--hf-model=bert-base-uncased", "--hf-dataset=imdb")
