@@ -101,8 +101,9 @@ def _peak(args) -> int:
                       flush=True)
                 continue
             n = args.n
-            if sys.stdout.isatty():  # a progress line the result overwrites; piped output gets the result only
-                print(f"{device:8} {dtype:5} timing{' (EMULATED)' if emulated else ''} ...", end="\r", flush=True)
+            # a progress line the result overwrites on a terminal; a line of its own in a pipe or a log
+            print(f"{device:8} {dtype:5} timing{' (EMULATED)' if emulated else ''} ...",
+                  end="\r" if sys.stdout.isatty() else "\n", flush=True)
             r = peak_with_reference(device, dtype, n)
             name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else None
             vendor = vendor_peak_tflops(name, dtype)

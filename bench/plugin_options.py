@@ -2,6 +2,7 @@
 modules (a bad one is a usage error, exit 4, naming the value and what is valid)."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -79,13 +80,17 @@ def check_paths(config) -> None:
                 "path, or a hub id / datasets name (no leading /, ./ or ../)"
             )
     data = config.getoption("hf_dataset")
-    if data and Path(data).expanduser().exists():  # a local file: read now, not after the run's first cases
-        from bench.trainer.data import DatasetError, load
+    # a local file: read now, not after the run's first cases (without datasets installed the Trainer
+    # rows say so themselves)
+    if data and Path(data).expanduser().exists() and importlib.util.find_spec("datasets") is not None:
+        from bench.trainer.data import load
 
         try:
             load(data)
-        except DatasetError as exc:
-            raise pytest.UsageError(f"--hf-dataset {exc}") from None
+        except Exception as exc:  # noqa: BLE001 -- whatever makes it unreadable is the user's to see
+            raise pytest.UsageError(f"--hf-dataset {data}: cannot be used ({type(exc).__name__}: "
+                                    f"{str(exc)[:300]}). Valid: csv / json / parquet with text and label columns") \
+                from None
     refs = config.getoption("bench_references")
     if refs and not Path(refs).expanduser().is_dir():  # a typo would turn the curve check off unseen
         raise pytest.UsageError(f"--bench-references {refs!r}: no such folder. Valid: a folder of loss-curve "

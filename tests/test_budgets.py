@@ -145,3 +145,22 @@ def test_the_load_probe_never_reports_an_impossible_share():
     probe.t0 -= 5.0  # as if 5 s had passed
     share = probe.foreign_share()
     assert share is None or 0.0 <= share <= 1.0
+
+
+def test_the_cpu_of_a_grandchild_is_ours_not_foreign_load():
+    """Inductor's compile workers run under a pool process: before, their CPU read as another
+    job's load (getrusage sees a grandchild only once its parent has ended)."""
+    import subprocess
+    import sys
+    import time
+
+    from bench.core.load import _live_children_cpu_s
+
+    burn = "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {burn!r}])"
+    proc = subprocess.Popen([sys.executable, "-c", parent])
+    try:
+        time.sleep(1.2)
+        assert _live_children_cpu_s() > 0.5  # the grandchild's busy loop, counted while it runs
+    finally:
+        proc.wait()

@@ -82,5 +82,6 @@ def test_a_new_side_that_disagrees_with_itself_is_changed_never_a_wider_band():
     assert "new run 2 of 2" in diverged["note"] and "differ among themselves" in diverged["note"]
     went_nan = judge_curve(CASE, "trainer", two, [_row(CURVE), _row(CURVE[:4] + [float("nan")] * 2)])
     assert went_nan["verdict"] == "changed" and went_nan["first_step"] == 4 and went_nan["band"] == 1e-6
+    json.dumps(went_nan, allow_nan=False)  # compare's and history's JSON: before, inf made them exit 2
     broken_base = judge_curve(CASE, "trainer", [_row(CURVE), _row(CURVE[:5] + [None])], two)
     assert broken_base["verdict"] == "unsure" and "no reference" in broken_base["note"]

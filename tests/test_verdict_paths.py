@@ -243,12 +243,13 @@ def test_an_unsure_count_stops_the_sequential_experiment_at_the_first_look(tmp_p
     runs); now the experiment stops after the first look and names the count out of reach."""
     from bench.experiments import ab
 
-    files = {"a": _run(tmp_path, "ra", _counts(1_000_000)), "b": _run(tmp_path, "rb", _counts(1_020_000))}
+    counts = {"a": 1_000_000, "b": 1_020_000}
     calls = []
 
-    def fake_run(index, side, python, args, out, timeout_s, attempt=0):
+    def fake_run(index, side, python, args, out, timeout_s, attempt=0):  # a run of its own each time
         calls.append(side)
-        return ab.AbRun(index, side, python, 0, 0.01, files[side], None, 0.0, attempt)
+        return ab.AbRun(index, side, python, 0, 0.01, _run(tmp_path, f"r{index}{side}", _counts(counts[side])),
+                        None, 0.0, attempt)
 
     monkeypatch.setattr(ab, "_run_one", fake_run)
     monkeypatch.setattr(ab, "check_environment", lambda python, label: "2.13.0")
@@ -280,10 +281,12 @@ def test_a_lost_gpu_on_b_ends_the_sequential_experiment_with_its_verdict(tmp_pat
     """Before: "different machines" read as "no usable run yet", blocks to --max-runs, exit 2."""
     from bench.experiments import ab
 
-    files = {"a": _run(tmp_path, "ra", _gpu(1)), "b": _run(tmp_path, "rb", _gpu(0))}
+    gpus = {"a": 1, "b": 0}
     calls = []
     monkeypatch.setattr(ab, "_run_one", lambda index, side, python, args, out, timeout_s, attempt=0:
-                        calls.append(side) or ab.AbRun(index, side, python, 0, 0.01, files[side], None, 0.0, attempt))
+                        calls.append(side) or ab.AbRun(index, side, python, 0, 0.01,
+                                                       _run(tmp_path, f"r{index}{side}", _gpu(gpus[side])), None,
+                                                       0.0, attempt))
     monkeypatch.setattr(ab, "check_environment", lambda python, label: "2.13.0")
     code = main(["ab", "--a", "pa", "--b", "pb", "--runs", "2", "--until-decided", "--max-runs", "6",
                  "--out", str(tmp_path / "ab"), "--format", "json", "--", "x.py"])
@@ -583,3 +586,62 @@ def test_a_run_records_the_share_of_the_cpu_other_processes_took_over_it(tmp_pat
     share = state.results(complete=True)["bench_run"]["foreign_cpu_share"]
     assert share is not None and 0.0 <= share <= 1.0
     assert state.results(complete=False)["bench_run"]["foreign_cpu_share"] is None
+
+
+def test_plain_pytest_benchmark_files_of_one_name_are_distinct_runs(tmp_path):
+    """Their run id is the file name: two runs saved as a/bench.json and b/bench.json are two runs,
+    not one given twice (a review found the dedupe hid a 1.5x slowdown as "the same run")."""
+    def plain(folder: str, factor: float, jitter: float) -> str:
+        path = tmp_path / folder / "bench.json"
+        path.parent.mkdir()
+        data = [v * factor * (1 + jitter) for v in (0.010, 0.011, 0.0105, 0.0102, 0.0108)]
+        path.write_text(json.dumps({"benchmarks": [{"fullname": "t.py::test_x", "stats": {"data": data}}]}))
+        return str(path)
+
+    base = [plain("a", 1.0, 0.0), plain("b", 1.0, 0.01), plain("e", 1.0, -0.01)]
+    new = [plain("c", 1.5, 0.0), plain("d", 1.5, 0.01), plain("f", 1.5, -0.01)]
+    diff = compare_runs(_load(base), _load(new))
+    assert len(diff.runs_base) == 3 and not any("more than once" in w or "both sides" in w for w in diff.warnings)
+    assert diff.exit_code == 1
+
+
+def test_history_forgets_a_failure_put_right_and_a_single_night_without_a_value(tmp_path):
+    """ok -> mismatch -> ok, then left out by a time plan: nothing still fails. A value missing
+    for one night only is not a change (one noisy night is not)."""
+    from bench.report.history import recent_worse
+
+    plan_out = lambda d: _row(d).update(plan="left_out", status="skipped")  # noqa: E731
+    for i, edit in enumerate([None, None, lambda d: _row(d).update(status="mismatch"), None, plan_out]):
+        _night(tmp_path / "fixed", i, edit)
+    assert not [c for c in recent_worse(analyse(find_runs([str(tmp_path / "fixed")])), 3) if c.get("case") == OP]
+    for i in range(5):
+        _night(tmp_path / "one", i, (lambda d: _row(d).update(speedup_vs_native=None)) if i == 4 else None)
+    assert not recent_worse(analyse(find_runs([str(tmp_path / "one")])), 3)
+
+
+def test_a_run_failure_both_sides_share_is_not_the_new_sides_however_worded(tmp_path):
+    def failed(why):
+        return lambda d: d["bench_run"].update(failures=[why])
+
+    a = _run(tmp_path, "a", failed("--hf-model m: none of its 4 row(s) ran (first: error: RuntimeError: foo bar)"))
+    b = _run(tmp_path, "b", failed("--hf-model m: none of its 4 row(s) ran (first: error: RuntimeError: foo baz)"))
+    assert compare_runs(_load([a]), _load([b])).run_regressions == []
+    fixed = _run(tmp_path, "c", failed("--bench-strict-known-failures: 1 case(s) a known-failure entry expects to "
+                                       "fail passed (first: x): update known_failures.toml"))
+    assert compare_runs(_load([_run(tmp_path, "d")]), _load([fixed])).run_regressions == []  # an upstream fix
+
+
+def test_an_exit_4_on_b_after_a_ran_is_bs_crash_not_an_argument_error(tmp_path, monkeypatch):
+    """A plugin B's torch cannot import is a usage error (exit 4) in B only: the upgrade's breakage."""
+    from bench.experiments import ab
+
+    def fake_run(index, side, python, args, out, timeout_s, attempt=0):
+        if side == "b":
+            return ab.AbRun(index, side, python, 4, 0.01, None, "pytest exited 4")
+        return ab.AbRun(index, side, python, 0, 0.01, _run(tmp_path, f"r{index}", None), None, 0.0, attempt)
+
+    monkeypatch.setattr(ab, "_run_one", fake_run)
+    monkeypatch.setattr(ab, "check_environment", lambda python, label: "2.13.0")
+    runs, _ = ab.run_experiment("pa", "pb", 2, tmp_path / "ab", ["x.py"], log=lambda text: None)
+    assert [r.exit_code for r in runs if r.side == "b"] == [4, 4]
+    assert ab.compare_experiment(runs).exit_code == 1

@@ -25,13 +25,16 @@ def busy_s() -> float | None:
 
 
 def _live_children_cpu_s() -> float:
-    """CPU seconds of this process's running children (a long-lived helper such as the
-    callgrind child, a launch not yet waited for): getrusage counts a child only once it has
-    ended and been waited for. Children's children are not followed (torchrun's ranks are
-    counted when torchrun is waited for)."""
-    me, total, tick = str(os.getpid()), 0.0, os.sysconf("SC_CLK_TCK")
+    """CPU seconds of this process's live descendants (children, their children, ...: torchrun's
+    ranks, Inductor's compile workers under their pool), each with the children it has waited for
+    (cutime, cstime): getrusage counts a child of ours only once it has ended and been waited for,
+    and never a grandchild while its parent lives. Without the grandchildren, a run's own compile
+    workers would read as another job's load."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    cpu: dict[int, float] = {}
     try:
-        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
         return 0.0
     for pid in pids:
@@ -40,8 +43,13 @@ def _live_children_cpu_s() -> float:
                 fields = fh.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if fields[1] == me:  # ppid
-            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        children.setdefault(int(fields[1]), []).append(pid)  # by ppid
+        cpu[pid] = sum(int(v) for v in fields[11:15]) / tick  # utime, stime, cutime, cstime
+    total, todo = 0.0, list(children.get(os.getpid(), []))
+    while todo:
+        pid = todo.pop()
+        total += cpu.get(pid, 0.0)
+        todo += children.get(pid, [])
     return total
 
 

@@ -92,7 +92,9 @@ def run_experiment(python_a: str, python_b: str, runs: int | Plan, out: Path, py
         side = order[i]
         i += 1
         run = _run_one(i, side, pythons[side], args, out, timeout_s)
-        if run.exit_code in ARGUMENT_ERRORS:  # the same arguments fail every run: stop, saying so
+        # before any run has given results, the arguments are the suspect: stop, saying so (later, an
+        # exit 4 on one side is that environment's failure, e.g. a plugin B's torch cannot import)
+        if run.exit_code in ARGUMENT_ERRORS and not any(r.results for r in done):
             raise ResultsError(f"run {i} ({side.upper()}): {ARGUMENT_ERRORS[run.exit_code]} (pytest exited "
                                f"{run.exit_code}; see {out / 'runs'}/*/pytest.log); the pytest arguments after -- "
                                f"were: {' '.join(args)}")

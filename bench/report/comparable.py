@@ -4,6 +4,7 @@ the new stack can no longer use, a measuring channel on one side only."""
 from __future__ import annotations
 
 import json
+import re
 
 from bench.report.io import ResultsError
 from bench.report.runs import Run, hardware_gpus, has_channel, machine_identity, torch_gpus
@@ -80,15 +81,24 @@ def run_failures(base: list[Run], new: list[Run]) -> list[dict]:
     """Failures of a new run as a whole (its report's "RUN FAILED": a loss curve off its committed
     reference, a required GPU missing, the user's model unmeasured) that no base run had: no row
     holds them, so without this they would pass compare unseen."""
-    had = {f for r in base for f in r.failures}
+    had = {_failure_kind(f) for r in base for f in r.failures}
     out, seen = [], set()
     for r in new:
         for f in r.failures:
-            if f not in had and f not in seen:
-                seen.add(f)
+            kind = _failure_kind(f)
+            # a known failure fixed upstream fails a strict run, but it is news of the upgrade, not a regression
+            if kind not in had and kind not in seen and not f.startswith("--bench-strict-known-failures"):
+                seen.add(kind)
                 out.append({"kind": "run_failure", "base": None, "new": r.run_id,
                             "reason": f"new run {r.run_id} failed as a whole: {f}"})
     return out
+
+
+def _failure_kind(text: str) -> str:
+    """What a run failure is about, without its counts and first examples: the option or check
+    before ": " or " (" (``--bench-require cuda``, ``--hf-model M``, the loss curve of a case
+    left its committed reference), so the same failure on both sides matches however worded."""
+    return re.split(r": | \(", text, maxsplit=1)[0].strip()
 
 
 def channel_warnings(base: list[Run], new: list[Run]) -> list[str]:

@@ -28,6 +28,7 @@ from bench.report.runs import (
     Run,
     distinct_runs,
     environment_diff,
+    identity_of,
     load_run,
     machine_identity,
     repro_command,
@@ -105,8 +106,9 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
         raise ResultsError(f"alpha {alpha}: give a level between 0 and 0.5, e.g. 0.05")
     twice: list[str] = []
     base, new = distinct_runs(base, "base", twice), distinct_runs(new, "new", twice)
-    both = sorted({r.run_id for r in base} & {r.run_id for r in new})
-    twice += [f"the same run on both sides ({', '.join(both[:3])}): it cannot differ from itself"] if both else []
+    both = sorted({identity_of(r) for r in base} & {identity_of(r) for r in new})
+    twice += [f"the same run on both sides ({', '.join(b.split(':', 1)[1] for b in both[:3])}): it cannot differ "
+              "from itself"] if both else []
     warnings = twice + check_comparable(base, new, allow_profile_mismatch, allow_machine_mismatch)
     base_cases = set().union(*(r.rows for r in base))
     new_cases = set().union(*(r.rows for r in new))
@@ -130,7 +132,7 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
         c = correctness_diff(case, brows, nrows)
         absent = absent_in(case, new)
         if absent and not allow_selection_mismatch and not absent_in(case, base):
-            c = lost_in_some(case, brows, nrows, c, absent)
+            c = lost_in_some(case, brows, c, absent, len(new))
         if c:
             correctness.append(c)
         compared += bool(c) or any(passed(r.get("status")) for r in brows + nrows)

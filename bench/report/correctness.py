@@ -157,10 +157,10 @@ def absent_in(case: str, runs: list[Run]) -> list[str]:
     return [r.run_id for r in runs if case not in r.rows]
 
 
-def lost_in_some(case: str, brows: list[dict], nrows: list[dict], c: dict | None, absent: list[str]) -> dict:
+def lost_in_some(case: str, brows: list[dict], c: dict | None, absent: list[str], runs_new: int) -> dict:
     """A case every base run has and some new runs lack: lost there, a regression, whatever the
     runs that have it say (judging it from those alone would hide a run that stopped on it)."""
-    why = (f"case absent from {len(absent)} of {len(absent) + len(nrows)} new run(s) "
+    why = (f"case absent from {len(absent)} of {runs_new} new run(s) "
            f"({', '.join(absent[:3])}): the run stopped or lost it")
     if c:
         return {**c, "change": "regressed", "new_reason": f"{why}; {c.get('new_reason') or ''}".rstrip("; ")}

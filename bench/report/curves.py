@@ -54,6 +54,10 @@ def _rel(a: float, b: float) -> float:
     return abs(a - b) / max(abs(b), 1e-12)
 
 
+def _finite(v: float) -> float | None:
+    return v if math.isfinite(v) else None
+
+
 def _spread(curves: list[list[float]]) -> float:
     """The largest relative difference between two runs of one side, step by step."""
     if len(curves) < 2 or len({len(c) for c in curves}) > 1:
@@ -86,7 +90,8 @@ def judge_curve(case: str, suite: str, brows: list[dict], nrows: list[dict]) -> 
     n = [statistics.median(step) for step in zip(*new)]
     rel = [max(_rel(run[i], b[i]) for run in new) for i in range(len(b))]  # the farthest new run, step by step
     beyond = [i for i, d in enumerate(rel) if d > band]
-    entry.update(steps=len(b), max_rel_diff=max(rel), final_base=b[-1], final_new=n[-1])
+    # a step that was not finite is inf here and stays in the note; JSON gets null (it has no inf)
+    entry.update(steps=len(b), max_rel_diff=_finite(max(rel)), final_base=_finite(b[-1]), final_new=_finite(n[-1]))
     if not beyond:
         return {**entry, "verdict": "same", "first_step": None,
                 "note": f"every step of every new run within {band:.2g} of the base loss ({len(b)} steps)"}

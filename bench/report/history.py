@@ -21,7 +21,7 @@ import dataclasses
 import statistics
 from pathlib import Path
 
-from bench.core.rows import declared_metrics, passed, severity
+from bench.core.rows import FAILURES, declared_metrics, passed, severity
 from bench.report.changepoints import (  # noqa: F401  (re-exported: history's public names)
     MIN_SEGMENT,
     NOISE_FLOOR,
@@ -35,6 +35,7 @@ from bench.report.runs import (
     Run,
     environment_diff,
     has_channel,
+    impossible_in,
     load_run,
     machine_identity,
     metric_values,
@@ -65,7 +66,8 @@ def find_runs(folders: list[str], unreadable: list[str] | None = None) -> list[R
             if run.rows and run.run_id not in runs:
                 runs[run.run_id] = run
     if not runs:
-        raise ResultsError(f"no results file under {', '.join(folders)}")
+        raise ResultsError(f"no results file under {', '.join(folders)}"
+                           + (f" that could be read ({'; '.join((unreadable or [])[:3])})" if unreadable else ""))
     return sorted(runs.values(), key=lambda r: r.run_id)
 
 
@@ -120,6 +122,7 @@ def _analyse_group(profile, machine, runs: list[Run], threshold) -> Group:
         for (_, a), (run, b) in zip(statuses, statuses[1:]):
             if a != b and not (passed(a) and passed(b)):  # ok <-> fixed_upstream: both passed
                 status_changes.append({"case": case, "run_id": run.run_id, "from": a, "to": b,
+                                       "now": statuses[-1][1],  # the newest status the case has (not left out)
                                        "direction": "worse" if severity(b) > severity(a)
                                        else "better", "reason": run.rows[case].get("reason"),
                                        "repro": repro_command(case, run, run.rows[case])})
@@ -152,21 +155,26 @@ def _analyse_group(profile, machine, runs: list[Run], threshold) -> Group:
                                 "direction": "worse" if worse else "better", "environment": env,
                                 "repro": repro_command(case, run, run.rows[case])
                                 + (f"  # {versions}" if versions else "")})
-    incomplete = [{"run_id": r.run_id, "reason": "the run did not finish (its results say complete: false); "
-                   f"{sum(c not in r.rows for c in cases)} case(s) other runs have are absent from it"}
-                  for r in runs if not r.complete]
+    incomplete = [{"run_id": r.run_id, "reason": f"the run did not finish (its results say complete: false) after "
+                   f"{len(r.rows)} case(s)"} for r in runs if not r.complete]
     return Group(profile, machine, runs, changes, status_changes, series, curve_changes, incomplete)
 
 
+LOST_AFTER = 2  # nights without the value before it counts: one night is not a change
+
+
 def _lost_value(case: str, name: str, metric, runs: list[Run], points: list[tuple[Run, float]]) -> list[dict]:
-    """A metric that had a value and has none in every passing run since (its case still ok, no
-    row saying why it was not measured): a lost value is a change toward worse, as in compare."""
+    """A metric that had a value and has none in the last LOST_AFTER or more passing runs (its
+    case still ok, no row saying why it was not measured, none marking it impossible, timings
+    taken): a lost value is a change toward worse, as in compare."""
     if not points:
         return []
     last_run, last = points[-1]
     since = [r for r in runs[runs.index(last_run) + 1:] if passed(r.rows[case].get("status"))
              and r.rows[case].get("plan") != "left_out"]
-    if not since or skipped_why(case, name, since):
+    if metric.kind == "timing":  # a run under --benchmark-disable times nothing: it lost no value
+        since = [r for r in since if r.samples_ms]
+    if len(since) < LOST_AFTER or skipped_why(case, name, since) or impossible_in(case, name, since):
         return []
     return [{"case": case, "metric": name, "unit": metric.unit, "run_id": since[0].run_id, "before": last,
              "after": None, "ratio": None, "direction": "worse", "kind": "lost",
@@ -201,12 +209,12 @@ def recent_worse(groups: list[Group], recent: int) -> list[dict]:
     out = []
     for g in groups:
         last = {r.run_id for r in g.runs[-recent:]}
-        newest = g.runs[-1]
         out += [c for c in g.changes if c["direction"] == "worse" and c["run_id"] in last]
         for s in g.status_changes:
-            # still worse than before it at the newest run, whatever failure it is now (mismatch -> oom)
-            now = (newest.rows.get(s["case"]) or {}).get("status")
-            still = now is not None and severity(now) > severity(s["from"])
+            # still failing at the case's newest status, whatever failure it is now (mismatch -> oom),
+            # and not put right since (ok again; a later skip or a time plan's left-out says nothing)
+            now = s.get("now", s["to"])
+            still = now == s["to"] or (now in FAILURES and severity(now) > severity(s["from"]))
             if s["direction"] == "worse" and s["run_id"] in last and still:
                 out.append(s)
         out += [{"direction": "worse", **r} for r in g.incomplete if r["run_id"] in last]

@@ -31,6 +31,7 @@ class Run:
     threads: int | None = None          # bench_run.threads: --bench-threads (None: torch's default)
     failures: list[str] = dataclasses.field(default_factory=list)  # bench_run.failures: of the run, no row's
     foreign_cpu_share: float | None = None  # bench_run's: other processes' CPU share over the whole run
+    id_recorded: bool = True  # False: run_id is the file's name (a file without bench_run.run_id)
 
 
 def load_run(path: str | Path) -> Run:
@@ -73,7 +74,8 @@ def _parse(path: str | Path, data: dict) -> Run:
     return Run(str(path), run.get("run_id") or Path(path).stem, run.get("profile"), bool(run.get("complete", True)),
                fp, rows, samples, _channels(run.get("channels"), rows), run.get("threads"),
                [str(f) for f in run.get("failures") or []],
-               run["foreign_cpu_share"] if isinstance(run.get("foreign_cpu_share"), (int, float)) else None)
+               run["foreign_cpu_share"] if isinstance(run.get("foreign_cpu_share"), (int, float)) else None,
+               bool(run.get("run_id")))
 
 
 def _times_ms(case: str, seconds) -> list[float]:
@@ -231,14 +233,20 @@ def ok_runs(case: str, runs: list[Run]) -> int:
     return sum(passed((r.rows.get(case) or {}).get("status")) for r in runs)
 
 
+def identity_of(run: Run) -> str:
+    """What makes two files one run: the run id the suite recorded, or, for a file without one
+    (plain pytest-benchmark JSON, whose run id is only its file name), the file itself."""
+    return f"id:{run.run_id}" if run.id_recorded else f"path:{Path(run.path).resolve()}"
+
+
 def distinct_runs(runs: list[Run], side: str, warnings: list[str]) -> list[Run]:
     """Each run of a side once (by run id), saying which were dropped: a run given twice would
     count as two agreeing runs, a spread of zero no experiment measured, turning noise into a
     verdict."""
     kept, seen, dropped = [], set(), []
     for r in runs:
-        (dropped if r.run_id in seen else kept).append(r)
-        seen.add(r.run_id)
+        (dropped if identity_of(r) in seen else kept).append(r)
+        seen.add(identity_of(r))
     if dropped:
         warnings.append(f"{', '.join(f'run {r.run_id} ({r.path})' for r in dropped[:3])}"
                         f"{f' and {len(dropped) - 3} more' if len(dropped) > 3 else ''} given more than once on the "
