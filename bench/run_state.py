@@ -123,16 +123,22 @@ def user_model_unmeasured(rows: list, hf_model: str | None) -> str | None:
             f"measured (first: {first.get('status')}: {str(first.get('reason'))[:200]})")
 
 
-def required_but_skipped(rows: list, required: list[str]) -> list[str]:
+def required_but_skipped(rows: list, required: list[str], caps=None) -> list[str]:
     """Cases skipped for lack of a required capability; a run with no CUDA row at all
-    counts as missing every CUDA case."""
+    counts as missing every CUDA case. ``--bench-require cuda`` asks for the CUDA device each
+    row names: a row a present GPU cannot run (float8 below compute capability 8.9, a second
+    GPU, NCCL) is that GPU's limit, counted apart, not a lost GPU."""
+    from bench.core.hardware import probe
+
     if "cuda" not in required:
         return []
     cuda_rows = [r for r in rows if str(r.get("device") or "").startswith("cuda")]
     if not cuda_rows:
         return ["(no case ran on a CUDA device: --bench-device selected none)"]
+    caps = caps or probe()
     # declared, not parsed: a row skipped because the machine lacks what it needs says so (needs_hardware)
-    return [r["test"] for r in cuda_rows if r.get("status") == "skipped" and r.get("needs_hardware")]
+    return [r["test"] for r in cuda_rows if r.get("status") == "skipped" and r.get("needs_hardware")
+            and caps.device_reason(r["device"]) is not None]
 
 
 def check_references(config, state: RunState) -> list[str]:

@@ -164,3 +164,17 @@ def test_each_row_records_the_warnings_its_case_raised(bench_pytester):
     rows, _ = _rows(bench_pytester)
     assert rows["a-cpu"].get("warnings") is None
     assert rows["b-cpu"]["warnings"].startswith("UserWarning: There is a performance drop")
+
+
+def test_bench_require_cuda_counts_a_lost_gpu_not_a_present_gpus_limits():
+    """A float8 row on a GPU below compute capability 8.9 lacks hardware too, but the GPU is
+    there: before, --bench-require cuda failed an A100's run for it."""
+    from bench.core.hardware import Capabilities
+    from bench.run_state import required_but_skipped
+
+    rows = [{"test": "t[float8-cuda:0]", "device": "cuda:0", "status": "skipped", "needs_hardware": True},
+            {"test": "t[eager-cuda:0]", "device": "cuda:0", "status": "ok"}]
+    a100 = Capabilities(True, 1, ("NVIDIA A100",), (True,), True, ("gloo", "nccl"), 16)
+    none = Capabilities(False, 0, (), (), True, ("gloo",), 16)
+    assert required_but_skipped(rows, ["cuda"], a100) == []
+    assert required_but_skipped(rows, ["cuda"], none) == ["t[float8-cuda:0]"]
