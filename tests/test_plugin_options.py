@@ -10,10 +10,7 @@ import pytest
     (["--bench-plugin=./missing_plugin.py"], ["missing_plugin.py", "no such file"]),
     (["--hf-model=./no/such/model"], ["./no/such/model", "no such file or folder"]),
     (["--hf-dataset=/no/such/data.csv"], ["/no/such/data.csv", "no such file or folder"]),
-    # before: a file as the report folder ran the cases, then lost the report to an INTERNALERROR; a
-    # missing references folder turned the curve check off unseen; "" meant every device; NaN no ceiling
-    (["--bench-report-dir=/dev/null"], ["--bench-report-dir '/dev/null': cannot write reports there"]),
-    (["--bench-references=./no/refs"], ["--bench-references './no/refs': no such folder"]),
+    # before: "" meant every device; NaN no ceiling
     (["--bench-device="], ["--bench-device is empty", "cuda:N"]),
     (["--bench-time-budget=nan"], ["--bench-time-budget nan", "0 for no ceiling"]),
 ])
@@ -26,14 +23,32 @@ def test_bad_option_is_usage_error(bench_pytester, args, expected):
         assert text in err, err
 
 
-def test_a_local_dataset_without_the_columns_is_a_usage_error_before_any_case(bench_pytester):
-    """Before: accepted at configure time, then a test failure with a traceback at run time."""
-    bench_pytester.makepyfile("def test_x():\n    pass\n")
-    data = bench_pytester.path / "reviews.csv"
-    data.write_text("text,lab\ngood,1\nbad,0\n")
-    result = bench_pytester.runpytest_subprocess(f"--hf-dataset={data}")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "has no label column(s); it has text, lab" in result.stderr.str()
+class _Options:
+    """A pytest config as check_paths reads it: its options only."""
+
+    def __init__(self, **given):
+        self.given = given
+
+    def getoption(self, name):
+        return self.given.get(name)
+
+
+@pytest.mark.parametrize("given, words", [
+    # before: a file as the report folder ran the cases, then lost the report to an INTERNALERROR
+    ({"bench_report_dir": "/dev/null"}, "--bench-report-dir '/dev/null': cannot write reports there"),
+    # a missing references folder turned the curve check off unseen
+    ({"bench_references": "./no/refs"}, "--bench-references './no/refs': no such folder"),
+    # a local dataset without the columns was a traceback after the first cases
+    ({"hf_dataset": "reviews.csv"}, "has no label column(s); it has text, lab"),
+])
+def test_paths_that_cannot_serve_are_refused_before_any_case(tmp_path, monkeypatch, given, words):
+    from bench.plugin_options import check_paths
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reviews.csv").write_text("text,lab\ngood,1\nbad,0\n")
+    with pytest.raises(pytest.UsageError) as refused:
+        check_paths(_Options(**given))
+    assert words in str(refused.value)
 
 
 def test_hub_ids_are_not_checked_as_paths(bench_pytester):
