@@ -276,8 +276,7 @@ def pytest_sessionfinish(session, exitstatus):
     unmeasured = user_model_unmeasured(state.rows, config.getoption("hf_model"))
     if unmeasured:
         state.failures.append(unmeasured)
-    data = state.results(complete, benchmark_json(config))
-    state.write(complete, data)
+    data = state.write(complete, benchmark_json(config))
     build_report(data, state.run_dir)
     publish_latest(state.run_dir)
     atomic_write_json(state.root / "history" / f"{state.run_id}.json", data)

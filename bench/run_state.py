@@ -83,17 +83,20 @@ class RunState:
                              "complete": complete, "notes": self.notes, "failures": self.failures, "plan": self.plan,
                              "questions": self.questions(),
                              "channels": self.channels(), "threads": self.threads,
-                             "foreign_cpu_share": _rounded(self.load.foreign_share()) if complete else None}
+                             "foreign_cpu_share": self._foreign_share() if complete else None}
         return data
 
-    def write(self, complete: bool, benchmarks: dict | None = None) -> None:
+    def _foreign_share(self) -> float | None:
+        share = self.load.foreign_share()
+        return None if share is None else round(share, 4)
+
+    def write(self, complete: bool, benchmarks: dict | None = None) -> dict:
+        """Write results.json; returns what it wrote (the report and the history copy are of it)."""
         from bench.core.files import atomic_write_json
 
-        atomic_write_json(self.run_dir / "results.json", self.results(complete, benchmarks))
-
-
-def _rounded(share: float | None) -> float | None:
-    return None if share is None else round(share, 4)
+        data = self.results(complete, benchmarks)
+        atomic_write_json(self.run_dir / "results.json", data)
+        return data
 
 
 def benchmark_json(config) -> dict | None:

@@ -37,13 +37,6 @@ WARMUP_CALLS = 16  # Python 3.11+ specialises bytecode after a few executions: m
 WARMUP_S = 3.0    # ... unless the calls are slow (then the interpreter's share is small): at least 2 calls
 
 
-# The first count of real work in a fresh child reads high, warm-up calls or not: measured on
-# add_bias (fp32, check inputs), the first request's two counts were 391k and 18 % apart, every
-# later request's 359k and under 0.2 % apart (the native composite, counted second, agreed from
-# the start). So the first request counts one call of its first callable and throws that count
-# away (then: 360k, 0.25 % apart; a count of one call keeps the extra time small against the cap).
-
-
 class TooLarge(Exception):
     pass
 
@@ -97,6 +90,11 @@ def main(argv=None) -> None:
     total, calls = _count(empty, calls)
     baseline = total / calls
     _answer({"baseline_per_call": baseline})
+    # The first count of real work in a fresh child reads high, warm-up calls or not: measured on
+    # add_bias (fp32, check inputs), the first request's two counts were 391k and 18 % apart, every
+    # later request's 359k and under 0.2 % apart (the native composite, counted second, agreed from
+    # the start). So the first request counts one call of its first callable and throws that count
+    # away (then: 360k, 0.25 % apart; one call keeps the extra time small against the cap).
     first = True
     for line in sys.stdin:
         try:
@@ -105,7 +103,7 @@ def main(argv=None) -> None:
             callables = getattr(importlib.import_module(module), name)(req["case"])
             calls = int(req["calls"])
             counts, spreads, cap = {}, {}, float(req.get("cap_s", float("inf"))) / max(1, len(callables))
-            if first:  # the count the child's first request throws away (above TooLarge)
+            if first:  # the count thrown away (above)
                 _count(next(iter(callables.values())), 1, cap)
                 first = False
             for k, fn in callables.items():  # counted twice: each row carries its own repeatability

@@ -73,6 +73,13 @@ def cuda_index(device: str | torch.device) -> int:
     return dev.index or 0
 
 
+def float8_capable(device: str) -> bool:
+    """Whether ``device`` has float8 matmuls (``torch._scaled_mm``: CUDA compute capability 8.9+,
+    Ada and Hopper on), the ones torchao's float8 inference and training call."""
+    return device.startswith("cuda") and torch.cuda.is_available() and \
+        torch.cuda.get_device_capability(torch.device(device)) >= (8, 9)
+
+
 def _native_bf16(index: int) -> bool:
     # torch.cuda.is_bf16_supported() asks only the current device and, by default, counts
     # emulation on pre-Ampere GPUs; native bf16 tensor-core math needs sm_80 or newer.

@@ -15,7 +15,7 @@ import torch
 
 from bench.core.compiled import dynamo_counts
 from bench.core.face import one_of, run_as_row
-from bench.core.hardware import DTYPES, PRECISIONS
+from bench.core.hardware import DTYPES, PRECISIONS, float8_capable
 from bench.core.timing import budget_for
 from bench.generation import quantized as Q
 from bench.generation import speculative as S
@@ -95,7 +95,7 @@ def cases(session) -> list:
                 # what the machine lacks first: a profile that would run the row cannot run it here
                 if mode == "compile_cudagraphs" and device == "cpu":
                     marks.append(lacks("CUDA graphs (mode reduce-overhead) need a CUDA device"))
-                elif mode == "float8_dynamic" and not _float8(device):
+                elif mode == "float8_dynamic" and not float8_capable(device):
                     marks.append(lacks("float8 matmuls (torch._scaled_mm) need a CUDA GPU of compute capability "
                                        "8.9 or later"))
                 elif (mode != "eager" or attn == "flex_attention") and not p.gen_graphs:
@@ -114,11 +114,6 @@ def _cost_on_cpu(mode: str, attention: str) -> str:
     if mode in ("compile", "export") or attention == "flex_attention":  # flex_attention: Inductor, even eager
         return "10-30 s per graph on CPU"
     return "a quantized model or a second decoding pass: seconds a row on CPU"
-
-
-def _float8(device: str) -> bool:
-    return device.startswith("cuda") and torch.cuda.is_available() and \
-        torch.cuda.get_device_capability(torch.device(device)) >= (8, 9)
 
 
 def decoder_size(session, device: str) -> str:

@@ -29,6 +29,7 @@ from bench.report.runs import (
     distinct_runs,
     environment_diff,
     identity_of,
+    left_out_by_plan,
     load_run,
     machine_identity,
     repro_command,
@@ -106,9 +107,9 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
         raise ResultsError(f"alpha {alpha}: give a level between 0 and 0.5, e.g. 0.05")
     twice: list[str] = []
     base, new = distinct_runs(base, "base", twice), distinct_runs(new, "new", twice)
-    both = sorted({identity_of(r) for r in base} & {identity_of(r) for r in new})
-    twice += [f"the same run on both sides ({', '.join(b.split(':', 1)[1] for b in both[:3])}): it cannot differ "
-              "from itself"] if both else []
+    in_base = {identity_of(r) for r in base}
+    both = [r.run_id for r in new if identity_of(r) in in_base]
+    twice += [f"the same run on both sides ({', '.join(both[:3])}): it cannot differ from itself"] if both else []
     warnings = twice + check_comparable(base, new, allow_profile_mismatch, allow_machine_mismatch)
     base_cases = set().union(*(r.rows for r in base))
     new_cases = set().union(*(r.rows for r in new))
@@ -124,8 +125,8 @@ def compare_runs(base: list[Run], new: list[Run], threshold: float | None = None
         brows = [r.rows[case] for r in base if case in r.rows]
         nrows = [r.rows[case] for r in new if case in r.rows]
         # a run whose time plan left the case out says nothing about it (as in history)
-        brows = [r for r in brows if r.get("plan") != "left_out"]
-        nrows = [r for r in nrows if r.get("plan") != "left_out"]
+        brows = [r for r in brows if not left_out_by_plan(r)]
+        nrows = [r for r in nrows if not left_out_by_plan(r)]
         if not brows or not nrows:
             planned_out.append(case)  # not run on a side by the time plan: nothing to compare, not a change
             continue

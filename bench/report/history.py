@@ -30,12 +30,14 @@ from bench.report.changepoints import (  # noqa: F401  (re-exported: history's p
     level_steps,
     noise_of,
 )
+from bench.report.curves import judge_curve
 from bench.report.io import ResultsError
 from bench.report.runs import (
     Run,
     environment_diff,
     has_channel,
     impossible_in,
+    left_out_by_plan,
     load_run,
     machine_identity,
     metric_values,
@@ -118,7 +120,7 @@ def _analyse_group(profile, machine, runs: list[Run], threshold) -> Group:
         present = [r for r in runs if case in r.rows]
         # a run whose time plan left the case out says nothing about it (bench.core.plan)
         statuses = [(r, r.rows[case].get("status") or "error") for r in present
-                    if r.rows[case].get("plan") != "left_out"]
+                    if not left_out_by_plan(r.rows[case])]
         for (_, a), (run, b) in zip(statuses, statuses[1:]):
             if a != b and not (passed(a) and passed(b)):  # ok <-> fixed_upstream: both passed
                 status_changes.append({"case": case, "run_id": run.run_id, "from": a, "to": b,
@@ -160,21 +162,18 @@ def _analyse_group(profile, machine, runs: list[Run], threshold) -> Group:
     return Group(profile, machine, runs, changes, status_changes, series, curve_changes, incomplete)
 
 
-LOST_AFTER = 2  # nights without the value before it counts: one night is not a change
-
-
 def _lost_value(case: str, name: str, metric, runs: list[Run], points: list[tuple[Run, float]]) -> list[dict]:
-    """A metric that had a value and has none in the last LOST_AFTER or more passing runs (its
+    """A metric that had a value and has none in the last MIN_SEGMENT or more passing runs (its
     case still ok, no row saying why it was not measured, none marking it impossible, timings
     taken): a lost value is a change toward worse, as in compare."""
     if not points:
         return []
     last_run, last = points[-1]
     since = [r for r in runs[runs.index(last_run) + 1:] if passed(r.rows[case].get("status"))
-             and r.rows[case].get("plan") != "left_out"]
+             and not left_out_by_plan(r.rows[case])]
     if metric.kind == "timing":  # a run under --benchmark-disable times nothing: it lost no value
         since = [r for r in since if r.samples_ms]
-    if len(since) < LOST_AFTER or skipped_why(case, name, since) or impossible_in(case, name, since):
+    if len(since) < MIN_SEGMENT or skipped_why(case, name, since) or impossible_in(case, name, since):
         return []
     return [{"case": case, "metric": name, "unit": metric.unit, "run_id": since[0].run_id, "before": last,
              "after": None, "ratio": None, "direction": "worse", "kind": "lost",
@@ -185,8 +184,6 @@ def _lost_value(case: str, name: str, metric, runs: list[Run], points: list[tupl
 def _curve_changes(case: str, suite: str, runs: list[Run]) -> list[dict]:
     """Each run whose loss curve for ``case`` left the previous run's (both passed): a finding
     at that run, naming the first step beyond the band and what changed in the environment."""
-    from bench.report.curves import judge_curve
-
     out, previous = [], None
     for run in runs:
         row = run.rows[case]

@@ -153,6 +153,12 @@ def metric_values(case: str, name: str, metric: Metric, runs: list[Run]) -> tupl
     return per_run, raw
 
 
+def left_out_by_plan(row: dict) -> bool:
+    """Whether the run's time plan left the case out (``bench.core.plan``): such a row says
+    nothing about the case, in compare and in history alike."""
+    return row.get("plan") == "left_out"
+
+
 def marks_impossible(row: dict, name: str) -> bool:
     """Whether the row itself says its ``name`` value is beyond a physical bound (``implausible``:
     "col value > bound; ..."): such a value is never judged."""

@@ -30,7 +30,7 @@ from bench.serving import load as L
 from bench.serving.plan import CONTEXTS, PLANS, TPOT_TARGET_MS, TTFT_TARGET_MS
 from bench.serving.plan import model as _model
 from bench.serving.plan import size as _size
-from bench.serving.search import meets
+from bench.serving.search import meets, search
 
 SCENARIOS = ("burst", "poisson", "capacity", "long_context")
 SCHEDULERS = ("continuous", "static", "single")
@@ -207,8 +207,6 @@ def run_case(case: dict, benchmark, row, session) -> None:
 def _search(c: dict, session, model, capacity: float, row) -> None:
     """The highest rate meeting the targets (``bench.serving.search``), every trial's requests
     checked against eager's tokens first."""
-    from bench.serving.search import search
-
     p, n = session.profile, 2 * PLANS[session.profile.name].requests
 
     def trial(rate: float) -> bool:

@@ -18,8 +18,8 @@ TRACE_S = {"smoke": 3.0, "standard": 8.0, "full": 60.0}  # the longest trace a t
 
 
 def search(trial, start: float, requests: int, profile: str) -> dict:
-    """``trial(rate) -> (met, summary)`` serves one trace at ``rate``; ``start``: the burst
-    capacity (requests/s)."""
+    """``trial(rate) -> bool`` serves one trace at ``rate`` and says whether it met both
+    targets; ``start``: the burst capacity (requests/s)."""
     tried: list[tuple[float, bool]] = []
     slowest = requests / TRACE_S[profile]  # the lowest rate whose trace fits the profile's time
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from bench.core.face import one_of, run_as_row
+from bench.core.hardware import float8_capable
 from bench.core.launch import LaunchResult, in_temp_dir, launch, torchrun_command
 from bench.core.numerics import SHARDED_MP_TOL, SHARDED_MP_UPDATE_TOL, SHARDED_TOL
 
@@ -143,7 +144,7 @@ def cases(session) -> list:
             elif device != "cpu" and ws > gpus:
                 reason = f"nccl at world size {ws} needs {ws} GPU(s); this machine has {gpus}"
                 marks.append(lacks(reason))
-            elif mp == "float8" and not _float8_gpu():
+            elif mp == "float8" and not float8_capable(device):
                 marks.append(lacks("float8 training (torch._scaled_mm) needs a GPU of compute capability 8.9+"))
             elif ckpt != "none" and unavailable(ckpt):
                 marks.append(lacks(unavailable(ckpt)))
@@ -154,12 +155,6 @@ def cases(session) -> list:
                             checkpointing=ckpt, dropout=dropout, mp=mp, device=device,
                             **({"offload": True} if offload else {}), **({"compile": True} if compiled else {})))
     return out
-
-
-def _float8_gpu() -> bool:
-    import torch
-
-    return torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 9)
 
 
 def _tp_unsplit(size: str, world: int) -> str | None:
